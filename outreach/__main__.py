@@ -1,0 +1,5 @@
+"""python -m outreach."""
+
+from .cli import main
+
+main()

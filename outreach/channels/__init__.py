@@ -1,0 +1,82 @@
+"""The provider registry: an explicit map from provider name to its class, imported on use.
+
+Adding a provider is one module and one line here; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Mapping
+
+from ..config import ChannelConfig
+from ..errors import ConfigError
+from .base import AddressKind, Provider, ProviderContext
+
+REGISTRY: dict[str, str] = {
+    "outbox": "outreach.channels.outbox:OutboxProvider",
+    "smtp": "outreach.channels.smtp:SmtpProvider",
+    "twilio": "outreach.channels.twilio:TwilioProvider",
+    "whatsapp-cloud": "outreach.channels.whatsapp_cloud:WhatsAppCloudProvider",
+    "sunshine": "outreach.channels.sunshine:SunshineProvider",
+    "webhook": "outreach.channels.webhook:WebhookProvider",
+}
+
+
+def provider_class(name: str) -> type[Provider]:
+    """The provider class registered under ``name``."""
+    try:
+        module_name, class_name = REGISTRY[name].split(":")
+    except KeyError:
+        raise ConfigError(
+            f'"{name}" is not a provider; use one of {", ".join(REGISTRY)}'
+        ) from None
+    cls: type[Provider] = getattr(importlib.import_module(module_name), class_name)
+    return cls
+
+
+def address_kind(channel: ChannelConfig) -> AddressKind:
+    """Which customer field addresses people on this channel.
+
+    ``address = "email" | "phone" | "user" | "id"`` in the channel's settings wins; the
+    outbox, which stands in for any provider, guesses from the channel's name.
+    """
+    explicit = channel.settings.get("address")
+    if explicit in ("email", "phone", "user", "id"):
+        return explicit  # type: ignore[no-any-return]
+    if channel.provider == "outbox":
+        return "email" if "mail" in channel.name else "phone"
+    return provider_class(channel.provider).address_kind
+
+
+def check_channel(channel: ChannelConfig, env: Mapping[str, str] | None = None) -> list[str]:
+    """Problems with a channel's settings: unknown or missing keys, unset secret variables."""
+    env = os.environ if env is None else env
+    cls = provider_class(channel.provider)
+    where = f"[channels.{channel.name}]"
+    problems = [
+        f"{where}: unknown setting {key!r} for provider {channel.provider}; known: "
+        + ", ".join(sorted(cls.settings | {"address"}))
+        for key in sorted(channel.settings)
+        if key not in cls.settings and key != "address"
+    ]
+    problems += [
+        f"{where}: {key} is required for provider {channel.provider}"
+        for key in sorted(cls.required_settings)
+        if key not in channel.settings
+    ]
+    for key, var in sorted(channel.settings.items()):
+        if key.endswith("_env") and not env.get(str(var)):
+            problems.append(
+                f"{where} {key}: environment variable {var} is not set (or empty); "
+                f"export {var}=… before running"
+            )
+    return problems
+
+
+def build_provider(channel: ChannelConfig, context: ProviderContext) -> Provider:
+    """A ready provider for ``channel``; ConfigError when its settings are incomplete."""
+    problems = check_channel(channel, context.env)
+    if problems:
+        raise ConfigError(problems[0])
+    return provider_class(channel.provider)(channel, context)

@@ -1,0 +1,139 @@
+"""The one small interface every channel provider implements.
+
+A provider turns a rendered ``OutboundMessage`` into a request to its service and, for
+webhooks it receives, verifies authenticity and parses the body into ``InboundMessage`` and
+``StatusEvent`` values. Providers never touch the store; ``sending`` and ``inbound`` do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Literal, Protocol
+
+from ..config import ChannelConfig
+
+# How a provider addresses a customer: which customer field holds the address.
+AddressKind = Literal["email", "phone", "user", "id"]
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """One rendered message, ready for a provider."""
+
+    delivery_id: str
+    channel: str
+    customer_id: str
+    to: str
+    body: str
+    subject: str | None = None
+    html: str | None = None
+    preheader: str | None = None
+    campaign: str | None = None
+    customer_name: str | None = None
+    unsubscribe_url: str | None = None
+    # a token that identifies the conversation, for a Reply-To plus-address
+    reply_token: str | None = None
+    # WhatsApp Cloud: the approved template to use outside the 24-hour window
+    # {"name": ..., "language": ..., "parameters": [...]}
+    whatsapp_template: Mapping[str, Any] | None = None
+    # WhatsApp Cloud: the customer wrote on this channel within the last 24 hours
+    in_service_window: bool = False
+    # the provider's status callback URL, when [server] public_url is set
+    status_callback: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What a provider answered to an accepted send."""
+
+    provider_message_id: str | None
+    status: str = "sent"
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """An HTTP request as a provider made it, independent of the web framework.
+
+    ``url`` is the address as the provider called it (built from ``[server] public_url``
+    behind a proxy); header names are lower case.
+    """
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A message a customer sent us."""
+
+    channel: str
+    address: str
+    text: str
+    external_id: str | None
+    received_at: datetime
+    profile_name: str | None = None
+    # for email: the Message-ID this one answers, and the plus-address token it was sent to
+    in_reply_to: str | None = None
+    reply_token: str | None = None
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    """A delivery-status callback: queued, sent, delivered, read or failed."""
+
+    channel: str
+    provider_message_id: str
+    status: str
+    at: datetime
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+InboundEvent = InboundMessage | StatusEvent
+
+
+class Provider(Protocol):
+    """A channel provider. Implementations declare their limits as class attributes."""
+
+    name: ClassVar[str]
+    address_kind: ClassVar[AddressKind]
+    # True when resending the same delivery id cannot produce a second message
+    # (an idempotency key, or a file named by delivery id)
+    idempotent: ClassVar[bool]
+    # settings keys this provider accepts (besides provider, rate, concurrency, timeout)
+    settings: ClassVar[frozenset[str]]
+    required_settings: ClassVar[frozenset[str]]
+
+    def __init__(self, channel: ChannelConfig, context: ProviderContext) -> None: ...
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        """Send one message; raise ``ProviderError(retryable=...)`` on failure."""
+        ...
+
+    def verify(self, request: WebhookRequest) -> None:
+        """Raise ``SignatureError`` unless the request is authentic."""
+        ...
+
+    def parse(self, request: WebhookRequest) -> list[InboundEvent]:
+        """Inbound messages and status events in a verified webhook request."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close connections (HTTP clients, SMTP sessions)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ProviderContext:
+    """What a provider may know of its surroundings, besides its own settings."""
+
+    workspace_root: str
+    env: Mapping[str, str]
+    public_url: str | None = None
+    sender_name: str = "outreach"

@@ -1,0 +1,99 @@
+"""The embedded default provider: every message becomes a file in ``outbox/CHANNEL/``.
+
+Files are named by delivery id and written atomically (temporary file, then rename), so a
+resend of the same delivery replaces the file instead of adding a second message: the
+outbox is idempotent. Email becomes an RFC 5322 ``.eml``; everything else ``.json``.
+Replies are fed back with ``outreach replies ingest``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from email.message import EmailMessage
+from email.utils import formatdate
+from pathlib import Path
+from typing import ClassVar
+
+from ..config import ChannelConfig
+from ..errors import ProviderError, SignatureError
+from .base import (
+    AddressKind,
+    InboundEvent,
+    OutboundMessage,
+    ProviderContext,
+    SendResult,
+    WebhookRequest,
+)
+
+
+class OutboxProvider:
+    name: ClassVar[str] = "outbox"
+    address_kind: ClassVar[AddressKind] = "phone"
+    idempotent: ClassVar[bool] = True
+    settings: ClassVar[frozenset[str]] = frozenset({"path"})
+    required_settings: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, channel: ChannelConfig, context: ProviderContext) -> None:
+        self.channel = channel
+        self.folder = Path(context.workspace_root) / str(channel.settings.get("path", "outbox"))
+        self.folder = self.folder / channel.name
+        self.sender_name = context.sender_name
+        self._made = False
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        if not self._made:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._made = True
+        if message.subject is not None:
+            data = _email_bytes(message, self.sender_name)
+            target = self.folder / f"{message.delivery_id}.eml"
+        else:
+            data = json.dumps(
+                {
+                    "to": message.to,
+                    "body": message.body,
+                    "customer_id": message.customer_id,
+                    "campaign": message.campaign,
+                    "channel": message.channel,
+                    "delivery_id": message.delivery_id,
+                },
+                ensure_ascii=False,
+                indent=1,
+            ).encode("utf-8")
+            target = self.folder / f"{message.delivery_id}.json"
+        tmp = target.with_suffix(".tmp")
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise ProviderError(
+                f"outbox: cannot write {target.name} ({exc.strerror})", retryable=False
+            ) from None
+        return SendResult(provider_message_id=f"outbox:{message.delivery_id}")
+
+    def verify(self, request: WebhookRequest) -> None:
+        raise SignatureError("the outbox provider receives no webhooks; use replies ingest", 404)
+
+    def parse(self, request: WebhookRequest) -> list[InboundEvent]:
+        return []
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _email_bytes(message: OutboundMessage, sender_name: str) -> bytes:
+    mail = EmailMessage()
+    mail["From"] = f"{sender_name} <outbox@localhost>"
+    mail["To"] = message.to
+    mail["Subject"] = message.subject or ""
+    mail["Date"] = formatdate(localtime=False)
+    mail["Message-ID"] = f"<{message.delivery_id}@outreach.local>"
+    if message.unsubscribe_url:
+        mail["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
+        mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    mail["X-Outreach-Delivery"] = message.delivery_id
+    mail.set_content(message.body)
+    if message.html:
+        mail.add_alternative(message.html, subtype="html")
+    return mail.as_bytes()

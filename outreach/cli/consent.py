@@ -1,0 +1,7 @@
+"""outreach consent … (being built)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="Consent commands.", no_args_is_help=True)

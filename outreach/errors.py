@@ -1,0 +1,89 @@
+"""The one exception tree of outreach.
+
+Every error a user can cause is an ``OutreachError`` carrying the exit code of SPEC §11.
+The CLI maps them to one line on stderr in exactly one place (``cli/__init__.py``);
+anything else that escapes is a bug and exits 1.
+"""
+
+from __future__ import annotations
+
+
+class OutreachError(Exception):
+    """Base of every expected error; ``str(err)`` is the one line shown to the user."""
+
+    exit_code = 1
+
+
+class UsageError(OutreachError):
+    """The command line or its input is wrong (exit 2)."""
+
+    exit_code = 2
+
+
+class NotFoundError(UsageError):
+    """A named customer, campaign, template or channel does not exist (exit 2)."""
+
+
+class PartialFailure(OutreachError):
+    """Some rows or messages failed while the rest succeeded (exit 3)."""
+
+    exit_code = 3
+
+
+class ConfigError(OutreachError):
+    """outreach.toml, a campaign file or a channel setting is invalid (exit 4)."""
+
+    exit_code = 4
+
+
+class TemplateError(OutreachError):
+    """A template cannot be found, compiled or rendered (exit 4)."""
+
+    exit_code = 4
+
+
+class LockedError(OutreachError):
+    """Another run holds the workspace lock (exit 5)."""
+
+    exit_code = 5
+
+
+class StoreError(OutreachError):
+    """The database is unusable: newer schema, corrupt file, not writable (exit 4)."""
+
+    exit_code = 4
+
+
+class ProviderError(OutreachError):
+    """A channel provider refused or failed a send.
+
+    ``retryable`` says whether the same request may succeed later (timeouts, 429, 5xx);
+    ``retry_after`` is the provider's own hint in seconds, when it gave one. ``code`` is the
+    provider's error code (Twilio 21211, Meta 131047, SMTP 550, ...). The message must never
+    contain a secret.
+    """
+
+    exit_code = 3
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.code = code
+        self.retry_after = retry_after
+
+
+class SignatureError(OutreachError):
+    """A webhook's signature is missing, forged or replayed; ``status`` is 401 or 403."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status

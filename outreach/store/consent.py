@@ -1,0 +1,80 @@
+"""SQL for the consent ledger: append-only; the current consent is the latest row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from . import Store
+
+ConsentRow = tuple[str, str, str, str, str | None, str]  # customer, channel, status, source, evidence, at
+
+
+def append_consent(store: Store, rows: Iterable[ConsentRow]) -> int:
+    """Append ledger rows; the caller holds the transaction. Returns how many."""
+    cur = store.conn.executemany(
+        "INSERT INTO consent (customer_id, channel, status, source, evidence, recorded_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        list(rows),
+    )
+    return cur.rowcount
+
+
+def current_consent(store: Store, customer_id: str) -> dict[str, str]:
+    """channel → current status for one customer."""
+    rows = store.conn.execute(
+        "SELECT channel, status, max(id) FROM consent WHERE customer_id = ? GROUP BY channel",
+        (customer_id,),
+    )
+    return {channel: status for channel, status, _ in rows}
+
+
+def current_consent_for(store: Store, customer_id: str, channel: str) -> str | None:
+    """The current status on one channel, or None when the ledger has nothing."""
+    row = store.conn.execute(
+        "SELECT status FROM consent WHERE customer_id = ? AND channel = ? "
+        "ORDER BY id DESC LIMIT 1",
+        (customer_id, channel),
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
+def customers_with_history(store: Store, ids: Sequence[str], channel: str) -> set[str]:
+    """Which of ``ids`` have any ledger row on ``channel``."""
+    found: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        marks = ", ".join("?" for _ in chunk)
+        found.update(
+            r[0]
+            for r in store.conn.execute(
+                f"SELECT DISTINCT customer_id FROM consent WHERE channel = ? "
+                f"AND customer_id IN ({marks})",
+                [channel, *chunk],
+            )
+        )
+    return found
+
+
+def consent_history(store: Store, customer_id: str) -> list[dict[str, Any]]:
+    """Every ledger row of a customer, oldest first."""
+    cur = store.conn.execute(
+        "SELECT channel, status, source, evidence, recorded_at FROM consent "
+        "WHERE customer_id = ? ORDER BY id",
+        (customer_id,),
+    )
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur]
+
+
+def consent_summary(store: Store) -> dict[str, dict[str, int]]:
+    """channel → {status: customers} over current consent."""
+    rows = store.conn.execute(
+        "SELECT channel, status, count(*) FROM ("
+        "  SELECT channel, status, max(id) FROM consent GROUP BY customer_id, channel"
+        ") GROUP BY channel, status ORDER BY channel"
+    )
+    out: dict[str, dict[str, int]] = {}
+    for channel, status, n in rows:
+        out.setdefault(channel, {})[status] = n
+    return out

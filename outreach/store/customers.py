@@ -1,0 +1,153 @@
+"""SQL for customers, their attribute columns and extra addresses."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from . import Store
+from .migrations import CUSTOMER_COLUMNS
+
+
+def attribute_columns(store: Store) -> list[str]:
+    """The customer columns that came from import files (everything not built in)."""
+    return [c.name for c in store.db["customers"].columns if c.name not in CUSTOMER_COLUMNS]
+
+
+def ensure_columns(store: Store, names: Sequence[str]) -> None:
+    """Add attribute columns that do not exist yet (untyped, so numbers stay numbers)."""
+    existing = {c.name for c in store.db["customers"].columns}
+    with store.write() as conn:
+        for name in names:
+            if name not in existing:
+                conn.execute(f"ALTER TABLE customers ADD COLUMN {_quote(name)}")
+
+
+def upsert_customers(
+    store: Store, columns: Sequence[str], rows: Sequence[Sequence[Any]], at: str
+) -> tuple[int, int]:
+    """Insert or update customers in one statement per batch; returns (created, updated).
+
+    A None value means "not given" and keeps what is stored: import never clears a field.
+    The caller holds the transaction.
+    """
+    cols = [c for c in columns if c not in ("created_at", "updated_at")]
+    ids = [row[cols.index("id")] for row in rows]
+    existing = _existing_ids(store.conn, ids)
+    names = ", ".join(_quote(c) for c in [*cols, "created_at", "updated_at"])
+    marks = ", ".join("?" for _ in range(len(cols) + 2))
+    updates = ", ".join(
+        f"{_quote(c)} = coalesce(excluded.{_quote(c)}, customers.{_quote(c)})"
+        for c in cols
+        if c != "id"
+    )
+    sql = (
+        f"INSERT INTO customers ({names}) VALUES ({marks}) ON CONFLICT(id) DO UPDATE SET "
+        f"{updates + ', ' if updates else ''}updated_at = excluded.updated_at, verified = 1"
+    )
+    store.conn.executemany(sql, [(*row, at, at) for row in rows])
+    updated = len(existing)
+    return len(set(ids)) - updated, updated
+
+
+def _existing_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        found.update(
+            r[0] for r in conn.execute(f"SELECT id FROM customers WHERE id IN ({marks})", chunk)
+        )
+    return found
+
+
+def get_customer(store: Store, customer_id: str) -> dict[str, Any] | None:
+    """One customer as a dict of every column, or None."""
+    cur = store.conn.execute("SELECT * FROM customers WHERE id = ?", (customer_id,))
+    row = cur.fetchone()
+    if row is None:
+        return None
+    return dict(zip([d[0] for d in cur.description], row, strict=True))
+
+
+def get_customers(store: Store, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Customers by id, fetched in chunks."""
+    out: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        marks = ", ".join("?" for _ in chunk)
+        cur = store.conn.execute(f"SELECT * FROM customers WHERE id IN ({marks})", chunk)
+        names = [d[0] for d in cur.description]
+        for row in cur:
+            out[row[0]] = dict(zip(names, row, strict=True))
+    return out
+
+
+def count_customers(store: Store) -> dict[str, int]:
+    row = store.conn.execute(
+        "SELECT count(*), coalesce(sum(verified = 0), 0) FROM customers"
+    ).fetchone()
+    return {"customers": row[0] - row[1], "unverified_contacts": row[1]}
+
+
+def find_customer_by_address(store: Store, channel: str, kind: str, address: str) -> str | None:
+    """The id of the customer known by ``address`` on ``channel``.
+
+    ``kind`` is how the channel addresses people: ``email``, ``phone`` or ``user`` (a
+    platform's own user id, kept in ``addresses``).
+    """
+    row = store.conn.execute(
+        "SELECT customer_id FROM addresses WHERE channel = ? AND address = ?", (channel, address)
+    ).fetchone()
+    if row:
+        return str(row[0])
+    if kind in ("email", "phone"):
+        sql = (
+            "SELECT id FROM customers WHERE lower(email) = lower(?)"
+            if kind == "email"
+            else "SELECT id FROM customers WHERE phone = ?"
+        )
+        row = store.conn.execute(sql + " ORDER BY verified DESC, created_at LIMIT 1", (address,))
+        found = row.fetchone()
+        if found:
+            return str(found[0])
+    return None
+
+
+def add_address(store: Store, channel: str, address: str, customer_id: str) -> None:
+    """Remember that ``customer_id`` is reached as ``address`` on ``channel``."""
+    store.conn.execute(
+        "INSERT OR IGNORE INTO addresses (channel, address, customer_id) VALUES (?, ?, ?)",
+        (channel, address, customer_id),
+    )
+
+
+def create_contact(store: Store, customer_id: str, fields: dict[str, Any], at: str) -> None:
+    """Insert an unverified contact (someone who wrote in from an unknown address)."""
+    cols = ["id", *fields, "verified", "created_at", "updated_at"]
+    store.conn.execute(
+        f"INSERT OR IGNORE INTO customers ({', '.join(_quote(c) for c in cols)}) "
+        f"VALUES ({', '.join('?' for _ in cols)})",
+        (customer_id, *fields.values(), 0, at, at),
+    )
+
+
+def iter_customers(
+    store: Store, where_sql: str | None, params: Sequence[Any] = (), limit: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """Stream customers; ``where_sql`` must already have passed the audience authorizer."""
+    sql = "SELECT * FROM customers"
+    if where_sql:
+        sql += f" WHERE ({where_sql})"
+    sql += " ORDER BY id"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    cur = store.conn.execute(sql, tuple(params))
+    names = [d[0] for d in cur.description]
+    for row in cur:
+        yield dict(zip(names, row, strict=True))
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

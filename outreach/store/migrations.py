@@ -1,0 +1,182 @@
+"""The schema, as small named migrations that are never edited once shipped.
+
+Add a change as the next ``mNNN_…`` function. Times are stored as UTC ISO 8601 text
+(``clock.iso``), which sorts and compares as time.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database, Migrations
+
+migrations = Migrations("outreach")
+
+# The columns of ``customers`` that outreach itself owns; anything else is an attribute.
+CUSTOMER_COLUMNS = (
+    "id", "name", "email", "phone", "preferred_channel", "locale", "timezone",
+    "verified", "created_at", "updated_at",
+)
+
+
+@migrations()
+def m001_customers(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE customers (
+            id TEXT PRIMARY KEY,
+            name TEXT,
+            email TEXT,
+            phone TEXT,
+            preferred_channel TEXT,
+            locale TEXT,
+            timezone TEXT,
+            verified INTEGER NOT NULL DEFAULT 1,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX customers_email ON customers(email);
+        CREATE INDEX customers_phone ON customers(phone);
+        -- extra addresses a customer is known by (messaging-platform user ids, WhatsApp ids)
+        CREATE TABLE addresses (
+            channel TEXT NOT NULL,
+            address TEXT NOT NULL,
+            customer_id TEXT NOT NULL REFERENCES customers(id),
+            PRIMARY KEY (channel, address)
+        );
+        """
+    )
+
+
+@migrations()
+def m002_consent(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE consent (
+            id INTEGER PRIMARY KEY,
+            customer_id TEXT NOT NULL REFERENCES customers(id),
+            channel TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('opted_in', 'opted_out')),
+            source TEXT NOT NULL,
+            evidence TEXT,
+            recorded_at TEXT NOT NULL
+        );
+        CREATE INDEX consent_current ON consent(customer_id, channel, id);
+        -- the ledger only grows
+        CREATE TRIGGER consent_no_update BEFORE UPDATE ON consent
+            BEGIN SELECT RAISE(ABORT, 'the consent ledger is append-only'); END;
+        CREATE TRIGGER consent_no_delete BEFORE DELETE ON consent
+            BEGIN SELECT RAISE(ABORT, 'the consent ledger is append-only'); END;
+        """
+    )
+
+
+@migrations()
+def m003_campaigns(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE occurrences (
+            id INTEGER PRIMARY KEY,
+            campaign TEXT NOT NULL,
+            occurrence TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('planning', 'planned', 'missed')),
+            audience INTEGER NOT NULL DEFAULT 0,
+            planned_at TEXT NOT NULL,
+            UNIQUE (campaign, occurrence)
+        );
+        CREATE TABLE deliveries (
+            id TEXT PRIMARY KEY,
+            campaign TEXT,
+            occurrence TEXT,
+            customer_id TEXT NOT NULL REFERENCES customers(id),
+            channel TEXT,
+            purpose TEXT NOT NULL DEFAULT 'campaign',
+            template TEXT NOT NULL,
+            counts_for_cap INTEGER NOT NULL DEFAULT 1,
+            window TEXT,
+            status TEXT NOT NULL CHECK (status IN (
+                'queued', 'deferred', 'sending', 'sent', 'delivered', 'read',
+                'failed', 'skipped', 'unknown')),
+            reason TEXT,
+            error TEXT,
+            not_before TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            provider_message_id TEXT,
+            context TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            sent_at TEXT
+        );
+        -- exactly-once: one campaign delivery per (campaign, occurrence, customer)
+        CREATE UNIQUE INDEX deliveries_once ON deliveries(campaign, occurrence, customer_id)
+            WHERE purpose = 'campaign';
+        CREATE INDEX deliveries_due ON deliveries(status, not_before);
+        CREATE INDEX deliveries_customer ON deliveries(customer_id, sent_at);
+        CREATE INDEX deliveries_provider_id ON deliveries(provider_message_id);
+        """
+    )
+
+
+@migrations()
+def m004_conversations(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY,
+            customer_id TEXT NOT NULL UNIQUE REFERENCES customers(id),
+            status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'closed')),
+            needs_attention INTEGER NOT NULL DEFAULT 0,
+            attention_reason TEXT,
+            last_inbound_at TEXT,
+            last_inbound_channel TEXT,
+            auto_reply_until TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX conversations_attention ON conversations(needs_attention, updated_at);
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+            customer_id TEXT NOT NULL REFERENCES customers(id),
+            direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+            channel TEXT NOT NULL,
+            address TEXT,
+            subject TEXT,
+            text TEXT NOT NULL,
+            external_id TEXT,
+            delivery_id TEXT REFERENCES deliveries(id),
+            campaign TEXT,
+            author TEXT,
+            at TEXT NOT NULL
+        );
+        -- a provider's retry of the same inbound message is stored once
+        CREATE UNIQUE INDEX messages_external ON messages(channel, external_id)
+            WHERE direction = 'in' AND external_id IS NOT NULL;
+        CREATE INDEX messages_conversation ON messages(conversation_id, at, id);
+        CREATE INDEX messages_in_at ON messages(direction, at);
+        CREATE TABLE survey_responses (
+            id INTEGER PRIMARY KEY,
+            message_id INTEGER NOT NULL UNIQUE REFERENCES messages(id),
+            delivery_id TEXT NOT NULL REFERENCES deliveries(id),
+            customer_id TEXT NOT NULL REFERENCES customers(id),
+            campaign TEXT NOT NULL,
+            occurrence TEXT,
+            question TEXT,
+            type TEXT NOT NULL,
+            answer TEXT,
+            score INTEGER,
+            valid INTEGER NOT NULL,
+            recorded_at TEXT NOT NULL
+        );
+        CREATE INDEX survey_responses_campaign ON survey_responses(campaign, occurrence);
+        """
+    )
+
+
+@migrations()
+def m005_meta(db: Database) -> None:
+    db.executescript(
+        """
+        -- workspace-wide facts such as the key that signs unsubscribe tokens (never shown)
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        """
+    )
