@@ -180,3 +180,11 @@ def m005_meta(db: Database) -> None:
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         """
     )
+
+
+@migrations()
+def m006_occurrence_survey(db: Database) -> None:
+    # The survey as it was when the occurrence was planned (question, type, choices,
+    # expires_seconds, follow_up), so a later edit of the campaign file cannot change how
+    # replies to an earlier send are read.
+    db.execute("ALTER TABLE occurrences ADD COLUMN survey TEXT")
