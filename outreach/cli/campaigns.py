@@ -1,9 +1,163 @@
-"""(being built)."""
+"""outreach run and outreach queue: the main job, for marketers and for cron."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from .options import JsonOption, LimitOption, workspace
+from .output import console, note, print_json, print_table, progress, stream_json_list
+
+RUN_EPILOG = """\b
+Examples:
+  outreach run nps                  the nps campaign's latest occurrence
+  outreach run --due                cron: every occurrence due now
+  outreach run shipped --customers orders.csv   a triggered notification
+  outreach run nps --dry-run --now 2026-12-01T10:00   what would happen then
+"""
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add run and queue to the root app."""
+    app.command("run", epilog=RUN_EPILOG)(run)
+    app.command("queue")(queue)
+
+
+def run(
+    ctx: typer.Context,
+    campaigns: Annotated[
+        list[str] | None, typer.Argument(help="Campaigns to run (files campaigns/NAME.toml).")
+    ] = None,
+    due: Annotated[
+        bool, typer.Option("--due", help="Plan every campaign occurrence due now (cron mode).")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Plan and show what would happen; write and send nothing.")
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Send at most N messages in this run.")
+    ] = None,
+    customers: Annotated[
+        Path | None,
+        typer.Option(
+            "--customers",
+            help="Triggered send: a CSV (id column) or JSONL file of customers to notify; "
+            "other columns become event.COLUMN in the template.",
+            dir_okay=False,
+        ),
+    ] = None,
+    retry_unknown: Annotated[
+        bool,
+        typer.Option(
+            "--retry-unknown",
+            help="Send again the deliveries whose fate is unknown after a crash.",
+        ),
+    ] = False,
+    wait: Annotated[
+        float,
+        typer.Option("--wait", min=0, help="If another run holds the workspace, wait up to SECONDS."),
+    ] = 0,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only problems (for cron mail).")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Plan campaign occurrences and send every due message.
+
+    With no CAMPAIGN and no --due, sends what is already queued and whose window is open.
+    """
+    from ..errors import PartialFailure
+    from ..runner import RunOptions
+    from ..runner import run as run_campaigns
+
+    ws = workspace(ctx)
+    options = RunOptions(
+        campaigns=list(campaigns or []),
+        due=due,
+        dry_run=dry_run,
+        limit=limit,
+        retry_unknown=retry_unknown,
+        customers_file=customers,
+        wait=wait,
+    )
+    show = not (quiet or as_json)
+    with progress("Sending", None, enabled=show) as bar:
+        report = run_campaigns(
+            ws,
+            options,
+            on_progress=bar.advance,
+            on_send_start=lambda total: _set_total(bar, total),
+        )
+    if as_json:
+        print_json(report.as_json())
+    elif not quiet:
+        for line in report.notes:
+            note(line)
+        _summary_table(report)
+    for problem in report.problems:
+        note(f"problem: {problem}")
+    for name, occurrence in report.missed:
+        note(f"missed: {name} {occurrence} (too late or superseded by a newer occurrence)")
+    if report.interrupted:
+        note("interrupted: deliveries not yet sent stay queued for the next run")
+        raise typer.Exit(130)
+    if report.failed or report.unknown:
+        raise PartialFailure(
+            f"{report.failed} failed, {report.unknown} unknown; see outreach queue and "
+            "outreach report CAMPAIGN"
+        )
+
+
+def _set_total(bar: object, total: int) -> None:
+    task_bar = getattr(bar, "bar", None)
+    if task_bar is not None:
+        task_bar.update(bar.task, total=total)  # type: ignore[attr-defined]
+
+
+def _summary_table(report: object) -> None:
+    from ..runner import RunReport
+
+    assert isinstance(report, RunReport)
+    rows = []
+    for line in report.campaigns:
+        rows.append(
+            {
+                "campaign": line.name,
+                "occurrence": line.occurrence,
+                "audience": line.audience,
+                "planned": line.planned,
+                "sent": line.sent,
+                "deferred": line.deferred,
+                "failed": line.failed,
+                "unknown": line.unknown,
+                "skipped": ", ".join(f"{k} {v}" for k, v in sorted(line.skipped.items())) or "",
+            }
+        )
+    title = "Dry run: nothing written or sent" if report.dry_run else "Run summary"
+    if rows:
+        print_table(rows, list(rows[0]), title=title)
+    else:
+        console.print("Nothing to plan or send.")
+
+
+def queue(
+    ctx: typer.Context,
+    limit: LimitOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List deliveries waiting to be sent (queued, deferred) and those whose fate is unknown."""
+    from ..store.deliveries import queue_rows
+
+    rows = queue_rows(workspace(ctx).store, limit)
+    if as_json:
+        stream_json_list(rows)
+        return
+    shown = print_table(
+        rows,
+        ["id", "campaign", "customer_id", "channel", "purpose", "status", "reason", "not_before"],
+        title="Queue",
+    )
+    if not shown:
+        console.print("The queue is empty.")

@@ -1,0 +1,484 @@
+"""Campaign files, their schedules, and planning an occurrence into deliveries (SPEC §5–§6).
+
+Planning streams the audience, routes each customer to the first channel that is
+configured, has an address and current consent, applies frequency caps, and computes
+``not_before`` from the window in the customer's own time zone. It writes one delivery per
+(campaign, occurrence, customer) — skips included, with their reason — in batches; the
+unique key makes a re-plan after a crash insert only what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from dateutil.rrule import rrule, rrulestr
+
+from . import clock
+from .channels import address_kind
+from .config import Cap, Config, Rate, Window, parse_duration, read_toml
+from .errors import ConfigError, NotFoundError, UsageError
+from .store import Store
+from .store import deliveries as sql
+
+KINDS = ("survey", "notification", "update")
+SURVEY_TYPES = ("nps", "csat", "choice", "yes_no", "text")
+_ADDRESS_FIELD = {"email": "email", "phone": "phone", "id": "id"}
+BATCH = 2000
+
+
+@dataclass(frozen=True)
+class Survey:
+    question: str
+    type: str
+    choices: tuple[str, ...]
+    expires: timedelta
+    follow_up: str | None
+
+    def snapshot(self) -> dict[str, Any]:
+        """What is stored with an occurrence, for reading replies later."""
+        return {
+            "question": self.question,
+            "type": self.type,
+            "choices": list(self.choices),
+            "expires_seconds": int(self.expires.total_seconds()),
+            "follow_up": self.follow_up,
+        }
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """One validated ``campaigns/NAME.toml``."""
+
+    name: str
+    kind: str
+    template: str
+    channels: tuple[str, ...]
+    where: str | None
+    start: datetime | None
+    rrule: str | None
+    until: datetime | None
+    window: Window | None
+    late: timedelta | None
+    survey: Survey | None
+    rate: Rate | None
+    frequency_cap: Cap | None
+    whatsapp_template: dict[str, Any] | None
+
+    @property
+    def counts_for_cap(self) -> bool:
+        """Transactional notifications are neither counted against nor held back by caps."""
+        return self.kind != "notification"
+
+    def occurrences(self, tz: ZoneInfo, until: datetime) -> Iterator[datetime]:
+        """Occurrences (UTC) from start up to ``until`` inclusive."""
+        if self.start is None:
+            return
+        if self.rrule is None:
+            if self.start <= until:
+                yield self.start
+            return
+        end = min(until, self.until) if self.until else until
+        for moment in _rule(self, tz):
+            moment_utc = moment.astimezone(UTC)
+            if moment_utc > end:
+                return
+            yield moment_utc
+
+
+def _rule(campaign: Campaign, tz: ZoneInfo) -> rrule:
+    assert campaign.start is not None and campaign.rrule is not None
+    start_local = campaign.start.astimezone(tz)
+    rule = rrulestr(campaign.rrule, dtstart=start_local)
+    if not isinstance(rule, rrule):
+        raise ConfigError(f"campaign {campaign.name}: rrule must be one RRULE")
+    return rule
+
+
+def list_campaigns(config: Config) -> list[str]:
+    if not config.campaigns_dir.is_dir():
+        return []
+    return sorted(p.stem for p in config.campaigns_dir.glob("*.toml"))
+
+
+def load_campaign(config: Config, name: str) -> Campaign:
+    """Read and validate ``campaigns/NAME.toml``; errors name the file and key."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise UsageError(f'"{name}" is not a campaign name; names are letters, digits, - and _')
+    path = config.campaigns_dir / f"{name}.toml"
+    if not path.is_file():
+        known = ", ".join(list_campaigns(config)) or "none"
+        raise NotFoundError(f"campaign {name}: no file campaigns/{name}.toml (known: {known})")
+    data = read_toml(path)
+    where = f"campaigns/{name}.toml"
+    allowed = {"kind", "template", "channels", "audience", "schedule", "survey", "limits",
+               "whatsapp_template"}
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(f"{where}: unknown key {key!r}; known keys: {', '.join(sorted(allowed))}")
+    kind = data.get("kind", "notification")
+    if kind not in KINDS:
+        raise ConfigError(f'{where} kind: "{kind}" is not one of {", ".join(KINDS)}')
+    template = data.get("template")
+    if not isinstance(template, str) or not template:
+        raise ConfigError(f'{where} template: required; the name of a folder in templates/')
+    if not (config.templates_dir / template).is_dir():
+        raise ConfigError(f"{where} template: templates/{template}/ does not exist")
+    channels = data.get("channels", ["preferred"])
+    if not isinstance(channels, list) or not channels or not all(
+        isinstance(c, str) for c in channels
+    ):
+        raise ConfigError(f'{where} channels: expected a list like ["preferred", "email"]')
+    for channel in channels:
+        if channel != "preferred" and channel not in config.channels:
+            raise ConfigError(
+                f'{where} channels: "{channel}" is not configured in outreach.toml '
+                f"(configured: {', '.join(config.channels)})"
+            )
+    audience = _table(data, "audience", where)
+    where_sql = audience.get("where")
+    if where_sql is not None and not isinstance(where_sql, str):
+        raise ConfigError(f"{where} [audience] where: expected an SQL expression as a string")
+    schedule = _table(data, "schedule", where)
+    tz = config.timezone
+    start = _time(schedule.get("start"), tz, f"{where} [schedule] start")
+    until = _time(schedule.get("until"), tz, f"{where} [schedule] until")
+    window = (
+        Window.parse(schedule["window"], where=f"{where} [schedule] window")
+        if "window" in schedule
+        else None
+    )
+    late = parse_duration(schedule["late"], where=f"{where} [schedule] late") if "late" in schedule else None
+    rule_text = schedule.get("rrule")
+    survey = _survey(data, kind, where)
+    limits = _table(data, "limits", where)
+    campaign = Campaign(
+        name=name,
+        kind=kind,
+        template=template,
+        channels=tuple(channels),
+        where=where_sql,
+        start=start,
+        rrule=rule_text,
+        until=until,
+        window=window,
+        late=late,
+        survey=survey,
+        rate=Rate.parse(limits["rate"], where=f"{where} [limits] rate") if "rate" in limits else None,
+        frequency_cap=Cap.parse(limits["frequency_cap"], where=f"{where} [limits] frequency_cap")
+        if "frequency_cap" in limits
+        else None,
+        whatsapp_template=_table(data, "whatsapp_template", where) or None,
+    )
+    if rule_text is not None:
+        _check_rrule(campaign, tz, where)
+    return campaign
+
+
+def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: [{key}] must be a table")
+    return value
+
+
+def _time(value: Any, tz: ZoneInfo, where: str) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=tz)).astimezone(UTC)
+    try:
+        return clock.parse_time(str(value), tz, what=where)
+    except UsageError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _check_rrule(campaign: Campaign, tz: ZoneInfo, where: str) -> None:
+    if campaign.start is None:
+        raise ConfigError(f"{where} [schedule] rrule: needs a start")
+    try:
+        rule = _rule(campaign, tz)
+        # bounded: a rule whose constraints can never match must not spin for ever
+        horizon = campaign.start.astimezone(tz) + timedelta(days=4 * 366)
+        rule.replace(until=horizon, count=None)[0]
+    except IndexError:
+        raise ConfigError(
+            f"{where} [schedule] rrule: {campaign.rrule!r} yields no occurrence in the five "
+            "years after start; check BYMONTH/BYMONTHDAY and UNTIL"
+        ) from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"{where} [schedule] rrule: {campaign.rrule!r} is not an RFC 5545 rule ({exc}); "
+            "write it like FREQ=MONTHLY;BYMONTHDAY=1"
+        ) from None
+
+
+def _survey(data: dict[str, Any], kind: str, where: str) -> Survey | None:
+    section = data.get("survey")
+    if kind != "survey":
+        if section:
+            raise ConfigError(f"{where} [survey]: only for kind = \"survey\"")
+        return None
+    if not isinstance(section, dict) or not section.get("question"):
+        raise ConfigError(f"{where} [survey] question: required for a survey")
+    stype = section.get("type", "text")
+    if stype not in SURVEY_TYPES:
+        raise ConfigError(f'{where} [survey] type: "{stype}" is not one of {", ".join(SURVEY_TYPES)}')
+    choices = section.get("choices", [])
+    if stype == "choice" and (not isinstance(choices, list) or len(choices) < 2):
+        raise ConfigError(f"{where} [survey] choices: a choice survey needs at least two choices")
+    return Survey(
+        question=str(section["question"]),
+        type=stype,
+        choices=tuple(str(c) for c in choices),
+        expires=parse_duration(section.get("expires", "7d"), where=f"{where} [survey] expires"),
+        follow_up=section.get("follow_up"),
+    )
+
+
+# --- which occurrences to plan ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Due:
+    """An occurrence to plan now, or one to record as missed."""
+
+    campaign: Campaign
+    occurrence: str
+    missed: bool = False
+
+
+def due_occurrences(config: Config, store: Store, now: datetime) -> list[Due]:
+    """``run --due``: for each campaign, its unplanned occurrences up to ``now``.
+
+    A machine that was off for a while must not fire every occurrence it slept through:
+    only the latest unplanned one is planned, older ones are recorded as missed, and with
+    ``late`` set the latest is missed too when it is older than that.
+    """
+    out: list[Due] = []
+    for name in list_campaigns(config):
+        campaign = load_campaign(config, name)
+        if campaign.start is None:
+            continue  # triggered campaigns (run NAME --customers FILE) are never due
+        known = sql.known_occurrences(store, name)
+        # an occurrence still 'planning' was interrupted mid-way: planning it again is safe
+        pending = [
+            clock.iso(o)
+            for o in campaign.occurrences(config.timezone, now)
+            if known.get(clock.iso(o), "planning") == "planning"
+        ]
+        if not pending:
+            continue
+        *older, latest = pending
+        out.extend(Due(campaign, o, missed=True) for o in older[-50:])
+        too_late = campaign.late is not None and now - clock.parse_time(latest) > campaign.late
+        out.append(Due(campaign, latest, missed=too_late))
+    return out
+
+
+def latest_occurrence(config: Config, campaign: Campaign, now: datetime) -> str | None:
+    """``run NAME``: the latest occurrence at or before now (sent even when late)."""
+    latest = None
+    for moment in campaign.occurrences(config.timezone, now):
+        latest = moment
+    return clock.iso(latest) if latest else None
+
+
+def next_occurrence(config: Config, campaign: Campaign, now: datetime) -> datetime | None:
+    """The first occurrence after ``now``, for messages like "starts on …"."""
+    if campaign.start is None:
+        return None
+    if campaign.rrule is None:
+        return campaign.start if campaign.start > now else None
+    rule = _rule(campaign, config.timezone)
+    moment = rule.after(now.astimezone(config.timezone))
+    if moment is None:
+        return None
+    moment_utc: datetime = moment.astimezone(UTC)
+    if campaign.until and moment_utc > campaign.until:
+        return None
+    return moment_utc
+
+
+def trigger_occurrence(path: Path) -> str:
+    """A triggered send's occurrence key: the file's content hash, so a re-run is a no-op."""
+    return "file:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+# --- planning ---------------------------------------------------------------------------
+
+@dataclass
+class PlanResult:
+    audience: int = 0
+    planned: int = 0
+    deferred: int = 0
+    skipped: dict[str, int] | None = None
+
+
+def new_delivery_id() -> str:
+    return secrets.token_hex(10)
+
+
+def route(
+    config: Config,
+    campaign: Campaign,
+    customer: dict[str, Any],
+    consent: dict[str, str],
+) -> tuple[str | None, str | None]:
+    """(channel, None) for the first usable channel, else (None, skip reason)."""
+    reason = "no_address"
+    seen: set[str] = set()
+    for entry in campaign.channels:
+        name = customer.get("preferred_channel") if entry == "preferred" else entry
+        if not name or name in seen or name not in config.channels:
+            continue
+        seen.add(name)
+        kind = address_kind(config.channels[name])
+        field = _ADDRESS_FIELD.get(kind)
+        if field is None or not customer.get(field):
+            continue
+        status = consent.get(name)
+        if status == "opted_in":
+            return name, None
+        if status == "opted_out":
+            reason = "opted_out"
+        elif reason != "opted_out":
+            reason = "no_consent"
+    return None, reason
+
+
+def plan_occurrence(
+    config: Config,
+    store: Store,
+    campaign: Campaign,
+    occurrence: str,
+    now: datetime,
+    *,
+    customers: Sequence[tuple[str, dict[str, Any]]] | None = None,
+    dry_run: bool = False,
+) -> PlanResult:
+    """Write one delivery per audience member for this occurrence (skips included).
+
+    ``customers`` (id, event data) replaces the audience query for triggered sends.
+    """
+    from .store.audience import select_customers
+    from .store.customers import get_customers
+
+    result = PlanResult(skipped={})
+    assert result.skipped is not None
+    status = sql.occurrence_status(store, campaign.name, occurrence)
+    if status == "planned":
+        return result
+    at = clock.iso(now)
+    if not dry_run:
+        sql.begin_occurrence(
+            store, campaign.name, occurrence, campaign.kind,
+            campaign.survey.snapshot() if campaign.survey else None, at,
+        )
+    window = campaign.window or config.window
+    occurrence_time = clock.parse_time(occurrence) if occurrence[:1].isdigit() else now
+    ready_at = max(now, occurrence_time)
+    caps = [
+        (cap, None) for cap in [config.frequency_cap] if cap and campaign.counts_for_cap
+    ] + [
+        (cap, campaign.name) for cap in [campaign.frequency_cap] if cap and campaign.counts_for_cap
+    ]
+    events: dict[str, dict[str, Any]] = {}
+    if customers is not None:
+        events = dict(customers)
+        found = get_customers(store, list(events))
+        missing = [cid for cid in events if cid not in found]
+        if missing:
+            raise NotFoundError(
+                f'customer "{missing[0]}" in the --customers file does not exist; import it first'
+            )
+        stream: Iterator[dict[str, Any]] = iter(found[cid] for cid in events)
+    else:
+        stream = select_customers(store, campaign.where)
+    batch: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        rows = _plan_batch(config, store, campaign, occurrence, batch, caps, events, window,
+                           ready_at, now, at, result)
+        if not dry_run:
+            with store.write():
+                sql.insert_deliveries(store, rows)
+        batch.clear()
+
+    for customer in stream:
+        result.audience += 1
+        batch.append(customer)
+        if len(batch) >= BATCH:
+            flush()
+    if batch:
+        flush()
+    if not dry_run:
+        sql.finish_occurrence(store, campaign.name, occurrence, result.audience)
+    return result
+
+
+def _plan_batch(
+    config: Config,
+    store: Store,
+    campaign: Campaign,
+    occurrence: str,
+    batch: list[dict[str, Any]],
+    caps: list[tuple[Cap, str | None]],
+    events: dict[str, dict[str, Any]],
+    window: Window,
+    ready_at: datetime,
+    now: datetime,
+    at: str,
+    result: PlanResult,
+) -> list[tuple[Any, ...]]:
+    import json
+
+    assert result.skipped is not None
+    ids = [c["id"] for c in batch]
+    consent = sql.current_consent_many(store, ids)
+    usage = [
+        (cap, sql.cap_usage(store, ids, clock.iso(now - cap.period), scope)) for cap, scope in caps
+    ]
+    rows: list[tuple[Any, ...]] = []
+    zones: dict[str, ZoneInfo] = {}
+    for customer in batch:
+        cid = customer["id"]
+        channel, reason = route(config, campaign, customer, consent.get(cid, {}))
+        not_before = ready_at
+        if channel is not None:
+            for cap, counts in usage:
+                if counts.get(cid, 0) >= cap.count:
+                    channel, reason = None, "frequency_cap"
+                    break
+        if channel is not None:
+            tzname = customer.get("timezone") or ""
+            tz = zones.get(tzname)
+            if tz is None:
+                try:
+                    tz = ZoneInfo(tzname) if tzname else config.timezone
+                except (KeyError, ValueError):
+                    tz = config.timezone
+                zones[tzname] = tz
+            not_before = window.next_opening(ready_at, tz)
+            status = "queued" if not_before <= now else "deferred"
+            result.planned += 1
+            if status == "deferred":
+                result.deferred += 1
+        else:
+            status = "skipped"
+            result.skipped[reason or "no_address"] = result.skipped.get(reason or "no_address", 0) + 1
+        event = events.get(cid)
+        rows.append(
+            (
+                new_delivery_id(), campaign.name, occurrence, cid, channel, "campaign",
+                campaign.template, int(campaign.counts_for_cap), str(window), status, reason,
+                clock.iso(not_before), json.dumps({"event": event}) if event else None, at, at,
+            )
+        )
+    return rows

@@ -1,0 +1,290 @@
+"""``outreach run``: lock, recover, plan the occurrences asked for, send what is due.
+
+The order matters for exactly-once: the lock first (one run at a time), then recovery of
+deliveries a dead run left ``sending``, then planning (idempotent by unique key), then
+sending (guarded state changes). SIGINT and SIGTERM stop claiming new deliveries, let the
+ones in flight finish and be recorded, and leave everything else queued: no ``unknown``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import clock
+from .campaigns import (
+    Campaign,
+    PlanResult,
+    due_occurrences,
+    latest_occurrence,
+    load_campaign,
+    next_occurrence,
+    plan_occurrence,
+    trigger_occurrence,
+)
+from .channels import provider_class
+from .errors import UsageError
+from .lock import workspace_lock
+from .sending import SendSummary, send_due_async
+from .store import deliveries as sql
+from .workspace import Workspace
+
+
+@dataclass
+class CampaignRun:
+    """One occurrence's line in the run summary (SPEC §6 --json shape)."""
+
+    name: str
+    occurrence: str
+    audience: int = 0
+    planned: int = 0
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    unknown: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class RunReport:
+    campaigns: list[CampaignRun] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    missed: list[tuple[str, str]] = field(default_factory=list)
+    recovered_unknown: int = 0
+    interrupted: bool = False
+    dry_run: bool = False
+
+    @property
+    def sent(self) -> int:
+        return sum(c.sent for c in self.campaigns)
+
+    @property
+    def deferred(self) -> int:
+        return sum(c.deferred for c in self.campaigns)
+
+    @property
+    def failed(self) -> int:
+        return sum(c.failed for c in self.campaigns)
+
+    @property
+    def unknown(self) -> int:
+        return sum(c.unknown for c in self.campaigns)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "campaigns": [c.as_json() for c in self.campaigns],
+            "sent": self.sent,
+            "deferred": self.deferred,
+            "failed": self.failed,
+            "unknown": self.unknown,
+            "dry_run": self.dry_run,
+            "missed": [{"name": n, "occurrence": o} for n, o in self.missed],
+            "problems": self.problems,
+        }
+
+
+@dataclass
+class RunOptions:
+    campaigns: list[str] = field(default_factory=list)
+    due: bool = False
+    dry_run: bool = False
+    limit: int | None = None
+    retry_unknown: bool = False
+    customers_file: Path | None = None
+    wait: float = 0
+
+
+def run(
+    ws: Workspace,
+    options: RunOptions,
+    *,
+    on_plan: Callable[[str], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    on_send_start: Callable[[int], None] | None = None,
+) -> RunReport:
+    """Plan and send; see the module docstring for the order of things."""
+    if options.customers_file and len(options.campaigns) != 1:
+        raise UsageError("--customers needs exactly one campaign: outreach run NAME --customers FILE")
+    with workspace_lock(ws.root, options.wait):
+        return _run_locked(ws, options, on_plan, on_progress, on_send_start)
+
+
+def _run_locked(
+    ws: Workspace,
+    options: RunOptions,
+    on_plan: Callable[[str], None] | None,
+    on_progress: Callable[[int], None] | None,
+    on_send_start: Callable[[int], None] | None,
+) -> RunReport:
+    config, store = ws.config, ws.store
+    now = clock.now()
+    at = clock.iso(now)
+    report = RunReport(dry_run=options.dry_run)
+    work: list[tuple[Campaign, str, list[tuple[str, dict[str, Any]]] | None]] = []
+    for name in options.campaigns:
+        campaign = load_campaign(config, name)
+        if options.customers_file is not None:
+            customers = read_trigger_file(options.customers_file)
+            work.append((campaign, trigger_occurrence(options.customers_file), customers))
+            continue
+        occurrence = latest_occurrence(config, campaign, now)
+        if occurrence is None:
+            upcoming = next_occurrence(config, campaign, now)
+            report.notes.append(
+                f"{name}: nothing due yet; the first occurrence is "
+                f"{clock.iso(upcoming) if upcoming else 'not scheduled (no start)'}"
+            )
+            continue
+        work.append((campaign, occurrence, None))
+    if options.due:
+        for due in due_occurrences(config, store, now):
+            if due.missed:
+                report.missed.append((due.campaign.name, due.occurrence))
+                if not options.dry_run:
+                    sql.record_missed(store, due.campaign.name, due.occurrence, due.campaign.kind, at)
+            else:
+                work.append((due.campaign, due.occurrence, None))
+    if options.dry_run:
+        for campaign, occurrence, customers in work:
+            result = plan_occurrence(config, store, campaign, occurrence, now,
+                                     customers=customers, dry_run=True)
+            report.campaigns.append(_line(campaign.name, occurrence, result))
+        return report
+
+    idempotent = [
+        name for name, ch in config.channels.items() if provider_class(ch.provider).idempotent
+    ]
+    recovered = sql.recover_in_flight(store, idempotent, at)
+    report.recovered_unknown = recovered["unknown"]
+    if recovered["unknown"]:
+        report.problems.append(
+            f"{recovered['unknown']} deliveries were in flight when an earlier run died and are "
+            "now 'unknown'; see outreach queue, resend with outreach run --retry-unknown"
+        )
+    if options.retry_unknown:
+        n = sql.retry_unknown(store, at)
+        report.notes.append(f"{n} unknown deliveries queued again")
+    lines: dict[tuple[str, str], CampaignRun] = {}
+    for campaign, occurrence, customers in work:
+        if on_plan:
+            on_plan(f"{campaign.name} {occurrence}")
+        result = plan_occurrence(config, store, campaign, occurrence, now, customers=customers)
+        lines[(campaign.name, occurrence)] = _line(campaign.name, occurrence, result)
+    if on_send_start:
+        on_send_start(_due_count(ws, options))
+    summary = asyncio.run(_send(ws, options, on_progress))
+    report.interrupted = summary.interrupted
+    report.problems.extend(summary.problems)
+    for (campaign_name, occurrence), tally in summary.tallies.items():
+        if campaign_name is None or occurrence is None:
+            continue
+        line = lines.setdefault(
+            (campaign_name, occurrence), CampaignRun(campaign_name, occurrence)
+        )
+        line.sent += tally.sent
+        line.failed += tally.failed
+        for reason, n in tally.skipped.items():
+            line.skipped[reason] = line.skipped.get(reason, 0) + n
+    for campaign_name, occurrence, by_status, _ in sql.summarize(store, list(lines)):
+        line = lines[(campaign_name, occurrence)]
+        line.deferred = by_status.get("deferred", 0)
+        line.unknown = by_status.get("unknown", 0)
+    report.campaigns = list(lines.values())
+    return report
+
+
+def _line(name: str, occurrence: str, result: PlanResult) -> CampaignRun:
+    return CampaignRun(
+        name=name,
+        occurrence=occurrence,
+        audience=result.audience,
+        planned=result.planned,
+        deferred=result.deferred,
+        skipped=dict(result.skipped or {}),
+    )
+
+
+def _due_count(ws: Workspace, options: RunOptions) -> int:
+    row = ws.store.conn.execute(
+        "SELECT count(*) FROM deliveries WHERE status IN ('queued', 'deferred') AND not_before <= ?",
+        (clock.iso(clock.now()),),
+    ).fetchone()
+    total = int(row[0])
+    return min(total, options.limit) if options.limit else total
+
+
+async def _send(
+    ws: Workspace, options: RunOptions, on_progress: Callable[[int], None] | None
+) -> SendSummary:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            pass
+    try:
+        summary = await send_due_async(
+            ws,
+            campaigns=options.campaigns or None,
+            limit=options.limit,
+            stop=stop,
+            on_progress=on_progress,
+        )
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+    summary.interrupted = stop.is_set()
+    return summary
+
+
+def read_trigger_file(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """``--customers FILE``: ids (CSV with an ``id`` column, or JSONL) and their event data.
+
+    Every other column becomes ``event.COLUMN`` in the template (an order number, a
+    tracking link).
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8; save it as UTF-8") from None
+    rows: list[tuple[str, dict[str, Any]]] = []
+    if path.suffix.lower() in (".jsonl", ".json"):
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"{path.name}:{n}: not JSON ({exc.msg})") from None
+            if not isinstance(item, dict) or not item.get("id"):
+                raise UsageError(f'{path.name}:{n}: expected an object with an "id"')
+            rows.append((str(item.pop("id")), item))
+    else:
+        reader = csv.DictReader(io.StringIO(text))
+        if not reader.fieldnames or "id" not in reader.fieldnames:
+            raise UsageError(f"{path.name}: needs an id column (the customer ids to notify)")
+        for record in reader:
+            cid = (record.pop("id") or "").strip()
+            if not cid:
+                raise UsageError(f"{path.name}:{reader.line_num}: id is empty")
+            rows.append((cid, {k: v for k, v in record.items() if k}))
+    if not rows:
+        raise UsageError(f"{path.name}: no customers in the file")
+    return rows

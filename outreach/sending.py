@@ -1,0 +1,625 @@
+"""The sending engine: claim due deliveries, check consent and window, render, send.
+
+Exactly-once rests on the delivery states. A delivery is claimed (``queued``/``deferred``
+→ ``sending``) in a transaction that also re-reads the customer's current consent, so a
+STOP recorded a moment ago stops the send. It is recorded (``sending`` → ``sent`` |
+``failed`` | ``skipped`` | ``deferred`` | ``queued`` again) only after the provider
+answered. A process that dies in between leaves ``sending`` rows that the next run turns
+into ``unknown`` (or back into ``queued`` where a resend cannot duplicate). Per channel,
+at most ``concurrency`` deliveries are ``sending`` at once, which bounds how many can end
+up ``unknown``.
+
+Retryable provider errors are retried with exponential backoff and jitter, honouring
+Retry-After; a channel that keeps failing opens its circuit and the run stops sending on
+it, leaving the rest queued for a later run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from . import clock
+from .channels import address_kind, build_provider
+from .channels.base import OutboundMessage, Provider, ProviderContext
+from .config import ChannelConfig, Rate, Window
+from .errors import OutreachError, ProviderError
+from .store import Store
+from .store import deliveries as sql
+from .store.customers import get_customers
+from .workspace import Workspace
+
+RETRIES_IN_RUN = 3  # attempts of one send within a run
+BACKOFF_BASE = 0.2  # seconds; doubles each attempt, with jitter
+MAX_RETRY_AFTER = 60.0  # a longer Retry-After requeues the delivery for a later run
+MAX_CLAIMS = 5  # runs that may try a delivery before it is failed for good
+CIRCUIT_THRESHOLD = 8  # consecutive retryable failures that open a channel's circuit
+REPLY_PURPOSES = ("keyword", "follow_up", "auto_reply", "agent")
+_ADDRESS_FIELD = {"email": "email", "phone": "phone", "id": "id"}
+
+
+class RateLimiter:
+    """A token bucket of depth one: sends are spaced evenly at ``rate``.
+
+    Each acquire reserves the next slot, so the long-run rate is exact and there is no
+    burst at start (a burst would break a provider's per-second limit).
+    """
+
+    def __init__(self, rate: Rate) -> None:
+        self.interval = 1.0 / rate.per_second
+        self.next_slot = 0.0
+
+    async def acquire(self) -> None:
+        now = time.monotonic()
+        slot = max(now, self.next_slot)
+        self.next_slot = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
+@dataclass
+class Tally:
+    """Counts for one (campaign, occurrence) in this run."""
+
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+    unknown: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class SendSummary:
+    """What a send pass did, per (campaign, occurrence), plus problems for people."""
+
+    tallies: dict[tuple[str | None, str | None], Tally] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    open_circuits: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    def tally(self, row: Mapping[str, Any]) -> Tally:
+        key = (row.get("campaign"), row.get("occurrence"))
+        if key not in self.tallies:
+            self.tallies[key] = Tally()
+        return self.tallies[key]
+
+    @property
+    def sent(self) -> int:
+        return sum(t.sent for t in self.tallies.values())
+
+    @property
+    def failed(self) -> int:
+        return sum(t.failed for t in self.tallies.values())
+
+
+@dataclass
+class _Channel:
+    config: ChannelConfig
+    provider: Provider
+    limiter: RateLimiter | None
+    budget: int
+    semaphore: asyncio.Semaphore
+    consecutive_failures: int = 0
+    open: bool = False
+
+
+class _Engine:
+    """One send pass over the due queue (or a given list of deliveries)."""
+
+    def __init__(
+        self,
+        ws: Workspace,
+        *,
+        campaigns: Sequence[str] | None,
+        ids: Sequence[str] | None,
+        limit: int | None,
+        stop: asyncio.Event,
+        on_progress: Callable[[int], None] | None,
+    ) -> None:
+        from .templates import Renderer
+
+        self.ws = ws
+        self.config = ws.config
+        self.store: Store = ws.store
+        self.campaign_filter = campaigns
+        self.ids = ids
+        self.left = limit
+        self.stop = stop
+        self.on_progress = on_progress
+        self.renderer = Renderer(ws.config)
+        self.summary = SendSummary()
+        self.channels: dict[str, _Channel] = {}
+        self.updates: list[dict[str, Any]] = []
+        self.outbound: list[dict[str, Any]] = []
+        self.flushed = asyncio.Event()
+        self.campaign_cache: dict[str, Any] = {}
+        self.campaign_limiters: dict[str, RateLimiter | None] = {}
+        self.zones: dict[str, ZoneInfo] = {}
+        self.context = ProviderContext(
+            workspace_root=str(ws.root),
+            env=os.environ,
+            public_url=ws.config.server.public_url,
+            sender_name=ws.config.sender_name,
+        )
+        self._key: bytes | None = None
+        self.claimed: dict[str, int] = {}  # channel → claimed and not yet recorded
+        self.channel_of: dict[str, str] = {}  # delivery id → channel, until recorded
+        self.windows: dict[str, Window] = {}
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def channel(self, name: str) -> _Channel:
+        if name not in self.channels:
+            config = self.config.channel(name)
+            provider = build_provider(config, self.context)
+            budget = config.concurrency if not provider.idempotent else max(config.concurrency, 256)
+            self.channels[name] = _Channel(
+                config=config,
+                provider=provider,
+                limiter=RateLimiter(config.rate) if config.rate else None,
+                budget=budget,
+                semaphore=asyncio.Semaphore(config.concurrency),
+            )
+        return self.channels[name]
+
+    async def close(self) -> None:
+        for ch in self.channels.values():
+            try:
+                await ch.provider.aclose()
+            except Exception:  # noqa: BLE001 - closing must not hide the run's result
+                pass
+
+    # -- the pass -------------------------------------------------------------------------
+
+    async def run(self) -> SendSummary:
+        flusher = asyncio.create_task(self._flush_periodically())
+        try:
+            workers = []
+            for name in self.config.channels:
+                try:
+                    self.channel(name)
+                except OutreachError as exc:
+                    self.summary.problems.append(f"channel {name}: {exc}")
+                    continue
+                workers.append(asyncio.create_task(self._channel_worker(name)))
+            if workers:
+                await asyncio.gather(*workers)
+        finally:
+            flusher.cancel()
+            self._flush()
+            await self.close()
+        return self.summary
+
+    async def _channel_worker(self, name: str) -> None:
+        ch = self.channels[name]
+        inflight: set[asyncio.Task[None]] = set()
+        self.claimed[name] = 0
+        low_water = max(1, ch.budget // 4)
+        while True:
+            if self.stop.is_set() or ch.open or self.left == 0:
+                break
+            free = ch.budget - self.claimed[name]
+            if free < low_water:
+                await self._wait_flush()
+                continue
+            want = free if self.left is None else min(free, self.left)
+            rows = sql.claim_due(
+                self.store,
+                clock.iso(clock.now()),
+                want,
+                campaigns=self.campaign_filter,
+                channels=[name],
+                ids=self.ids,
+            )
+            if not rows:
+                if not self.claimed[name]:
+                    break
+                await self._wait_flush()
+                continue
+            self.claimed[name] += len(rows)
+            ready = self._prepare(rows)
+            if self.left is not None:
+                self.left -= len(ready)
+            for row, message in ready:
+                task = asyncio.create_task(self._send(ch, row, message))
+                inflight.add(task)
+                task.add_done_callback(inflight.discard)
+        if inflight:
+            await asyncio.gather(*inflight)
+
+    async def _wait_flush(self) -> None:
+        self.flushed.clear()
+        try:
+            await asyncio.wait_for(self.flushed.wait(), timeout=0.5)
+        except TimeoutError:
+            pass
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(0.02)
+            self._flush()
+
+    def _finish(self, row: Mapping[str, Any], **update: Any) -> None:
+        update.setdefault("at", clock.iso(clock.now()))
+        self.updates.append({"id": row["id"], **update})
+        tally = self.summary.tally(row)
+        status = update["status"]
+        if row.get("purpose") != "campaign":
+            pass
+        elif status == "sent":
+            tally.sent += 1
+        elif status == "failed":
+            tally.failed += 1
+        elif status == "deferred":
+            tally.deferred += 1
+        elif status == "skipped":
+            reason = update.get("reason") or "unknown"
+            tally.skipped[reason] = tally.skipped.get(reason, 0) + 1
+        if len(self.updates) >= 500:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.updates:
+            return
+        updates, outbound = self.updates, self.outbound
+        self.updates, self.outbound = [], []
+        sql.record_results(self.store, updates, outbound)
+        for u in updates:
+            channel = self.channel_of.pop(u["id"], None)
+            if channel is not None:
+                self.claimed[channel] -= 1
+        if self.on_progress:
+            self.on_progress(len(updates))
+        self.flushed.set()
+
+    # -- per delivery -----------------------------------------------------------------------
+
+    def _prepare(self, rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], OutboundMessage]]:
+        """Consent, window, address and rendering, before anything leaves the machine."""
+        customers = get_customers(self.store, [r["customer_id"] for r in rows])
+        now = clock.now()
+        ready: list[tuple[dict[str, Any], OutboundMessage]] = []
+        for row in rows:
+            self.channel_of[row["id"]] = row["channel"]
+            customer = customers.get(row["customer_id"])
+            if customer is None:
+                self._finish(row, status="failed", reason="no_customer")
+                continue
+            refusal = self._consent_refusal(row, now)
+            if refusal:
+                self._finish(row, status="skipped", reason=refusal)
+                continue
+            tz = self._zone(customer)
+            if row["purpose"] == "campaign" and row.get("window"):
+                window = self.windows.get(row["window"])
+                if window is None:
+                    window = Window.parse(row["window"], where="delivery window")
+                    self.windows[row["window"]] = window
+                if not window.contains(now.astimezone(tz)):
+                    opening = window.next_opening(now, tz)
+                    self._finish(row, status="deferred", not_before=clock.iso(opening))
+                    continue
+            if row["attempts"] > MAX_CLAIMS:
+                self._finish(row, status="failed", reason="retries_exhausted",
+                             error="gave up after repeated temporary failures")
+                continue
+            ch_config = self.config.channels[row["channel"]]
+            kind = address_kind(ch_config)
+            field_name = _ADDRESS_FIELD.get(kind)
+            address = customer.get(field_name) if field_name else None
+            if kind == "user":
+                address = self._user_address(row["customer_id"], row["channel"])
+            if not address:
+                self._finish(row, status="skipped", reason="no_address")
+                continue
+            try:
+                message = self._render(row, customer, kind, str(address), now, tz)
+            except OutreachError as exc:
+                self._finish(row, status="skipped", reason="template_error", error=str(exc))
+                self.summary.problems.append(str(exc))
+                continue
+            ready.append((row, message))
+        return ready
+
+    def _consent_refusal(self, row: Mapping[str, Any], now: datetime) -> str | None:
+        consent = row.get("consent")
+        purpose = row["purpose"]
+        if purpose == "keyword":
+            return None  # the one confirmation of a STOP or START goes out regardless
+        if consent == "opted_out":
+            return "opted_out"
+        if consent == "opted_in":
+            return None
+        if purpose == "campaign":
+            return "no_consent"
+        # a reply on a channel the customer wrote on within a day answers them there
+        last = sql.last_inbound_at(self.store, row["customer_id"], row["channel"])
+        if last and clock.parse_time(last) >= now - timedelta(hours=24):
+            return None
+        return "no_consent"
+
+    def _zone(self, customer: Mapping[str, Any]) -> ZoneInfo:
+        name = customer.get("timezone") or ""
+        if name not in self.zones:
+            try:
+                self.zones[name] = ZoneInfo(name) if name else self.config.timezone
+            except (KeyError, ValueError):
+                self.zones[name] = self.config.timezone
+        return self.zones[name]
+
+    def _user_address(self, customer_id: str, channel: str) -> str | None:
+        row = self.store.conn.execute(
+            "SELECT address FROM addresses WHERE customer_id = ? AND channel = ? LIMIT 1",
+            (customer_id, channel),
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def _campaign(self, name: str | None) -> Any:
+        from .campaigns import load_campaign
+
+        if name is None:
+            return None
+        if name not in self.campaign_cache:
+            try:
+                self.campaign_cache[name] = load_campaign(self.config, name)
+            except OutreachError:
+                self.campaign_cache[name] = None
+        return self.campaign_cache[name]
+
+    def _signing_key(self) -> bytes:
+        if self._key is None:
+            from .store.meta import signing_key
+
+            self._key = signing_key(self.store)
+        return self._key
+
+    def _render(
+        self,
+        row: Mapping[str, Any],
+        customer: Mapping[str, Any],
+        kind: str,
+        address: str,
+        now: datetime,
+        tz: ZoneInfo,
+    ) -> OutboundMessage:
+        from .tokens import make_unsubscribe_token
+
+        context = json.loads(row["context"]) if row.get("context") else {}
+        channel = row["channel"]
+        public = self.config.server.public_url
+        unsubscribe_url = None
+        if public:
+            token = make_unsubscribe_token(self._signing_key(), row["customer_id"], channel)
+            unsubscribe_url = f"{public}/unsubscribe/{token}"
+        campaign = self._campaign(row.get("campaign"))
+        if row["purpose"] == "agent":
+            body, subject, html, preheader = context["text"], None, None, None
+            if kind == "email":
+                subject = f"Re: your message to {self.config.sender_name}"
+        else:
+            survey = None
+            if row["purpose"] == "campaign" and row.get("occurrence"):
+                survey = sql.occurrence_survey(self.store, row["campaign"], row["occurrence"])
+            rendered = self.renderer.render(
+                row["template"],
+                channel,
+                customer,
+                campaign={"name": row.get("campaign"), "kind": campaign.kind if campaign else None},
+                survey=survey,
+                unsubscribe_url=unsubscribe_url,
+                now=now.astimezone(tz),
+                extra=_extra(context),
+            )
+            body, subject, html, preheader = (
+                rendered.body, rendered.subject, rendered.html, rendered.preheader,
+            )
+        in_window = False
+        if self.config.channels[channel].provider == "whatsapp-cloud":
+            last = sql.last_inbound_at(self.store, row["customer_id"], channel)
+            in_window = bool(last and clock.parse_time(last) >= now - timedelta(hours=24))
+        return OutboundMessage(
+            delivery_id=row["id"],
+            channel=channel,
+            customer_id=row["customer_id"],
+            to=address,
+            body=body,
+            subject=subject,
+            html=html,
+            preheader=preheader,
+            campaign=row.get("campaign"),
+            customer_name=customer.get("name"),
+            unsubscribe_url=unsubscribe_url,
+            reply_token=make_unsubscribe_token(self._signing_key(), row["customer_id"], "reply"),
+            whatsapp_template=_whatsapp_template(campaign, customer),
+            in_service_window=in_window,
+            status_callback=f"{public}/webhooks/{channel}" if public else None,
+        )
+
+    async def _send(self, ch: _Channel, row: dict[str, Any], message: OutboundMessage) -> None:
+        limiter = self._campaign_limiter(row.get("campaign"))
+        async with ch.semaphore:
+            for attempt in range(RETRIES_IN_RUN):
+                if ch.limiter:
+                    await ch.limiter.acquire()
+                if limiter:
+                    await limiter.acquire()
+                if ch.open or self.stop.is_set():
+                    # not sent: back to the queue, as if never claimed
+                    self._finish(row, status="queued", attempts_back=True)
+                    return
+                try:
+                    result = await ch.provider.send(message)
+                except ProviderError as exc:
+                    if exc.code == "whatsapp_window":
+                        self._finish(row, status="skipped", reason="whatsapp_window", error=str(exc))
+                        return
+                    if not exc.retryable:
+                        ch.consecutive_failures = 0
+                        self._finish(row, status="failed", reason=exc.code or "rejected",
+                                     error=str(exc))
+                        self.summary.problems.append(f"{row['channel']}: {exc}")
+                        return
+                    ch.consecutive_failures += 1
+                    if ch.consecutive_failures >= CIRCUIT_THRESHOLD and not ch.open:
+                        ch.open = True
+                        self.summary.open_circuits.append(row["channel"])
+                        self.summary.problems.append(
+                            f"channel {row['channel']}: circuit open after "
+                            f"{ch.consecutive_failures} failures in a row ({exc}); "
+                            "its remaining messages stay queued for the next run"
+                        )
+                    delay = _backoff(attempt, exc.retry_after)
+                    if attempt + 1 == RETRIES_IN_RUN or delay > MAX_RETRY_AFTER or ch.open:
+                        later = clock.now() + timedelta(seconds=max(delay, 60 * (attempt + 1)))
+                        self._finish(row, status="queued", not_before=clock.iso(later),
+                                     error=str(exc), reason=exc.code or "retrying")
+                        return
+                    await asyncio.sleep(delay)
+                    continue
+                except Exception as exc:  # noqa: BLE001 - a provider bug must not lose the row
+                    self._finish(row, status="failed", reason="provider_bug",
+                                 error=f"{type(exc).__name__}: {exc}"[:500])
+                    self.summary.problems.append(f"{row['channel']}: unexpected {exc!r}")
+                    return
+                ch.consecutive_failures = 0
+                at = clock.iso(clock.now())
+                self._finish(row, status="sent", provider_message_id=result.provider_message_id,
+                             sent_at=at, at=at)
+                self.outbound.append(
+                    {
+                        "customer_id": row["customer_id"],
+                        "channel": row["channel"],
+                        "address": message.to,
+                        "subject": message.subject,
+                        "text": message.body,
+                        "delivery_id": row["id"],
+                        "campaign": row.get("campaign"),
+                        "author": row["purpose"],
+                        "at": at,
+                    }
+                )
+                return
+
+    def _campaign_limiter(self, name: str | None) -> RateLimiter | None:
+        if name is None:
+            return None
+        if name not in self.campaign_limiters:
+            campaign = self._campaign(name)
+            rate = campaign.rate if campaign else None
+            self.campaign_limiters[name] = RateLimiter(rate) if rate else None
+        return self.campaign_limiters[name]
+
+
+def _backoff(attempt: int, retry_after: float | None) -> float:
+    if retry_after is not None:
+        return max(0.0, retry_after)
+    return float(BACKOFF_BASE * (2**attempt) * random.uniform(0.5, 1.5))
+
+
+def _extra(context: Mapping[str, Any]) -> dict[str, Any]:
+    extra = dict(context.get("extra") or {})
+    if "event" in context:
+        extra["event"] = context["event"]
+    return extra
+
+
+def _whatsapp_template(campaign: Any, customer: Mapping[str, Any]) -> dict[str, Any] | None:
+    spec = getattr(campaign, "whatsapp_template", None)
+    if not spec:
+        return None
+    params = [str(customer.get(str(p), p) or "") for p in spec.get("parameters", [])]
+    return {"name": spec.get("name"), "language": spec.get("language", "en"), "parameters": params}
+
+
+async def send_due_async(
+    ws: Workspace,
+    *,
+    campaigns: Sequence[str] | None = None,
+    ids: Sequence[str] | None = None,
+    limit: int | None = None,
+    stop: asyncio.Event | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> SendSummary:
+    """Send every due delivery (or just ``ids``, due or not), honouring consent and windows."""
+    engine = _Engine(
+        ws,
+        campaigns=campaigns,
+        ids=ids,
+        limit=limit,
+        stop=stop or asyncio.Event(),
+        on_progress=on_progress,
+    )
+    return await engine.run()
+
+
+def send_deliveries(ws: Workspace, delivery_ids: Sequence[str]) -> SendSummary:
+    """Send these deliveries now (replies: confirmations, follow-ups, agent answers)."""
+    if not delivery_ids:
+        return SendSummary()
+    return asyncio.run(send_due_async(ws, ids=list(delivery_ids)))
+
+
+async def send_deliveries_async(ws: Workspace, delivery_ids: Sequence[str]) -> SendSummary:
+    """``send_deliveries`` for callers already inside an event loop (``serve``)."""
+    if not delivery_ids:
+        return SendSummary()
+    return await send_due_async(ws, ids=list(delivery_ids))
+
+
+def enqueue_reply(
+    store: Store,
+    *,
+    customer_id: str,
+    channel: str,
+    purpose: str,
+    template: str | None = None,
+    text: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+    campaign: str | None = None,
+) -> str:
+    """Queue one reply (not a campaign send) for immediate sending; the caller holds the txn.
+
+    ``purpose``: keyword | follow_up | auto_reply | agent. A reply is sent at once,
+    outside any campaign window, and does not count against frequency caps.
+    """
+    from .campaigns import new_delivery_id
+
+    if purpose not in REPLY_PURPOSES:
+        raise ValueError(f"purpose must be one of {REPLY_PURPOSES}")
+    if (template is None) == (text is None):
+        raise ValueError("give either a template or a text")
+    at = clock.iso(clock.now())
+    delivery_id = new_delivery_id()
+    context: dict[str, Any] = {}
+    if text is not None:
+        context["text"] = text
+    if extra:
+        context["extra"] = dict(extra)
+    sql.insert_reply(
+        store,
+        {
+            "id": delivery_id,
+            "campaign": campaign,
+            "occurrence": None,
+            "customer_id": customer_id,
+            "channel": channel,
+            "purpose": purpose,
+            "template": template or "",
+            "counts_for_cap": 0,
+            "window": None,
+            "status": "queued",
+            "not_before": at,
+            "context": json.dumps(context, default=str) if context else None,
+            "created_at": at,
+            "updated_at": at,
+        },
+    )
+    return delivery_id

@@ -1,0 +1,310 @@
+"""SQL for occurrences and deliveries: planning, claiming, recording results.
+
+Every state change of a delivery is one UPDATE guarded by its old state, so that two
+processes (a ``run`` and ``serve`` sending a reply) can never both send the same delivery.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from . import Store
+
+SENT_STATES = ("sent", "delivered", "read")
+# states that occupy a frequency-cap slot: sent, or on their way
+CAP_STATES = ("queued", "deferred", "sending", "sent", "delivered", "read", "unknown")
+
+
+def occurrence_status(store: Store, campaign: str, occurrence: str) -> str | None:
+    row = store.conn.execute(
+        "SELECT status FROM occurrences WHERE campaign = ? AND occurrence = ?",
+        (campaign, occurrence),
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
+def begin_occurrence(
+    store: Store, campaign: str, occurrence: str, kind: str, survey: dict[str, Any] | None, at: str
+) -> None:
+    """Record that planning of an occurrence started (idempotent)."""
+    with store.write() as conn:
+        conn.execute(
+            "INSERT OR IGNORE INTO occurrences (campaign, occurrence, kind, status, planned_at, "
+            "survey) VALUES (?, ?, ?, 'planning', ?, ?)",
+            (campaign, occurrence, kind, at, json.dumps(survey) if survey else None),
+        )
+
+
+def finish_occurrence(store: Store, campaign: str, occurrence: str, audience: int) -> None:
+    with store.write() as conn:
+        conn.execute(
+            "UPDATE occurrences SET status = 'planned', audience = ? "
+            "WHERE campaign = ? AND occurrence = ?",
+            (audience, campaign, occurrence),
+        )
+
+
+def record_missed(store: Store, campaign: str, occurrence: str, kind: str, at: str) -> None:
+    with store.write() as conn:
+        conn.execute(
+            "INSERT OR IGNORE INTO occurrences (campaign, occurrence, kind, status, planned_at) "
+            "VALUES (?, ?, ?, 'missed', ?)",
+            (campaign, occurrence, kind, at),
+        )
+
+
+def known_occurrences(store: Store, campaign: str) -> dict[str, str]:
+    """occurrence → status for one campaign."""
+    rows = store.conn.execute(
+        "SELECT occurrence, status FROM occurrences WHERE campaign = ?", (campaign,)
+    )
+    return {o: s for o, s in rows}
+
+
+DELIVERY_COLUMNS = (
+    "id", "campaign", "occurrence", "customer_id", "channel", "purpose", "template",
+    "counts_for_cap", "window", "status", "reason", "not_before", "context",
+    "created_at", "updated_at",
+)
+
+
+def insert_deliveries(store: Store, rows: Sequence[Sequence[Any]]) -> int:
+    """Insert planned deliveries (DELIVERY_COLUMNS order); existing keys are kept as they are.
+
+    The unique key (campaign, occurrence, customer) makes planning idempotent: a re-plan
+    after a crash inserts only what is missing. Caller holds the transaction.
+    """
+    cols = ", ".join(f'"{c}"' for c in DELIVERY_COLUMNS)
+    marks = ", ".join("?" for _ in DELIVERY_COLUMNS)
+    cur = store.conn.executemany(
+        f"INSERT OR IGNORE INTO deliveries ({cols}) VALUES ({marks})", rows
+    )
+    return cur.rowcount
+
+
+def current_consent_many(store: Store, ids: Sequence[str]) -> dict[str, dict[str, str]]:
+    """customer → channel → current consent status, for a chunk of customers."""
+    out: dict[str, dict[str, str]] = {}
+    for start in range(0, len(ids), 900):
+        chunk = list(ids[start : start + 900])
+        marks = ", ".join("?" for _ in chunk)
+        rows = store.conn.execute(
+            f"SELECT customer_id, channel, status, max(id) FROM consent "
+            f"WHERE customer_id IN ({marks}) GROUP BY customer_id, channel",
+            chunk,
+        )
+        for cid, channel, status, _ in rows:
+            out.setdefault(cid, {})[channel] = status
+    return out
+
+
+def cap_usage(
+    store: Store, ids: Sequence[str], since: str, campaign: str | None = None
+) -> dict[str, int]:
+    """customer → cap-counting campaign deliveries since ``since`` (optionally one campaign)."""
+    out: dict[str, int] = {}
+    states = ", ".join(f"'{s}'" for s in CAP_STATES)
+    for start in range(0, len(ids), 900):
+        chunk = list(ids[start : start + 900])
+        marks = ", ".join("?" for _ in chunk)
+        sql = (
+            f"SELECT customer_id, count(*) FROM deliveries WHERE customer_id IN ({marks}) "
+            f"AND counts_for_cap = 1 AND status IN ({states}) "
+            f"AND coalesce(sent_at, not_before) >= ?"
+        )
+        params: list[Any] = [*chunk, since]
+        if campaign is not None:
+            sql += " AND campaign = ?"
+            params.append(campaign)
+        for cid, n in store.conn.execute(sql + " GROUP BY customer_id", params):
+            out[cid] = n
+    return out
+
+
+def recover_in_flight(store: Store, idempotent_channels: Iterable[str], at: str) -> dict[str, int]:
+    """After a crash: ``sending`` rows become ``unknown``; on idempotent channels, ``queued``.
+
+    Only one run holds the workspace lock, so any ``sending`` row found by a new run was
+    left by a process that died between claiming and recording. A resend on a channel that
+    cannot duplicate (outbox files, idempotency keys) is safe, so those go back to the queue.
+    """
+    safe = list(idempotent_channels)
+    marks = ", ".join("?" for _ in safe) or "NULL"
+    with store.write() as conn:
+        requeued = conn.execute(
+            f"UPDATE deliveries SET status = 'queued', updated_at = ? "
+            f"WHERE status = 'sending' AND channel IN ({marks})",
+            [at, *safe],
+        ).rowcount
+        unknown = conn.execute(
+            "UPDATE deliveries SET status = 'unknown', reason = 'in_flight_at_crash', "
+            "updated_at = ? WHERE status = 'sending'",
+            (at,),
+        ).rowcount
+    return {"requeued": requeued, "unknown": unknown}
+
+
+def retry_unknown(store: Store, at: str) -> int:
+    """``run --retry-unknown``: put unknown deliveries back in the queue."""
+    with store.write() as conn:
+        return conn.execute(
+            "UPDATE deliveries SET status = 'queued', reason = NULL, updated_at = ? "
+            "WHERE status = 'unknown'",
+            (at,),
+        ).rowcount
+
+
+def claim_due(
+    store: Store,
+    now: str,
+    limit: int,
+    *,
+    campaigns: Sequence[str] | None = None,
+    channels: Sequence[str] | None = None,
+    ids: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Move up to ``limit`` due deliveries to ``sending`` and return them with consent.
+
+    One transaction: select due rows, re-read each customer's current consent on the
+    delivery's channel (the check right before the send), and mark them ``sending`` with an
+    UPDATE guarded by their old state.
+    """
+    where = ["d.status IN ('queued', 'deferred')"]
+    params: list[Any] = []
+    if ids is not None:
+        where.append(f"d.id IN ({', '.join('?' for _ in ids)})")
+        params.extend(ids)
+    else:
+        where.append("d.not_before <= ?")
+        params.append(now)
+    if campaigns:
+        where.append(f"d.campaign IN ({', '.join('?' for _ in campaigns)})")
+        params.extend(campaigns)
+    if channels is not None:
+        where.append(f"d.channel IN ({', '.join('?' for _ in channels) or 'NULL'})")
+        params.extend(channels)
+    sql = (
+        "SELECT d.*, (SELECT c.status FROM consent c WHERE c.customer_id = d.customer_id "
+        "AND c.channel = d.channel ORDER BY c.id DESC LIMIT 1) AS consent "
+        f"FROM deliveries d WHERE {' AND '.join(where)} "
+        "ORDER BY d.not_before, d.id LIMIT ?"
+    )
+    with store.write() as conn:
+        cur = conn.execute(sql, [*params, limit])
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cur]
+        if rows:
+            marks = ", ".join("?" for _ in rows)
+            conn.execute(
+                f"UPDATE deliveries SET status = 'sending', attempts = attempts + 1, "
+                f"updated_at = ? WHERE id IN ({marks}) AND status IN ('queued', 'deferred')",
+                [now, *(r["id"] for r in rows)],
+            )
+    return rows
+
+
+def record_results(
+    store: Store,
+    updates: Sequence[dict[str, Any]],
+    outbound: Sequence[dict[str, Any]],
+) -> None:
+    """Write send results in one transaction, each guarded by the ``sending`` state.
+
+    ``updates``: id, status, and optionally reason, error, provider_message_id, sent_at,
+    not_before. ``outbound``: messages to append to conversations (sent ones).
+    """
+    from .conversations import record_outbound
+
+    with store.write() as conn:
+        for u in updates:
+            conn.execute(
+                "UPDATE deliveries SET status = ?, reason = ?, error = ?, "
+                "provider_message_id = coalesce(?, provider_message_id), "
+                "sent_at = coalesce(?, sent_at), not_before = coalesce(?, not_before), "
+                "attempts = attempts - ?, updated_at = ? WHERE id = ? AND status = 'sending'",
+                (
+                    u["status"], u.get("reason"), u.get("error"), u.get("provider_message_id"),
+                    u.get("sent_at"), u.get("not_before"), int(bool(u.get("attempts_back"))),
+                    u["at"], u["id"],
+                ),
+            )
+        if outbound:
+            record_outbound(store, list(outbound))
+
+
+def release(store: Store, ids: Sequence[str], at: str) -> None:
+    """Put claimed-but-unsent deliveries back in the queue (interrupt, open circuit)."""
+    if not ids:
+        return
+    marks = ", ".join("?" for _ in ids)
+    with store.write() as conn:
+        conn.execute(
+            f"UPDATE deliveries SET status = 'queued', attempts = max(attempts - 1, 0), "
+            f"updated_at = ? WHERE id IN ({marks}) AND status = 'sending'",
+            [at, *ids],
+        )
+
+
+def occurrence_survey(store: Store, campaign: str, occurrence: str) -> dict[str, Any] | None:
+    row = store.conn.execute(
+        "SELECT survey FROM occurrences WHERE campaign = ? AND occurrence = ?",
+        (campaign, occurrence),
+    ).fetchone()
+    return json.loads(row[0]) if row and row[0] else None
+
+
+def last_inbound_at(store: Store, customer_id: str, channel: str) -> str | None:
+    row = store.conn.execute(
+        "SELECT max(at) FROM messages WHERE customer_id = ? AND channel = ? AND direction = 'in'",
+        (customer_id, channel),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def summarize(
+    store: Store, keys: Iterable[tuple[str, str]]
+) -> Iterator[tuple[str, str, dict[str, int], dict[str, int]]]:
+    """Per (campaign, occurrence): counts by status, and skipped counts by reason."""
+    for campaign, occurrence in keys:
+        by_status = dict(
+            store.conn.execute(
+                "SELECT status, count(*) FROM deliveries WHERE campaign = ? AND occurrence = ? "
+                "AND purpose = 'campaign' GROUP BY status",
+                (campaign, occurrence),
+            ).fetchall()
+        )
+        skipped = dict(
+            store.conn.execute(
+                "SELECT reason, count(*) FROM deliveries WHERE campaign = ? AND occurrence = ? "
+                "AND purpose = 'campaign' AND status = 'skipped' GROUP BY reason",
+                (campaign, occurrence),
+            ).fetchall()
+        )
+        yield campaign, occurrence, by_status, skipped
+
+
+def queue_rows(store: Store, limit: int | None) -> Iterator[dict[str, Any]]:
+    """Deliveries still to be sent, or whose fate is unknown, soonest first."""
+    sql = (
+        "SELECT d.id, d.campaign, d.occurrence, d.customer_id, d.channel, d.purpose, d.status, "
+        "d.reason, d.not_before, d.attempts FROM deliveries d "
+        "WHERE d.status IN ('queued', 'deferred', 'sending', 'unknown') "
+        "ORDER BY d.status = 'unknown' DESC, d.not_before, d.id"
+    )
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    cur = store.conn.execute(sql)
+    names = [d[0] for d in cur.description]
+    for row in cur:
+        yield dict(zip(names, row, strict=True))
+
+
+def insert_reply(store: Store, row: dict[str, Any]) -> None:
+    """Insert one non-campaign delivery (follow-up, keyword reply, agent reply)."""
+    cols = list(row)
+    store.conn.execute(
+        f"INSERT INTO deliveries ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+        tuple(row.values()),
+    )
