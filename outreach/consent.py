@@ -7,15 +7,15 @@ channel is the latest row. Nothing is ever sent where the current consent is not
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Literal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
 
 from . import clock
 from .config import Config
 from .errors import NotFoundError
 from .store import Store
-from .store.consent import append_consent, current_consent_for
-from .store.customers import get_customers
+from .store.consent import append_consent, consent_history, current_consent_for
+from .store.customers import get_customer, get_customers
 
 Status = Literal["opted_in", "opted_out"]
 OPTED_IN: Status = "opted_in"
@@ -49,3 +49,34 @@ def record(
 def is_opted_in(store: Store, customer_id: str, channel: str) -> bool:
     """The check made right before every campaign send."""
     return current_consent_for(store, customer_id, channel) == OPTED_IN
+
+
+def current_consent_detail(
+    config: Config, history: Sequence[Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """channel → its latest ledger row (status, source, recorded_at), for every configured
+    channel (status None where the ledger has nothing) and any other channel with history."""
+    out: dict[str, dict[str, Any]] = {
+        name: {"status": None, "source": None, "recorded_at": None} for name in config.channels
+    }
+    for row in history:  # oldest first: the last row of a channel wins
+        out[row["channel"]] = {
+            "status": row["status"],
+            "source": row["source"],
+            "recorded_at": row["recorded_at"],
+        }
+    return out
+
+
+def consent_report(store: Store, config: Config, customer_id: str) -> dict[str, Any]:
+    """A customer's current consent per channel and the whole ledger history, oldest first."""
+    if get_customer(store, customer_id) is None:
+        raise NotFoundError(
+            f'customer "{customer_id}" does not exist; see outreach customers list'
+        )
+    history = consent_history(store, customer_id)
+    return {
+        "customer": customer_id,
+        "current": current_consent_detail(config, history),
+        "history": history,
+    }

@@ -13,6 +13,8 @@ from outreach.cli import app
 
 Cli = Callable[..., Result]
 
+pytest_plugins = ["tests.servers.fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:

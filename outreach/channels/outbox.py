@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-from email.message import EmailMessage
-from email.utils import formatdate
 from pathlib import Path
 from typing import ClassVar
 
@@ -83,17 +81,9 @@ class OutboxProvider:
 
 
 def _email_bytes(message: OutboundMessage, sender_name: str) -> bytes:
-    mail = EmailMessage()
-    mail["From"] = f"{sender_name} <outbox@localhost>"
-    mail["To"] = message.to
-    mail["Subject"] = message.subject or ""
-    mail["Date"] = formatdate(localtime=False)
-    mail["Message-ID"] = f"<{message.delivery_id}@outreach.local>"
-    if message.unsubscribe_url:
-        mail["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
-        mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    mail["X-Outreach-Delivery"] = message.delivery_id
-    mail.set_content(message.body)
-    if message.html:
-        mail.add_alternative(message.html, subtype="html")
+    from .mime import build_email
+
+    mail = build_email(
+        message, sender=f"{sender_name} <outbox@localhost>", message_id_domain="outreach.local"
+    )
     return mail.as_bytes()

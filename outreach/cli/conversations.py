@@ -1,9 +1,263 @@
-"""(being built)."""
+"""outreach replies ingest, conversations list|show|close, reply, serve (SPEC §7)."""
 
 from __future__ import annotations
 
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from .options import JsonOption, workspace
+from .output import console, note, print_json, print_table, stream_json_list
+
+replies_app = typer.Typer(
+    help="Feed customers' replies in from files or standard input.", no_args_is_help=True
+)
+conversations_app = typer.Typer(
+    help="Read, list and close customer conversations (one per customer, every channel).",
+    no_args_is_help=True,
+)
+
+CustomerArg = Annotated[str, typer.Argument(help="The customer id (or an unverified contact id).")]
+
+
+class IngestFormat(StrEnum):
+    jsonl = "jsonl"
+    twilio = "twilio"
+    whatsapp_cloud = "whatsapp-cloud"
+    sunshine = "sunshine"
+    webhook = "webhook"
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add the replies and conversations groups and the reply and serve commands."""
+    app.add_typer(replies_app, name="replies")
+    app.add_typer(conversations_app, name="conversations")
+    app.command("reply", epilog='Example: outreach reply cust-42 "Thanks, fixed it!"')(reply)
+    app.command("serve", epilog="Example: outreach serve --port 8787")(serve)
+
+
+@replies_app.command(
+    "ingest",
+    epilog='Example: echo \'{"channel":"sms","from":"+31612345678","text":"9","id":"m1"}\' '
+    "| outreach replies ingest -",
+)
+def ingest(
+    ctx: typer.Context,
+    file: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE|-",
+            help='JSON lines {"channel","from","text","received_at","id"}, one message a '
+            "line; - reads standard input.",
+        ),
+    ],
+    channel: Annotated[
+        str | None,
+        typer.Option("--channel", help="Channel for lines without one (and for --format)."),
+    ] = None,
+    fmt: Annotated[
+        IngestFormat,
+        typer.Option(
+            "--format",
+            help="jsonl (normalized lines) or a provider: each line is that provider's own "
+            "webhook payload (Twilio's as form data or a JSON object of its fields).",
+        ),
+    ] = IngestFormat.jsonl,
+    as_json: JsonOption = False,
+) -> None:
+    """Store replies, apply keywords and survey answers, send confirmations; the same
+    message id twice is stored once. Exit 3 when some lines were rejected."""
+    from ..errors import PartialFailure, UsageError
+    from ..inbound import ingest as run_ingest
+
+    ws = workspace(ctx)
+    if file == "-":
+        summary = run_ingest(ws, sys.stdin.buffer, channel=channel, fmt=fmt.value)
+        name = "stdin"
+    else:
+        path = Path(file)
+        try:
+            with path.open("rb") as stream:
+                summary = run_ingest(ws, stream, channel=channel, fmt=fmt.value)
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            raise UsageError(f"{file}: cannot read it ({exc.strerror}); check the path") from None
+        name = path.name
+    result = summary.as_dict()
+    if as_json:
+        print_json(result)
+    else:
+        for line, reason in summary.rejected:
+            note(f"{name}:{line}: {reason}")
+        keywords = ", ".join(f"{w} {n}" for w, n in sorted(summary.keywords.items())) or "none"
+        console.print(
+            f"{summary.stored:,} messages stored, {summary.duplicates:,} duplicates, "
+            f"{summary.new_contacts:,} new contacts; keywords: {keywords}; "
+            f"{summary.survey_answers:,} survey answers ({summary.unclear_answers:,} unclear); "
+            f"{summary.needs_attention:,} need attention; {len(summary.replies_queued):,} "
+            f"replies sent; {summary.status_updates:,} status updates; "
+            f"{len(summary.rejected):,} lines rejected.",
+            markup=False,
+        )
+    if summary.rejected:
+        raise PartialFailure(
+            f"{name}: {len(summary.rejected):,} lines were rejected (first: line "
+            f"{summary.rejected[0][0]}: {summary.rejected[0][1]}); fix them and ingest again "
+            "(already stored messages are not duplicated)"
+        )
+
+
+@conversations_app.command("list", epilog="Example: outreach conversations list --needs-attention")
+def list_conversations(
+    ctx: typer.Context,
+    needs_attention: Annotated[
+        bool,
+        typer.Option("--needs-attention", help="Only conversations waiting for a person."),
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only with a message at or after this time (ISO 8601; "
+                     "without a zone: workspace time zone)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Conversations, most recent first: customer, name, last message, channel, attention."""
+    from .. import clock
+    from ..inbound import list_conversations as rows
+
+    ws = workspace(ctx)
+    start = clock.parse_time(since, ws.config.timezone, what="--since") if since else None
+    items = rows(ws.store, needs_attention=needs_attention, since=start)
+    if as_json:
+        stream_json_list(items)
+        return
+    tz = ws.config.timezone
+
+    def people(item: dict[str, Any]) -> dict[str, Any]:
+        attention = ""
+        if item["needs_attention"]:
+            attention = f"yes ({item['attention_reason']})" if item["attention_reason"] else "yes"
+        return {
+            **item,
+            "name": item["name"] or ("(unverified contact)" if not item["verified"] else ""),
+            "last": _local(item["last_message_at"], tz),
+            "attention": attention,
+        }
+
+    shown = print_table(
+        (people(i) for i in items),
+        ["customer_id", "name", "last", "last_channel", "attention", "status"],
+        headers=["customer", "name", "last message", "channel", "needs attention", "status"],
+    )
+    if not shown:
+        note("No conversations" + (" need attention." if needs_attention else " yet."))
+
+
+@conversations_app.command("show", epilog="Example: outreach conversations show cust-42")
+def show_conversation(
+    ctx: typer.Context, customer: CustomerArg, as_json: JsonOption = False
+) -> None:
+    """The whole transcript of one customer, every channel, in order."""
+    from ..inbound import show_conversation as show
+
+    ws = workspace(ctx)
+    data = show(ws.store, customer)
+    if as_json:
+        print_json(data)
+        return
+    tz = ws.config.timezone
+    title = data["name"] or data["customer_id"]
+    if not data["verified"]:
+        title += " (unverified contact)"
+    state = data["status"] or "no messages yet"
+    if data["needs_attention"]:
+        state += f", needs attention: {data['attention_reason'] or 'yes'}"
+    console.print(f"{title} [{data['customer_id']}] — {state}", markup=False)
+    for message in data["messages"]:
+        arrow = "←" if message["direction"] == "in" else "→"
+        who = "customer" if message["direction"] == "in" else (message["author"] or "outreach")
+        line = f"{_local(message['at'], tz)}  {arrow} {message['channel']:<9} {who}: "
+        text = message["text"]
+        if message.get("subject"):
+            text = f"[{message['subject']}] {text}"
+        console.print(line + text.replace("\n", "\n" + " " * len(line)), markup=False)
+        survey = message.get("survey")
+        if survey:
+            verdict = f"answer {survey['answer']}" if survey["valid"] else "unclear answer"
+            console.print(
+                f"{' ' * len(line)}(survey {survey['campaign']}: {verdict})", markup=False
+            )
+
+
+@conversations_app.command("close", epilog="Example: outreach conversations close cust-42")
+def close_conversation(ctx: typer.Context, customer: CustomerArg) -> None:
+    """Close a conversation and clear its attention flag; a new message reopens it."""
+    from ..inbound import close_conversation as close
+
+    ws = workspace(ctx)
+    close(ws.store, customer)
+    note(f"Closed the conversation with {customer}.")
+
+
+def reply(
+    ctx: typer.Context,
+    customer: CustomerArg,
+    text: Annotated[str, typer.Argument(help="What to send.")],
+    channel: Annotated[
+        str | None,
+        typer.Option("--channel", help="Send on this channel (default: the one the customer "
+                     "last wrote on, if it still has consent)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Send an agent's reply to a customer now, and clear the conversation's attention flag."""
+    from ..errors import PartialFailure
+    from ..inbound import reply as send_reply
+
+    ws = workspace(ctx)
+    result = send_reply(ws, customer, text, channel)
+    if as_json:
+        print_json({"delivery_id": result.delivery_id, "channel": result.channel,
+                    "status": result.status, "error": result.error})
+    if result.status in ("sent", "delivered", "read"):
+        if not as_json:
+            note(f"Sent to {customer} on {result.channel} (delivery {result.delivery_id}).")
+        return
+    raise PartialFailure(
+        f"reply to {customer} on {result.channel} was not sent ({result.status}"
+        + (f": {result.error}" if result.error else "")
+        + "); see outreach queue"
+    )
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="Address to listen on (default: [server] host, "
+                     "127.0.0.1)."),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", min=0, max=65535,
+                     help="Port to listen on (default: [server] port, 8787)."),
+    ] = None,
+) -> None:
+    """Receive webhooks (inbound messages, delivery statuses), one-click unsubscribes and
+    health checks over HTTP until interrupted."""
+    from ..server import run_server
+
+    ws = workspace(ctx)
+    channels = ", ".join(f"/webhooks/{c}" for c in ws.config.channels) or "no channels"
+    note(f"outreach serve: {channels}, /unsubscribe/TOKEN, /healthz")
+    run_server(ws, host or ws.config.server.host, ws.config.server.port if port is None else port)
+
+
+def _local(value: str | None, tz: Any) -> str:
+    if not value:
+        return ""
+    from .. import clock
+
+    return clock.parse_time(value).astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")

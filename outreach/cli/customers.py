@@ -1,7 +1,202 @@
-"""outreach customers … (being built)."""
+"""outreach customers import|list|show: thin over ``outreach.customers``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
 
-app = typer.Typer(help="Customers commands.", no_args_is_help=True)
+from .options import JsonOption, LimitOption, workspace
+from .output import note, print_json
+
+if TYPE_CHECKING:
+    from ..customers import ImportResult
+
+app = typer.Typer(
+    help="Import, list and show customers.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+SHOWN_ERRORS = 50
+LIST_COLUMNS = ("id", "name", "email", "phone", "preferred_channel", "locale", "timezone")
+
+
+class Format(StrEnum):
+    csv = "csv"
+    json = "json"
+    jsonl = "jsonl"
+
+
+@app.command(
+    "import",
+    epilog="Example: outreach customers import customers.csv --dry-run",
+)
+def import_(
+    ctx: typer.Context,
+    file: Annotated[
+        Path, typer.Argument(help="CSV (any delimiter), JSON array or JSON lines file, UTF-8.")
+    ],
+    format: Annotated[
+        Format | None,
+        typer.Option("--format", help="File format (default: from the extension)."),
+    ] = None,
+    id_column: Annotated[
+        str | None,
+        typer.Option("--id-column", help="Use this column as the customer id."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and count, write nothing.")
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Import nothing if any row is bad.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Add or update customers from a file; bad rows are reported and skipped (exit 3).
+
+    Known columns: id, name, email, phone, preferred_channel, locale, timezone, opted_in
+    (channels separated by ; or ,). Every other column is kept as a customer attribute that
+    audience filters can use. Empty cells never clear a stored value; consent from the file
+    is recorded only on channels where the customer has no consent history yet.
+    """
+    from ..customers import import_customers
+    from ..errors import PartialFailure
+    from .output import progress
+
+    ws = workspace(ctx)
+    with progress(f"Importing {file.name}", None, enabled=not as_json) as bar:
+        seen = 0
+
+        def advance(rows: int) -> None:
+            nonlocal seen
+            bar.advance(rows - seen)
+            seen = rows
+
+        result = import_customers(
+            ws.store,
+            ws.config,
+            file,
+            format=format.value if format else None,
+            id_column=id_column,
+            dry_run=dry_run,
+            strict=strict,
+            on_progress=advance,
+        )
+    if as_json:
+        print_json(result.as_json())
+    else:
+        _print_summary(result)
+    if result.rejected:
+        if result.rolled_back:
+            raise PartialFailure(
+                f"{file.name}: {result.rejected} rows rejected, so nothing was imported "
+                "(--strict); fix them and import again"
+            )
+        raise PartialFailure(
+            f"{file.name}: {result.rejected} of {result.rows} rows rejected; fix them and "
+            "import the file again (imported rows are updated, nothing is duplicated)"
+        )
+
+
+def _print_summary(result: ImportResult) -> None:
+    from .output import console
+
+    for line in result.warning_lines()[:SHOWN_ERRORS]:
+        note(f"warning: {line}")
+    if result.duplicates > SHOWN_ERRORS:
+        note(f"… and {result.duplicates - SHOWN_ERRORS} more duplicate ids")
+    lines = result.error_lines()
+    for line in lines[:SHOWN_ERRORS]:
+        note(line)
+    if result.error_count > SHOWN_ERRORS:
+        note(f"… and {result.error_count - SHOWN_ERRORS} more")
+    verb = "Would import" if result.dry_run else "Imported"
+    if result.rolled_back:
+        verb = "Imported nothing, would have imported"
+    console.print(
+        f"{verb} {result.imported} customers from {result.file} "
+        f"({result.created} new, {result.updated} updated); "
+        f"{result.rejected} rows rejected, {result.duplicates} duplicate ids (last row wins); "
+        f"{result.consents} consents recorded"
+        + (f"; new columns: {', '.join(result.new_columns)}" if result.new_columns else "")
+        + ("; nothing written (--dry-run)" if result.dry_run else "")
+        + "."
+    )
+
+
+@app.command("list", epilog="Example: outreach customers list --where \"plan = 'pro'\"")
+def list_(
+    ctx: typer.Context,
+    where: Annotated[
+        str | None,
+        typer.Option(
+            "--where",
+            help="SQL condition over customer columns, e.g. \"plan = 'pro' and age > 30\" "
+            "(read-only).",
+        ),
+    ] = None,
+    limit: LimitOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List customers (all columns and current consent with --json)."""
+    from ..customers import list_customers
+    from .output import print_table, stream_json_list
+
+    rows = list_customers(workspace(ctx).store, where, limit=limit)
+    if as_json:
+        stream_json_list(rows)
+        return
+    shown = print_table(_table_rows(rows), [*LIST_COLUMNS, "opted_in"])
+    note(f"{shown} customers")
+
+
+def _table_rows(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for row in rows:
+        consent = row.get("consent", {})
+        row["opted_in"] = ", ".join(c for c, s in consent.items() if s == "opted_in")
+        yield row
+
+
+@app.command("show", epilog="Example: outreach customers show C1042")
+def show(
+    ctx: typer.Context,
+    customer: Annotated[str, typer.Argument(help="Customer id.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Show one customer: every column, consent per channel, and the conversation."""
+    from ..customers import show_customer
+    from .output import console, print_table
+
+    ws = workspace(ctx)
+    info = show_customer(ws.store, ws.config, customer)
+    if as_json:
+        print_json(info)
+        return
+    print_table(
+        ({"column": k, "value": v} for k, v in info["customer"].items()),
+        ["column", "value"],
+        title=f"Customer {customer}",
+    )
+    print_table(
+        ({"channel": c, **d} for c, d in info["consent"].items()),
+        ["channel", "status", "source", "recorded_at"],
+        title="Consent",
+    )
+    conversation = info["conversation"]
+    if conversation:
+        attention = (
+            f", needs attention ({conversation['attention_reason'] or 'reply'})"
+            if conversation["needs_attention"]
+            else ""
+        )
+        console.print(
+            f"Conversation: {conversation['status']}, {conversation['messages']} messages, "
+            f"last at {conversation['last_message_at'] or '-'}{attention}; "
+            f"see outreach conversations show {customer}"
+        )
+    else:
+        console.print("Conversation: none yet")

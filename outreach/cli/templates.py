@@ -1,7 +1,144 @@
-"""outreach templates … (being built)."""
+"""outreach templates check | render: compile, try and preview message templates (SPEC §4)."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-app = typer.Typer(help="Templates commands.", no_args_is_help=True)
+from .options import JsonOption, workspace
+from .output import console, note, print_json, print_table
+
+app = typer.Typer(
+    help="Check and preview message templates (templates/NAME/CHANNEL[.LOCALE].j2).",
+    no_args_is_help=True,
+)
+
+
+@app.command(
+    "check",
+    epilog="Example: outreach templates check nps --sample 5",
+)
+def check(
+    ctx: typer.Context,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="Templates to check (folder names in templates/); default: all."),
+    ] = None,
+    sample: Annotated[
+        int,
+        typer.Option(
+            "--sample",
+            min=1,
+            max=1000,
+            help="Render each template for this many customers from the database (built-in "
+            "sample customers when there are none).",
+        ),
+    ] = 3,
+    as_json: JsonOption = False,
+) -> None:
+    """Compile every template and render it per channel; exit 4 on any error.
+
+    Shows per template and channel: errors, SMS encoding (GSM-7 or UCS-2) and segments,
+    length, subject length (warning over 78) and the WhatsApp limit (4096).
+    """
+    from ..errors import TemplateError
+    from ..templates import check_workspace
+
+    ws = workspace(ctx)
+    results, samples = check_workspace(ws.config, ws.store, names or None, sample)
+    errors = sum(len(r.errors) for r in results)
+    if as_json:
+        print_json([r.as_dict() for r in results])
+    else:
+        if samples:
+            note("No customers in the database yet: rendered for built-in sample customers.")
+        rows = [
+            {
+                "template": r.template,
+                "channel": r.channel,
+                "languages": _languages(r.sources),
+                "html": "yes" if any(".html" in s for s in r.sources) else "",
+                "ok": "error" if r.errors else ("warning" if r.warnings else "ok"),
+                "sms": f"{r.encoding}, {r.segments} seg" if r.encoding else "",
+                "length": r.max_length or "",
+                "subject": r.max_subject if r.max_subject is not None else "",
+            }
+            for r in results
+        ]
+        print_table(
+            rows,
+            ["template", "channel", "languages", "html", "ok", "sms", "length", "subject"],
+            headers=["template", "channel", "languages", "HTML", "result", "SMS", "length",
+                     "subject"],
+        )
+        for r in results:
+            for problem in r.errors:
+                console.print(f"error: {problem}", markup=False, highlight=False)
+            for warning in r.warnings:
+                console.print(f"warning: {warning}", markup=False, highlight=False)
+    if errors:
+        raise TemplateError(
+            f"{errors} template error{'s' if errors != 1 else ''} "
+            f"in {sum(1 for r in results if r.errors)} template/channel pair(s); "
+            "fix the files named above"
+        )
+    if not as_json:
+        note(f"{len(results)} template/channel pairs checked, no errors.")
+
+
+@app.command(
+    "render",
+    epilog="Example: outreach templates render nps --customer C-1001 --channel sms",
+)
+def render(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Template name (a folder in templates/).")],
+    customer: Annotated[
+        str, typer.Option("--customer", help="Id of the customer to render for.")
+    ],
+    channel: Annotated[
+        str | None,
+        typer.Option(
+            "--channel",
+            help="Channel to render for (default: the customer's preferred channel, else the "
+            "first configured one).",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print one rendered message (campaign, survey and event values are sample data)."""
+    from ..templates import preview
+
+    ws = workspace(ctx)
+    result = preview(ws.config, ws.store, name, customer, channel)
+    if as_json:
+        print_json(result.as_dict())
+        return
+    message = result.message
+    note(f"{message.source} for customer {result.customer_id} on {result.channel}")
+    out = []
+    if message.subject is not None:
+        out.append(f"Subject: {message.subject}")
+    if message.preheader:
+        out.append(f"Preheader: {message.preheader}")
+    if out:
+        out.append("")
+    out.append(message.body)
+    console.print("\n".join(out), markup=False, highlight=False)
+    if message.html is not None:
+        note(f"(and an HTML alternative of {len(message.html)} characters; see --json)")
+    if result.encoding:
+        note(
+            f"SMS: {result.encoding}, {result.segments} segment"
+            f"{'s' if result.segments != 1 else ''}, {len(message.body)} characters"
+        )
+
+
+def _languages(sources: list[str]) -> str:
+    """templates/nps/sms.j2, templates/nps/sms.nl.j2 → "default, nl"."""
+    tags: dict[str, None] = {}
+    for source in sources:
+        parts = source.rsplit("/", 1)[-1].removesuffix(".j2").split(".")[1:]
+        tags[next((p for p in parts if p != "html"), "default")] = None
+    return ", ".join(tags)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -15,6 +15,11 @@ def register(app: typer.Typer) -> None:
     """Add init, status and demo to the root app."""
     app.command("init", epilog="Example: outreach init acme && cd acme && outreach status")(init)
     app.command("status")(status)
+    from .demo import demo
+
+    app.command("demo", epilog="Example: outreach demo && cd outreach-demo && outreach status")(
+        demo
+    )
 
 
 def init(
@@ -42,7 +47,85 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
     if as_json:
         print_json(info)
         return
+    render_status(info)
+
+
+def render_status(info: dict[str, Any]) -> None:
+    """The status for people: a few small rich tables."""
+    from rich.table import Table
+    from rich.text import Text
+
     from .output import console
 
-    for key, value in info.items():
-        console.print(f"[bold]{key}[/bold]: {value}")
+    def table(title: str, *columns: str, numbers: int = 0) -> Table:
+        """A table whose last ``numbers`` columns are right-aligned counts."""
+        t = Table(title=title, title_justify="left", header_style="bold")
+        for i, column in enumerate(columns):
+            right = i >= len(columns) - numbers
+            t.add_column(column, justify="right" if right else "left", overflow="fold")
+        return t
+
+    console.print(Text(f"Workspace {info['workspace']} at {info['now']}"))
+    people = table("Customers", "", "count", numbers=1)
+    people.add_row("customers", f"{info['customers']:,}")
+    people.add_row("unverified contacts", f"{info['unverified_contacts']:,}")
+    console.print(people)
+
+    consent = table("Consent (current)", "channel", "opted in", "opted out", numbers=2)
+    for channel, counts in info["consent"].items():
+        consent.add_row(
+            Text(channel), f"{counts.get('opted_in', 0):,}", f"{counts.get('opted_out', 0):,}"
+        )
+    if not info["consent"]:
+        consent.add_row("(none recorded)", "", "")
+    console.print(consent)
+
+    channels = table("Channels", "channel", "provider")
+    for channel in info["channels"]:
+        channels.add_row(Text(channel["name"]), Text(channel["provider"]))
+    console.print(channels)
+
+    due = info["due"]
+    campaigns = table(
+        "Campaigns", "campaign", "file", "last occurrence", "planned", "missed", numbers=2
+    )
+    for c in info["campaigns"]:
+        campaigns.add_row(
+            Text(c["name"]), "yes" if c["file"] else "no", c["last_occurrence"] or "",
+            str(c["occurrences_planned"]), str(c["occurrences_missed"]),
+        )
+    console.print(campaigns)
+    if not due["available"]:
+        console.print("Due now: unknown (this build has no campaign planner).")
+    elif due["error"]:
+        console.print(Text(f"Due now: cannot tell: {due['error']}"))
+    elif not due["occurrences"]:
+        console.print("Due now: nothing.")
+    else:
+        listed = ", ".join(
+            f"{d['campaign']} {d['occurrence']}" + (" (missed)" if d["missed"] else "")
+            for d in due["occurrences"]
+        )
+        console.print(Text(f"Due now: {listed}"))
+
+    queue = info["queue"]
+    q = table("Queue", "status", "deliveries", numbers=1)
+    for status in ("queued", "deferred", "sending", "unknown"):
+        q.add_row(status, f"{queue[status]:,}")
+    q.add_row("next not_before", queue["next_not_before"] or "-")
+    console.print(q)
+
+    attention = info["attention"]
+    a = table(
+        f"Conversations needing attention: {attention['total']:,}",
+        "customer", "name", "reason", "channel", "last message",
+    )
+    for row in attention["oldest"]:
+        a.add_row(
+            Text(str(row["customer_id"])), Text(row["customer_name"] or ""),
+            Text(row["reason"] or ""), Text(row["channel"] or ""), row["last_inbound_at"] or "",
+        )
+    if attention["oldest"]:
+        console.print(a)
+    else:
+        console.print(f"Conversations needing attention: {attention['total']:,}")

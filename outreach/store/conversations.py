@@ -34,7 +34,7 @@ def insert_message(store: Store, **fields: Any) -> int | None:
         f"VALUES ({', '.join('?' for _ in cols)})",
         tuple(fields.values()),
     )
-    return int(cur.lastrowid) if cur.rowcount else None
+    return int(cur.lastrowid or 0) if cur.rowcount else None
 
 
 def record_outbound(

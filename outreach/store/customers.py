@@ -17,11 +17,13 @@ def attribute_columns(store: Store) -> list[str]:
 
 def ensure_columns(store: Store, names: Sequence[str]) -> None:
     """Add attribute columns that do not exist yet (untyped, so numbers stay numbers)."""
-    existing = {c.name for c in store.db["customers"].columns}
+    # SQLite column names are case-insensitive: "Plan" is the column "plan".
+    existing = {c.name.lower() for c in store.db["customers"].columns}
     with store.write() as conn:
         for name in names:
-            if name not in existing:
+            if name.lower() not in existing:
                 conn.execute(f"ALTER TABLE customers ADD COLUMN {_quote(name)}")
+                existing.add(name.lower())
 
 
 def upsert_customers(
@@ -151,3 +153,78 @@ def iter_customers(
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def existing_customer_ids(store: Store, ids: Sequence[str]) -> set[str]:
+    """Which of ``ids`` are stored customers."""
+    return _existing_ids(store.conn, ids)
+
+
+# An import remembers the ids it has seen (and their line) in a TEMP table rather than a
+# Python set: a million ids would cost ~100 MB of memory, the table a few pages of cache.
+_SCRATCH = "temp.outreach_import_ids"
+
+
+def begin_import_scratch(store: Store) -> None:
+    """Start an empty list of the ids seen by this import (per connection, never on disk)."""
+    store.conn.execute(f"DROP TABLE IF EXISTS {_SCRATCH}")
+    store.conn.execute(f"CREATE TABLE {_SCRATCH} (id TEXT PRIMARY KEY, line INTEGER NOT NULL)")
+
+
+def import_ids_seen(store: Store, ids: Sequence[str]) -> dict[str, int]:
+    """id → line of its first appearance, for those of ``ids`` this import has seen."""
+    found: dict[str, int] = {}
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        marks = ", ".join("?" for _ in chunk)
+        found.update(
+            (r[0], r[1])
+            for r in store.conn.execute(
+                f"SELECT id, line FROM {_SCRATCH} WHERE id IN ({marks})", chunk
+            )
+        )
+    return found
+
+
+def remember_import_ids(store: Store, rows: Sequence[tuple[str, int]]) -> None:
+    """Add (id, line) pairs to this import's list."""
+    store.conn.executemany(f"INSERT OR IGNORE INTO {_SCRATCH} (id, line) VALUES (?, ?)", rows)
+
+
+def end_import_scratch(store: Store) -> None:
+    """Forget this import's list of ids."""
+    store.conn.execute(f"DROP TABLE IF EXISTS {_SCRATCH}")
+
+
+def current_consent_many(store: Store, ids: Sequence[str]) -> dict[str, dict[str, str]]:
+    """customer id → {channel: current status}, for a page of customers."""
+    out: dict[str, dict[str, str]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        marks = ", ".join("?" for _ in chunk)
+        rows = store.conn.execute(
+            "SELECT customer_id, channel, status, max(id) FROM consent "
+            f"WHERE customer_id IN ({marks}) GROUP BY customer_id, channel ORDER BY channel",
+            chunk,
+        )
+        for customer_id, channel, status, _ in rows:
+            out.setdefault(customer_id, {})[channel] = status
+    return out
+
+
+def conversation_summary(store: Store, customer_id: str) -> dict[str, Any] | None:
+    """The customer's conversation in brief (status, attention, message counts), or None."""
+    cur = store.conn.execute(
+        "SELECT c.id, c.status, c.needs_attention, c.attention_reason, c.last_inbound_at, "
+        "c.last_inbound_channel, c.updated_at, "
+        "(SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS messages, "
+        "(SELECT max(at) FROM messages m WHERE m.conversation_id = c.id) AS last_message_at "
+        "FROM conversations c WHERE c.customer_id = ?",
+        (customer_id,),
+    )
+    row = cur.fetchone()
+    if row is None:
+        return None
+    out = dict(zip([d[0] for d in cur.description], row, strict=True))
+    out["needs_attention"] = bool(out["needs_attention"])
+    return out

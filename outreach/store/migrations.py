@@ -188,3 +188,22 @@ def m006_occurrence_survey(db: Database) -> None:
     # expires_seconds, follow_up), so a later edit of the campaign file cannot change how
     # replies to an earlier send are read.
     db.execute("ALTER TABLE occurrences ADD COLUMN survey TEXT")
+
+
+@migrations()
+def m400_report_indexes(db: Database) -> None:
+    # `report` counts a campaign's deliveries by status and reason, and finds its first
+    # send, from deliveries_report alone. deliveries_sent answers "which campaign delivery
+    # did this customer get last before this reply" from the index alone, for `replied`
+    # and for the campaign column of `export replies`. Revocations are found by time.
+    db.executescript(
+        """
+        CREATE INDEX deliveries_report
+            ON deliveries(campaign, occurrence, status, reason, sent_at)
+            WHERE purpose = 'campaign';
+        CREATE INDEX deliveries_sent
+            ON deliveries(customer_id, sent_at, campaign, status)
+            WHERE purpose = 'campaign';
+        CREATE INDEX consent_revocations ON consent(status, recorded_at);
+        """
+    )

@@ -1,0 +1,234 @@
+"""Email over SMTP with ``aiosmtplib``: STARTTLS, implicit TLS or plain, login from env.
+
+Connections are pooled, not opened per message: the pool holds at most ``concurrency``
+sessions (the most the sending engine will run at once), each logged in once and reused
+for message after message. A pool rather than one shared session behind a lock, because
+an SMTP session carries one transaction at a time and a lock would serialise the whole
+channel on network round trips.
+
+A session the server has since dropped (idle timeout, ``421`` "closing") is noticed on the
+next send: the message is retried once on a fresh session, which is safe because the
+server accepted nothing on the dead one. Reply codes map onto ``ProviderError``: ``4xx``
+temporary (retryable), ``5xx`` permanent, both carrying the code; timeouts and lost
+connections are retryable. Headers are built by ``mime.build_email``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+import aiosmtplib
+
+from ..config import ChannelConfig
+from ..errors import ConfigError, ProviderError, SignatureError
+from .base import (
+    AddressKind,
+    InboundEvent,
+    OutboundMessage,
+    ProviderContext,
+    SendResult,
+    WebhookRequest,
+)
+from .http import optional_env, redact, setting
+from .mime import address_of, build_email, domain_of
+
+_DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+
+
+class SmtpProvider:
+    name: ClassVar[str] = "smtp"
+    address_kind: ClassVar[AddressKind] = "email"
+    idempotent: ClassVar[bool] = False
+    settings: ClassVar[frozenset[str]] = frozenset(
+        {"host", "port", "security", "username_env", "password_env", "from", "reply_to"}
+    )
+    required_settings: ClassVar[frozenset[str]] = frozenset({"host", "from"})
+
+    def __init__(self, channel: ChannelConfig, context: ProviderContext) -> None:
+        where = f"[channels.{channel.name}]"
+        self.channel = channel
+        self.host = setting(channel, "host")
+        self.security = str(channel.settings.get("security", "starttls"))
+        if self.security not in _DEFAULT_PORTS:
+            raise ConfigError(
+                f'{where} security: "{self.security}" is not one of starttls, tls, none'
+            )
+        port = channel.settings.get("port", _DEFAULT_PORTS[self.security])
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise ConfigError(f"{where} port: expected a port number, got {port!r}")
+        self.port = port
+        sender = setting(channel, "from")
+        if "@" not in address_of(sender):
+            raise ConfigError(f'{where} from: "{sender}" is not an email address')
+        self.sender = sender if "<" in sender else f"{context.sender_name} <{sender}>"
+        self.envelope_from = address_of(sender)
+        self.domain = domain_of(sender)
+        reply_to = channel.settings.get("reply_to")
+        self.reply_to = str(reply_to) if reply_to else None
+        self.username = optional_env(channel, context.env, "username_env")
+        self.password = optional_env(channel, context.env, "password_env")
+        if (self.username is None) != (self.password is None):
+            raise ConfigError(f"{where}: set both username_env and password_env, or neither")
+        self._secrets = tuple(s for s in (self.password, self.username) if s)
+        self._size = max(1, channel.concurrency)
+        self._idle: list[aiosmtplib.SMTP] = []
+        self._slots: asyncio.Semaphore | None = None
+        self.sessions_opened = 0
+
+    # -- sessions -----------------------------------------------------------------
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        client = aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            timeout=self.channel.timeout,
+            use_tls=self.security == "tls",
+            start_tls=self.security == "starttls",
+        )
+        try:
+            await client.connect()
+            if self.username is not None and self.password is not None:
+                await client.login(self.username, self.password)
+        except BaseException:
+            client.close()
+            raise
+        self.sessions_opened += 1
+        return client
+
+    async def _acquire(self) -> tuple[aiosmtplib.SMTP, bool]:
+        """A session and whether it was reused (it may have died while idle)."""
+        while self._idle:
+            client = self._idle.pop()
+            if client.is_connected:
+                return client, True
+            client.close()
+        return await self._connect(), False
+
+    def _release(self, client: aiosmtplib.SMTP, healthy: bool) -> None:
+        if healthy and client.is_connected:
+            self._idle.append(client)
+        else:
+            client.close()
+
+    # -- sending ------------------------------------------------------------------
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._size)
+        mail = build_email(message, sender=self.sender, reply_to=self.reply_to)
+        recipient = address_of(message.to)
+        if "@" not in recipient:
+            raise ProviderError(
+                f'smtp: "{message.to}" is not an email address', retryable=False, code="address"
+            )
+        async with self._slots:
+            for attempt in (1, 2):
+                try:
+                    client, reused = await self._acquire()
+                except aiosmtplib.SMTPException as exc:
+                    raise self._error(exc, "connecting") from None
+                except OSError as exc:
+                    raise ProviderError(
+                        f"smtp: cannot connect to {self.host}:{self.port} ({exc.strerror or exc})"
+                        "; will retry",
+                        retryable=True,
+                        code="connection",
+                    ) from None
+                try:
+                    await client.send_message(
+                        mail, sender=self.envelope_from, recipients=[recipient]
+                    )
+                except aiosmtplib.SMTPException as exc:
+                    code = _reply_code(exc)
+                    dropped = isinstance(exc, aiosmtplib.SMTPServerDisconnected) or code == 421
+                    # a refused transaction leaves a usable session; a timeout does not
+                    usable = code is not None and not dropped and await _reset(client)
+                    self._release(client, healthy=usable)
+                    if dropped and reused and attempt == 1:
+                        continue
+                    raise self._error(exc, "sending") from None
+                except OSError as exc:
+                    self._release(client, healthy=False)
+                    raise ProviderError(
+                        f"smtp: connection to {self.host} failed ({type(exc).__name__}); "
+                        "will retry",
+                        retryable=True,
+                        code="connection",
+                    ) from None
+                self._release(client, healthy=True)
+                return SendResult(provider_message_id=str(mail["Message-ID"]))
+        raise AssertionError("the loop above returns or raises")
+
+    def _error(self, exc: aiosmtplib.SMTPException, doing: str) -> ProviderError:
+        """Map an aiosmtplib error: 4xx retryable, 5xx permanent, lost sessions retryable."""
+        if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
+            exc = exc.recipients[0]
+        if isinstance(exc, aiosmtplib.SMTPNotSupported) or "STARTTLS" in str(exc):
+            return ProviderError(
+                f"smtp: {self.host} does not support it ({redact(exc.message, self._secrets)}); "
+                "check security in the channel settings",
+                retryable=False,
+                code="tls" if self.security != "none" else "unsupported",
+            )
+        if isinstance(exc, aiosmtplib.SMTPTimeoutError | aiosmtplib.SMTPConnectError):
+            return ProviderError(
+                f"smtp: {type(exc).__name__} while {doing} {self.host}:{self.port}; will retry",
+                retryable=True,
+                code="timeout" if isinstance(exc, aiosmtplib.SMTPTimeoutError) else "connection",
+            )
+        if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
+            return ProviderError(
+                f"smtp: {self.host} closed the connection while {doing}; will retry",
+                retryable=True,
+                code="connection",
+            )
+        code = getattr(exc, "code", None)
+        text = redact(" ".join(str(getattr(exc, "message", "") or "").split()), self._secrets)
+        if isinstance(code, int) and code > 0:
+            what = "login refused" if isinstance(exc, aiosmtplib.SMTPAuthenticationError) else (
+                "temporary failure" if 400 <= code < 500 else "refused"
+            )
+            return ProviderError(
+                f"smtp: {self.host} {what} while {doing}: {code} {text}".rstrip(),
+                retryable=400 <= code < 500,
+                code=str(code),
+            )
+        return ProviderError(
+            f"smtp: {type(exc).__name__} while {doing} {self.host}: {text}".rstrip(),
+            retryable=True,
+            code="smtp",
+        )
+
+    def verify(self, request: WebhookRequest) -> None:
+        raise SignatureError("the smtp provider receives no webhooks; use replies ingest", 404)
+
+    def parse(self, request: WebhookRequest) -> list[InboundEvent]:
+        return []
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for client in idle:
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                client.close()
+
+
+def _reply_code(exc: aiosmtplib.SMTPException) -> int | None:
+    """The SMTP reply code behind an error (the first refused recipient's), if any."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
+        exc = exc.recipients[0]
+    code = getattr(exc, "code", None)
+    return code if isinstance(code, int) and code > 0 else None
+
+
+async def _reset(client: aiosmtplib.SMTP) -> bool:
+    """RSET after a refused transaction so the session can carry the next one."""
+    if not client.is_connected:
+        return False
+    try:
+        await client.rset()
+    except (aiosmtplib.SMTPException, OSError):
+        return False
+    return True

@@ -1,0 +1,195 @@
+"""Zendesk Sunshine Conversations (v2) proactive notifications.
+
+Sends are ``POST {base_url}/v2/apps/{app_id}/notifications``, HTTP Basic
+``key_id:key_secret``, JSON ``{"destination": {"integrationId", "destinationId"},
+"author": {"role": "appMaker"}, "message": …}``; the destination is the channel's
+``integration_id`` (a WhatsApp or SMS integration of the app) and the customer's phone.
+Outside the WhatsApp 24-hour window a message that carries a ``whatsapp_template`` goes
+out as ``messageSchema: "whatsapp"`` with that template; otherwise as text. Sunshine
+answers ``201 {"notification": {"_id"}}``; errors ``{"errors": [{"code", "title"}]}``.
+
+Webhooks carry the webhook's secret in ``X-API-Key`` (compared in constant time).
+``parse`` reads ``conversation:message`` events written by users (the business's own
+messages echo back as ``business`` and are ignored) and delivery events. The customer's
+address is the channel client's external id (the phone number for WhatsApp and SMS),
+falling back to the user's ``externalId``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from datetime import datetime
+from typing import Any, ClassVar
+
+from .. import clock
+from ..config import ChannelConfig
+from ..errors import SignatureError, UsageError
+from .base import (
+    AddressKind,
+    InboundEvent,
+    InboundMessage,
+    OutboundMessage,
+    ProviderContext,
+    SendResult,
+    StatusEvent,
+    WebhookRequest,
+)
+from .http import HttpChannel, optional_env, require_env, setting
+from .whatsapp_cloud import template_object
+
+_DELIVERY = {
+    "conversation:message:delivery:channel": "sent",
+    "conversation:message:delivery:user": "delivered",
+    "conversation:message:delivery:failure": "failed",
+}
+
+
+def _sunshine_error(body: object) -> tuple[str | None, str | None] | None:
+    if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:
+        first = body["errors"][0]
+        if isinstance(first, dict):
+            return str(first.get("code") or "") or None, str(first.get("title") or "")
+    return None
+
+
+class SunshineProvider:
+    name: ClassVar[str] = "sunshine"
+    address_kind: ClassVar[AddressKind] = "phone"
+    idempotent: ClassVar[bool] = False
+    settings: ClassVar[frozenset[str]] = frozenset(
+        {"app_id", "key_id", "key_secret_env", "webhook_secret_env", "integration_id", "base_url"}
+    )
+    required_settings: ClassVar[frozenset[str]] = frozenset(
+        {"app_id", "key_id", "key_secret_env", "integration_id"}
+    )
+
+    def __init__(self, channel: ChannelConfig, context: ProviderContext) -> None:
+        self.channel = channel
+        self.app_id = setting(channel, "app_id")
+        self.integration_id = setting(channel, "integration_id")
+        key_secret = require_env(channel, context.env, "key_secret_env")
+        self.webhook_secret = optional_env(channel, context.env, "webhook_secret_env")
+        self.path = f"/v2/apps/{self.app_id}/notifications"
+        self.http = HttpChannel(
+            "sunshine",
+            channel,
+            base_url=setting(channel, "base_url", "https://api.smooch.io"),
+            auth=(setting(channel, "key_id"), key_secret),
+            secrets=(key_secret, self.webhook_secret or ""),
+        )
+
+    def payload(self, message: OutboundMessage) -> dict[str, Any]:
+        """The notification body for ``message``."""
+        body: dict[str, Any] = {
+            "destination": {"integrationId": self.integration_id, "destinationId": message.to},
+            "author": {"role": "appMaker"},
+        }
+        template = message.whatsapp_template
+        if template and template.get("name") and not message.in_service_window:
+            wa_template = template_object(template)
+            if template.get("namespace"):
+                wa_template["namespace"] = str(template["namespace"])
+            body["messageSchema"] = "whatsapp"
+            body["message"] = {"type": "template", "template": wa_template}
+        else:
+            body["message"] = {"type": "text", "text": message.body}
+        return body
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        response = await self.http.request("POST", self.path, json_body=self.payload(message))
+        answer = self.http.check(response, _sunshine_error)
+        notification = answer.get("notification") if isinstance(answer, dict) else None
+        nid = notification.get("_id") if isinstance(notification, dict) else None
+        if not isinstance(nid, str) or not nid:
+            raise self.http.bad_response(response, "notification._id")
+        return SendResult(provider_message_id=nid)
+
+    # -- webhooks -----------------------------------------------------------------
+
+    def verify(self, request: WebhookRequest) -> None:
+        if self.webhook_secret is None:
+            raise SignatureError(
+                f"sunshine: [channels.{self.channel.name}] has no webhook_secret_env, so "
+                "webhooks cannot be verified",
+                403,
+            )
+        given = request.headers.get("x-api-key", "")
+        if not given:
+            raise SignatureError("sunshine: X-API-Key header is missing", 401)
+        if not hmac.compare_digest(given.encode(), self.webhook_secret.encode()):
+            raise SignatureError("sunshine: X-API-Key does not match webhook_secret_env", 403)
+
+    def parse(self, request: WebhookRequest) -> list[InboundEvent]:
+        try:
+            data = json.loads(request.body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return []
+        events: list[InboundEvent] = []
+        raw_events = data.get("events") if isinstance(data, dict) else None
+        for event in raw_events if isinstance(raw_events, list) else []:
+            if not isinstance(event, dict):
+                continue
+            kind = event.get("type")
+            payload = _obj(event.get("payload"))
+            message = _obj(payload.get("message"))
+            if kind == "conversation:message":
+                inbound = self._inbound(event, message)
+                if inbound is not None:
+                    events.append(inbound)
+            elif kind in _DELIVERY and message.get("id"):
+                error = _obj(payload.get("error"))
+                events.append(
+                    StatusEvent(
+                        channel=self.channel.name,
+                        provider_message_id=str(message["id"]),
+                        status=_DELIVERY[str(kind)],
+                        at=_when(event.get("createdAt")),
+                        error_code=str(error["code"]) if error.get("code") else None,
+                        error_message=str(error["message"]) if error.get("message") else None,
+                    )
+                )
+        return events
+
+    def _inbound(self, event: dict[str, Any], message: dict[str, Any]) -> InboundMessage | None:
+        author = _obj(message.get("author"))
+        if author.get("type") != "user":
+            return None
+        content = _obj(message.get("content"))
+        source = _obj(message.get("source"))
+        client = _obj(source.get("client"))
+        user = _obj(author.get("user"))
+        address = str(client.get("externalId") or user.get("externalId") or author.get("userId")
+                      or "")
+        if not address:
+            return None
+        if address.isdigit() and source.get("type") in ("whatsapp", "twilio", "messagebird"):
+            address = f"+{address}"
+        text = content.get("text")
+        if text is None:
+            text = content.get("altText") or f"[{content.get('type', 'message')}]"
+        name = author.get("displayName")
+        return InboundMessage(
+            channel=self.channel.name,
+            address=address,
+            text=str(text),
+            external_id=str(message["id"]) if message.get("id") else None,
+            received_at=_when(message.get("received") or event.get("createdAt")),
+            profile_name=str(name) if name else None,
+        )
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _when(text: Any) -> datetime:
+    if isinstance(text, str) and text:
+        try:
+            return clock.parse_time(text, what="createdAt")
+        except UsageError:
+            pass
+    return clock.now()

@@ -1,0 +1,103 @@
+"""outreach demo: the whole idea, end to end, in one command and one folder.
+
+The demo is a scripted tour of the real commands (run in this process, with their real
+output), on a fixed clock so that every run shows the same story: a survey goes out on
+each customer's own channel in their own time zone, answers come back on other channels,
+a STOP is honoured, a question arrives after hours, and the report sums it up.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .output import console
+
+DEMO_MARKER = ".outreach-demo"
+SEND_AT = "2026-12-01T09:30:00Z"  # Tuesday 10:30 in Amsterdam, 04:30 in New York
+REPLIES_AT = "2026-12-01T19:00:00Z"  # that evening, after business hours in Amsterdam
+MORNING_US = "2026-12-01T17:05:00Z"  # 09:05 in Los Angeles: the deferred ones go out
+SHOWN_CUSTOMER = "c007"  # surveyed by SMS, answered on WhatsApp
+
+
+def demo(
+    ctx: typer.Context,
+    folder: Annotated[
+        Path, typer.Argument(help="Folder for the demo workspace (re-running starts it afresh).")
+    ] = Path("outreach-demo"),
+) -> None:
+    """Run the whole tour: customers, a survey, replies on other channels, the report."""
+    from ..errors import UsageError
+    from ..workspace import examples_dir, init_workspace
+
+    if folder.exists() and any(folder.iterdir()) and not (folder / DEMO_MARKER).exists():
+        raise UsageError(
+            f"{folder} exists and is not an outreach demo; choose another folder: "
+            "outreach demo DIR"
+        )
+    if folder.exists():
+        shutil.rmtree(folder)
+    init_workspace(folder)
+    (folder / DEMO_MARKER).write_text("made by outreach demo; safe to delete\n", encoding="utf-8")
+    config = (folder / "outreach.toml").read_text(encoding="utf-8")
+    # unsubscribe links point at `outreach serve` on this machine
+    config = config.replace(
+        '# public_url = "https://hooks.example.com"', 'public_url = "http://127.0.0.1:8787"'
+    )
+    (folder / "outreach.toml").write_text(config, encoding="utf-8")
+    source = examples_dir() / "demo"
+    for name in ("customers.csv", "replies.jsonl"):
+        shutil.copyfile(source / name, folder / name)
+    ws = str(folder)
+
+    step("1. Import 40 customers in 7 countries (consent from the file's opted_in column)")
+    call(["-w", ws, "customers", "import", str(folder / "customers.csv")])
+    step("2. Check the templates (SMS encoding and segments per message)")
+    call(["-w", ws, "templates", "check", "nps"])
+    step(f"3. Send the NPS survey at {SEND_AT} (10:30 in Amsterdam)")
+    console.print(
+        "   Each customer gets it on their own channel, if they opted in there; people for whom "
+        "it is night wait for their morning."
+    )
+    call(["-w", ws, "--now", SEND_AT, "run", "nps"])
+    step(f"4. Later, cron sends the deferred ones once their window opens ({MORNING_US})")
+    call(["-w", ws, "--now", MORNING_US, "run", "--due"])
+    step("5. Replies come in: scores, an answer on another channel, a STOP, a question after "
+         "hours, an unknown sender, and one duplicate")
+    call(["-w", ws, "--now", REPLIES_AT, "replies", "ingest", str(folder / "replies.jsonl")])
+    step("6. Who needs a person?")
+    call(["-w", ws, "--now", REPLIES_AT, "conversations", "list", "--needs-attention"])
+    step("7. The campaign report")
+    call(["-w", ws, "--now", REPLIES_AT, "report", "nps"])
+    step(f"8. One conversation across channels ({SHOWN_CUSTOMER}: survey by SMS, answer on "
+         "WhatsApp)")
+    call(["-w", ws, "--now", REPLIES_AT, "conversations", "show", SHOWN_CUSTOMER])
+    console.print()
+    console.print(f"[bold]The demo workspace is {folder}.[/bold] Messages sent are files in "
+                  f"{folder}/outbox/. Try next:")
+    console.print(f"  outreach -w {ws} conversations show c003")
+    console.print(f"  outreach -w {ws} export replies --format csv")
+    console.print(f"  outreach -w {ws} reply c037 \"Thanks! Take your time.\" --channel sms")
+
+
+def step(title: str) -> None:
+    console.print()
+    console.rule(f"[bold]{title}", align="left")
+
+
+def call(args: list[str]) -> None:
+    """Run one outreach command in this process, as a user would type it."""
+    import typer.main
+
+    from . import app
+
+    console.print(f"[dim]$ outreach {' '.join(args[2:])}[/dim]")
+    command = typer.main.get_command(app)
+    try:
+        command.main(args, standalone_mode=False, prog_name="outreach")
+    except typer.Exit as exc:
+        if exc.exit_code not in (0, 3):
+            raise

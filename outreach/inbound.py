@@ -1,0 +1,937 @@
+"""Inbound messages → customer, conversation, keywords, survey answers, attention (SPEC §7).
+
+``Inbox.handle`` is the one place where an inbound event has its effects. Both ways in, the
+webhook server and ``replies ingest``, hand it ``InboundMessage``/``StatusEvent`` values
+inside a write transaction, so that a message and everything it causes (a consent row, a
+survey response, a queued reply) commit together or not at all. Replies are only *queued*
+here (``sending.enqueue_reply``); the caller sends them after the commit, so the database
+lock is never held across network calls.
+
+The order for one message:
+
+1. match the channel address to a customer (unknown → a new unverified contact);
+2. append it to the customer's one conversation; a provider's retry of the same message id
+   is stored once and has no further effect;
+3. a keyword (STOP/START/HELP, whole message) changes consent and queues one confirmation;
+   YES counts as START only from a customer who is opted out on that channel;
+4. a longer message asking to stop in other words → attention ``opt_out_intent``;
+5. an open survey (latest sent, not expired, no valid answer yet, any channel) → the text
+   is parsed as its answer: valid → response + follow-up; unclear → response (valid=0) and
+   attention ``unclear_answer``;
+6. anything else → attention ``reply``.
+
+Outside business hours a message that needs a person gets one automatic reply per closed
+period (``conversations.auto_reply_until`` remembers which period was answered); an
+opt-out intent gets none, as more messages are the last thing such a customer asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import parseaddr
+from functools import lru_cache
+from typing import IO, TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from . import clock
+from .answers import parse_answer
+from .channels import address_kind
+from .channels.base import InboundEvent, InboundMessage, StatusEvent
+from .config import Config
+from .errors import ConfigError, NotFoundError, OutreachError, UsageError
+from .keywords import KeywordTable, asks_to_stop
+from .store import Store
+from .store import conversations as store_conversations
+from .store import customers as store_customers
+from .store import inbound as store_inbound
+from .store.consent import current_consent_for
+
+if TYPE_CHECKING:
+    from .workspace import Workspace
+
+BATCH_SIZE = 500
+MAX_LINE_BYTES = 1024 * 1024
+MAX_TEXT_CHARS = 64 * 1024
+SERVICE_WINDOW = timedelta(hours=24)
+# When the conversation already needs a person, a weaker reason does not hide a stronger one.
+_ATTENTION_RANK = {"opt_out_intent": 3, "unclear_answer": 2, "reply": 1}
+_E164 = re.compile(r"\+[1-9]\d{6,14}")
+
+
+class RejectedEvent(Exception):
+    """One input line or event that cannot be used; the message says why."""
+
+
+@dataclass
+class InboundSummary:
+    """What a batch of inbound events did."""
+
+    messages: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    new_contacts: int = 0
+    keywords: dict[str, int] = field(default_factory=dict)
+    survey_answers: int = 0
+    unclear_answers: int = 0
+    needs_attention: int = 0
+    auto_replies: int = 0
+    status_updates: int = 0
+    status_ignored: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    replies_queued: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "messages": self.messages,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "new_contacts": self.new_contacts,
+            "keywords": dict(self.keywords),
+            "survey_answers": self.survey_answers,
+            "unclear_answers": self.unclear_answers,
+            "needs_attention": self.needs_attention,
+            "auto_replies": self.auto_replies,
+            "status_updates": self.status_updates,
+            "status_ignored": self.status_ignored,
+            "replies": len(self.replies_queued),
+            "rejected": [{"line": line, "reason": reason} for line, reason in self.rejected],
+        }
+
+
+def check_text(text: str) -> str:
+    """``text`` if it can be stored and shown; RejectedEvent for NUL bytes, lone surrogates
+    or absurd length."""
+    if "\x00" in text:
+        raise RejectedEvent("text contains a NUL character")
+    if len(text) > MAX_TEXT_CHARS:
+        raise RejectedEvent(f"text is longer than {MAX_TEXT_CHARS} characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RejectedEvent("text contains an invalid surrogate character") from None
+    return text
+
+
+@lru_cache(maxsize=65536)
+def normalize_phone(text: str, region: str) -> str:
+    """An inbound phone address in E.164 when it can be read as one, else as written."""
+    raw = text.strip().removeprefix("whatsapp:").strip()
+    if _E164.fullmatch(raw):
+        return raw
+    compact = re.sub(r"[\s().-]", "", raw)
+    if _E164.fullmatch(compact):
+        return compact
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(raw if raw.startswith("+") or not raw.isdigit()
+                                    or len(raw) < 11 else "+" + raw, region or None)
+    except phonenumbers.NumberParseException:
+        return raw
+    if not phonenumbers.is_possible_number(number):
+        return raw
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+@lru_cache(maxsize=65536)
+def normalize_email(text: str) -> str:
+    """``Anna <ANNA@Example.nl>`` → ``anna@example.nl``."""
+    return (parseaddr(text)[1] or text).strip().lower()
+
+
+class Inbox:
+    """Applies inbound events to one store. Not thread-safe: one per connection.
+
+    Within one batch (one write transaction, so no other process can change anything
+    underneath) customers by address, conversation state and open surveys are cached, and
+    conversation updates are written once per conversation at the end (``end_batch``):
+    that is what makes 10,000+ messages a second possible.
+    """
+
+    def __init__(self, store: Store, config: Config) -> None:
+        self.store = store
+        self.config = config
+        self.keywords = KeywordTable(config.keywords)
+        self._kinds: dict[str, str] = {}
+        self._key: bytes | None = None
+        self._customers: dict[tuple[str, str], str] = {}
+        self._conversations: dict[str, dict[str, Any]] = {}
+        self._dirty: set[str] = set()
+        self._surveys: dict[str, list[dict[str, Any]]] = {}
+        self._prefetched: set[str] = set()
+
+    def begin_batch(self, events: Sequence[InboundEvent] = ()) -> None:
+        """Forget what an earlier transaction saw and fetch, a few queries for the whole
+        batch, the customers, conversations and open surveys that ``events`` will need.
+        Call after BEGIN."""
+        self._customers.clear()
+        self._conversations.clear()
+        self._dirty.clear()
+        self._surveys.clear()
+        by_channel: dict[str, set[str]] = {}
+        for event in events:
+            if isinstance(event, InboundMessage) and event.channel in self.config.channels:
+                address = self.normalize_address(event.channel, event.address)
+                by_channel.setdefault(event.channel, set()).add(address)
+        ids: set[str] = set()
+        for channel, addresses in by_channel.items():
+            found = store_inbound.customers_by_address(
+                self.store, channel, self.address_kind(channel), addresses
+            )
+            for address in addresses:
+                # "" remembers "not known", so the lookup is not repeated per message
+                self._customers[(channel, address)] = found.get(address, "")
+            ids.update(found.values())
+        self._prefetched = ids
+        if ids:
+            self._conversations.update(store_inbound.conversations_for(self.store, ids))
+            surveys = store_inbound.survey_candidates_for(self.store, ids)
+            for customer_id in ids:
+                self._surveys[customer_id] = surveys.get(customer_id, [])
+
+    def end_batch(self) -> None:
+        """Write the conversations this batch changed. Call before COMMIT."""
+        rows = [self._conversations[c] for c in self._dirty]
+        store_inbound.save_conversations(self.store, rows)
+        self._dirty.clear()
+
+    def address_kind(self, channel: str) -> str:
+        kind = self._kinds.get(channel)
+        if kind is None:
+            kind = address_kind(self.config.channel(channel))
+            self._kinds[channel] = kind
+        return kind
+
+    def normalize_address(self, channel: str, address: str) -> str:
+        kind = self.address_kind(channel)
+        if kind == "phone":
+            return normalize_phone(address, self.config.default_region)
+        if kind == "email":
+            return normalize_email(address)
+        return address.strip()
+
+    # -- the one entry point -----------------------------------------------------------
+
+    def handle(self, event: InboundEvent, summary: InboundSummary) -> None:
+        """Apply one event. The caller holds the write transaction."""
+        if isinstance(event, StatusEvent):
+            changed = store_inbound.apply_status(
+                self.store,
+                event.provider_message_id,
+                event.status,
+                clock.iso(event.at),
+                error=" ".join(p for p in (event.error_code, event.error_message) if p) or None,
+                reason=f"provider:{event.error_code}" if event.error_code else None,
+            )
+            if changed:
+                summary.status_updates += 1
+            else:
+                summary.status_ignored += 1
+            return
+        self._handle_message(event, summary)
+
+    def _handle_message(self, message: InboundMessage, summary: InboundSummary) -> None:
+        summary.messages += 1
+        text = check_text(message.text)
+        channel = message.channel
+        if channel not in self.config.channels:
+            raise RejectedEvent(f'channel "{channel}" is not configured')
+        address = self.normalize_address(channel, check_text(message.address))
+        if not address:
+            raise RejectedEvent("the sender address is empty")
+        at = clock.iso(message.received_at)
+        name = check_text(message.profile_name) if message.profile_name else None
+        customer_id = self._customer_by_token(message.reply_token) or self._customer_for(
+            channel, address, name, at, summary
+        )
+        conversation = self._conversation(customer_id, at)
+        message_id = store_conversations.insert_message(
+            self.store,
+            conversation_id=conversation["id"],
+            customer_id=customer_id,
+            direction="in",
+            channel=channel,
+            address=address,
+            text=text,
+            external_id=message.external_id,
+            at=at,
+        )
+        if message_id is None:
+            summary.duplicates += 1
+            return
+        summary.stored += 1
+        self._dirty.add(customer_id)
+        conversation["status"] = "open"
+        # a file need not be in time order: the latest message names the reply channel
+        if not conversation["last_inbound_at"] or at >= conversation["last_inbound_at"]:
+            conversation["last_inbound_at"] = at
+            conversation["last_inbound_channel"] = channel
+        conversation["updated_at"] = max(conversation["updated_at"] or at, at)
+        attention = self._react(customer_id, channel, text, message_id, message.received_at,
+                                summary)
+        if attention is not None:
+            summary.needs_attention += 1
+            current = conversation["attention_reason"] if conversation["needs_attention"] else None
+            if current is None or _ATTENTION_RANK.get(attention, 0) >= _ATTENTION_RANK.get(
+                current, 0
+            ):
+                conversation["attention_reason"] = attention
+            conversation["needs_attention"] = 1
+            if attention != "opt_out_intent":
+                until = self._auto_reply(customer_id, channel, conversation, summary)
+                if until is not None:
+                    conversation["auto_reply_until"] = until
+
+    def _conversation(self, customer_id: str, at: str) -> dict[str, Any]:
+        """The customer's conversation state (cached for the batch), created when missing."""
+        conversation = self._conversations.get(customer_id)
+        if conversation is None:
+            if customer_id not in self._prefetched:
+                conversation = store_inbound.get_conversation(self.store, customer_id)
+            if conversation is None:
+                conversation = {
+                    "id": store_conversations.ensure_conversation(self.store, customer_id, at),
+                    "customer_id": customer_id, "status": "open", "needs_attention": 0,
+                    "attention_reason": None, "last_inbound_at": None,
+                    "last_inbound_channel": None, "auto_reply_until": None,
+                    "created_at": at, "updated_at": at,
+                }
+            self._conversations[customer_id] = conversation
+        return conversation
+
+    def _customer_by_token(self, token: str | None) -> str | None:
+        """The customer an email reply's plus-address token names (``sending`` signs it as
+        an unsubscribe token for the pseudo-channel ``reply``), when it is genuine."""
+        if not token:
+            return None
+        from .errors import SignatureError
+        from .store.meta import signing_key
+        from .tokens import read_unsubscribe_token
+
+        if self._key is None:
+            self._key = signing_key(self.store)
+        try:
+            customer_id, purpose = read_unsubscribe_token(self._key, token)
+        except SignatureError:
+            return None
+        if purpose != "reply" or store_customers.get_customer(self.store, customer_id) is None:
+            return None
+        return customer_id
+
+    def _customer_for(
+        self, channel: str, address: str, name: str | None, at: str, summary: InboundSummary
+    ) -> str:
+        kind = self.address_kind(channel)
+        found = self._customers.get((channel, address))
+        if found is None:
+            found = store_customers.find_customer_by_address(self.store, channel, kind, address)
+            if found is None and kind == "id" and store_customers.get_customer(
+                self.store, address
+            ):
+                found = address
+        found = found or None
+        if found is not None:
+            self._customers[(channel, address)] = found
+            return found
+        contact = f"contact:{channel}:{address}"
+        fields: dict[str, Any] = {"name": name}
+        if kind in ("email", "phone"):
+            fields[kind] = address
+        store_customers.create_contact(self.store, contact, fields, at)
+        if kind not in ("email", "phone"):
+            # platform ids are only found through the addresses table
+            store_customers.add_address(self.store, channel, address, contact)
+        summary.new_contacts += 1
+        self._customers[(channel, address)] = contact
+        return contact
+
+    def _react(
+        self,
+        customer_id: str,
+        channel: str,
+        text: str,
+        message_id: int,
+        received_at: datetime,
+        summary: InboundSummary,
+    ) -> str | None:
+        """Keywords, opt-out intent, survey answer; returns the attention reason, if any."""
+        from . import consent
+
+        keyword = self.keywords.match(text)
+        if keyword is not None and keyword.kind == "start" and keyword.word == "YES":
+            opted_out = current_consent_for(self.store, customer_id, channel) == "opted_out"
+            keyword = keyword if opted_out else None
+        if keyword is not None:
+            status: consent.Status | None = {
+                "stop": consent.OPTED_OUT, "start": consent.OPTED_IN
+            }.get(keyword.kind)
+            if status is not None:
+                consent.record(
+                    self.store, self.config, [customer_id], channel, status,
+                    source=f"keyword:{keyword.word}",
+                    evidence=f"message {message_id}: {text[:200]}",
+                )
+            summary.keywords[keyword.word] = summary.keywords.get(keyword.word, 0) + 1
+            template = {"stop": "stop_confirmation", "start": "start_confirmation",
+                        "help": "help"}[keyword.kind]
+            extra = {"help_text": self.config.help_text} if keyword.kind == "help" else None
+            self._enqueue(summary, customer_id, channel, "keyword", template=template,
+                          extra=extra)
+            return None
+        if asks_to_stop(text):
+            return "opt_out_intent"
+        survey = self._open_survey(customer_id, received_at)
+        if survey is not None:
+            return self._answer(survey, customer_id, channel, text, message_id, summary)
+        return "reply"
+
+    def _open_survey(self, customer_id: str, received_at: datetime) -> dict[str, Any] | None:
+        at = clock.iso(received_at)
+        candidates = self._surveys.get(customer_id)
+        if candidates is None:
+            candidates = store_inbound.open_survey_candidates(self.store, customer_id)
+            self._surveys[customer_id] = candidates
+        for row in candidates:
+            if row["sent_at"] > at:
+                continue
+            try:
+                survey = json.loads(row["survey"])
+                expires = float(survey.get("expires_seconds") or 0)
+                sent = clock.parse_time(row["sent_at"])
+            except (ValueError, TypeError, AttributeError, OutreachError):
+                continue
+            if expires and sent + timedelta(seconds=expires) <= received_at:
+                continue
+            return {**row, "survey": survey}
+        return None
+
+    def _answer(
+        self,
+        found: dict[str, Any],
+        customer_id: str,
+        channel: str,
+        text: str,
+        message_id: int,
+        summary: InboundSummary,
+    ) -> str | None:
+        survey = found["survey"]
+        kind = str(survey.get("type") or "text")
+        choices = [str(c) for c in survey.get("choices") or []]
+        answer = parse_answer(text, kind, choices)
+        store_inbound.insert_survey_response(
+            self.store,
+            message_id=message_id,
+            delivery_id=found["delivery_id"],
+            customer_id=customer_id,
+            campaign=found["campaign"],
+            occurrence=found["occurrence"],
+            question=survey.get("question"),
+            type=kind,
+            answer=answer.answer,
+            score=answer.score,
+            valid=int(answer.valid),
+            recorded_at=clock.iso(clock.now()),
+        )
+        if not answer.valid:
+            summary.unclear_answers += 1
+            return "unclear_answer"
+        # answered: this delivery's survey is closed
+        self._surveys[customer_id] = [
+            r for r in self._surveys.get(customer_id, [])
+            if r["delivery_id"] != found["delivery_id"]
+        ]
+        summary.survey_answers += 1
+        follow_up = survey.get("follow_up")
+        if follow_up:
+            self._enqueue(summary, customer_id, channel, "follow_up", template=str(follow_up),
+                          campaign=found["campaign"])
+        return None
+
+    def _auto_reply(
+        self,
+        customer_id: str,
+        channel: str,
+        conversation: Mapping[str, Any],
+        summary: InboundSummary,
+    ) -> str | None:
+        """Queue the out-of-hours reply unless this closed period was answered already;
+        returns the new ``auto_reply_until``."""
+        hours = self.config.business_hours
+        now = clock.now()
+        if hours.is_open(now.astimezone(self.config.timezone)):
+            return None
+        opening = hours.next_opening(now, self.config.timezone)
+        until = clock.iso(opening)
+        previous = conversation.get("auto_reply_until")
+        if previous is not None and previous >= until:
+            return None
+        customer = store_customers.get_customer(self.store, customer_id) or {}
+        zone = self._zone(customer.get("timezone"))
+        self._enqueue(summary, customer_id, channel, "auto_reply", template="out_of_hours",
+                      extra={"next_opening": opening.astimezone(zone)})
+        summary.auto_replies += 1
+        return until
+
+    def _zone(self, name: Any) -> ZoneInfo:
+        if isinstance(name, str) and name:
+            try:
+                return ZoneInfo(name)
+            except (ValueError, KeyError, OSError):
+                pass
+        return self.config.timezone
+
+    def _enqueue(self, summary: InboundSummary, customer_id: str, channel: str, purpose: str,
+                 **kwargs: Any) -> None:
+        from . import sending
+
+        delivery = sending.enqueue_reply(
+            self.store, customer_id=customer_id, channel=channel, purpose=purpose, **kwargs
+        )
+        summary.replies_queued.append(delivery)
+
+
+def apply_events(
+    store: Store, config: Config, events: Iterable[tuple[int, InboundEvent]],
+    summary: InboundSummary, inbox: Inbox | None = None,
+) -> None:
+    """Apply numbered events in one write transaction; a bad event is rejected (with its
+    number) before it writes anything, and the others are kept."""
+    inbox = inbox or Inbox(store, config)
+    events = list(events)
+    with store.write():
+        inbox.begin_batch([event for _, event in events])
+        for number, event in events:
+            try:
+                inbox.handle(event, summary)
+            except RejectedEvent as exc:
+                summary.rejected.append((number, str(exc)))
+        inbox.end_batch()
+
+
+# -- replies ingest -------------------------------------------------------------------------
+
+
+def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, bytes) for each line; bytes is None for a line over MAX_LINE_BYTES,
+    which is skipped without being held in memory."""
+    number = 0
+    while True:
+        line = stream.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while True:
+                rest = stream.readline(MAX_LINE_BYTES)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield number, None
+            continue
+        yield number, line
+
+
+def _decode_object(raw: bytes, number: int) -> Any:
+    if number == 1:
+        raw = raw.removeprefix(b"\xef\xbb\xbf")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RejectedEvent(
+            f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+            "save the file as UTF-8"
+        ) from None
+    if "\x00" in text:
+        raise RejectedEvent("contains a NUL byte")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RejectedEvent(f"not JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise RejectedEvent("not JSON (nested too deeply)") from None
+
+
+def parse_normalized(data: Any, config: Config, default_channel: str | None) -> InboundMessage:
+    """A normalized JSONL object ``{"channel","from","text","received_at","id"}`` → message."""
+    if not isinstance(data, dict):
+        raise RejectedEvent(f"expected a JSON object, got {_json_type(data)}")
+    channel = data.get("channel") or default_channel
+    if not isinstance(channel, str) or not channel:
+        raise RejectedEvent('"channel" is missing; add it or pass --channel')
+    if channel not in config.channels:
+        raise RejectedEvent(
+            f'channel "{channel}" is not configured (configured: {", ".join(config.channels)})'
+        )
+    sender = data.get("from")
+    if not isinstance(sender, str) or not sender.strip():
+        raise RejectedEvent('"from" is missing or not a string')
+    text = data.get("text")
+    if not isinstance(text, str):
+        raise RejectedEvent('"text" is missing or not a string')
+    external = data.get("id")
+    if isinstance(external, bool) or not isinstance(external, str | int | None):
+        raise RejectedEvent('"id" must be a string')
+    when = data.get("received_at")
+    if when is None:
+        received = clock.now()
+    elif isinstance(when, str):
+        received = _parse_received(when, config.timezone)
+    else:
+        raise RejectedEvent('"received_at" must be an ISO 8601 string')
+    name = data.get("name")
+    check_text(sender)
+    return InboundMessage(
+        channel=channel,
+        address=sender,
+        text=check_text(text),
+        external_id=str(external) if external is not None else None,
+        received_at=received,
+        profile_name=check_text(name) if isinstance(name, str) and name else None,
+    )
+
+
+def _parse_received(text: str, tz: ZoneInfo) -> datetime:
+    try:
+        # the common case, fast: a full ISO 8601 time with its offset or Z
+        value = datetime.fromisoformat(text)
+        if value.tzinfo is not None:
+            return value.astimezone(UTC)
+    except ValueError:
+        pass
+    try:
+        return clock.parse_time(text, tz, what='"received_at"')
+    except UsageError as exc:
+        raise RejectedEvent(str(exc)) from None
+
+
+def _json_type(value: Any) -> str:
+    return {list: "a list", str: "a string", int: "a number", float: "a number",
+            bool: "true/false", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _provider_parser(ws: Workspace, fmt: str, channel: str | None) -> Any:
+    """The provider class ``fmt`` set up for ``channel``, for parsing only (no secrets needed:
+    an ingested file is trusted input, its signatures are not checked)."""
+    import os
+
+    from .channels import provider_class
+    from .channels.base import ProviderContext
+    from .config import ChannelConfig
+
+    config = ws.config
+    cls = provider_class(fmt)
+    if channel is None:
+        using = [c.name for c in config.channels.values() if c.provider == fmt]
+        if len(using) != 1:
+            raise UsageError(
+                f"--format {fmt}: name the channel these payloads came from with --channel "
+                f"(configured: {', '.join(config.channels)})"
+            )
+        channel = using[0]
+    base = config.channel(channel)
+    settings: dict[str, Any] = dict(base.settings) if base.provider == fmt else {}
+    env = dict(os.environ)
+    for key in sorted(cls.settings | cls.required_settings):
+        if key.endswith("_env"):
+            var = str(settings.get(key) or f"OUTREACH_INGEST_{key.upper()}")
+            settings[key] = var
+            if not env.get(var):
+                env[var] = "ingest-placeholder"
+        elif key not in settings and (key in cls.required_settings or key == "from"):
+            settings[key] = "+10000000000" if key == "from" else "ingest"
+    fake = ChannelConfig(name=channel, provider=fmt, settings=settings)
+    context = ProviderContext(workspace_root=str(ws.root), env=env,
+                              public_url=config.server.public_url,
+                              sender_name=config.sender_name)
+    try:
+        return cls(fake, context)
+    except ConfigError as exc:
+        raise UsageError(f"--format {fmt}: cannot read payloads for channel {channel}: {exc}") \
+            from None
+
+
+def _provider_events(provider: Any, raw: bytes, number: int) -> list[InboundEvent]:
+    from .channels.base import WebhookRequest
+
+    data = _decode_object(raw, number) if raw.lstrip()[:1] in (b"{", b"[", b'"') else None
+    if data is not None and not isinstance(data, dict):
+        raise RejectedEvent(f"expected a JSON object, got {_json_type(data)}")
+    if provider.name == "twilio" and isinstance(data, dict):
+        # a line may hold Twilio's form parameters as a JSON object
+        from urllib.parse import urlencode
+
+        body = urlencode({str(k): str(v) for k, v in data.items()}).encode()
+        content_type = "application/x-www-form-urlencoded"
+    else:
+        body = raw.strip()
+        if data is None:
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError:
+                raise RejectedEvent("not UTF-8; save the file as UTF-8") from None
+        content_type = "application/json" if data is not None else \
+            "application/x-www-form-urlencoded"
+    request = WebhookRequest(method="POST", url="", headers={"content-type": content_type},
+                             query={}, body=body)
+    try:
+        events: list[InboundEvent] = provider.parse(request)
+    except (OutreachError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise RejectedEvent(f"{provider.name} payload cannot be read ({exc})") from None
+    return events
+
+
+def ingest(
+    ws: Workspace,
+    stream: IO[bytes],
+    *,
+    channel: str | None = None,
+    fmt: str = "jsonl",
+    batch_size: int = BATCH_SIZE,
+    send: bool = True,
+) -> InboundSummary:
+    """``replies ingest``: stream lines into the store in batches, then send queued replies.
+
+    A bad line is reported with its number and the rest are kept.
+    """
+    config = ws.config
+    if channel is not None:
+        config.channel(channel)
+    store = ws.store
+    inbox = Inbox(store, config)
+    provider = None if fmt == "jsonl" else _provider_parser(ws, fmt, channel)
+    summary = InboundSummary()
+    batch: list[tuple[int, InboundEvent]] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        before = len(summary.replies_queued)
+        apply_events(store, config, batch, summary, inbox)
+        batch.clear()
+        if send and len(summary.replies_queued) > before:
+            from . import sending
+
+            sending.send_deliveries(ws, summary.replies_queued[before:])
+
+    for number, raw in _lines(stream):
+        if raw is None:
+            summary.rejected.append((number, f"line is longer than {MAX_LINE_BYTES} bytes"))
+            continue
+        if not raw.strip():
+            continue
+        try:
+            if provider is None:
+                batch.append((number, parse_normalized(_decode_object(raw, number), config,
+                                                       channel)))
+            else:
+                batch.extend((number, e) for e in _provider_events(provider, raw, number))
+        except RejectedEvent as exc:
+            summary.rejected.append((number, str(exc)))
+            continue
+        if len(batch) >= batch_size:
+            flush()
+    flush()
+    summary.rejected.sort()
+    return summary
+
+
+def receive(
+    store: Store, config: Config, requests: Sequence[Sequence[InboundEvent]],
+    inbox: Inbox | None = None,
+) -> list[InboundSummary]:
+    """Apply the events of several webhook requests in one transaction (the server's group
+    commit); one summary per request."""
+    inbox = inbox or Inbox(store, config)
+    summaries = [InboundSummary() for _ in requests]
+    with store.write():
+        inbox.begin_batch([event for events in requests for event in events])
+        for events, summary in zip(requests, summaries, strict=True):
+            for number, event in enumerate(events, 1):
+                try:
+                    inbox.handle(event, summary)
+                except RejectedEvent as exc:
+                    summary.rejected.append((number, str(exc)))
+        inbox.end_batch()
+    return summaries
+
+
+# -- agents: conversations and replies -------------------------------------------------------
+
+
+def _require_customer(store: Store, customer_id: str) -> dict[str, Any]:
+    customer = store_customers.get_customer(store, customer_id)
+    if customer is None:
+        raise NotFoundError(
+            f'customer "{customer_id}" does not exist; see outreach conversations list'
+        )
+    return customer
+
+
+def list_conversations(
+    store: Store, *, needs_attention: bool = False, since: datetime | None = None
+) -> Iterator[dict[str, Any]]:
+    """Conversations, most recent first, for ``conversations list``."""
+    for row in store_inbound.list_conversations(
+        store, needs_attention=needs_attention, since=clock.iso(since) if since else None
+    ):
+        yield {
+            "customer_id": row["customer_id"],
+            "name": row["name"],
+            "verified": bool(row["verified"]),
+            "status": row["status"],
+            "needs_attention": bool(row["needs_attention"]),
+            "attention_reason": row["attention_reason"] if row["needs_attention"] else None,
+            "last_message_at": row["last_message_at"],
+            "last_channel": row["last_channel"],
+            "last_direction": row["last_direction"],
+            "last_inbound_at": row["last_inbound_at"],
+            "last_inbound_channel": row["last_inbound_channel"],
+        }
+
+
+def show_conversation(store: Store, customer_id: str) -> dict[str, Any]:
+    """The whole transcript of one customer, every channel, oldest first."""
+    customer = _require_customer(store, customer_id)
+    conversation = store_inbound.get_conversation(store, customer_id) or {}
+    messages = []
+    for row in store_inbound.transcript(store, customer_id):
+        item: dict[str, Any] = {
+            "at": row["at"],
+            "direction": row["direction"],
+            "channel": row["channel"],
+            "text": row["text"],
+            "subject": row["subject"],
+            "address": row["address"],
+            "campaign": row["campaign"],
+            "author": row["author"],
+            "external_id": row["external_id"],
+            "delivery_id": row["delivery_id"],
+        }
+        if row["survey_type"] is not None:
+            item["survey"] = {
+                "campaign": row["survey_campaign"],
+                "question": row["survey_question"],
+                "type": row["survey_type"],
+                "answer": row["survey_answer"],
+                "score": row["survey_score"],
+                "valid": bool(row["survey_valid"]),
+            }
+        messages.append(item)
+    return {
+        "customer_id": customer_id,
+        "name": customer.get("name"),
+        "verified": bool(customer.get("verified")),
+        "timezone": customer.get("timezone"),
+        "status": conversation.get("status"),
+        "needs_attention": bool(conversation.get("needs_attention")),
+        "attention_reason": conversation.get("attention_reason")
+        if conversation.get("needs_attention") else None,
+        "messages": messages,
+    }
+
+
+def close_conversation(store: Store, customer_id: str) -> None:
+    """Close a conversation and clear its attention flag (a new message reopens it)."""
+    _require_customer(store, customer_id)
+    conversation = store_inbound.get_conversation(store, customer_id)
+    if conversation is None:
+        raise NotFoundError(f'customer "{customer_id}" has no conversation yet')
+    with store.write():
+        store_inbound.update_conversation(
+            store, conversation["id"], status="closed", needs_attention=0,
+            attention_reason=None, updated_at=clock.iso(clock.now()),
+        )
+
+
+def reply_allowed(store: Store, customer_id: str, channel: str) -> str | None:
+    """None when a reply may go on ``channel``, else why not (the sending engine's policy:
+    never to an opt-out; to an opt-in, or within 24 hours of the customer writing there)."""
+    status = current_consent_for(store, customer_id, channel)
+    if status == "opted_out":
+        return f"the customer opted out on {channel}"
+    if status == "opted_in":
+        return None
+    since = clock.iso(clock.now() - SERVICE_WINDOW)
+    if store_inbound.wrote_since(store, customer_id, channel, since):
+        return None
+    return f"the customer has not opted in on {channel} nor written there in the last 24 hours"
+
+
+@dataclass(frozen=True)
+class ReplyResult:
+    delivery_id: str
+    channel: str
+    status: str
+    error: str | None
+
+
+def reply(ws: Workspace, customer_id: str, text: str, channel: str | None = None) -> ReplyResult:
+    """An agent's reply: queued and sent at once, on ``channel`` or the one the customer
+    last wrote on; clears the conversation's attention flag."""
+    from . import sending
+
+    store, config = ws.store, ws.config
+    customer = _require_customer(store, customer_id)
+    if not text.strip():
+        raise UsageError("the reply text is empty; write what to send")
+    check_reply_text(text)
+    conversation = store_inbound.get_conversation(store, customer_id)
+    if channel is None:
+        channel = _default_reply_channel(store, config, customer, conversation)
+    else:
+        config.channel(channel)
+        why = reply_allowed(store, customer_id, channel)
+        if why:
+            raise UsageError(f"cannot reply to {customer_id} on {channel}: {why}")
+    at = clock.iso(clock.now())
+    with store.write():
+        delivery = sending.enqueue_reply(
+            store, customer_id=customer_id, channel=channel, purpose="agent", text=text
+        )
+        conversation_id = store_conversations.ensure_conversation(store, customer_id, at)
+        store_inbound.update_conversation(
+            store, conversation_id, needs_attention=0, attention_reason=None, updated_at=at
+        )
+    sending.send_deliveries(ws, [delivery])
+    outcome = store_inbound.delivery_outcome(store, delivery) or {}
+    error = outcome.get("error") or outcome.get("reason")
+    return ReplyResult(delivery, channel, str(outcome.get("status") or "queued"),
+                       str(error) if error else None)
+
+
+def check_reply_text(text: str) -> None:
+    try:
+        check_text(text)
+    except RejectedEvent as exc:
+        raise UsageError(f"the reply text cannot be sent: {exc}") from None
+
+
+def _default_reply_channel(
+    store: Store,
+    config: Config,
+    customer: Mapping[str, Any],
+    conversation: Mapping[str, Any] | None,
+) -> str:
+    customer_id = str(customer["id"])
+    last = conversation.get("last_inbound_channel") if conversation else None
+    if last and last in config.channels:
+        why = reply_allowed(store, customer_id, last)
+        if why is None:
+            return str(last)
+        raise UsageError(
+            f"cannot reply to {customer_id} on {last}, where they last wrote: {why}; "
+            "choose another channel with --channel"
+        )
+    preferred = customer.get("preferred_channel")
+    candidates = [preferred] if preferred in config.channels else []
+    candidates += [c for c in config.channels if c != preferred]
+    for name in candidates:
+        if reply_allowed(store, customer_id, str(name)) is None:
+            return str(name)
+    raise UsageError(
+        f"{customer_id} has not written in and has no channel with consent; "
+        "grant consent first or choose a channel with --channel"
+    )

@@ -1,0 +1,295 @@
+"""SQL for inbound work: conversation state, open surveys, survey responses, status events,
+and the conversation listings and transcripts that agents read.
+
+Every writing function expects the caller to hold the write transaction (``store.write()``),
+so that one inbound message, with everything it causes, commits or rolls back as a whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from . import Store
+
+# Delivery statuses a status event may move *from*, per target status: a late "sent"
+# callback never undoes "delivered", and only a message still on its way can fail.
+# ``unknown`` (in flight when a run died) is resolved by any proof that it went out.
+_MOVES_FROM: dict[str, tuple[str, ...]] = {
+    "sending": ("queued",),
+    "sent": ("queued", "sending", "unknown"),
+    "delivered": ("queued", "sending", "sent", "unknown"),
+    "read": ("queued", "sending", "sent", "delivered", "unknown"),
+    "failed": ("queued", "sending", "sent"),
+}
+
+_CONVERSATION_COLUMNS = (
+    "id", "customer_id", "status", "needs_attention", "attention_reason", "last_inbound_at",
+    "last_inbound_channel", "auto_reply_until", "created_at", "updated_at",
+)
+
+
+def get_conversation(store: Store, customer_id: str) -> dict[str, Any] | None:
+    """The customer's conversation row, or None."""
+    row = store.conn.execute(
+        f"SELECT {', '.join(_CONVERSATION_COLUMNS)} FROM conversations WHERE customer_id = ?",
+        (customer_id,),
+    ).fetchone()
+    return dict(zip(_CONVERSATION_COLUMNS, row, strict=True)) if row else None
+
+
+def update_conversation(store: Store, conversation_id: int, **fields: Any) -> None:
+    """Set columns of one conversation (``updated_at`` must be among them)."""
+    assignments = ", ".join(f"{name} = ?" for name in fields)
+    store.conn.execute(
+        f"UPDATE conversations SET {assignments} WHERE id = ?", (*fields.values(), conversation_id)
+    )
+
+
+def save_conversations(store: Store, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Write back the state of conversations (rows as ``get_conversation`` returns them)."""
+    store.conn.executemany(
+        "UPDATE conversations SET status = :status, needs_attention = :needs_attention, "
+        "attention_reason = :attention_reason, last_inbound_at = :last_inbound_at, "
+        "last_inbound_channel = :last_inbound_channel, auto_reply_until = :auto_reply_until, "
+        "updated_at = :updated_at WHERE id = :id",
+        list(rows),
+    )
+
+
+def open_survey_candidates(store: Store, customer_id: str) -> list[dict[str, Any]]:
+    """The customer's latest sent survey deliveries, newest first, without a valid answer.
+
+    The caller checks the message's time against ``sent_at`` and expiry
+    (``sent_at + expires_seconds``).
+    """
+    cur = store.conn.execute(
+        """
+        SELECT d.id AS delivery_id, d.campaign, d.occurrence, d.sent_at, o.survey
+        FROM deliveries d
+        JOIN occurrences o ON o.campaign = d.campaign AND o.occurrence = d.occurrence
+        WHERE d.customer_id = ? AND d.purpose = 'campaign'
+          AND d.status IN ('sent', 'delivered', 'read')
+          AND d.sent_at IS NOT NULL
+          AND o.survey IS NOT NULL
+          AND NOT EXISTS (
+              SELECT 1 FROM survey_responses r WHERE r.delivery_id = d.id AND r.valid = 1)
+        ORDER BY d.sent_at DESC, d.id DESC
+        LIMIT 5
+        """,
+        (customer_id,),
+    )
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur]
+
+
+def insert_survey_response(store: Store, **fields: Any) -> None:
+    """One survey_responses row (message_id, delivery_id, customer_id, campaign, occurrence,
+    question, type, answer, score, valid, recorded_at)."""
+    cols = list(fields)
+    store.conn.execute(
+        f"INSERT OR IGNORE INTO survey_responses ({', '.join(cols)}) "
+        f"VALUES ({', '.join('?' for _ in cols)})",
+        tuple(fields.values()),
+    )
+
+
+def apply_status(
+    store: Store,
+    provider_message_id: str,
+    status: str,
+    at: str,
+    error: str | None = None,
+    reason: str | None = None,
+) -> int:
+    """Move the delivery with this provider message id to ``status``, never backwards.
+
+    Returns how many deliveries changed (0 for an unknown id, a stale or repeated event).
+    """
+    sources = _MOVES_FROM.get(status)
+    if not sources:
+        return 0
+    marks = ", ".join("?" for _ in sources)
+    if status == "failed":
+        cur = store.conn.execute(
+            f"UPDATE deliveries SET status = 'failed', error = coalesce(?, error), "
+            f"reason = coalesce(?, reason, 'provider'), updated_at = ? "
+            f"WHERE provider_message_id = ? AND status IN ({marks})",
+            (error, reason, at, provider_message_id, *sources),
+        )
+    else:
+        cur = store.conn.execute(
+            f"UPDATE deliveries SET status = ?, updated_at = ?, "
+            f"sent_at = CASE WHEN ? IN ('sent', 'delivered', 'read') "
+            f"THEN coalesce(sent_at, ?) ELSE sent_at END "
+            f"WHERE provider_message_id = ? AND status IN ({marks})",
+            (status, at, status, at, provider_message_id, *sources),
+        )
+    return cur.rowcount
+
+
+def delivery_outcome(store: Store, delivery_id: str) -> dict[str, Any] | None:
+    """status, reason and error of one delivery."""
+    row = store.conn.execute(
+        "SELECT status, reason, error, channel FROM deliveries WHERE id = ?", (delivery_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    return {"status": row[0], "reason": row[1], "error": row[2], "channel": row[3]}
+
+
+def wrote_since(store: Store, customer_id: str, channel: str, since: str) -> bool:
+    """Did the customer write on ``channel`` at or after ``since``?"""
+    row = store.conn.execute(
+        "SELECT 1 FROM messages WHERE customer_id = ? AND channel = ? AND direction = 'in' "
+        "AND at >= ? LIMIT 1",
+        (customer_id, channel, since),
+    ).fetchone()
+    return row is not None
+
+
+def list_conversations(
+    store: Store, *, needs_attention: bool = False, since: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """Conversations with their customer's name and last message, most recent first."""
+    where = ["1 = 1"]
+    params: list[Any] = []
+    if needs_attention:
+        where.append("c.needs_attention = 1")
+    sql = f"""
+        SELECT c.customer_id, cu.name, cu.verified, c.status, c.needs_attention,
+               c.attention_reason, c.last_inbound_at, c.last_inbound_channel,
+               m.at AS last_message_at, m.channel AS last_channel,
+               m.direction AS last_direction
+        FROM conversations c
+        JOIN customers cu ON cu.id = c.customer_id
+        LEFT JOIN messages m ON m.id = (
+            SELECT id FROM messages WHERE conversation_id = c.id ORDER BY at DESC, id DESC LIMIT 1)
+        WHERE {" AND ".join(where)}
+    """
+    sql = f"SELECT * FROM ({sql})"
+    if since is not None:
+        sql += " WHERE last_message_at >= ?"
+        params.append(since)
+    sql += " ORDER BY last_message_at DESC, customer_id"
+    cur = store.conn.execute(sql, params)
+    names = [d[0] for d in cur.description]
+    for row in cur:
+        yield dict(zip(names, row, strict=True))
+
+
+def transcript(store: Store, customer_id: str) -> list[dict[str, Any]]:
+    """Every message of the customer's conversation, every channel, oldest first, with the
+    survey answer it gave (if any)."""
+    cur = store.conn.execute(
+        """
+        SELECT m.id, m.at, m.direction, m.channel, m.address, m.subject, m.text,
+               m.external_id, m.delivery_id, m.campaign, m.author,
+               r.question AS survey_question, r.type AS survey_type, r.answer AS survey_answer,
+               r.score AS survey_score, r.valid AS survey_valid, r.campaign AS survey_campaign
+        FROM messages m
+        JOIN conversations c ON c.id = m.conversation_id
+        LEFT JOIN survey_responses r ON r.message_id = m.id
+        WHERE c.customer_id = ?
+        ORDER BY m.at, m.id
+        """,
+        (customer_id,),
+    )
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur]
+
+
+def count_attention(store: Store) -> int:
+    """How many conversations need a person."""
+    row = store.conn.execute(
+        "SELECT count(*) FROM conversations WHERE needs_attention = 1"
+    ).fetchone()
+    return int(row[0])
+
+
+def _chunks(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def customers_by_address(
+    store: Store, channel: str, kind: str, addresses: Iterable[str]
+) -> dict[str, str]:
+    """address → customer id for many addresses on one channel at once (the batch form of
+    ``customers.find_customer_by_address``, with the same precedence: the channel's own
+    addresses table, then the email/phone column, verified customers first, oldest first)."""
+    wanted = sorted(set(addresses))
+    found: dict[str, str] = {}
+    for chunk in _chunks(wanted):
+        marks = ", ".join("?" for _ in chunk)
+        found.update(
+            store.conn.execute(
+                f"SELECT address, customer_id FROM addresses WHERE channel = ? "
+                f"AND address IN ({marks})",
+                [channel, *chunk],
+            ).fetchall()
+        )
+    rest = [a for a in wanted if a not in found]
+    if kind not in ("email", "phone", "id") or not rest:
+        return found
+    column = {"email": "lower(email)", "phone": "phone", "id": "id"}[kind]
+    for chunk in _chunks(rest):
+        marks = ", ".join("?" for _ in chunk)
+        rows = store.conn.execute(
+            f"SELECT {column}, id FROM customers WHERE {column} IN ({marks}) "
+            f"ORDER BY verified ASC, created_at DESC, id DESC",
+            chunk,
+        )
+        # later rows win: the last one per address is verified and oldest
+        found.update({str(a): str(c) for a, c in rows})
+    return found
+
+
+def conversations_for(store: Store, customer_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """customer id → conversation row, for many customers at once."""
+    out: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(sorted(set(customer_ids))):
+        marks = ", ".join("?" for _ in chunk)
+        for row in store.conn.execute(
+            f"SELECT {', '.join(_CONVERSATION_COLUMNS)} FROM conversations "
+            f"WHERE customer_id IN ({marks})",
+            chunk,
+        ):
+            item = dict(zip(_CONVERSATION_COLUMNS, row, strict=True))
+            out[item["customer_id"]] = item
+    return out
+
+
+def survey_candidates_for(
+    store: Store, customer_ids: Iterable[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """``open_survey_candidates`` for many customers at once (customer id → rows)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for chunk in _chunks(sorted(set(customer_ids))):
+        marks = ", ".join("?" for _ in chunk)
+        cur = store.conn.execute(
+            f"""
+            SELECT customer_id, delivery_id, campaign, occurrence, sent_at, survey FROM (
+                SELECT d.customer_id, d.id AS delivery_id, d.campaign, d.occurrence,
+                       d.sent_at, o.survey,
+                       row_number() OVER (
+                           PARTITION BY d.customer_id ORDER BY d.sent_at DESC, d.id DESC) AS n
+                FROM deliveries d
+                JOIN occurrences o ON o.campaign = d.campaign AND o.occurrence = d.occurrence
+                WHERE d.customer_id IN ({marks}) AND d.purpose = 'campaign'
+                  AND d.status IN ('sent', 'delivered', 'read')
+                  AND d.sent_at IS NOT NULL
+                  AND o.survey IS NOT NULL
+                  AND NOT EXISTS (
+                      SELECT 1 FROM survey_responses r
+                      WHERE r.delivery_id = d.id AND r.valid = 1)
+            ) WHERE n <= 5
+            ORDER BY customer_id, sent_at DESC, delivery_id DESC
+            """,
+            chunk,
+        )
+        names = [d[0] for d in cur.description]
+        for row in cur:
+            item = dict(zip(names, row, strict=True))
+            out.setdefault(item.pop("customer_id"), []).append(item)
+    return out

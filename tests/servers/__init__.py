@@ -1,0 +1,1 @@
+"""Loopback emulators that speak each provider's wire format, failures included."""

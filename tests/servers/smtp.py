@@ -1,0 +1,122 @@
+"""A loopback SMTP server: aiosmtpd's Controller on 127.0.0.1, port 0, recording envelopes.
+
+It can require AUTH (any mechanism aiosmtpd offers, checked against one user), refuse
+recipients with a chosen reply (``450 …`` temporary, ``550 …`` permanent), and drop every
+open session (an idle-timeout disconnect) to exercise reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from dataclasses import dataclass
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+    peer: Any
+
+    @property
+    def message(self) -> EmailMessage:
+        parsed = message_from_bytes(self.data, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+
+class RecordingHandler:
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self.rcpt_reply: str | None = None  # e.g. "550 5.1.1 no such user"
+        self.rcpt_replies_left = 0
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if self.rcpt_reply and self.rcpt_replies_left != 0:
+            self.rcpt_replies_left -= 1
+            return self.rcpt_reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        data = envelope.original_content or b""
+        self.received.append(
+            Received(str(envelope.mail_from), list(envelope.rcpt_tos), data, session.peer)
+        )
+        return "250 Message accepted for delivery"
+
+
+class SmtpEmulator(Controller):
+    def __init__(self, *, username: str | None = None, password: str | None = None) -> None:
+        self.handler_obj = RecordingHandler()
+        self.user = username
+        self.secret = password
+        self.sessions: list[SMTP] = []
+        kwargs: dict[str, Any] = {}
+        if username is not None:
+            kwargs = {
+                "authenticator": self._authenticate,
+                "auth_required": True,
+                "auth_require_tls": False,
+            }
+        super().__init__(self.handler_obj, hostname="127.0.0.1", port=0, **kwargs)
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        ok = (
+            isinstance(data, LoginPassword)
+            and data.login.decode() == self.user
+            and data.password.decode() == self.secret
+        )
+        return AuthResult(success=ok, handled=False)
+
+    def factory(self) -> SMTP:
+        with warnings.catch_warnings():
+            # AUTH without TLS is what this loopback test server is for
+            warnings.simplefilter("ignore", UserWarning)
+            smtp: SMTP = super().factory()  # type: ignore[no-untyped-call]
+        self.sessions.append(smtp)
+        return smtp
+
+    def stop(self, no_assert: bool = False) -> None:
+        """Stop the server; a second stop (a test stopped it early) does nothing."""
+        if self._thread is not None:
+            super().stop(no_assert)
+
+    def _trigger_server(self) -> None:
+        # port 0: learn the port the OS chose before the base class connects to it
+        assert isinstance(self.server, asyncio.Server)
+        self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()  # type: ignore[no-untyped-call]
+
+    @property
+    def received(self) -> list[Received]:
+        return self.handler_obj.received
+
+    def refuse_recipients(self, reply: str, times: int = -1) -> None:
+        self.handler_obj.rcpt_reply = reply
+        self.handler_obj.rcpt_replies_left = times
+
+    def drop_sessions(self) -> None:
+        """Close every open session from the server side, as an idle timeout does."""
+
+        async def close() -> None:
+            for smtp in self.sessions:
+                if smtp.transport is not None and not smtp.transport.is_closing():
+                    smtp.transport.close()
+
+        asyncio.run_coroutine_threadsafe(close(), self.loop).result(5)
+
+    @property
+    def peers(self) -> set[Any]:
+        return {r.peer for r in self.received}

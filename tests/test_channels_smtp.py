@@ -1,0 +1,216 @@
+"""The smtp provider against a real SMTP server (aiosmtpd) on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from outreach.channels.base import OutboundMessage
+from outreach.channels.smtp import SmtpProvider
+from outreach.errors import ConfigError, ProviderError
+from tests.servers.fixtures import (
+    SMTP_PASSWORD,
+    assert_no_secret,
+    channel_config,
+    context,
+)
+from tests.servers.fixtures import smtp_auth_server as smtp_auth_server
+from tests.servers.fixtures import smtp_server as smtp_server
+from tests.servers.smtp import SmtpEmulator
+
+
+def make(server: SmtpEmulator, *, concurrency: int = 4, **settings: Any) -> SmtpProvider:
+    values: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": server.port,
+        "security": "none",
+        "from": "Acme <hello@acme.example>",
+        "reply_to": "replies@acme.example",
+    }
+    values.update(settings)
+    channel = channel_config("smtp", values, name="email", concurrency=concurrency, timeout=2)
+    return SmtpProvider(channel, context())
+
+
+def message(n: int = 1, **fields: Any) -> OutboundMessage:
+    values: dict[str, Any] = {
+        "delivery_id": f"01JD{n:04d}",
+        "channel": "email",
+        "customer_id": "c1",
+        "to": "anna@example.nl",
+        "customer_name": "Anna de Vries",
+        "subject": "Hoe was uw bestelling?",
+        "body": "Beste Anna,\n\nGeef ons een cijfer van 0 tot 10.",
+        "html": "<p>Beste Anna,</p><p>Geef ons een cijfer.</p>",
+        "unsubscribe_url": "https://hooks.acme.example/unsubscribe/tok123",
+        "reply_token": "c0nv42",
+    }
+    values.update(fields)
+    return OutboundMessage(**values)
+
+
+def run(provider: SmtpProvider, *messages: OutboundMessage, together: bool = False) -> list[Any]:
+    async def go() -> list[Any]:
+        try:
+            if together:
+                return list(await asyncio.gather(*(provider.send(m) for m in messages)))
+            return [await provider.send(m) for m in messages]
+        finally:
+            await provider.aclose()
+
+    return asyncio.run(go())
+
+
+def test_message_headers_and_multipart_body(smtp_server: SmtpEmulator) -> None:
+    [result] = run(make(smtp_server), message())
+    [received] = smtp_server.received
+    assert received.mail_from == "hello@acme.example"
+    assert received.rcpt_tos == ["anna@example.nl"]
+    mail = received.message
+    assert mail["From"] == "Acme <hello@acme.example>"
+    assert mail["To"] == "Anna de Vries <anna@example.nl>"
+    assert mail["Subject"] == "Hoe was uw bestelling?"
+    assert mail["Message-ID"] == "<01JD0001@acme.example>" == result.provider_message_id
+    assert mail["Date"]
+    assert mail["Reply-To"] == "replies+c0nv42@acme.example"
+    assert mail["List-Unsubscribe"] == "<https://hooks.acme.example/unsubscribe/tok123>"
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert mail.get_content_type() == "multipart/alternative"
+    text = mail.get_body(("plain",))
+    html = mail.get_body(("html",))
+    assert text is not None and "cijfer van 0 tot 10" in text.get_content()
+    assert html is not None and "<p>Beste Anna,</p>" in html.get_content()
+
+
+def test_plain_text_without_html_or_unsubscribe(smtp_server: SmtpEmulator) -> None:
+    run(make(smtp_server, reply_to=None), message(html=None, unsubscribe_url=None))
+    mail = smtp_server.received[0].message
+    assert mail.get_content_type() == "text/plain"
+    assert mail["List-Unsubscribe"] is None
+    # no reply_to setting: the plus-address is built from the sender
+    assert mail["Reply-To"] == "hello+c0nv42@acme.example"
+
+
+def test_many_messages_travel_over_one_session(smtp_server: SmtpEmulator) -> None:
+    provider = make(smtp_server)
+    run(provider, *(message(n) for n in range(30)))
+    assert len(smtp_server.received) == 30
+    assert len(smtp_server.peers) == 1
+    assert provider.sessions_opened == 1
+
+
+def test_concurrent_sends_use_at_most_concurrency_sessions(smtp_server: SmtpEmulator) -> None:
+    provider = make(smtp_server, concurrency=3)
+    run(provider, *(message(n) for n in range(40)), together=True)
+    assert len(smtp_server.received) == 40
+    assert len(smtp_server.peers) <= 3
+    assert provider.sessions_opened <= 3
+
+
+def test_reconnects_after_the_server_dropped_an_idle_session(smtp_server: SmtpEmulator) -> None:
+    provider = make(smtp_server)
+
+    async def go() -> None:
+        await provider.send(message(1))
+        smtp_server.drop_sessions()
+        await asyncio.sleep(0.05)
+        await provider.send(message(2))
+        await provider.aclose()
+
+    asyncio.run(go())
+    assert [r.message["Message-ID"] for r in smtp_server.received] == [
+        "<01JD0001@acme.example>",
+        "<01JD0002@acme.example>",
+    ]
+    assert provider.sessions_opened == 2
+
+
+def test_login_with_credentials_from_the_environment(smtp_auth_server: SmtpEmulator) -> None:
+    provider = make(smtp_auth_server, username_env="SMTP_USERNAME", password_env="SMTP_PASSWORD")
+    run(provider, message(1), message(2))
+    assert len(smtp_auth_server.received) == 2
+
+
+def test_wrong_password_is_permanent_535_without_the_password(
+    smtp_auth_server: SmtpEmulator,
+) -> None:
+    smtp_auth_server.secret = "something-else"
+    provider = make(smtp_auth_server, username_env="SMTP_USERNAME", password_env="SMTP_PASSWORD")
+    with pytest.raises(ProviderError) as info:
+        run(provider, message())
+    assert (info.value.retryable, info.value.code) == (False, "535")
+    assert SMTP_PASSWORD not in str(info.value)
+    assert_no_secret(str(info.value))
+
+
+def test_server_requiring_auth_refuses_an_anonymous_sender(
+    smtp_auth_server: SmtpEmulator,
+) -> None:
+    with pytest.raises(ProviderError) as info:
+        run(make(smtp_auth_server), message())
+    assert not info.value.retryable and info.value.code == "530"
+
+
+def test_temporary_refusal_is_retryable_and_the_session_carries_on(
+    smtp_server: SmtpEmulator,
+) -> None:
+    smtp_server.refuse_recipients("450 4.2.1 Mailbox busy, try later", times=1)
+    provider = make(smtp_server)
+
+    async def go() -> ProviderError:
+        with pytest.raises(ProviderError) as info:
+            await provider.send(message(1))
+        await provider.send(message(2))
+        await provider.aclose()
+        return info.value
+
+    error = asyncio.run(go())
+    assert (error.retryable, error.code) == (True, "450")
+    assert "Mailbox busy" in str(error)
+    assert len(smtp_server.received) == 1 and provider.sessions_opened == 1
+
+
+def test_permanent_refusal_carries_the_code(smtp_server: SmtpEmulator) -> None:
+    smtp_server.refuse_recipients("550 5.1.1 No such user here")
+    with pytest.raises(ProviderError) as info:
+        run(make(smtp_server), message())
+    assert (info.value.retryable, info.value.code) == (False, "550")
+
+
+def test_421_on_a_reused_session_is_retried_on_a_new_one(smtp_server: SmtpEmulator) -> None:
+    provider = make(smtp_server)
+
+    async def go() -> None:
+        await provider.send(message(1))
+        smtp_server.refuse_recipients("421 4.7.0 closing transmission channel", times=1)
+        await provider.send(message(2))
+        await provider.aclose()
+
+    asyncio.run(go())
+    assert len(smtp_server.received) == 2
+    assert provider.sessions_opened == 2
+
+
+def test_unreachable_server_is_retryable(smtp_server: SmtpEmulator) -> None:
+    provider = make(smtp_server)
+    smtp_server.stop()
+    with pytest.raises(ProviderError) as info:
+        run(provider, message())
+    assert info.value.retryable and info.value.code == "connection"
+
+
+def test_starttls_required_but_not_offered_is_permanent(smtp_server: SmtpEmulator) -> None:
+    with pytest.raises(ProviderError) as info:
+        run(make(smtp_server, security="starttls"), message())
+    assert (info.value.retryable, info.value.code) == (False, "tls")
+
+
+def test_settings_are_checked_when_built(smtp_server: SmtpEmulator) -> None:
+    with pytest.raises(ConfigError, match="security"):
+        make(smtp_server, security="ssl")
+    with pytest.raises(ConfigError, match="from"):
+        make(smtp_server, **{"from": "not an address"})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="username_env and password_env"):
+        make(smtp_server, username_env="SMTP_USERNAME")

@@ -1,0 +1,196 @@
+"""outreach customers import|list|show through the real CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cli
+
+CSV = (
+    "id,name,email,phone,preferred_channel,locale,timezone,opted_in,plan,age\n"
+    "C1,Ann,ann@example.com,0612345678,sms,nl-NL,Europe/Amsterdam,sms;email,pro,42\n"
+    "C2,Bob,bob@example.com,+32470123456,email,nl-BE,Europe/Brussels,email,free,29\n"
+    "C3,Cy,cy@example.com,+14155550123,email,en-US,America/New_York,,pro,35\n"
+)
+
+
+@pytest.fixture
+def imported(cli: Cli, tmp_path: Path) -> Cli:
+    path = tmp_path / "customers.csv"
+    path.write_text(CSV, encoding="utf-8")
+    result = cli("customers", "import", str(path))
+    assert result.exit_code == 0, result.stderr
+    return cli
+
+
+def test_import_prints_a_summary_and_exits_0(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "customers.csv"
+    path.write_text(CSV, encoding="utf-8")
+    result = cli("customers", "import", str(path))
+    assert result.exit_code == 0, result.stderr
+    assert "Imported 3 customers from customers.csv (3 new, 0 updated)" in result.stdout
+    again = cli("customers", "import", str(path), "--json")
+    assert again.exit_code == 0
+    data = json.loads(again.stdout)
+    assert (data["imported"], data["created"], data["updated"], data["rejected"]) == (3, 0, 3, 0)
+    assert data["errors"] == []
+
+
+def test_import_with_bad_rows_exits_3_after_the_summary(cli: Cli, tmp_path: Path) -> None:
+    rows = "".join(f"B{i},not-an-email\n" for i in range(60))
+    path = tmp_path / "people.csv"
+    path.write_text(f"id,email\nG1,good@example.com\n{rows}", encoding="utf-8")
+    result = cli("customers", "import", str(path))
+    assert result.exit_code == 3
+    assert "Imported 1 customers" in result.stdout
+    assert "60 rows rejected" in result.stdout
+    err = result.stderr.splitlines()
+    assert err[0].startswith("people.csv:3: email: ")
+    assert "… and 10 more" in result.stderr
+    assert err[-1].startswith("error: people.csv: 60 of 61 rows rejected")
+    as_json = cli("customers", "import", str(path), "--json")
+    assert as_json.exit_code == 3
+    data = json.loads(as_json.stdout)
+    assert data["rejected"] == 60 and len(data["errors"]) == 60
+    assert data["errors"][0] == {
+        "line": 3,
+        "column": "email",
+        "reason": data["errors"][0]["reason"],
+    }
+
+
+def test_import_strict_and_dry_run_write_nothing(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text("id,phone\nC1,+31612345678\nC2,06-12\n", encoding="utf-8")
+    strict = cli("customers", "import", str(path), "--strict")
+    assert strict.exit_code == 3
+    assert "nothing was imported (--strict)" in strict.stderr
+    dry = cli("customers", "import", str(path), "--dry-run", "--json")
+    assert dry.exit_code == 3
+    assert json.loads(dry.stdout)["created"] == 1
+    assert json.loads(cli("customers", "list", "--json").stdout) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "args", "code", "message"),
+    [
+        (None, "missing.csv", [], 2, "no such file"),
+        ("", "empty.csv", [], 2, "is empty"),
+        ("name\nAnn\n", "c.csv", [], 2, "no id column"),
+        ("id\nC1\n", "c.csv", ["--format", "xml"], 2, "xml"),
+    ],
+)
+def test_import_file_problems_are_one_line(
+    cli: Cli, tmp_path: Path, content: str | None, name: str, args: list[str], code: int,
+    message: str,
+) -> None:
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    result = cli("customers", "import", str(path), *args)
+    assert result.exit_code == code
+    assert message in result.stderr
+    if code == 2 and "--format" not in args:
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_list_json_has_every_column_and_consent(imported: Cli) -> None:
+    result = imported("customers", "list", "--json")
+    assert result.exit_code == 0
+    rows = json.loads(result.stdout)
+    assert [r["id"] for r in rows] == ["C1", "C2", "C3"]
+    ann = rows[0]
+    assert ann["phone"] == "+31612345678" and ann["plan"] == "pro" and ann["age"] == 42
+    assert ann["consent"] == {"email": "opted_in", "sms": "opted_in"}
+    assert rows[2]["consent"] == {}
+
+
+def test_list_table_shows_customers(imported: Cli) -> None:
+    result = imported("customers", "list", "--limit", "2")
+    assert result.exit_code == 0
+    assert "C1" in result.stdout and "C2" in result.stdout and "C3" not in result.stdout
+    assert "2 customers" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("where", "ids"),
+    [
+        ("plan = 'pro' and age > 30", ["C1", "C3"]),
+        ("lower(email) like '%@example.com' and locale glob 'nl-*'", ["C1", "C2"]),
+        ("coalesce(age, 0) between 30 and 40 -- a trailing comment", ["C3"]),
+        ("cast(age as text) = '29'", ["C2"]),
+    ],
+)
+def test_list_where_filters_on_any_column(imported: Cli, where: str, ids: list[str]) -> None:
+    result = imported("customers", "list", "--where", where, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert [r["id"] for r in json.loads(result.stdout)] == ids
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("id IN (SELECT customer_id FROM consent)", 'reading "consent" is not allowed'),
+        ("1; DELETE FROM customers", "one condition"),
+        ("randomblob(4) IS NOT NULL", "function randomblob() is not allowed"),
+        ("load_extension('x') IS NULL", "load_extension"),
+        ("exists (SELECT * FROM pragma_table_info('customers'))", "not allowed"),
+        ("exists (SELECT * FROM sqlite_master)", 'reading "sqlite_master" is not allowed'),
+        ("1) UNION SELECT * FROM consent --", "not allowed"),
+        ("plan = ", "syntax error"),
+        ("nope = 1", 'no customer column "nope"'),
+    ],
+)
+def test_list_where_refuses_anything_but_reading_customers(
+    imported: Cli, where: str, message: str
+) -> None:
+    result = imported("customers", "list", "--where", where, "--json")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert len(json.loads(imported("customers", "list", "--json").stdout)) == 3
+
+
+def test_show_has_columns_consent_and_conversation(imported: Cli) -> None:
+    result = imported("customers", "show", "C1", "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["customer"]["email"] == "ann@example.com"
+    assert data["customer"]["age"] == 42
+    assert data["consent"]["sms"]["status"] == "opted_in"
+    assert data["consent"]["sms"]["source"] == "import:customers.csv"
+    assert data["consent"]["whatsapp"]["status"] is None
+    assert data["conversation"] is None
+    text = imported("customers", "show", "C1")
+    assert text.exit_code == 0 and "ann@example.com" in text.stdout
+
+
+def test_show_unknown_customer_exits_2(imported: Cli) -> None:
+    result = imported("customers", "show", "NOPE")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        'error: customer "NOPE" does not exist; see outreach customers list'
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "options"),
+    [
+        ([], []),
+        (["import"], ["--format", "--id-column", "--dry-run", "--strict", "--json"]),
+        (["list"], ["--where", "--limit", "--json"]),
+        (["show"], ["--json"]),
+    ],
+)
+def test_every_customers_command_has_help(
+    cli: Cli, command: list[str], options: list[str]
+) -> None:
+    result = cli("customers", *command, "--help")
+    assert result.exit_code == 0
+    assert "Usage" in result.stdout
+    for option in options:
+        assert option in result.stdout

@@ -1,0 +1,236 @@
+"""The store: pinned schema, migrations (older migrated, newer refused), SQLite settings,
+and the read-only audience filter."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlite_utils import Database
+
+from outreach.errors import StoreError, UsageError
+from outreach.store import Store, open_store
+from outreach.store.audience import SAFE_FUNCTIONS, select_customers, validate_where
+from outreach.store.customers import ensure_columns, upsert_customers
+from outreach.store.migrations import migrations
+from outreach.workspace import Workspace
+from tests.conftest import Cli
+
+# The schema as shipped. A change here is a change of the on-disk contract: add a
+# migration, then update this pin on purpose (as llm's tests/test_migrate.py does).
+SCHEMA = {
+    "customers": {
+        "id": "TEXT", "name": "TEXT", "email": "TEXT", "phone": "TEXT",
+        "preferred_channel": "TEXT", "locale": "TEXT", "timezone": "TEXT",
+        "verified": "INTEGER", "created_at": "TEXT", "updated_at": "TEXT",
+    },
+    "addresses": {"channel": "TEXT", "address": "TEXT", "customer_id": "TEXT"},
+    "consent": {
+        "id": "INTEGER", "customer_id": "TEXT", "channel": "TEXT", "status": "TEXT",
+        "source": "TEXT", "evidence": "TEXT", "recorded_at": "TEXT",
+    },
+    "occurrences": {
+        "id": "INTEGER", "campaign": "TEXT", "occurrence": "TEXT", "kind": "TEXT",
+        "status": "TEXT", "audience": "INTEGER", "planned_at": "TEXT", "survey": "TEXT",
+    },
+    "deliveries": {
+        "id": "TEXT", "campaign": "TEXT", "occurrence": "TEXT", "customer_id": "TEXT",
+        "channel": "TEXT", "purpose": "TEXT", "template": "TEXT", "counts_for_cap": "INTEGER",
+        "window": "TEXT", "status": "TEXT", "reason": "TEXT", "error": "TEXT",
+        "not_before": "TEXT", "attempts": "INTEGER", "provider_message_id": "TEXT",
+        "context": "TEXT", "created_at": "TEXT", "updated_at": "TEXT", "sent_at": "TEXT",
+    },
+    "conversations": {
+        "id": "INTEGER", "customer_id": "TEXT", "status": "TEXT", "needs_attention": "INTEGER",
+        "attention_reason": "TEXT", "last_inbound_at": "TEXT", "last_inbound_channel": "TEXT",
+        "auto_reply_until": "TEXT", "created_at": "TEXT", "updated_at": "TEXT",
+    },
+    "messages": {
+        "id": "INTEGER", "conversation_id": "INTEGER", "customer_id": "TEXT",
+        "direction": "TEXT", "channel": "TEXT", "address": "TEXT", "subject": "TEXT",
+        "text": "TEXT", "external_id": "TEXT", "delivery_id": "TEXT", "campaign": "TEXT",
+        "author": "TEXT", "at": "TEXT",
+    },
+    "survey_responses": {
+        "id": "INTEGER", "message_id": "INTEGER", "delivery_id": "TEXT", "customer_id": "TEXT",
+        "campaign": "TEXT", "occurrence": "TEXT", "question": "TEXT", "type": "TEXT",
+        "answer": "TEXT", "score": "INTEGER", "valid": "INTEGER", "recorded_at": "TEXT",
+    },
+    "meta": {"key": "TEXT", "value": "TEXT"},
+}
+FIRST_MIGRATIONS = [
+    "m001_customers", "m002_consent", "m003_campaigns", "m004_conversations", "m005_meta",
+    "m006_occurrence_survey",
+]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = open_store(tmp_path / "outreach.db")
+    yield opened
+    opened.close()
+
+
+def columns(store: Store, table: str) -> dict[str, str]:
+    return {row[1]: row[2] for row in store.conn.execute(f"PRAGMA table_info({table})")}
+
+
+def test_schema_is_pinned(store: Store) -> None:
+    assert {t: columns(store, t) for t in SCHEMA} == SCHEMA
+    names = [m.name for m in migrations._migrations]
+    assert names[: len(FIRST_MIGRATIONS)] == FIRST_MIGRATIONS
+    assert names == sorted(names), "migrations must run in name order"
+
+
+def test_sqlite_settings(store: Store) -> None:
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
+
+
+def test_foreign_keys_are_enforced(store: Store) -> None:
+    with pytest.raises(sqlite3.IntegrityError), store.write():
+        store.conn.execute(
+            "INSERT INTO consent (customer_id, channel, status, source, recorded_at) "
+            "VALUES ('ghost', 'sms', 'opted_in', 'cli', '2026-01-01T00:00:00Z')"
+        )
+
+
+def test_older_database_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = Database(path)
+    migrations.apply(db, stop_before="m004_conversations")
+    assert "conversations" not in db.table_names()
+    db.close()
+    store = open_store(path)
+    try:
+        assert "conversations" in store.db.table_names()
+        assert not migrations.pending(store.db)
+    finally:
+        store.close()
+
+
+def test_newer_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    open_store(path).close()
+    db = sqlite3.connect(path)
+    db.execute(
+        "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
+        "VALUES ('outreach', 'm999_from_the_future', '2030-01-01')"
+    )
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match=r"new\.db was written by a newer outreach .*m999"):
+        open_store(path)
+
+
+def test_newer_database_is_one_line_exit_4_in_the_cli(cli: Cli, ws: Path) -> None:
+    Workspace.load(ws).store.close()
+    db = sqlite3.connect(ws / "outreach.db")
+    db.execute(
+        "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
+        "VALUES ('outreach', 'm999_from_the_future', '2030-01-01')"
+    )
+    db.commit()
+    db.close()
+    result = cli("customers", "list")
+    assert result.exit_code == 4
+    assert result.stderr.startswith("error: outreach.db was written by a newer outreach")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match=r"junk\.db: cannot open the database"):
+        open_store(path)
+
+
+# ---------------------------------------------------------------------------- audience
+
+
+@pytest.fixture
+def people(store: Store) -> Store:
+    ensure_columns(store, ["plan", "age"])
+    rows = [[f"C{i:03d}", f"n{i}", "pro" if i % 2 else "free", i] for i in range(1, 1201)]
+    with store.write():
+        upsert_customers(store, ["id", "name", "plan", "age"], rows, "2026-01-01T00:00:00Z")
+    return store
+
+
+def test_select_streams_every_match_across_pages(people: Store) -> None:
+    rows = list(select_customers(people, "plan = 'pro'"))
+    assert len(rows) == 600
+    assert [r["id"] for r in rows] == sorted(r["id"] for r in rows)
+    assert len(list(select_customers(people, None))) == 1200
+    assert len(list(select_customers(people, "  "))) == 1200
+
+
+@pytest.mark.parametrize("limit", [1, 499, 500, 501, 1000, 5000])
+def test_select_honours_limit(people: Store, limit: int) -> None:
+    assert len(list(select_customers(people, None, limit=limit))) == min(limit, 1200)
+
+
+def test_select_columns(people: Store) -> None:
+    row = next(select_customers(people, "age = 7", columns=["plan"]))
+    assert row == {"id": "C007", "plan": "pro"}
+    with pytest.raises(UsageError, match='no customer column "nope"'):
+        select_customers(people, None, columns=["nope"])
+
+
+def test_authorizer_is_gone_even_when_the_iterator_is_abandoned(people: Store) -> None:
+    rows = select_customers(people, "age > 10")
+    next(rows)  # half-read, as a planner that stops early
+    # the shared connection can still write and read other tables
+    with people.write():
+        people.conn.execute(
+            "INSERT INTO consent (customer_id, channel, status, source, recorded_at) "
+            "VALUES ('C001', 'sms', 'opted_in', 'cli', '2026-01-01T00:00:00Z')"
+        )
+    assert people.conn.execute("SELECT count(*) FROM consent").fetchone()[0] == 1
+    assert len(list(rows)) == 1200 - 11  # and the iterator goes on
+
+
+def test_safe_functions_are_all_allowed(people: Store) -> None:
+    calls = {
+        "lower": "lower(plan) = 'pro'", "upper": "upper(plan) = 'PRO'",
+        "length": "length(plan) = 3", "substr": "substr(plan, 1, 1) = 'p'",
+        "trim": "trim(plan) = 'pro'", "coalesce": "coalesce(plan, '') = 'pro'",
+        "ifnull": "ifnull(plan, '') = 'pro'", "abs": "abs(age) > 0",
+        "round": "round(age) > 0", "date": "date('2026-01-01') IS NOT NULL",
+        "datetime": "datetime(created_at) IS NOT NULL",
+        "strftime": "strftime('%Y', created_at) = '2026'",
+        "julianday": "julianday(created_at) > 0", "like": "plan LIKE 'p%'",
+        "glob": "plan GLOB 'p*'", "instr": "instr(plan, 'r') = 2",
+        "replace": "replace(plan, 'p', 'q') = 'qro'", "min": "min(age, 5) = 5",
+        "max": "max(age, 5) = age", "typeof": "typeof(age) = 'integer'",
+        "nullif": "nullif(plan, 'free') IS NOT NULL", "iif": "iif(age > 5, 1, 0) = 1",
+    }
+    for name, where in calls.items():
+        assert name in SAFE_FUNCTIONS
+        validate_where(people, where)
+        assert list(select_customers(people, where, limit=1)), where
+    validate_where(people, "cast(age AS TEXT) = '3'")
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "id IN (SELECT customer_id FROM consent)",
+        "exists (SELECT 1 FROM temp.sqlite_temp_master)",
+        "randomblob(2) IS NOT NULL",
+        "sqlite_version() IS NOT NULL",
+        "(SELECT count(*) FROM customers) > 0",
+        "1; ATTACH DATABASE 'x.db' AS x",
+        "1) UNION SELECT * FROM consent --",
+    ],
+)
+def test_validate_where_refuses(people: Store, where: str) -> None:
+    with pytest.raises(UsageError, match="where"):
+        validate_where(people, where)
+
+
+def test_balanced_parentheses_stay_a_condition_over_customers(people: Store) -> None:
+    assert len(list(select_customers(people, "0) OR (age = 3"))) == 1
