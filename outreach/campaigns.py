@@ -1,4 +1,4 @@
-"""Campaign files, their schedules, and planning an occurrence into deliveries (SPEC §5–§6).
+"""Campaign files, their schedules, and planning an occurrence into deliveries (SPEC §5, §6).
 
 Planning streams the audience, routes each customer to the first channel that is
 configured, has an address and current consent, applies frequency caps, and computes
@@ -118,22 +118,34 @@ def load_campaign(config: Config, name: str) -> Campaign:
         raise NotFoundError(f"campaign {name}: no file campaigns/{name}.toml (known: {known})")
     data = read_toml(path)
     where = f"campaigns/{name}.toml"
-    allowed = {"kind", "template", "channels", "audience", "schedule", "survey", "limits",
-               "whatsapp_template"}
+    allowed = {
+        "kind",
+        "template",
+        "channels",
+        "audience",
+        "schedule",
+        "survey",
+        "limits",
+        "whatsapp_template",
+    }
     for key in data:
         if key not in allowed:
-            raise ConfigError(f"{where}: unknown key {key!r}; known keys: {', '.join(sorted(allowed))}")
+            raise ConfigError(
+                f"{where}: unknown key {key!r}; known keys: {', '.join(sorted(allowed))}"
+            )
     kind = data.get("kind", "notification")
     if kind not in KINDS:
         raise ConfigError(f'{where} kind: "{kind}" is not one of {", ".join(KINDS)}')
     template = data.get("template")
     if not isinstance(template, str) or not template:
-        raise ConfigError(f'{where} template: required; the name of a folder in templates/')
+        raise ConfigError(f"{where} template: required; the name of a folder in templates/")
     if not (config.templates_dir / template).is_dir():
         raise ConfigError(f"{where} template: templates/{template}/ does not exist")
     channels = data.get("channels", ["preferred"])
-    if not isinstance(channels, list) or not channels or not all(
-        isinstance(c, str) for c in channels
+    if (
+        not isinstance(channels, list)
+        or not channels
+        or not all(isinstance(c, str) for c in channels)
     ):
         raise ConfigError(f'{where} channels: expected a list like ["preferred", "email"]')
     for channel in channels:
@@ -155,7 +167,11 @@ def load_campaign(config: Config, name: str) -> Campaign:
         if "window" in schedule
         else None
     )
-    late = parse_duration(schedule["late"], where=f"{where} [schedule] late") if "late" in schedule else None
+    late = (
+        parse_duration(schedule["late"], where=f"{where} [schedule] late")
+        if "late" in schedule
+        else None
+    )
     rule_text = schedule.get("rrule")
     survey = _survey(data, kind, where)
     limits = _table(data, "limits", where)
@@ -171,7 +187,9 @@ def load_campaign(config: Config, name: str) -> Campaign:
         window=window,
         late=late,
         survey=survey,
-        rate=Rate.parse(limits["rate"], where=f"{where} [limits] rate") if "rate" in limits else None,
+        rate=Rate.parse(limits["rate"], where=f"{where} [limits] rate")
+        if "rate" in limits
+        else None,
         frequency_cap=Cap.parse(limits["frequency_cap"], where=f"{where} [limits] frequency_cap")
         if "frequency_cap" in limits
         else None,
@@ -224,13 +242,15 @@ def _survey(data: dict[str, Any], kind: str, where: str) -> Survey | None:
     section = data.get("survey")
     if kind != "survey":
         if section:
-            raise ConfigError(f"{where} [survey]: only for kind = \"survey\"")
+            raise ConfigError(f'{where} [survey]: only for kind = "survey"')
         return None
     if not isinstance(section, dict) or not section.get("question"):
         raise ConfigError(f"{where} [survey] question: required for a survey")
     stype = section.get("type", "text")
     if stype not in SURVEY_TYPES:
-        raise ConfigError(f'{where} [survey] type: "{stype}" is not one of {", ".join(SURVEY_TYPES)}')
+        raise ConfigError(
+            f'{where} [survey] type: "{stype}" is not one of {", ".join(SURVEY_TYPES)}'
+        )
     choices = section.get("choices", [])
     if stype == "choice" and (not isinstance(choices, list) or len(choices) < 2):
         raise ConfigError(f"{where} [survey] choices: a choice survey needs at least two choices")
@@ -244,6 +264,7 @@ def _survey(data: dict[str, Any], kind: str, where: str) -> Survey | None:
 
 
 # --- which occurrences to plan ----------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Due:
@@ -313,6 +334,7 @@ def trigger_occurrence(path: Path) -> str:
 
 # --- planning ---------------------------------------------------------------------------
 
+
 @dataclass
 class PlanResult:
     audience: int = 0
@@ -372,23 +394,9 @@ def plan_occurrence(
 
     result = PlanResult(skipped={})
     assert result.skipped is not None
-    status = sql.occurrence_status(store, campaign.name, occurrence)
-    if status == "planned":
+    if sql.occurrence_status(store, campaign.name, occurrence) == "planned":
         return result
-    at = clock.iso(now)
-    if not dry_run:
-        sql.begin_occurrence(
-            store, campaign.name, occurrence, campaign.kind,
-            campaign.survey.snapshot() if campaign.survey else None, at,
-        )
-    window = campaign.window or config.window
-    occurrence_time = clock.parse_time(occurrence) if occurrence[:1].isdigit() else now
-    ready_at = max(now, occurrence_time)
-    caps = [
-        (cap, None) for cap in [config.frequency_cap] if cap and campaign.counts_for_cap
-    ] + [
-        (cap, campaign.name) for cap in [campaign.frequency_cap] if cap and campaign.counts_for_cap
-    ]
+    # find the audience first: a bad filter must not leave a half-begun occurrence behind
     events: dict[str, dict[str, Any]] = {}
     if customers is not None:
         events = dict(customers)
@@ -400,13 +408,51 @@ def plan_occurrence(
             )
         stream: Iterator[dict[str, Any]] = iter(found[cid] for cid in events)
     else:
-        stream = select_customers(store, campaign.where)
+        try:
+            stream = select_customers(store, campaign.where)
+        except UsageError as exc:
+            raise ConfigError(f"campaigns/{campaign.name}.toml [audience] {exc}") from None
+    at = clock.iso(now)
+    if not dry_run:
+        sql.begin_occurrence(
+            store,
+            campaign.name,
+            occurrence,
+            campaign.kind,
+            campaign.survey.snapshot() if campaign.survey else None,
+            at,
+        )
+    window = campaign.window or config.window
+    occurrence_time = clock.parse_time(occurrence) if occurrence[:1].isdigit() else now
+    ready_at = max(now, occurrence_time)
+    # the workspace cap counts every campaign; a campaign's own cap counts only itself
+    caps: list[tuple[Cap, str | None]] = []
+    if campaign.counts_for_cap:
+        if config.frequency_cap:
+            caps.append((config.frequency_cap, None))
+        if campaign.frequency_cap:
+            caps.append((campaign.frequency_cap, campaign.name))
     batch: list[dict[str, Any]] = []
+    preview = _DryRunRenderer(config, campaign, now) if dry_run else None
 
     def flush() -> None:
-        rows = _plan_batch(config, store, campaign, occurrence, batch, caps, events, window,
-                           ready_at, now, at, result)
-        if not dry_run:
+        rows = _plan_batch(
+            config,
+            store,
+            campaign,
+            occurrence,
+            batch,
+            caps,
+            events,
+            window,
+            ready_at,
+            now,
+            at,
+            result,
+        )
+        if preview is not None:
+            preview.render(batch, rows, result)
+        else:
             with store.write():
                 sql.insert_deliveries(store, rows)
         batch.clear()
@@ -421,6 +467,46 @@ def plan_occurrence(
     if not dry_run:
         sql.finish_occurrence(store, campaign.name, occurrence, result.audience)
     return result
+
+
+class _DryRunRenderer:
+    """``run --dry-run`` renders what it plans, so template errors show before a real run."""
+
+    def __init__(self, config: Config, campaign: Campaign, now: datetime) -> None:
+        from .templates import Renderer
+
+        self.renderer = Renderer(config)
+        self.campaign = campaign
+        self.now = now
+        self.survey = campaign.survey.snapshot() if campaign.survey else None
+
+    def render(
+        self, batch: list[dict[str, Any]], rows: list[tuple[Any, ...]], result: PlanResult
+    ) -> None:
+        import json
+
+        from .errors import TemplateError
+
+        assert result.skipped is not None
+        for customer, row in zip(batch, rows, strict=True):
+            channel, status, context = row[4], row[9], row[12]
+            if status == "skipped":
+                continue
+            try:
+                self.renderer.render(
+                    self.campaign.template,
+                    channel,
+                    customer,
+                    campaign={"name": self.campaign.name, "kind": self.campaign.kind},
+                    survey=self.survey,
+                    now=self.now,
+                    extra=json.loads(context) if context else None,
+                )
+            except TemplateError:
+                result.planned -= 1
+                if status == "deferred":
+                    result.deferred -= 1
+                result.skipped["template_error"] = result.skipped.get("template_error", 0) + 1
 
 
 def _plan_batch(
@@ -472,13 +558,27 @@ def _plan_batch(
                 result.deferred += 1
         else:
             status = "skipped"
-            result.skipped[reason or "no_address"] = result.skipped.get(reason or "no_address", 0) + 1
+            result.skipped[reason or "no_address"] = (
+                result.skipped.get(reason or "no_address", 0) + 1
+            )
         event = events.get(cid)
         rows.append(
             (
-                new_delivery_id(), campaign.name, occurrence, cid, channel, "campaign",
-                campaign.template, int(campaign.counts_for_cap), str(window), status, reason,
-                clock.iso(not_before), json.dumps({"event": event}) if event else None, at, at,
+                new_delivery_id(),
+                campaign.name,
+                occurrence,
+                cid,
+                channel,
+                "campaign",
+                campaign.template,
+                int(campaign.counts_for_cap),
+                str(window),
+                status,
+                reason,
+                clock.iso(not_before),
+                json.dumps({"event": event}) if event else None,
+                at,
+                at,
             )
         )
     return rows

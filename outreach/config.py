@@ -35,7 +35,7 @@ def parse_duration(text: str, *, where: str) -> timedelta:
 def parse_timezone(name: str, *, where: str) -> ZoneInfo:
     """An IANA zone name → ZoneInfo, with a clear error for a typo."""
     try:
-        if not name or "/" not in name and name not in ("UTC", "GMT"):
+        if not name or ("/" not in name and name not in ("UTC", "GMT")):
             raise ZoneInfoNotFoundError(name)
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -124,7 +124,9 @@ class BusinessHours:
             if first not in _DAYS or last not in _DAYS:
                 raise ConfigError(f'{where}: "{part.strip()}": days are Mon, Tue, … Sun')
             a, b = _DAYS.index(first), _DAYS.index(last)
-            days = frozenset(range(a, b + 1)) if a <= b else frozenset([*range(a, 7), *range(b + 1)])
+            days = (
+                frozenset(range(a, b + 1)) if a <= b else frozenset([*range(a, 7), *range(b + 1)])
+            )
             spans.append((days, Window.parse(match[3], where=where)))
         return cls(tuple(spans))
 
@@ -225,8 +227,18 @@ class ServerConfig:
 
 DEFAULT_KEYWORDS: dict[str, tuple[str, ...]] = {
     "stop": (
-        "STOP", "STOPALL", "STOP ALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE",
-        "OPTOUT", "OPT-OUT", "AFMELDEN", "UITSCHRIJVEN",
+        "STOP",
+        "STOPALL",
+        "STOP ALL",
+        "UNSUBSCRIBE",
+        "CANCEL",
+        "END",
+        "QUIT",
+        "REVOKE",
+        "OPTOUT",
+        "OPT-OUT",
+        "AFMELDEN",
+        "UITSCHRIJVEN",
     ),
     "start": ("START", "YES", "UNSTOP", "AANMELDEN"),
     "help": ("HELP", "INFO", "HULP"),
@@ -325,8 +337,7 @@ def load_config(root: Path) -> Config:
         raise ConfigError(f'{where} default_region: "{region}" is not a country code like NL')
     cap_text = sending.get("frequency_cap")
     channels = {
-        cname: _load_channel(cname, section)
-        for cname, section in data.get("channels", {}).items()
+        cname: _load_channel(cname, section) for cname, section in data.get("channels", {}).items()
     }
     srv = data.get("server", {})
     _check_keys(srv, {"public_url", "host", "port"}, f"{name} [server]")
@@ -334,7 +345,7 @@ def load_config(root: Path) -> Config:
     for kind, words in data.get("keywords", {}).items():
         if kind not in DEFAULT_KEYWORDS or not isinstance(words, list):
             raise ConfigError(
-                f"{name} [keywords] {kind}: expected stop, start or help = [\"WORD\", ...]"
+                f'{name} [keywords] {kind}: expected stop, start or help = ["WORD", ...]'
             )
         keywords[kind] = tuple(dict.fromkeys([*DEFAULT_KEYWORDS[kind], *map(str, words)]))
     sender = _str(sending, "sender_name", "outreach", f"{name} [sending]")

@@ -9,6 +9,7 @@ ones in flight finish and be recorded, and leave everything else queued: no ``un
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -115,7 +116,9 @@ def run(
 ) -> RunReport:
     """Plan and send; see the module docstring for the order of things."""
     if options.customers_file and len(options.campaigns) != 1:
-        raise UsageError("--customers needs exactly one campaign: outreach run NAME --customers FILE")
+        raise UsageError(
+            "--customers needs exactly one campaign: outreach run NAME --customers FILE"
+        )
     with workspace_lock(ws.root, options.wait):
         return _run_locked(ws, options, on_plan, on_progress, on_send_start)
 
@@ -135,8 +138,8 @@ def _run_locked(
     for name in options.campaigns:
         campaign = load_campaign(config, name)
         if options.customers_file is not None:
-            customers = read_trigger_file(options.customers_file)
-            work.append((campaign, trigger_occurrence(options.customers_file), customers))
+            trigger_rows = read_trigger_file(options.customers_file)
+            work.append((campaign, trigger_occurrence(options.customers_file), trigger_rows))
             continue
         occurrence = latest_occurrence(config, campaign, now)
         if occurrence is None:
@@ -152,13 +155,16 @@ def _run_locked(
             if due.missed:
                 report.missed.append((due.campaign.name, due.occurrence))
                 if not options.dry_run:
-                    sql.record_missed(store, due.campaign.name, due.occurrence, due.campaign.kind, at)
+                    sql.record_missed(
+                        store, due.campaign.name, due.occurrence, due.campaign.kind, at
+                    )
             else:
                 work.append((due.campaign, due.occurrence, None))
     if options.dry_run:
         for campaign, occurrence, customers in work:
-            result = plan_occurrence(config, store, campaign, occurrence, now,
-                                     customers=customers, dry_run=True)
+            result = plan_occurrence(
+                config, store, campaign, occurrence, now, customers=customers, dry_run=True
+            )
             report.campaigns.append(_line(campaign.name, occurrence, result))
         return report
 
@@ -189,9 +195,7 @@ def _run_locked(
     for (campaign_name, occurrence), tally in summary.tallies.items():
         if campaign_name is None or occurrence is None:
             continue
-        line = lines.setdefault(
-            (campaign_name, occurrence), CampaignRun(campaign_name, occurrence)
-        )
+        line = lines.setdefault((campaign_name, occurrence), CampaignRun(campaign_name, occurrence))
         line.sent += tally.sent
         line.failed += tally.failed
         for reason, n in tally.skipped.items():
@@ -216,11 +220,7 @@ def _line(name: str, occurrence: str, result: PlanResult) -> CampaignRun:
 
 
 def _due_count(ws: Workspace, options: RunOptions) -> int:
-    row = ws.store.conn.execute(
-        "SELECT count(*) FROM deliveries WHERE status IN ('queued', 'deferred') AND not_before <= ?",
-        (clock.iso(clock.now()),),
-    ).fetchone()
-    total = int(row[0])
+    total = sql.count_due(ws.store, clock.iso(clock.now()))
     return min(total, options.limit) if options.limit else total
 
 
@@ -230,10 +230,9 @@ async def _send(
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
+        # only the main thread can take signals; elsewhere (tests) there is nothing to stop
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
-            pass
     try:
         summary = await send_due_async(
             ws,
@@ -244,10 +243,8 @@ async def _send(
         )
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(sig)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass
     summary.interrupted = stop.is_set()
     return summary
 

@@ -17,6 +17,7 @@ it, leaving the rest queued for a later run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -172,10 +173,9 @@ class _Engine:
 
     async def close(self) -> None:
         for ch in self.channels.values():
-            try:
+            # closing must not hide the run's result
+            with contextlib.suppress(Exception):
                 await ch.provider.aclose()
-            except Exception:  # noqa: BLE001 - closing must not hide the run's result
-                pass
 
     # -- the pass -------------------------------------------------------------------------
 
@@ -237,10 +237,8 @@ class _Engine:
 
     async def _wait_flush(self) -> None:
         self.flushed.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.flushed.wait(), timeout=0.5)
-        except TimeoutError:
-            pass
 
     async def _flush_periodically(self) -> None:
         while True:
@@ -308,8 +306,12 @@ class _Engine:
                     self._finish(row, status="deferred", not_before=clock.iso(opening))
                     continue
             if row["attempts"] > MAX_CLAIMS:
-                self._finish(row, status="failed", reason="retries_exhausted",
-                             error="gave up after repeated temporary failures")
+                self._finish(
+                    row,
+                    status="failed",
+                    reason="retries_exhausted",
+                    error="gave up after repeated temporary failures",
+                )
                 continue
             ch_config = self.config.channels[row["channel"]]
             kind = address_kind(ch_config)
@@ -419,7 +421,10 @@ class _Engine:
                 extra=_extra(context),
             )
             body, subject, html, preheader = (
-                rendered.body, rendered.subject, rendered.html, rendered.preheader,
+                rendered.body,
+                rendered.subject,
+                rendered.html,
+                rendered.preheader,
             )
         in_window = False
         if self.config.channels[channel].provider == "whatsapp-cloud":
@@ -459,12 +464,15 @@ class _Engine:
                     result = await ch.provider.send(message)
                 except ProviderError as exc:
                     if exc.code == "whatsapp_window":
-                        self._finish(row, status="skipped", reason="whatsapp_window", error=str(exc))
+                        self._finish(
+                            row, status="skipped", reason="whatsapp_window", error=str(exc)
+                        )
                         return
                     if not exc.retryable:
                         ch.consecutive_failures = 0
-                        self._finish(row, status="failed", reason=exc.code or "rejected",
-                                     error=str(exc))
+                        self._finish(
+                            row, status="failed", reason=exc.code or "rejected", error=str(exc)
+                        )
                         self.summary.problems.append(f"{row['channel']}: {exc}")
                         return
                     ch.consecutive_failures += 1
@@ -479,20 +487,34 @@ class _Engine:
                     delay = _backoff(attempt, exc.retry_after)
                     if attempt + 1 == RETRIES_IN_RUN or delay > MAX_RETRY_AFTER or ch.open:
                         later = clock.now() + timedelta(seconds=max(delay, 60 * (attempt + 1)))
-                        self._finish(row, status="queued", not_before=clock.iso(later),
-                                     error=str(exc), reason=exc.code or "retrying")
+                        self._finish(
+                            row,
+                            status="queued",
+                            not_before=clock.iso(later),
+                            error=str(exc),
+                            reason=exc.code or "retrying",
+                        )
                         return
                     await asyncio.sleep(delay)
                     continue
-                except Exception as exc:  # noqa: BLE001 - a provider bug must not lose the row
-                    self._finish(row, status="failed", reason="provider_bug",
-                                 error=f"{type(exc).__name__}: {exc}"[:500])
+                except Exception as exc:
+                    self._finish(
+                        row,
+                        status="failed",
+                        reason="provider_bug",
+                        error=f"{type(exc).__name__}: {exc}"[:500],
+                    )
                     self.summary.problems.append(f"{row['channel']}: unexpected {exc!r}")
                     return
                 ch.consecutive_failures = 0
                 at = clock.iso(clock.now())
-                self._finish(row, status="sent", provider_message_id=result.provider_message_id,
-                             sent_at=at, at=at)
+                self._finish(
+                    row,
+                    status="sent",
+                    provider_message_id=result.provider_message_id,
+                    sent_at=at,
+                    at=at,
+                )
                 self.outbound.append(
                     {
                         "customer_id": row["customer_id"],

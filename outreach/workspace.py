@@ -20,8 +20,9 @@ from .store import Store, open_store
 
 def find_root(explicit: Path | None = None, start: Path | None = None) -> Path:
     """The workspace folder, by --workspace, OUTREACH_WORKSPACE, or walking up."""
-    given = explicit or (Path(os.environ["OUTREACH_WORKSPACE"]) if os.environ.get(
-        "OUTREACH_WORKSPACE") else None)
+    given = explicit or (
+        Path(os.environ["OUTREACH_WORKSPACE"]) if os.environ.get("OUTREACH_WORKSPACE") else None
+    )
     if given is not None:
         if not (given / CONFIG_FILE).is_file():
             raise ConfigError(
@@ -97,7 +98,7 @@ def init_workspace(folder: Path, *, force: bool = False) -> list[Path]:
                         target.parent.mkdir(parents=True, exist_ok=True)
                         shutil.copyfile(file, target)
                         written.append(target)
-        elif not dst.exists() or force and not dst.exists():
+        elif not dst.exists() or (force and not dst.exists()):
             shutil.copyfile(src, dst)
             written.append(dst)
     gitignore = folder / ".gitignore"

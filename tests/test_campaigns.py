@@ -34,10 +34,15 @@ def test_example_campaigns_load(ws: Path) -> None:
         ('template = "nope"', "templates/nope/ does not exist"),
         ('template = "nps"\nchannels = ["fax"]', '"fax" is not configured'),
         ('template = "nps"\n[schedule]\nwindow = "25:00-08:00"', "not a time of day"),
-        ('template = "nps"\n[schedule]\nstart = "2026-01-01 10:00"\nrrule = "FREQ=SOMETIMES"',
-         "not an RFC 5545 rule"),
-        ('template = "nps"\n[schedule]\nstart = "2026-01-01 10:00"\n'
-         'rrule = "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30"', "yields no occurrence"),
+        (
+            'template = "nps"\n[schedule]\nstart = "2026-01-01 10:00"\nrrule = "FREQ=SOMETIMES"',
+            "not an RFC 5545 rule",
+        ),
+        (
+            'template = "nps"\n[schedule]\nstart = "2026-01-01 10:00"\n'
+            'rrule = "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30"',
+            "yields no occurrence",
+        ),
         ('template = "nps"\n[schedule]\nstart = "yesterday-ish"', "is not a time"),
         ('template = "nps"\nbogus = 1', "unknown key 'bogus'"),
         ('template = "nps"\n[schedule\n', "line 2"),
@@ -67,8 +72,11 @@ def test_latest_occurrence_of_a_monthly_rule_is_local_ten_oclock(ws: Path) -> No
 def test_due_plans_only_the_latest_occurrence_and_records_older_as_missed(ws: Path) -> None:
     workspace = Workspace.load(ws)
     now = datetime(2027, 2, 1, 9, 30, tzinfo=UTC)  # 1 Feb 10:30 Amsterdam
-    due = [d for d in due_occurrences(workspace.config, workspace.store, now)
-           if d.campaign.name == "nps"]
+    due = [
+        d
+        for d in due_occurrences(workspace.config, workspace.store, now)
+        if d.campaign.name == "nps"
+    ]
     planned = [d.occurrence for d in due if not d.missed]
     missed = [d.occurrence for d in due if d.missed]
     assert planned == ["2027-02-01T09:00:00Z"]
@@ -78,8 +86,11 @@ def test_due_plans_only_the_latest_occurrence_and_records_older_as_missed(ws: Pa
 def test_due_skips_an_occurrence_later_than_late(ws: Path) -> None:
     workspace = Workspace.load(ws)
     now = datetime(2027, 2, 5, 9, 30, tzinfo=UTC)  # 4 days after 1 Feb; late = 2d
-    due = [d for d in due_occurrences(workspace.config, workspace.store, now)
-           if d.campaign.name == "nps"]
+    due = [
+        d
+        for d in due_occurrences(workspace.config, workspace.store, now)
+        if d.campaign.name == "nps"
+    ]
     assert all(d.missed for d in due)
 
 
@@ -98,11 +109,20 @@ def test_due_does_not_repeat_a_planned_occurrence_but_resumes_an_interrupted_one
 def test_routing_takes_the_first_channel_with_address_and_consent(ws: Path) -> None:
     config = load_config(ws)
     nps = load_campaign(config, "nps")  # ["preferred", "email"]
-    customer = {"id": "c1", "preferred_channel": "sms", "phone": "+31612345678",
-                "email": "a@example.com"}
+    customer = {
+        "id": "c1",
+        "preferred_channel": "sms",
+        "phone": "+31612345678",
+        "email": "a@example.com",
+    }
     assert route(config, nps, customer, {"sms": "opted_in", "email": "opted_in"}) == ("sms", None)
-    assert route(config, nps, customer, {"sms": "opted_out", "email": "opted_in"}) == ("email", None)
+    assert route(config, nps, customer, {"sms": "opted_out", "email": "opted_in"}) == (
+        "email",
+        None,
+    )
     assert route(config, nps, customer, {"sms": "opted_out"}) == (None, "opted_out")
     assert route(config, nps, customer, {}) == (None, "no_consent")
     assert route(config, nps, {"id": "c2", "preferred_channel": "sms"}, {"sms": "opted_in"}) == (
-        None, "no_address")
+        None,
+        "no_address",
+    )

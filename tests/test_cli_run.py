@@ -51,7 +51,9 @@ def run_json(cli: Cli, *args: str, now: str = NOW) -> dict[str, object]:
     return data
 
 
-def test_run_sends_in_window_defers_the_rest_and_records_each_skip(imported: Path, cli: Cli) -> None:
+def test_run_sends_in_window_defers_the_rest_and_records_each_skip(
+    imported: Path, cli: Cli
+) -> None:
     data = run_json(cli, "nps")
     [line] = data["campaigns"]  # type: ignore[misc]
     assert line["name"] == "nps" and line["occurrence"] == "2026-12-01T09:00:00Z"
@@ -95,8 +97,11 @@ def test_a_stop_between_planning_and_sending_stops_the_deferred_message(
     run_json(cli, now="2026-12-01T14:10:00Z")
     us1 = next(d for d in deliveries(imported) if d["customer_id"] == "us1")
     assert us1["status"] == "skipped" and us1["reason"] == "opted_out"
-    assert not any(json.loads(f.read_text()).get("customer_id") == "us1"
-                   for f in outbox_files(imported) if f.suffix == ".json")
+    assert not any(
+        json.loads(f.read_text()).get("customer_id") == "us1"
+        for f in outbox_files(imported)
+        if f.suffix == ".json"
+    )
 
 
 def test_dry_run_writes_and_sends_nothing(imported: Path, cli: Cli) -> None:

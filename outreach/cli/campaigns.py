@@ -34,7 +34,8 @@ def run(
         bool, typer.Option("--due", help="Plan every campaign occurrence due now (cron mode).")
     ] = False,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Plan and show what would happen; write and send nothing.")
+        bool,
+        typer.Option("--dry-run", help="Plan and show what would happen; write and send nothing."),
     ] = False,
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="Send at most N messages in this run.")
@@ -57,7 +58,9 @@ def run(
     ] = False,
     wait: Annotated[
         float,
-        typer.Option("--wait", min=0, help="If another run holds the workspace, wait up to SECONDS."),
+        typer.Option(
+            "--wait", min=0, help="If another run holds the workspace, wait up to SECONDS."
+        ),
     ] = 0,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print only problems (for cron mail).")

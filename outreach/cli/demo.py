@@ -35,8 +35,7 @@ def demo(
 
     if folder.exists() and any(folder.iterdir()) and not (folder / DEMO_MARKER).exists():
         raise UsageError(
-            f"{folder} exists and is not an outreach demo; choose another folder: "
-            "outreach demo DIR"
+            f"{folder} exists and is not an outreach demo; choose another folder: outreach demo DIR"
         )
     if folder.exists():
         shutil.rmtree(folder)
@@ -65,22 +64,27 @@ def demo(
     call(["-w", ws, "--now", SEND_AT, "run", "nps"])
     step(f"4. Later, cron sends the deferred ones once their window opens ({MORNING_US})")
     call(["-w", ws, "--now", MORNING_US, "run", "--due"])
-    step("5. Replies come in: scores, an answer on another channel, a STOP, a question after "
-         "hours, an unknown sender, and one duplicate")
+    step(
+        "5. Replies come in: scores, an answer on another channel, a STOP, a question after "
+        "hours, an unknown sender, and one duplicate"
+    )
     call(["-w", ws, "--now", REPLIES_AT, "replies", "ingest", str(folder / "replies.jsonl")])
     step("6. Who needs a person?")
     call(["-w", ws, "--now", REPLIES_AT, "conversations", "list", "--needs-attention"])
     step("7. The campaign report")
     call(["-w", ws, "--now", REPLIES_AT, "report", "nps"])
-    step(f"8. One conversation across channels ({SHOWN_CUSTOMER}: survey by SMS, answer on "
-         "WhatsApp)")
+    step(
+        f"8. One conversation across channels ({SHOWN_CUSTOMER}: survey by SMS, answer on WhatsApp)"
+    )
     call(["-w", ws, "--now", REPLIES_AT, "conversations", "show", SHOWN_CUSTOMER])
     console.print()
-    console.print(f"[bold]The demo workspace is {folder}.[/bold] Messages sent are files in "
-                  f"{folder}/outbox/. Try next:")
+    console.print(
+        f"[bold]The demo workspace is {folder}.[/bold] Messages sent are files in "
+        f"{folder}/outbox/. Try next:"
+    )
     console.print(f"  outreach -w {ws} conversations show c003")
     console.print(f"  outreach -w {ws} export replies --format csv")
-    console.print(f"  outreach -w {ws} reply c037 \"Thanks! Take your time.\" --channel sms")
+    console.print(f'  outreach -w {ws} reply c037 "Thanks! Take your time." --channel sms')
 
 
 def step(title: str) -> None:

@@ -7,7 +7,9 @@ from typing import Any
 
 from . import Store
 
-ConsentRow = tuple[str, str, str, str, str | None, str]  # customer, channel, status, source, evidence, at
+ConsentRow = tuple[
+    str, str, str, str, str | None, str
+]  # customer, channel, status, source, evidence, at
 
 
 def append_consent(store: Store, rows: Iterable[ConsentRow]) -> int:
@@ -32,8 +34,7 @@ def current_consent(store: Store, customer_id: str) -> dict[str, str]:
 def current_consent_for(store: Store, customer_id: str, channel: str) -> str | None:
     """The current status on one channel, or None when the ledger has nothing."""
     row = store.conn.execute(
-        "SELECT status FROM consent WHERE customer_id = ? AND channel = ? "
-        "ORDER BY id DESC LIMIT 1",
+        "SELECT status FROM consent WHERE customer_id = ? AND channel = ? ORDER BY id DESC LIMIT 1",
         (customer_id, channel),
     ).fetchone()
     return str(row[0]) if row else None

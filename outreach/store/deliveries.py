@@ -60,13 +60,35 @@ def known_occurrences(store: Store, campaign: str) -> dict[str, str]:
     rows = store.conn.execute(
         "SELECT occurrence, status FROM occurrences WHERE campaign = ?", (campaign,)
     )
-    return {o: s for o, s in rows}
+    return dict(rows.fetchall())
+
+
+def count_due(store: Store, now: str) -> int:
+    """How many deliveries a send pass at ``now`` would pick up."""
+    row = store.conn.execute(
+        "SELECT count(*) FROM deliveries "
+        "WHERE status IN ('queued', 'deferred') AND not_before <= ?",
+        (now,),
+    ).fetchone()
+    return int(row[0])
 
 
 DELIVERY_COLUMNS = (
-    "id", "campaign", "occurrence", "customer_id", "channel", "purpose", "template",
-    "counts_for_cap", "window", "status", "reason", "not_before", "context",
-    "created_at", "updated_at",
+    "id",
+    "campaign",
+    "occurrence",
+    "customer_id",
+    "channel",
+    "purpose",
+    "template",
+    "counts_for_cap",
+    "window",
+    "status",
+    "reason",
+    "not_before",
+    "context",
+    "created_at",
+    "updated_at",
 )
 
 
@@ -225,9 +247,15 @@ def record_results(
                 "sent_at = coalesce(?, sent_at), not_before = coalesce(?, not_before), "
                 "attempts = attempts - ?, updated_at = ? WHERE id = ? AND status = 'sending'",
                 (
-                    u["status"], u.get("reason"), u.get("error"), u.get("provider_message_id"),
-                    u.get("sent_at"), u.get("not_before"), int(bool(u.get("attempts_back"))),
-                    u["at"], u["id"],
+                    u["status"],
+                    u.get("reason"),
+                    u.get("error"),
+                    u.get("provider_message_id"),
+                    u.get("sent_at"),
+                    u.get("not_before"),
+                    int(bool(u.get("attempts_back"))),
+                    u["at"],
+                    u["id"],
                 ),
             )
         if outbound:

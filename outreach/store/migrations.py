@@ -12,8 +12,16 @@ migrations = Migrations("outreach")
 
 # The columns of ``customers`` that outreach itself owns; anything else is an attribute.
 CUSTOMER_COLUMNS = (
-    "id", "name", "email", "phone", "preferred_channel", "locale", "timezone",
-    "verified", "created_at", "updated_at",
+    "id",
+    "name",
+    "email",
+    "phone",
+    "preferred_channel",
+    "locale",
+    "timezone",
+    "verified",
+    "created_at",
+    "updated_at",
 )
 
 
