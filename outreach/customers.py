@@ -53,7 +53,7 @@ STORED_COLUMNS = KNOWN_COLUMNS[:-1]
 # Built-in columns a file may not write, and SQLite's aliases of the row id.
 RESERVED_COLUMNS = ("verified", "created_at", "updated_at", "rowid", "oid", "_rowid_")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# A number only when writing it back gives the same text: "0612" and "+31" stay text.
+# Canonical decimals become numbers (so `age > 30` works); "0612", "+31", "1e3" stay text.
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,15})?")
 _INT64 = 2**63
 # RFC 5322 dot-atom in ASCII: the local parts email_validator accepts without changing them.
@@ -265,9 +265,10 @@ def _json_array_objects(text: TextIO, label: str) -> Iterator[_Parsed]:
     buf, pos, line, counted, eof = "", 0, 1, 0, False
 
     def more(at_least: int) -> None:
-        nonlocal buf, pos, counted, eof
-        if pos > chunk:  # drop what was consumed, keep line counting exact
-            buf, counted, pos = buf[pos:], counted - pos, 0
+        nonlocal buf, pos, line, counted, eof
+        if pos > chunk:  # drop what was consumed, counting its lines first
+            line += buf.count("\n", counted, pos)
+            buf, counted, pos = buf[pos:], 0, 0
         data = text.read(max(chunk, at_least))
         if not data:
             eof = True

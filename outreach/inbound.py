@@ -83,6 +83,9 @@ class InboundSummary:
     status_ignored: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)
     replies_queued: list[str] = field(default_factory=list)
+    # after sending (ingest): how many replies went out, and why others did not
+    replies_sent: int = 0
+    problems: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -98,6 +101,8 @@ class InboundSummary:
             "status_updates": self.status_updates,
             "status_ignored": self.status_ignored,
             "replies": len(self.replies_queued),
+            "replies_sent": self.replies_sent,
+            "problems": list(self.problems),
             "rejected": [{"line": line, "reason": reason} for line, reason in self.rejected],
         }
 
@@ -127,9 +132,15 @@ def normalize_phone(text: str, region: str) -> str:
         return compact
     import phonenumbers
 
+    candidate = compact
+    if compact.isdigit():
+        if compact.startswith("00"):
+            candidate = "+" + compact[2:]
+        elif not compact.startswith("0") and len(compact) >= 11:
+            # WhatsApp ids and some gateways give the international number without its +
+            candidate = "+" + compact
     try:
-        number = phonenumbers.parse(raw if raw.startswith("+") or not raw.isdigit()
-                                    or len(raw) < 11 else "+" + raw, region or None)
+        number = phonenumbers.parse(candidate, region or None)
     except phonenumbers.NumberParseException:
         return raw
     if not phonenumbers.is_possible_number(number):
@@ -245,8 +256,10 @@ class Inbox:
             raise RejectedEvent("the sender address is empty")
         at = clock.iso(message.received_at)
         name = check_text(message.profile_name) if message.profile_name else None
-        customer_id = self._customer_by_token(message.reply_token) or self._customer_for(
-            channel, address, name, at, summary
+        customer_id = (
+            self._customer_by_token(message.reply_token)
+            or self._customer_by_reference(message.in_reply_to)
+            or self._customer_for(channel, address, name, at, summary)
         )
         conversation = self._conversation(customer_id, at)
         message_id = store_conversations.insert_message(
@@ -321,6 +334,13 @@ class Inbox:
         if purpose != "reply" or store_customers.get_customer(self.store, customer_id) is None:
             return None
         return customer_id
+
+    def _customer_by_reference(self, in_reply_to: str | None) -> str | None:
+        """The customer an email answered, by the Message-ID it quotes (the second route
+        for email replies, when the reply address lost its token)."""
+        if not in_reply_to:
+            return None
+        return store_inbound.customer_of_sent_message(self.store, in_reply_to.strip())
 
     def _customer_for(
         self, channel: str, address: str, name: str | None, at: str, summary: InboundSummary
@@ -612,6 +632,10 @@ def _json_type(value: Any) -> str:
             bool: "true/false", type(None): "null"}.get(type(value), type(value).__name__)
 
 
+# settings a provider insists on when it is built only to parse payloads
+_PLACEHOLDERS = {"from": "+10000000000", "url": "http://localhost/", "base_url": "http://localhost/"}
+
+
 def _provider_parser(ws: Workspace, fmt: str, channel: str | None) -> Any:
     """The provider class ``fmt`` set up for ``channel``, for parsing only (no secrets needed:
     an ingested file is trusted input, its signatures are not checked)."""
@@ -639,9 +663,9 @@ def _provider_parser(ws: Workspace, fmt: str, channel: str | None) -> Any:
             var = str(settings.get(key) or f"OUTREACH_INGEST_{key.upper()}")
             settings[key] = var
             if not env.get(var):
-                env[var] = "ingest-placeholder"
+                env[var] = "whsec_aW5nZXN0LXBsYWNlaG9sZGVy"  # valid for every provider
         elif key not in settings and (key in cls.required_settings or key == "from"):
-            settings[key] = "+10000000000" if key == "from" else "ingest"
+            settings[key] = _PLACEHOLDERS.get(key, "ingest")
     fake = ChannelConfig(name=channel, provider=fmt, settings=settings)
     context = ProviderContext(workspace_root=str(ws.root), env=env,
                               public_url=config.server.public_url,
@@ -714,7 +738,11 @@ def ingest(
         if send and len(summary.replies_queued) > before:
             from . import sending
 
-            sending.send_deliveries(ws, summary.replies_queued[before:])
+            queued = summary.replies_queued[before:]
+            result = sending.send_deliveries(ws, queued)
+            summary.problems.extend(result.problems)
+            counts = store_inbound.delivery_status_counts(store, queued)
+            summary.replies_sent += sum(counts.get(s, 0) for s in ("sent", "delivered", "read"))
 
     for number, raw in _lines(stream):
         if raw is None:

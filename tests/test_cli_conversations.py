@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from outreach import clock
+from outreach.store.consent import current_consent_for
 from outreach.workspace import Workspace
 from tests.conftest import Cli
 from tests.test_inbound import (
@@ -57,6 +58,7 @@ def test_ingest_from_stdin_reports_what_happened_as_json(prepared: Path, cli: Cl
     assert summary["survey_answers"] == 1
     assert summary["new_contacts"] == 1
     assert summary["rejected"] == []
+    assert (summary["replies"], summary["replies_sent"]) == (2, 2)  # STOP confirmation, thanks
     again = cli("--now", OPEN, "replies", "ingest", "-", "--json", input=REPLIES)
     assert json.loads(again.stdout)["duplicates"] == 3
 
@@ -107,6 +109,9 @@ def test_list_show_and_close(prepared: Path, cli: Cli) -> None:
     later = json.loads(cli("conversations", "list", "--since", "2026-12-01T10:04:00Z",
                            "--json").stdout)
     assert {r["customer_id"] for r in later} == {"joost", "contact:sms:+31612345609"}
+    relative = json.loads(cli("--now", "2026-12-01T10:34:00Z", "conversations", "list",
+                              "--since", "30m", "--json").stdout)
+    assert {r["customer_id"] for r in relative} == {"joost", "contact:sms:+31612345609"}
 
     shown = cli("conversations", "show", "joost", "--json")
     transcript = json.loads(shown.stdout)
@@ -120,7 +125,7 @@ def test_list_show_and_close(prepared: Path, cli: Cli) -> None:
     assert "2026-12-01 11:05 CET" in people.stdout  # workspace zone for people
     assert "answer 9" in people.stdout
     table = cli("conversations", "list")
-    assert "anna" in table.stdout and "yes (reply)" in table.stdout
+    assert "anna" in table.stdout and "reply" in table.stdout
 
     closed = cli("conversations", "close", "anna")
     assert closed.exit_code == 0, closed.stderr
@@ -192,3 +197,42 @@ def test_every_command_has_help(cli: Cli) -> None:
         result = cli(*args, "--help")
         assert result.exit_code == 0, (args, result.stderr)
         assert "Example" in result.stdout or "Usage" in result.stdout
+
+
+def test_ingest_whatsapp_cloud_and_webhook_payloads(prepared: Path, cli: Cli) -> None:
+    meta = {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{
+        "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "contacts": [{"profile": {"name": "Joost"}, "wa_id": "31612345602"}],
+            "messages": [{"from": "31612345602", "id": "wamid.B1", "timestamp": "1796119200",
+                          "type": "text", "text": {"body": "negen"}}]}}]}]}
+    result = cli("--now", OPEN, "replies", "ingest", "-", "--format", "whatsapp-cloud",
+                 "--channel", "whatsapp", "--json", input=json.dumps(meta) + "\n[]\n")
+    assert result.exit_code == 3  # the second line is a list, not a payload
+    summary = json.loads(result.stdout)
+    assert summary["survey_answers"] == 1
+    assert summary["rejected"] == [{"line": 2, "reason": "expected a JSON object, got a list"}]
+    hook = json.dumps({"from": "anna", "text": "hello from the app", "id": "app-1"})
+    result = cli("--now", OPEN, "replies", "ingest", "-", "--format", "webhook", "--channel",
+                 "email", "--json", input=hook + "\n")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["stored"] == 1
+
+
+def test_a_reply_that_cannot_be_rendered_is_reported_and_consent_still_recorded(
+    prepared: Path, cli: Cli
+) -> None:
+    import shutil
+
+    shutil.rmtree(prepared / "templates" / "stop_confirmation")
+    stop = jsonl({"channel": "sms", "from": "+31612345601", "text": "STOP",
+                  "received_at": OPEN, "id": "t1"})
+    result = cli("--now", OPEN, "replies", "ingest", "-", input=stop)
+    assert result.exit_code == 0, result.stderr
+    assert "reply not sent:" in result.stderr
+    assert "0 of 1 replies sent" in result.stdout
+    workspace = Workspace.load(prepared)
+    try:
+        assert current_consent_for(workspace.store, "anna", "sms") == "opted_out"
+    finally:
+        workspace.close()

@@ -45,7 +45,7 @@ def test_import_with_bad_rows_exits_3_after_the_summary(cli: Cli, tmp_path: Path
     path.write_text(f"id,email\nG1,good@example.com\n{rows}", encoding="utf-8")
     result = cli("customers", "import", str(path))
     assert result.exit_code == 3
-    assert "Imported 1 customers" in result.stdout
+    assert "Imported 1 customer from people.csv" in result.stdout
     assert "60 rows rejected" in result.stdout
     err = result.stderr.splitlines()
     assert err[0].startswith("people.csv:3: email: ")
@@ -153,6 +153,17 @@ def test_list_where_refuses_anything_but_reading_customers(
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert len(json.loads(imported("customers", "list", "--json").stdout)) == 3
+
+
+def test_values_that_look_like_markup_are_shown_as_data(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "odd[1].csv"
+    path.write_text("id,name\nM1,[/bold] x [red]y\n", encoding="utf-8")
+    result = cli("customers", "import", str(path))
+    assert result.exit_code == 0
+    assert "from odd[1].csv" in result.stdout
+    listed = cli("customers", "list")
+    assert listed.exit_code == 0, listed.stderr
+    assert "[/bold]" in listed.stdout
 
 
 def test_show_has_columns_consent_and_conversation(imported: Cli) -> None:

@@ -240,6 +240,18 @@ def test_json_array_is_streamed_and_errors_name_the_element(
     assert "[1]" in result.errors[0].format("customers.json")
 
 
+def test_json_array_line_numbers_survive_chunked_reading(
+    imp: Import, workspace: Workspace
+) -> None:
+    doc = [{"id": f"C{i}", "note": "x" * 50, "email": "a@example.com"} for i in range(3000)]
+    doc[2500]["email"] = "broken"
+    text = json.dumps(doc, indent=2)  # ~600 KB: read in several chunks
+    expected = text[: text.index('"id": "C2500"')].count("\n")  # the line of its "{"
+    result = imp(text, name="customers.json", batch_size=700)
+    assert result.created == 2999
+    assert [(p.line, p.element, p.column) for p in result.errors] == [(expected, 2500, "email")]
+
+
 def test_jsonl_bad_line_is_reported_others_imported(imp: Import, workspace: Workspace) -> None:
     result = imp('{"id": "C1"}\n{"id": \n\n{"id": "C2", "name": "Bob"}\n', name="c.jsonl")
     assert result.created == 2

@@ -164,6 +164,10 @@ def test_whatsapp_prefix_and_spacing_are_normalized() -> None:
     assert normalize_phone("whatsapp:+31612345601", "NL") == "+31612345601"
     assert normalize_phone("+31 6 1234 5601", "NL") == "+31612345601"
     assert normalize_phone("0612345601", "NL") == "+31612345601"
+    assert normalize_phone("0031612345601", "NL") == "+31612345601"
+    assert normalize_phone("31612345601", "NL") == "+31612345601"  # WhatsApp wa_id
+    assert normalize_phone("07911 123423", "GB") == "+447911123423"
+    assert normalize_phone("(06) 1234-5601", "NL") == "+31612345601"
     assert normalize_phone("not a number", "NL") == "not a number"
 
 
@@ -462,3 +466,34 @@ def test_inbox_handles_an_email_sender_with_a_display_name(workspace: Workspace)
     add_customers(workspace)
     inbox = Inbox(workspace.store, workspace.config)
     assert inbox.normalize_address("email", "Anna <ANNA@Example.nl>") == "anna@example.nl"
+
+
+def test_an_email_reply_is_matched_by_its_token_or_the_message_it_answers(
+    workspace: Workspace,
+) -> None:
+    from outreach.channels.base import InboundMessage
+    from outreach.store.meta import signing_key
+    from outreach.tokens import make_unsubscribe_token
+
+    add_customers(workspace)
+    delivery = add_survey_delivery(workspace, "emma", channel="email")
+    at = datetime(2026, 12, 1, 10, tzinfo=UTC)
+    token = make_unsubscribe_token(signing_key(workspace.store), "anna", "reply")
+    events = [
+        # written from another address, but to anna's plus-address
+        InboundMessage("email", "someone.else@example.org", "via token", "e-1", at,
+                       reply_token=token),
+        # quoting the Message-ID of what emma was sent
+        InboundMessage("email", "emma.private@example.org", "via reference", "e-2", at,
+                       in_reply_to=f"pm-{delivery}"),
+        # a forged token falls back to the address: a new contact
+        InboundMessage("email", "mallory@example.org", "forged", "e-3", at,
+                       reply_token=token[:-3] + "AAA"),
+    ]
+    summary = InboundSummary()
+    apply_events(workspace.store, workspace.config, list(enumerate(events, 1)), summary)
+    assert [m["text"] for m in store_inbound.transcript(workspace.store, "anna")] == ["via token"]
+    assert "via reference" in [m["text"] for m in store_inbound.transcript(workspace.store,
+                                                                            "emma")]
+    assert summary.new_contacts == 1
+    assert store_inbound.get_conversation(workspace.store, "contact:email:mallory@example.org")

@@ -32,6 +32,7 @@ from tests.servers.fixtures import (
     ENV,
     META_APP_SECRET,
     META_VERIFY_TOKEN,
+    SUNSHINE_WEBHOOK_SECRET,
     TWILIO_SID,
     TWILIO_TOKEN,
     WEBHOOK_SECRET,
@@ -75,6 +76,15 @@ base_url = "http://127.0.0.1:9"
 
 [channels.email]
 provider = "outbox"
+
+[channels.messenger]
+provider = "sunshine"
+app_id = "5963c0d619a30a2e00de36b8"
+key_id = "app_5963c0d619a30a2e00de36b9"
+key_secret_env = "SUNSHINE_KEY_SECRET"
+webhook_secret_env = "SUNSHINE_WEBHOOK_SECRET"
+integration_id = "5e4af71a81966cfff3ef6550"
+base_url = "http://127.0.0.1:9"
 
 [server]
 public_url = "{PUBLIC_URL}"
@@ -367,3 +377,126 @@ def test_concurrent_webhooks_are_all_stored(served: Served, workspace: Workspace
 
     assert set(asyncio.run(post_all())) == {200}
     assert len(inbound_texts(workspace, "anna")) == 200
+
+
+def test_outreach_serve_runs_as_a_command(ws: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "outreach", "-w", str(ws), "serve", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.1)
+        assert response.json() == {"status": "ok"}
+        # an outbox channel receives no webhooks
+        assert httpx.post(f"http://127.0.0.1:{port}/webhooks/sms", content=b"x").status_code \
+            == 404
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_sunshine_webhook_with_its_shared_secret(served: Served, workspace: Workspace) -> None:
+    payload = {"app": {"id": "5963c0d619a30a2e00de36b8"}, "webhook": {"id": "w", "version": "v2"},
+               "events": [{"id": "e1", "createdAt": "2026-12-01T10:00:00.000Z",
+                           "type": "conversation:message",
+                           "payload": {"conversation": {"id": "c1", "type": "personal"},
+                                       "message": {"id": "m1", "received": "2026-12-01T10:00:00Z",
+                                                   "author": {"type": "user", "userId": "u1",
+                                                              "displayName": "Anna"},
+                                                   "content": {"type": "text", "text": "hulp"},
+                                                   "source": {"type": "whatsapp"}}}}]}
+    body = json.dumps(payload).encode()
+    wrong = served.http.post("/webhooks/messenger", content=body,
+                             headers={"X-API-Key": "guess"})
+    assert wrong.status_code == 403
+    missing = served.http.post("/webhooks/messenger", content=body)
+    assert missing.status_code == 401
+    ok = served.http.post("/webhooks/messenger", content=body,
+                          headers={"X-API-Key": SUNSHINE_WEBHOOK_SECRET})
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["stored"] == 1
+    contacts = workspace.store.conn.execute(
+        "SELECT id, name, verified FROM customers WHERE id LIKE 'contact:messenger:%'"
+    ).fetchall()
+    assert contacts == [("contact:messenger:u1", "Anna", 0)]
+
+
+def test_twilio_form_with_repeated_keys_is_verified_over_every_value(
+    served: Served, workspace: Workspace
+) -> None:
+    from urllib.parse import quote
+
+    pairs = [("MessageSid", "SM" + "3" * 32), ("From", "+31612345601"), ("Body", "first"),
+             ("Body", "second"), ("AccountSid", TWILIO_SID)]
+    body = "&".join(f"{k}={quote(v)}" for k, v in pairs).encode()
+    # Twilio signs each name followed by each of its values, names sorted
+    signed = f"{PUBLIC_URL}/webhooks/sms" + "".join(
+        k + v for k, v in sorted(pairs, key=lambda kv: (kv[0], kv[1])))
+    import hashlib
+    import hmac
+
+    signature = base64.b64encode(
+        hmac.new(TWILIO_TOKEN.encode(), signed.encode(), hashlib.sha1).digest()).decode()
+    headers = {"X-Twilio-Signature": signature,
+               "Content-Type": "application/x-www-form-urlencoded"}
+    assert served.http.post("/webhooks/sms", content=body, headers=headers).status_code == 200
+    assert inbound_texts(workspace, "anna") == ["first"]
+    tampered = body.replace(b"second", b"third")
+    assert served.http.post("/webhooks/sms", content=tampered, headers=headers).status_code \
+        == 403
+
+
+def test_serve_and_another_writer_share_the_database(
+    served: Served, workspace: Workspace, ws: Path
+) -> None:
+    """Webhooks arrive while `replies ingest` writes thousands of messages from another
+    process: nothing is lost and nobody sees "database is locked"."""
+    import subprocess
+    import sys
+
+    lines = "".join(
+        json.dumps({"channel": "email", "from": "joost@example.nl", "text": f"bulk {i}",
+                    "id": f"bulk-{i}", "received_at": "2026-11-25T10:00:00Z"}) + "\n"
+        for i in range(2000)
+    )
+    file = ws / "bulk.jsonl"
+    file.write_text(lines, encoding="utf-8")
+    ingest = subprocess.Popen(
+        [sys.executable, "-m", "outreach", "-w", str(ws), "replies", "ingest", str(file),
+         "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+
+    async def post_all() -> list[int]:
+        async with httpx.AsyncClient(base_url=served.url, timeout=30) as client:
+            async def one(i: int) -> int:
+                body, headers = standard_webhook({"from": "anna", "text": f"w{i}"}, f"p{i}")
+                response = await client.post("/webhooks/hooks", content=body, headers=headers)
+                return response.status_code
+
+            return await asyncio.gather(*(one(i) for i in range(300)))
+
+    codes = asyncio.run(post_all())
+    out, err = ingest.communicate(timeout=60)
+    assert ingest.returncode == 0, err.decode()
+    assert json.loads(out)["stored"] == 2000
+    assert set(codes) == {200}
+    assert len(inbound_texts(workspace, "anna")) == 300
+    assert len(inbound_texts(workspace, "joost")) == 2000

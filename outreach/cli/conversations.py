@@ -91,13 +91,16 @@ def ingest(
     else:
         for line, reason in summary.rejected:
             note(f"{name}:{line}: {reason}")
+        for problem in dict.fromkeys(summary.problems):
+            note(f"reply not sent: {problem}")
         keywords = ", ".join(f"{w} {n}" for w, n in sorted(summary.keywords.items())) or "none"
         console.print(
             f"{summary.stored:,} messages stored, {summary.duplicates:,} duplicates, "
             f"{summary.new_contacts:,} new contacts; keywords: {keywords}; "
             f"{summary.survey_answers:,} survey answers ({summary.unclear_answers:,} unclear); "
-            f"{summary.needs_attention:,} need attention; {len(summary.replies_queued):,} "
-            f"replies sent; {summary.status_updates:,} status updates; "
+            f"{summary.needs_attention:,} need attention; {summary.replies_sent:,} of "
+            f"{len(summary.replies_queued):,} replies sent; {summary.status_updates:,} status "
+            "updates; "
             f"{len(summary.rejected):,} lines rejected.",
             markup=False,
         )
@@ -118,17 +121,18 @@ def list_conversations(
     ] = False,
     since: Annotated[
         str | None,
-        typer.Option("--since", help="Only with a message at or after this time (ISO 8601; "
-                     "without a zone: workspace time zone)."),
+        typer.Option("--since", help="Only with a message at or after this time: "
+                     "2026-11-01, '2026-11-01 09:00', ISO 8601, or relative: 7d, 12h. "
+                     "Without a zone: workspace time zone."),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Conversations, most recent first: customer, name, last message, channel, attention."""
-    from .. import clock
+    from ..export import parse_moment
     from ..inbound import list_conversations as rows
 
     ws = workspace(ctx)
-    start = clock.parse_time(since, ws.config.timezone, what="--since") if since else None
+    start = parse_moment(since, ws.config.timezone, what="--since") if since else None
     items = rows(ws.store, needs_attention=needs_attention, since=start)
     if as_json:
         stream_json_list(items)
@@ -138,7 +142,7 @@ def list_conversations(
     def people(item: dict[str, Any]) -> dict[str, Any]:
         attention = ""
         if item["needs_attention"]:
-            attention = f"yes ({item['attention_reason']})" if item["attention_reason"] else "yes"
+            attention = item["attention_reason"] or "yes"
         return {
             **item,
             "name": item["name"] or ("(unverified contact)" if not item["verified"] else ""),

@@ -118,14 +118,19 @@ def _print_summary(result: ImportResult) -> None:
     if result.rolled_back:
         verb = "Imported nothing, would have imported"
     console.print(
-        f"{verb} {result.imported} customers from {result.file} "
+        f"{verb} {_n(result.imported, 'customer')} from {result.file} "
         f"({result.created} new, {result.updated} updated); "
-        f"{result.rejected} rows rejected, {result.duplicates} duplicate ids (last row wins); "
-        f"{result.consents} consents recorded"
+        f"{_n(result.rejected, 'row')} rejected, {_n(result.duplicates, 'duplicate id')} "
+        f"(last row wins); {_n(result.consents, 'consent')} recorded"
         + (f"; new columns: {', '.join(result.new_columns)}" if result.new_columns else "")
         + ("; nothing written (--dry-run)" if result.dry_run else "")
-        + "."
+        + ".",
+        markup=False,
     )
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 @app.command("list", epilog="Example: outreach customers list --where \"plan = 'pro'\"")
@@ -196,7 +201,8 @@ def show(
         console.print(
             f"Conversation: {conversation['status']}, {conversation['messages']} messages, "
             f"last at {conversation['last_message_at'] or '-'}{attention}; "
-            f"see outreach conversations show {customer}"
+            f"see outreach conversations show {customer}",
+            markup=False,
         )
     else:
-        console.print("Conversation: none yet")
+        console.print("Conversation: none yet", markup=False)

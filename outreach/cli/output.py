@@ -15,6 +15,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -66,7 +67,8 @@ def print_table(
         table.add_column(header, overflow="fold")
     count = 0
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        # Text, not str: a customer's "[/b]" is data, not rich markup (it would raise).
+        table.add_row(*(Text("" if row.get(c) is None else str(row.get(c))) for c in columns))
         count += 1
     console.print(table)
     return count

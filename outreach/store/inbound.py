@@ -128,6 +128,15 @@ def apply_status(
     return cur.rowcount
 
 
+def customer_of_sent_message(store: Store, provider_message_id: str) -> str | None:
+    """The customer a message with this provider id (an email's Message-ID) was sent to."""
+    row = store.conn.execute(
+        "SELECT customer_id FROM deliveries WHERE provider_message_id = ? LIMIT 1",
+        (provider_message_id,),
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
 def delivery_outcome(store: Store, delivery_id: str) -> dict[str, Any] | None:
     """status, reason and error of one delivery."""
     row = store.conn.execute(
@@ -136,6 +145,18 @@ def delivery_outcome(store: Store, delivery_id: str) -> dict[str, Any] | None:
     if row is None:
         return None
     return {"status": row[0], "reason": row[1], "error": row[2], "channel": row[3]}
+
+
+def delivery_status_counts(store: Store, delivery_ids: Iterable[str]) -> dict[str, int]:
+    """status → how many of these deliveries have it."""
+    counts: dict[str, int] = {}
+    for chunk in _chunks(list(delivery_ids)):
+        marks = ", ".join("?" for _ in chunk)
+        for status, n in store.conn.execute(
+            f"SELECT status, count(*) FROM deliveries WHERE id IN ({marks}) GROUP BY status", chunk
+        ):
+            counts[status] = counts.get(status, 0) + n
+    return counts
 
 
 def wrote_since(store: Store, customer_id: str, channel: str, since: str) -> bool:

@@ -215,3 +215,10 @@ def m400_report_indexes(db: Database) -> None:
         CREATE INDEX consent_revocations ON consent(status, recorded_at);
         """
     )
+
+
+@migrations()
+def m300_inbound_email_lookup(db: Database) -> None:
+    # Inbound email is matched case-insensitively (lower(email)); without this index every
+    # batch of replies would scan the whole customers table.
+    db.execute("CREATE INDEX customers_email_lower ON customers(lower(email))")

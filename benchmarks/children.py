@@ -1,0 +1,129 @@
+"""Library-level jobs that a benchmark runs in a child process of their own.
+
+``python -m benchmarks.children JOB ARGS`` prints one JSON object on stdout. A child (not
+the benchmark process) so that its memory and CPU are its own, and so that ``render`` can
+be pinned to one core as issue 3's figure asks.
+
+- ``render WORKSPACE N``: the NPS survey email for N generated customers through
+  ``outreach.templates.Renderer`` (compiled once, as a run does); times the loop only.
+- ``apprise URL N``: N JSON notifications through ``apprise``'s library, one after the
+  other as ``apprise.notify`` sends them.
+- ``seed-replies WORKSPACE N CUSTOMERS``: set-up, not measured: N inbound messages from
+  the first CUSTOMERS customers appended through ``outreach.store.conversations`` (the
+  functions ``replies ingest`` itself writes with), so that ``export`` has a million rows
+  without a million-message ingest first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .data import NOW, customers, replies
+
+SURVEY = {
+    "question": "How likely are you to recommend Acme to a friend or colleague?",
+    "type": "nps",
+    "choices": [],
+}
+
+
+def render(workspace: Path, n: int) -> dict[str, Any]:
+    from outreach import clock
+    from outreach.config import load_config
+    from outreach.templates import Renderer
+
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    clock.set_now(NOW)
+    renderer = Renderer(load_config(workspace))
+    people = [c.as_dict() for c in customers(n)]
+    campaign = {"name": "nps", "kind": "survey"}
+    now = clock.now()
+    links = [f"https://hooks.example.com/unsubscribe/{c['id']}" for c in people]
+    for customer in people[:50]:  # compile each locale's templates before the clock starts
+        renderer.render("nps", "email", customer, campaign=campaign, survey=SURVEY, now=now)
+    start = time.perf_counter()
+    size = 0
+    for customer, link in zip(people, links, strict=True):
+        message = renderer.render("nps", "email", customer, campaign=campaign, survey=SURVEY,
+                                  unsubscribe_url=link, now=now)
+        size += len(message.body)
+    seconds = time.perf_counter() - start
+    return {"count": n, "seconds": seconds, "chars": size}
+
+
+def send_apprise(url: str, n: int) -> dict[str, Any]:
+    import apprise
+
+    notifier = apprise.Apprise()
+    if not notifier.add(url):
+        raise SystemExit(f"apprise refused {url}")
+    start = time.perf_counter()
+    ok = 0
+    for i in range(n):
+        ok += bool(notifier.notify(title="Acme survey", body=f"How likely are you to recommend "
+                                   f"Acme to a friend or colleague? (customer c{i:07d})"))
+    return {"count": n, "ok": ok, "seconds": time.perf_counter() - start}
+
+
+def seed_replies(workspace: Path, n: int, customer_count: int) -> dict[str, Any]:
+    from outreach.config import load_config
+    from outreach.store import open_store
+    from outreach.store.conversations import ensure_conversation, insert_message
+
+    by_address: dict[str, str] = {}
+    for c in customers(customer_count):
+        by_address[c.email] = c.id
+        by_address[c.phone] = c.id
+    store = open_store(load_config(workspace).database)
+    conversations: dict[str, int] = {}
+    stored = 0
+    batch = 20_000
+    stream = iter(replies(n, customer_count))
+    start = time.perf_counter()
+    try:
+        while True:
+            chunk = [r for _, r in zip(range(batch), stream, strict=False)]
+            if not chunk:
+                break
+            with store.write():
+                for r in chunk:
+                    customer_id = by_address.get(r["from"])
+                    if customer_id is None:
+                        continue  # unknown senders: ingest makes contacts; not needed here
+                    conversation = conversations.get(customer_id)
+                    if conversation is None:
+                        conversation = ensure_conversation(store, customer_id, r["received_at"])
+                        conversations[customer_id] = conversation
+                    if insert_message(store, conversation_id=conversation, customer_id=customer_id,
+                                      direction="in", channel=r["channel"], address=r["from"],
+                                      text=r["text"], external_id=r["id"], at=r["received_at"]):
+                        stored += 1
+    finally:
+        store.close()
+    return {"count": stored, "seconds": time.perf_counter() - start}
+
+
+def main(argv: list[str]) -> int:
+    job = argv[0] if argv else ""
+    if job == "render" and len(argv) == 3:
+        result = render(Path(argv[1]), int(argv[2]))
+    elif job == "apprise" and len(argv) == 3:
+        result = send_apprise(argv[1], int(argv[2]))
+    elif job == "seed-replies" and len(argv) == 4:
+        result = seed_replies(Path(argv[1]), int(argv[2]), int(argv[3]))
+    else:
+        print("usage: python -m benchmarks.children render WS N | apprise URL N | "
+              "seed-replies WS N CUSTOMERS", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

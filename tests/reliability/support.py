@@ -1,0 +1,219 @@
+"""Building blocks of the reliability suite: workspaces on real emulators, real processes.
+
+A workspace here is made by the real ``outreach init`` and then given an ``outreach.toml``
+written for the test (channels pointed at loopback emulators by ``base_url``), customers
+imported through the real CLI, and a campaign file. ``outreach`` itself always runs as a
+separate ``python -m outreach`` process (``spawn``/``run_cli``) so that it can be killed
+at any moment while the emulators, threads of the test process, survive and keep count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from outreach.cli import app
+from tests.servers.fixtures import ENV, TWILIO_SID
+from tests.servers.http import LoopbackServer
+
+# Tuesday 1 December 2026, 10:30 in Amsterdam: inside every window used here
+NOW = "2026-12-01T09:30:00Z"
+TERMINAL = {"sent", "failed", "skipped", "unknown"}
+
+BLAST = """kind = "update"
+template = "product_update"
+channels = ["sms"]
+
+[schedule]
+start = "2026-12-01 08:00"
+window = "00:00-24:00"
+"""
+
+
+def twilio_channel(url: str, *, name: str = "sms", concurrency: int = 8,
+                   rate: str | None = None, timeout: float = 2.0) -> str:
+    rate_line = f'rate = "{rate}"\n' if rate else ""
+    return (
+        f"[channels.{name}]\n"
+        'provider = "twilio"\n'
+        f'account_sid = "{TWILIO_SID}"\n'
+        'auth_token_env = "TWILIO_AUTH_TOKEN"\n'
+        'from = "+3197010000000"\n'
+        f'base_url = "{url}"\n'
+        f"concurrency = {concurrency}\n"
+        f"timeout = {timeout}\n"
+        f"{rate_line}"
+    )
+
+
+def outreach_toml(channels: str, *, public_url: str | None = None,
+                  business_hours: str = "Mon-Sun 00:00-24:00", extra: str = "") -> str:
+    server = f'public_url = "{public_url}"\n' if public_url else ""
+    return (
+        "[workspace]\n"
+        'database = "outreach.db"\n'
+        'timezone = "Europe/Amsterdam"\n'
+        'default_region = "NL"\n'
+        f'business_hours = "{business_hours}"\n\n'
+        "[sending]\n"
+        'sender_name = "Acme"\n\n'
+        f"{channels}\n"
+        f"[server]\n{server}host = \"127.0.0.1\"\nport = 8787\n{extra}"
+    )
+
+
+def phone(i: int) -> str:
+    return f"+3161{i:07d}"
+
+
+def customers_csv(n: int, *, opted_in: str = "sms", start: int = 0,
+                  timezones: Iterable[str] | None = None) -> str:
+    zones = list(timezones or ["Europe/Amsterdam"])
+    lines = ["id,name,email,phone,preferred_channel,locale,timezone,opted_in"]
+    for i in range(start, start + n):
+        lines.append(
+            f"c{i:05d},Customer {i},c{i}@example.com,{phone(i)},sms,en,"
+            f"{zones[i % len(zones)]},{opted_in}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def in_process(ws: Path, *args: str, input: str | None = None,
+               env: Mapping[str, str] | None = None) -> Any:
+    """The real CLI in this process (fast set-up steps); clock reset afterwards."""
+    from outreach import clock
+
+    result = CliRunner().invoke(app, ["-w", str(ws), *args], input=input,
+                                env=dict(env) if env else None)
+    clock.set_now(None)
+    return result
+
+
+def make_workspace(
+    folder: Path,
+    toml: str,
+    *,
+    customers: int = 0,
+    campaigns: Mapping[str, str] | None = None,
+    customers_text: str | None = None,
+) -> Path:
+    result = CliRunner().invoke(app, ["init", str(folder)])
+    assert result.exit_code == 0, result.stderr
+    (folder / "outreach.toml").write_text(toml, encoding="utf-8")
+    for name, text in (campaigns or {"blast": BLAST}).items():
+        (folder / "campaigns" / f"{name}.toml").write_text(text, encoding="utf-8")
+    if customers or customers_text:
+        path = folder / "customers.csv"
+        path.write_text(customers_text or customers_csv(customers), encoding="utf-8")
+        imported = in_process(folder, "customers", "import", str(path), env=ENV)
+        assert imported.exit_code == 0, imported.stderr + imported.stdout
+    else:
+        # open the store once so that the database and its schema exist
+        listed = in_process(folder, "customers", "list", "--json")
+        assert listed.exit_code == 0, listed.stderr
+    return folder
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
+    env.update(ENV)
+    env.update({"PYTHONUNBUFFERED": "1", "NO_COLOR": "1", "COLUMNS": "200"})
+    env.update(extra or {})
+    return env
+
+
+def spawn(ws: Path, *args: str, now: str | None = NOW,
+          env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+    """``python -m outreach -w WS [--now NOW] ARGS`` as its own process."""
+    cmd = [sys.executable, "-m", "outreach", "-w", str(ws)]
+    if now:
+        cmd += ["--now", now]
+    return subprocess.Popen(
+        [*cmd, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=child_env(env),
+    )
+
+
+def run_cli(ws: Path, *args: str, now: str | None = NOW, env: Mapping[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    proc = spawn(ws, *args, now=now, env=env)
+    out, err = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 30, step: float = 0.002) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
+
+
+def stop(proc: subprocess.Popen[str], sig: int, timeout: float = 30) -> tuple[int, str, str]:
+    """Send ``sig`` and collect the process; its exit code as the shell reports it."""
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=timeout)
+    code = proc.returncode
+    return (128 + -code if code < 0 else code), out, err
+
+
+def db(ws: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(ws / "outreach.db", timeout=30)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def query(ws: Path, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+    conn = db(ws)
+    try:
+        return conn.execute(sql, tuple(params)).fetchall()
+    finally:
+        conn.close()
+
+
+def statuses(ws: Path) -> Counter[str]:
+    return Counter({r[0]: r[1] for r in query(
+        ws, "SELECT status, count(*) FROM deliveries GROUP BY status")})
+
+
+def sends_per_to(server: LoopbackServer) -> Counter[str]:
+    """How many message requests the emulator received per recipient."""
+    counts: Counter[str] = Counter()
+    for request in list(server.requests):
+        if request.method == "POST" and request.path.endswith("/Messages.json"):
+            counts[request.form().get("To", "")] += 1
+    return counts
+
+
+def post_count(server: LoopbackServer) -> int:
+    return sum(1 for r in list(server.requests) if r.method == "POST")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def run_json(ws: Path, *args: str, now: str = NOW, ok: Iterable[int] = (0, 3)) -> dict[str, Any]:
+    result = run_cli(ws, "run", *args, "--json", now=now)
+    assert result.returncode in tuple(ok), result.stderr
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM, "SIGKILL": signal.SIGKILL}
