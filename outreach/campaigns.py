@@ -13,7 +13,7 @@ import hashlib
 import re
 import secrets
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,8 @@ class Survey:
     choices: tuple[str, ...]
     expires: timedelta
     follow_up: str | None
+    # the question in other languages: locale (nl, nl-BE) → text
+    translations: dict[str, str] = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, Any]:
         """What is stored with an occurrence, for reading replies later."""
@@ -50,6 +52,7 @@ class Survey:
             "choices": list(self.choices),
             "expires_seconds": int(self.expires.total_seconds()),
             "follow_up": self.follow_up,
+            "translations": dict(self.translations),
         }
 
 
@@ -260,7 +263,28 @@ def _survey(data: dict[str, Any], kind: str, where: str) -> Survey | None:
         choices=tuple(str(c) for c in choices),
         expires=parse_duration(section.get("expires", "7d"), where=f"{where} [survey] expires"),
         follow_up=section.get("follow_up"),
+        translations=_translations(section.get("translations", {}), where),
     )
+
+
+def _translations(value: Any, where: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ConfigError(
+            f'{where} [survey.translations]: expected locale = "question", like nl = "Hoe …?"'
+        )
+    return dict(value)
+
+
+def localized_question(survey: dict[str, Any], locale: str | None) -> str:
+    """The survey question in the customer's language: nl-BE, then nl, then the default."""
+    translations = survey.get("translations") or {}
+    if locale:
+        for tag in (locale, locale.split("-")[0]):
+            if tag in translations:
+                return str(translations[tag])
+    return str(survey.get("question", ""))
 
 
 # --- which occurrences to plan ----------------------------------------------------------
@@ -498,7 +522,12 @@ class _DryRunRenderer:
                     channel,
                     customer,
                     campaign={"name": self.campaign.name, "kind": self.campaign.kind},
-                    survey=self.survey,
+                    survey={
+                        **self.survey,
+                        "question": localized_question(self.survey, customer.get("locale")),
+                    }
+                    if self.survey
+                    else None,
                     now=self.now,
                     extra=json.loads(context) if context else None,
                 )

@@ -29,6 +29,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from . import clock
+from .campaigns import localized_question
 from .channels import address_kind, build_provider
 from .channels.base import OutboundMessage, Provider, ProviderContext
 from .config import ChannelConfig, Rate, Window
@@ -410,6 +411,11 @@ class _Engine:
             survey = None
             if row["purpose"] == "campaign" and row.get("occurrence"):
                 survey = sql.occurrence_survey(self.store, row["campaign"], row["occurrence"])
+                if survey:
+                    survey = {
+                        **survey,
+                        "question": localized_question(survey, customer.get("locale")),
+                    }
             rendered = self.renderer.render(
                 row["template"],
                 channel,

@@ -126,3 +126,14 @@ def test_routing_takes_the_first_channel_with_address_and_consent(ws: Path) -> N
         None,
         "no_address",
     )
+
+
+def test_survey_question_is_asked_in_the_customers_language(ws: Path) -> None:
+    from outreach.campaigns import localized_question
+
+    survey = load_campaign(load_config(ws), "nps").survey
+    assert survey is not None
+    snapshot = survey.snapshot()
+    assert localized_question(snapshot, "nl-BE").startswith("Hoe waarschijnlijk")
+    assert localized_question(snapshot, "en-US").startswith("How likely")
+    assert localized_question(snapshot, None).startswith("How likely")

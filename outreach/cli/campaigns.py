@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 
 from .options import JsonOption, LimitOption, workspace
 from .output import console, note, print_json, print_table, progress, stream_json_list
+
+if TYPE_CHECKING:
+    from ..runner import RunReport
 
 RUN_EPILOG = """\b
 Examples:
@@ -91,14 +96,14 @@ def run(
             ws,
             options,
             on_progress=bar.advance,
-            on_send_start=lambda total: _set_total(bar, total),
+            on_send_start=bar.set_total,
         )
     if as_json:
         print_json(report.as_json())
     elif not quiet:
         for line in report.notes:
             note(line)
-        _summary_table(report)
+        _print_summary(report, ws.config.timezone)
     for problem in report.problems:
         note(f"problem: {problem}")
     for name, occurrence in report.missed:
@@ -113,36 +118,25 @@ def run(
         )
 
 
-def _set_total(bar: object, total: int) -> None:
-    task_bar = getattr(bar, "bar", None)
-    if task_bar is not None:
-        task_bar.update(bar.task, total=total)  # type: ignore[attr-defined]
-
-
-def _summary_table(report: object) -> None:
-    from ..runner import RunReport
-
-    assert isinstance(report, RunReport)
-    rows = []
-    for line in report.campaigns:
-        rows.append(
-            {
-                "campaign": line.name,
-                "occurrence": line.occurrence,
-                "audience": line.audience,
-                "planned": line.planned,
-                "sent": line.sent,
-                "deferred": line.deferred,
-                "failed": line.failed,
-                "unknown": line.unknown,
-                "skipped": ", ".join(f"{k} {v}" for k, v in sorted(line.skipped.items())) or "",
-            }
-        )
-    title = "Dry run: nothing written or sent" if report.dry_run else "Run summary"
-    if rows:
-        print_table(rows, list(rows[0]), title=title)
-    else:
+def _print_summary(report: RunReport, timezone: ZoneInfo) -> None:
+    """One short block per occurrence: readable at any terminal width, and in cron mail."""
+    if report.dry_run:
+        console.print("Dry run: nothing was written or sent.")
+    if not report.campaigns:
         console.print("Nothing to plan or send.")
+    for line in report.campaigns:
+        when = line.occurrence
+        if when[:1].isdigit():
+            local = datetime.fromisoformat(when.replace("Z", "+00:00")).astimezone(timezone)
+            when = local.strftime("%Y-%m-%d %H:%M %Z")
+        console.print(f"[bold]{line.name}[/bold] {when}")
+        console.print(
+            f"  audience {line.audience} · planned {line.planned} · sent {line.sent} · "
+            f"deferred {line.deferred} · failed {line.failed} · unknown {line.unknown}"
+        )
+        if line.skipped:
+            skipped = ", ".join(f"{reason} {n}" for reason, n in sorted(line.skipped.items()))
+            console.print(f"  skipped: {skipped}")
 
 
 def queue(

@@ -18,8 +18,9 @@ from .output import console
 
 DEMO_MARKER = ".outreach-demo"
 SEND_AT = "2026-12-01T09:30:00Z"  # Tuesday 10:30 in Amsterdam, 04:30 in New York
-REPLIES_AT = "2026-12-01T19:00:00Z"  # that evening, after business hours in Amsterdam
+DAY_REPLIES_AT = "2026-12-01T15:00:00Z"  # answers during the afternoon
 MORNING_US = "2026-12-01T17:05:00Z"  # 09:05 in Los Angeles: the deferred ones go out
+EVENING_AT = "2026-12-01T19:00:00Z"  # 20:00 in Amsterdam, after business hours
 SHOWN_CUSTOMER = "c007"  # surveyed by SMS, answered on WhatsApp
 
 
@@ -48,7 +49,7 @@ def demo(
     )
     (folder / "outreach.toml").write_text(config, encoding="utf-8")
     source = examples_dir() / "demo"
-    for name in ("customers.csv", "replies.jsonl"):
+    for name in ("customers.csv", "replies-day.jsonl", "replies-evening.jsonl"):
         shutil.copyfile(source / name, folder / name)
     ws = str(folder)
 
@@ -62,27 +63,33 @@ def demo(
         "it is night wait for their morning."
     )
     call(["-w", ws, "--now", SEND_AT, "run", "nps"])
-    step(f"4. Later, cron sends the deferred ones once their window opens ({MORNING_US})")
+    step(
+        "4. Replies come in during the day: scores, an answer on another channel than the "
+        "survey went out on, a STOP, an unclear answer, and one duplicate"
+    )
+    call(
+        ["-w", ws, "--now", DAY_REPLIES_AT, "replies", "ingest", str(folder / "replies-day.jsonl")]
+    )
+    step(f"5. Cron sends the deferred ones once their window opens ({MORNING_US})")
     call(["-w", ws, "--now", MORNING_US, "run", "--due"])
-    step(
-        "5. Replies come in: scores, an answer on another channel, a STOP, a question after "
-        "hours, an unknown sender, and one duplicate"
+    step("6. In the evening: a question after business hours, and an unknown sender")
+    call(
+        ["-w", ws, "--now", EVENING_AT, "replies", "ingest", str(folder / "replies-evening.jsonl")]
     )
-    call(["-w", ws, "--now", REPLIES_AT, "replies", "ingest", str(folder / "replies.jsonl")])
-    step("6. Who needs a person?")
-    call(["-w", ws, "--now", REPLIES_AT, "conversations", "list", "--needs-attention"])
-    step("7. The campaign report")
-    call(["-w", ws, "--now", REPLIES_AT, "report", "nps"])
+    step("7. Who needs a person?")
+    call(["-w", ws, "--now", EVENING_AT, "conversations", "list", "--needs-attention"])
+    step("8. The campaign report")
+    call(["-w", ws, "--now", EVENING_AT, "report", "nps"])
     step(
-        f"8. One conversation across channels ({SHOWN_CUSTOMER}: survey by SMS, answer on WhatsApp)"
+        f"9. One conversation across channels ({SHOWN_CUSTOMER}: survey by SMS, answer on WhatsApp)"
     )
-    call(["-w", ws, "--now", REPLIES_AT, "conversations", "show", SHOWN_CUSTOMER])
+    call(["-w", ws, "--now", EVENING_AT, "conversations", "show", SHOWN_CUSTOMER])
     console.print()
     console.print(
         f"[bold]The demo workspace is {folder}.[/bold] Messages sent are files in "
         f"{folder}/outbox/. Try next:"
     )
-    console.print(f"  outreach -w {ws} conversations show c003")
+    console.print(f"  outreach -w {ws} conversations show c006")
     console.print(f"  outreach -w {ws} export replies --format csv")
     console.print(f'  outreach -w {ws} reply c037 "Thanks! Take your time." --channel sms')
 

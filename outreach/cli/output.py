@@ -109,6 +109,9 @@ class _NoProgress:
     def advance(self, n: int = 1) -> None:
         return None
 
+    def set_total(self, total: int | None) -> None:
+        return None
+
 
 class _Advance:
     def __init__(self, bar: Any, task: Any) -> None:
@@ -116,3 +119,6 @@ class _Advance:
 
     def advance(self, n: int = 1) -> None:
         self.bar.advance(self.task, n)
+
+    def set_total(self, total: int | None) -> None:
+        self.bar.update(self.task, total=total)
