@@ -433,7 +433,9 @@ def plan_occurrence(
         stream: Iterator[dict[str, Any]] = iter(found[cid] for cid in events)
     else:
         try:
-            stream = select_customers(store, campaign.where)
+            # unverified contacts (strangers who wrote in) are never a campaign's audience
+            where = f"verified = 1 AND ({campaign.where})" if campaign.where else "verified = 1"
+            stream = select_customers(store, where)
         except UsageError as exc:
             raise ConfigError(f"campaigns/{campaign.name}.toml [audience] {exc}") from None
     at = clock.iso(now)

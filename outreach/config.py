@@ -174,7 +174,8 @@ class Rate:
         return self.count / self.per_seconds
 
     def __str__(self) -> str:
-        return f"{self.count}/{_unit_text(self.per_seconds)}"
+        period = _unit_text(self.per_seconds)
+        return f"{self.count}/{period[1:] if re.fullmatch(r'1[a-z]', period) else period}"
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,9 @@ from .store import customers as customer_store
 BATCH_SIZE = 2_000
 SNIFF_BYTES = 64 * 1024
 MAX_CELL_BYTES = 64 * 1024
+MAX_FIELD_CHARS = 64 * 1024 * 1024
+# A record longer than this many lines almost surely comes from an unclosed quote.
+MAX_RECORD_LINES = 20
 # Errors and duplicate warnings kept for the report; the rest are only counted.
 MAX_KEPT = 1_000
 FORMATS = ("csv", "json", "jsonl")
@@ -59,6 +62,8 @@ _INT64 = 2**63
 # RFC 5322 dot-atom in ASCII: the local parts email_validator accepts without changing them.
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _NON_DIGITS = re.compile(r"\D")
+_E164_SHAPE = re.compile(r"\+([1-9][0-9]{6,14})")
+_UNKNOWN: Any = object()
 _LIST_SEPARATORS = re.compile(r"[;,]")
 
 
@@ -228,6 +233,13 @@ def _csv_source(text: TextIO, delimiter: str, label: str) -> tuple[list[str], It
                 yield _Record(prev + 1, None, None, reason)
                 return
             start, prev = prev + 1, reader.line_num
+            if prev - start >= MAX_RECORD_LINES:
+                yield _Record(
+                    start, None, None,
+                    f"this row runs over {prev - start + 1} lines, so a quoted cell is "
+                    'probably not closed; close the " (or shorten the cell)',
+                )
+                continue
             if len(cells) > width and any(c.strip() for c in cells[width:]):
                 yield _Record(
                     start, None, None,
@@ -404,6 +416,8 @@ class _Normaliser:
         self._phone_error = phonenumbers.NumberParseException
         self._validate_email = validate_email
         self._email_error = EmailNotValidError
+        self._country_codes = frozenset(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+        self._national_prefixes: dict[int, re.Pattern[str] | str | None] = {}
         self._domains: dict[str, str | None] = {}
         self._zones: dict[str, str | _Bad] = {}
         self._locales: dict[str, str | _Bad] = {}
@@ -446,6 +460,9 @@ class _Normaliser:
 
     def phone(self, value: Any) -> str:
         text = value if type(value) is str else self.text(value)
+        shape = _E164_SHAPE.fullmatch(text)
+        if shape is not None and self._valid_e164(shape[1]):
+            return text
         try:
             number = self._parse_phone(text, self.region)
             if self._valid_phone(number):
@@ -466,6 +483,46 @@ class _Normaliser:
             f"{_show(text)} is not a valid number in region {self.region}; "
             f"write it as +{code}{digits.lstrip('0')[:1]}…"
         )
+
+    def _valid_e164(self, digits: str) -> bool:
+        """True when ``+digits`` is a valid number, decided without ``phonenumbers.parse``.
+
+        For input already in E.164, parse() only splits off the country code and, if the
+        region's national prefix pattern matches, strips a prefix; when no prefix can match
+        and there is no leading zero, the number it builds is exactly (country code, rest),
+        so is_valid_number on that is the same answer at half the cost. False means "ask
+        parse()", which also gives the reason.
+        """
+        for size in (1, 2, 3):
+            code = int(digits[:size])
+            if code in self._country_codes:
+                break
+        else:
+            return False
+        national = digits[size:]
+        if national.startswith("0"):
+            return False
+        prefix = self._national_prefixes.get(code, _UNKNOWN)
+        if prefix is _UNKNOWN:
+            prefix = self._national_prefix(code)
+            self._national_prefixes[code] = prefix
+        if prefix is None or (prefix and prefix.match(national)):
+            return False
+        number = self._phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
+        return bool(self._valid_phone(number))
+
+    def _national_prefix(self, code: int) -> re.Pattern[str] | str | None:
+        """The region's national-prefix pattern; "" when it has none; None: not handled."""
+        region = self._phonenumbers.region_code_for_country_code(code)
+        if region in ("001", "ZZ"):
+            return None
+        metadata = self._phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(
+            code, region
+        )
+        if metadata is None:
+            return None
+        pattern = metadata.national_prefix_for_parsing
+        return re.compile(pattern) if pattern else ""
 
     def channel(self, value: Any) -> str:
         name = self.text(value).lower()
@@ -701,8 +758,12 @@ def _normalise(plan: _Plan, cells: Sequence[Any]) -> _Row | list[tuple[str, str]
         return problems
     if not given:
         return None
-    if values[0] is None:
+    key = values[0]
+    if key is None:
         return [("id", "is empty; every customer needs an id")]
+    if not key.isprintable():
+        return [("id", f"{_show(key)} contains a line break or control character; "
+                 'check the quoting of this row (an unclosed " joins the lines after it)')]
     return values, opted
 
 
@@ -735,14 +796,22 @@ def import_customers(
         raise UsageError(f"{path}: no such file; check the path")
     if not path.is_file():
         raise UsageError(f"{path}: is not a file; name a CSV, JSON or JSONL file")
-    if _is_blank(path):
+    try:
+        blank = _is_blank(path)
+    except OSError as exc:
+        raise UsageError(
+            f"{path}: cannot read it ({exc.strerror}); check its permissions"
+        ) from None
+    if blank:
         raise UsageError(
             f"{label} is empty; a CSV starts with a header row such as id,name,email,phone"
         )
     fmt = detect_format(path, format)
     result = ImportResult(file=label, format=fmt, dry_run=dry_run, strict=strict)
     norm = _Normaliser(config)
-    csv.field_size_limit(2**31 - 1)  # a 50 MB cell is read, then rejected with a reason
+    # A 50 MB cell is read, then rejected with a reason; past 64 MiB (an unclosed quote
+    # swallowing the file) the reader stops instead of growing without bound.
+    csv.field_size_limit(MAX_FIELD_CHARS)
     with ExitStack() as stack:
         if fmt == "csv":
             text = stack.enter_context(_open_text(path, ""))

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -54,6 +55,8 @@ if TYPE_CHECKING:
     from .workspace import Workspace
 
 BATCH_SIZE = 500
+REPLY_BUNCH = 500
+REPLY_DELAY_SECONDS = 2.0
 MAX_LINE_BYTES = 1024 * 1024
 MAX_TEXT_CHARS = 64 * 1024
 SERVICE_WINDOW = timedelta(hours=24)
@@ -151,6 +154,9 @@ def normalize_phone(text: str, region: str) -> str:
 @lru_cache(maxsize=65536)
 def normalize_email(text: str) -> str:
     """``Anna <ANNA@Example.nl>`` → ``anna@example.nl``."""
+    plain = text.strip()
+    if plain.count("@") == 1 and not any(c in plain for c in ' <>"(),;:'):
+        return plain.lower()  # the common case, without the cost of parseaddr
     return (parseaddr(text)[1] or text).strip().lower()
 
 
@@ -303,11 +309,17 @@ class Inbox:
         """The customer's conversation state (cached for the batch), created when missing."""
         conversation = self._conversations.get(customer_id)
         if conversation is None:
-            if customer_id not in self._prefetched:
+            known_missing = customer_id in self._prefetched
+            if not known_missing:
                 conversation = store_inbound.get_conversation(self.store, customer_id)
             if conversation is None:
+                create = (
+                    store_conversations.create_conversation
+                    if known_missing
+                    else store_conversations.ensure_conversation
+                )
                 conversation = {
-                    "id": store_conversations.ensure_conversation(self.store, customer_id, at),
+                    "id": create(self.store, customer_id, at),
                     "customer_id": customer_id, "status": "open", "needs_attention": 0,
                     "attention_reason": None, "last_inbound_at": None,
                     "last_inbound_channel": None, "auto_reply_until": None,
@@ -410,12 +422,13 @@ class Inbox:
         return "reply"
 
     def _open_survey(self, customer_id: str, received_at: datetime) -> dict[str, Any] | None:
-        at = clock.iso(received_at)
         candidates = self._surveys.get(customer_id)
         if candidates is None:
             candidates = store_inbound.open_survey_candidates(self.store, customer_id)
             self._surveys[customer_id] = candidates
+        at: str | None = None
         for row in candidates:
+            at = at or clock.iso(received_at)
             if row["sent_at"] > at:
                 continue
             try:
@@ -704,6 +717,9 @@ def _provider_events(provider: Any, raw: bytes, number: int) -> list[InboundEven
         events: list[InboundEvent] = provider.parse(request)
     except (OutreachError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise RejectedEvent(f"{provider.name} payload cannot be read ({exc})") from None
+    except RecursionError:
+        raise RejectedEvent(f"{provider.name} payload cannot be read (nested too deeply)") \
+            from None
     return events
 
 
@@ -728,21 +744,33 @@ def ingest(
     provider = None if fmt == "jsonl" else _provider_parser(ws, fmt, channel)
     summary = InboundSummary()
     batch: list[tuple[int, InboundEvent]] = []
+    unsent: list[str] = []
+    last_send = time.monotonic()
 
-    def flush() -> None:
-        if not batch:
+    def send_replies() -> None:
+        nonlocal last_send
+        last_send = time.monotonic()
+        if not unsent:
             return
-        before = len(summary.replies_queued)
-        apply_events(store, config, batch, summary, inbox)
-        batch.clear()
-        if send and len(summary.replies_queued) > before:
-            from . import sending
+        from . import sending
 
-            queued = summary.replies_queued[before:]
-            result = sending.send_deliveries(ws, queued)
-            summary.problems.extend(result.problems)
-            counts = store_inbound.delivery_status_counts(store, queued)
-            summary.replies_sent += sum(counts.get(s, 0) for s in ("sent", "delivered", "read"))
+        result = sending.send_deliveries(ws, unsent)
+        summary.problems.extend(result.problems)
+        counts = store_inbound.delivery_status_counts(store, unsent)
+        summary.replies_sent += sum(counts.get(s, 0) for s in ("sent", "delivered", "read"))
+        unsent.clear()
+
+    def flush(final: bool = False) -> None:
+        if batch:
+            before = len(summary.replies_queued)
+            apply_events(store, config, batch, summary, inbox)
+            batch.clear()
+            unsent.extend(summary.replies_queued[before:])
+        # A send pass has a fixed cost, so replies go out in bunches: at the end, or once
+        # enough are waiting or the oldest has waited a few seconds (a slow stdin stream).
+        if send and (final or len(unsent) >= REPLY_BUNCH
+                     or time.monotonic() - last_send >= REPLY_DELAY_SECONDS):
+            send_replies()
 
     for number, raw in _lines(stream):
         if raw is None:
@@ -761,7 +789,7 @@ def ingest(
             continue
         if len(batch) >= batch_size:
             flush()
-    flush()
+    flush(final=True)
     summary.rejected.sort()
     return summary
 

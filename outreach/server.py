@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import logging
 import os
 import sqlite3
@@ -269,6 +270,13 @@ def create_app(ws: Workspace) -> Starlette:
             events = provider.parse(webhook_request)
         except (OutreachError, ValueError, KeyError, TypeError, AttributeError) as exc:
             return PlainTextResponse(f"cannot read this payload ({exc})", status_code=400)
+        except RecursionError:
+            return PlainTextResponse("cannot read this payload (nested too deeply)",
+                                     status_code=400)
+        if not events:
+            problem = _payload_problem(body)
+            if problem:
+                return PlainTextResponse(problem, status_code=400)
         try:
             summary = await server.submit(events)
         except sqlite3.OperationalError as exc:
@@ -356,6 +364,25 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise BodyTooLarge
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _payload_problem(body: bytes) -> str | None:
+    """Why a body that gave no events is bad, when it plainly is (JSON but not an object,
+    not UTF-8); None for well-formed payloads that just carry nothing for us."""
+    stripped = body.strip()
+    if stripped[:1] not in (b"{", b"[", b'"') and not stripped[:1].isdigit():
+        try:
+            stripped.decode("utf-8")
+        except UnicodeDecodeError:
+            return "the body is not UTF-8"
+        return None
+    try:
+        data = json.loads(stripped)
+    except (ValueError, RecursionError):
+        return "the body is not valid JSON"
+    if not isinstance(data, dict):
+        return "expected a JSON object"
+    return None
 
 
 def _called_url(server: _Server, request: Request) -> str:

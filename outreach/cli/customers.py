@@ -63,12 +63,14 @@ def import_(
     audience filters can use. Empty cells never clear a stored value; consent from the file
     is recorded only on channels where the customer has no consent history yet.
     """
+    from rich.markup import escape
+
     from ..customers import import_customers
     from ..errors import PartialFailure
     from .output import progress
 
     ws = workspace(ctx)
-    with progress(f"Importing {file.name}", None, enabled=not as_json) as bar:
+    with progress(f"Importing {escape(file.name)}", None, enabled=not as_json) as bar:
         seen = 0
 
         def advance(rows: int) -> None:

@@ -22,6 +22,16 @@ def ensure_conversation(store: Store, customer_id: str, at: str) -> int:
     return int(cur.lastrowid or 0)
 
 
+def create_conversation(store: Store, customer_id: str, at: str) -> int:
+    """Insert a conversation the caller knows is missing; returns its id. Caller holds the txn."""
+    cur = store.conn.execute(
+        "INSERT INTO conversations (customer_id, status, needs_attention, created_at, updated_at)"
+        " VALUES (?, 'open', 0, ?, ?)",
+        (customer_id, at, at),
+    )
+    return int(cur.lastrowid or 0)
+
+
 def insert_message(store: Store, **fields: Any) -> int | None:
     """Append one message; returns its id, or None when an inbound duplicate was ignored.
 

@@ -168,7 +168,9 @@ _SCRATCH = "temp.outreach_import_ids"
 def begin_import_scratch(store: Store) -> None:
     """Start an empty list of the ids seen by this import (per connection, never on disk)."""
     store.conn.execute(f"DROP TABLE IF EXISTS {_SCRATCH}")
-    store.conn.execute(f"CREATE TABLE {_SCRATCH} (id TEXT PRIMARY KEY, line INTEGER NOT NULL)")
+    store.conn.execute(
+        f"CREATE TABLE {_SCRATCH} (id TEXT PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID"
+    )
 
 
 def import_ids_seen(store: Store, ids: Sequence[str]) -> dict[str, int]:
