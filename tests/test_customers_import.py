@@ -142,6 +142,16 @@ def test_line_numbers_count_physical_lines_of_multiline_cells(imp: Import) -> No
     assert [p.line for p in result.errors] == [5]
 
 
+def test_unclosed_quote_does_not_import_swallowed_rows(imp: Import, workspace: Workspace) -> None:
+    rows = "".join(f"C{i},n{i}\n" for i in range(30))
+    result = imp(f'id,name\nA1,"Ann\n{rows}')
+    assert result.created == 0 and result.rejected == 1
+    assert result.errors[0].line == 2 and "not closed" in result.errors[0].reason
+    short = imp('id,name\n"B1,Bob\nB2,x\n', name="short.csv")
+    assert short.created == 0
+    assert short.errors[0].column == "id" and "unclosed" in short.errors[0].reason
+
+
 def test_reimport_updates_given_fields_and_never_clears_or_deletes(
     imp: Import, workspace: Workspace
 ) -> None:
@@ -347,6 +357,55 @@ def test_email_fast_path_agrees_with_email_validator(local: str, domain: str) ->
     except _Bad:
         got = again = None
     assert got == expected == again
+
+
+def _example_numbers() -> list[str]:
+    import phonenumbers
+
+    found = set()
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE,
+                     phonenumbers.PhoneNumberType.TOLL_FREE):
+            number = phonenumbers.example_number_for_type(region, kind)
+            if number is not None:
+                found.add(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    return sorted(found)
+
+
+EXAMPLE_NUMBERS = _example_numbers()
+
+
+def _reference_phone(text: str) -> str | None:
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(text, "NL")
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    base=st.sampled_from(EXAMPLE_NUMBERS),
+    cut=st.integers(min_value=0, max_value=3),
+    tail=st.text(alphabet="0123456789", max_size=3),
+)
+def test_e164_fast_path_agrees_with_phonenumbers_parse(base: str, cut: int, tail: str) -> None:
+    text = base[: len(base) - cut] + tail
+    try:
+        got: str | None = NORMALISER.phone(text)
+    except _Bad:
+        got = None
+    assert got == _reference_phone(text)
+
+
+def test_every_example_number_of_every_region_is_accepted() -> None:
+    assert len(EXAMPLE_NUMBERS) > 500
+    for text in EXAMPLE_NUMBERS:
+        assert NORMALISER.phone(text) == _reference_phone(text) == text
 
 
 # ------------------------------------------------------------------ interrupted imports

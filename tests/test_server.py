@@ -500,3 +500,30 @@ def test_serve_and_another_writer_share_the_database(
     assert set(codes) == {200}
     assert len(inbound_texts(workspace, "anna")) == 300
     assert len(inbound_texts(workspace, "joost")) == 2000
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    (b"[1, 2]", "expected a JSON object"),
+    (b'"just text"', "expected a JSON object"),
+    (b"42", "expected a JSON object"),
+    (b"{not json", "not valid JSON"),
+])
+def test_a_signed_payload_that_is_not_a_json_object_is_400(
+    served: Served, workspace: Workspace, body: bytes, reason: str
+) -> None:
+    stamp = datetime.now(UTC)
+    headers = {"webhook-id": "bad-1", "webhook-timestamp": str(int(stamp.timestamp())),
+               "webhook-signature": Webhook(WEBHOOK_SECRET).sign("bad-1", stamp, body.decode())}
+    response = served.http.post("/webhooks/hooks", content=body, headers=headers)
+    assert response.status_code == 400
+    assert reason in response.text
+
+
+def test_deeply_nested_signed_json_is_400_not_500(served: Served) -> None:
+    body = b"[" * 100_000
+    stamp = datetime.now(UTC)
+    headers = {"webhook-id": "deep", "webhook-timestamp": str(int(stamp.timestamp())),
+               "webhook-signature": Webhook(WEBHOOK_SECRET).sign("deep", stamp, body.decode())}
+    response = served.http.post("/webhooks/hooks", content=body, headers=headers)
+    assert response.status_code == 400
+    assert served.http.get("/healthz").status_code == 200

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -124,6 +125,23 @@ def make_workspace(
         listed = in_process(folder, "customers", "list", "--json")
         assert listed.exit_code == 0, listed.stderr
     return folder
+
+
+_TEMPLATES: dict[str, Path] = {}
+
+
+def cloned_workspace(dest: Path, toml: str, campaigns: Mapping[str, str] | None = None) -> Path:
+    """``make_workspace`` without customers, copied from one made earlier with the same
+    files (hypothesis examples need dozens of fresh workspaces; init is the slow part)."""
+    key = toml + repr(sorted((campaigns or {}).items()))
+    template = _TEMPLATES.get(key)
+    if template is None or not template.exists():
+        import tempfile
+
+        template = make_workspace(Path(tempfile.mkdtemp()) / "ws", toml, campaigns=campaigns)
+        _TEMPLATES[key] = template
+    shutil.copytree(template, dest)
+    return dest
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

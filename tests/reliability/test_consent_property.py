@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 from outreach import clock
 
-from .support import customers_csv, in_process, make_workspace, outreach_toml, phone
+from .support import cloned_workspace, customers_csv, in_process, outreach_toml, phone
 
 CUSTOMERS = 4
 CHANNELS = ("sms", "email")
@@ -113,7 +113,7 @@ def test_no_campaign_message_without_opt_in_and_the_ledger_only_grows(
     steps: list[tuple[Any, ...]],
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        ws = make_workspace(Path(tmp) / "ws", outreach_toml(OUTBOX), campaigns={"hourly": HOURLY})
+        ws = cloned_workspace(Path(tmp) / "ws", outreach_toml(OUTBOX), {"hourly": HOURLY})
         now = START
         revoked: set[tuple[str, str]] = set()  # the test's own model of who said no
         last_message = 0

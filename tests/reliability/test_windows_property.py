@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from outreach import clock
 from outreach.config import Window
 
-from .support import customers_csv, in_process, make_workspace, outreach_toml, query
+from .support import cloned_workspace, customers_csv, in_process, outreach_toml, query
 
 ZONES = (
     "Europe/Amsterdam", "Europe/London", "America/New_York", "America/St_Johns",
@@ -64,10 +64,11 @@ def test_every_send_is_inside_the_recipients_local_window(
         f'window = "{text}"\n'
     )
     with tempfile.TemporaryDirectory() as tmp:
-        ws = make_workspace(
-            Path(tmp) / "ws", outreach_toml(OUTBOX), campaigns={"w": campaign},
-            customers_text=customers_csv(len(zones), timezones=zones),
-        )
+        ws = cloned_workspace(Path(tmp) / "ws", outreach_toml(OUTBOX))
+        (ws / "campaigns" / "w.toml").write_text(campaign, encoding="utf-8")
+        (ws / "customers.csv").write_text(customers_csv(len(zones), timezones=zones))
+        imported = in_process(ws, "customers", "import", str(ws / "customers.csv"))
+        assert imported.exit_code == 0, imported.stderr
         now = start
         for _ in range(6):
             result = in_process(ws, "--now", clock.iso(now), "run", "w", "--json")
