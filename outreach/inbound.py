@@ -174,7 +174,6 @@ class Inbox:
         self.config = config
         self.keywords = KeywordTable(config.keywords)
         self._kinds: dict[str, str] = {}
-        self._key: bytes | None = None
         self._customers: dict[tuple[str, str], str] = {}
         self._conversations: dict[str, dict[str, Any]] = {}
         self._dirty: set[str] = set()
@@ -329,23 +328,15 @@ class Inbox:
         return conversation
 
     def _customer_by_token(self, token: str | None) -> str | None:
-        """The customer an email reply's plus-address token names (``sending`` signs it as
-        an unsubscribe token for the pseudo-channel ``reply``), when it is genuine."""
+        """The customer an email reply's plus-address token names (``sending`` records each
+        token it hands out), or None for a token it never gave."""
         if not token:
             return None
-        from .errors import SignatureError
-        from .store.meta import signing_key
-        from .tokens import read_unsubscribe_token
+        from .tokens import REPLY_CHANNEL
 
-        if self._key is None:
-            self._key = signing_key(self.store)
-        try:
-            customer_id, purpose = read_unsubscribe_token(self._key, token)
-        except SignatureError:
-            return None
-        if purpose != "reply" or store_customers.get_customer(self.store, customer_id) is None:
-            return None
-        return customer_id
+        return store_customers.find_customer_by_address(
+            self.store, REPLY_CHANNEL, "user", token.lower()
+        )
 
     def _customer_by_reference(self, in_reply_to: str | None) -> str | None:
         """The customer an email answered, by the Message-ID it quotes (the second route
@@ -588,7 +579,11 @@ def _decode_object(raw: bytes, number: int) -> Any:
 
 
 def parse_normalized(data: Any, config: Config, default_channel: str | None) -> InboundMessage:
-    """A normalized JSONL object ``{"channel","from","text","received_at","id"}`` → message."""
+    """A normalized JSONL object ``{"channel","from","text","received_at","id"}`` → message.
+
+    Email lines may also carry ``to`` (the plus-address replied to) and ``in_reply_to`` (the
+    Message-ID answered), the two ways an email reply is tied to its conversation.
+    """
     if not isinstance(data, dict):
         raise RejectedEvent(f"expected a JSON object, got {_json_type(data)}")
     channel = data.get("channel") or default_channel
@@ -616,6 +611,13 @@ def parse_normalized(data: Any, config: Config, default_channel: str | None) -> 
         raise RejectedEvent('"received_at" must be an ISO 8601 string')
     name = data.get("name")
     check_text(sender)
+    # an email reply to replies+TOKEN@domain names its conversation by the token
+    to = data.get("to")
+    token = None
+    if isinstance(to, str):
+        match = re.search(r"\+([a-z2-7]{8,64})@", to.lower())
+        token = match[1] if match else None
+    in_reply_to = data.get("in_reply_to")
     return InboundMessage(
         channel=channel,
         address=sender,
@@ -623,6 +625,8 @@ def parse_normalized(data: Any, config: Config, default_channel: str | None) -> 
         external_id=str(external) if external is not None else None,
         received_at=received,
         profile_name=check_text(name) if isinstance(name, str) and name else None,
+        in_reply_to=in_reply_to.strip("<> ") if isinstance(in_reply_to, str) else None,
+        reply_token=token,
     )
 
 

@@ -393,7 +393,7 @@ class _Engine:
         now: datetime,
         tz: ZoneInfo,
     ) -> OutboundMessage:
-        from .tokens import make_unsubscribe_token
+        from .tokens import make_reply_token, make_unsubscribe_token
 
         context = json.loads(row["context"]) if row.get("context") else {}
         channel = row["channel"]
@@ -448,7 +448,9 @@ class _Engine:
             campaign=row.get("campaign"),
             customer_name=customer.get("name"),
             unsubscribe_url=unsubscribe_url,
-            reply_token=make_unsubscribe_token(self._signing_key(), row["customer_id"], "reply"),
+            reply_token=make_reply_token(self._signing_key(), row["customer_id"])
+            if kind == "email"
+            else None,
             whatsapp_template=_whatsapp_template(campaign, customer),
             in_service_window=in_window,
             status_callback=f"{public}/webhooks/{channel}" if public else None,
@@ -532,6 +534,7 @@ class _Engine:
                         "campaign": row.get("campaign"),
                         "author": row["purpose"],
                         "at": at,
+                        "reply_token": message.reply_token,
                     }
                 )
                 return

@@ -13,8 +13,10 @@ with group commit: every request that arrives while a transaction runs joins the
 one, and is answered only after that commit, so a 200 always means "stored".
 
 Replies that inbound messages cause (keyword confirmations, follow-ups, auto-replies) are
-handed to one background sender task with its own workspace and connection, so a webhook is
-answered without waiting for a provider, and sends never overlap within the server.
+handed to one sender thread with its own workspace, connection and event loop, which sends
+them in bunches (a second's worth at a time): a webhook is answered without waiting for a
+provider, sends never overlap within the server, and the sending engine's database waits
+and set-up never stall the event loop that answers webhooks.
 
 Signatures are checked against the URL the provider called: ``[server] public_url`` + path
 (+ query) when set (behind a proxy or tunnel), else the request's own URL.
@@ -27,11 +29,13 @@ import html
 import json
 import logging
 import os
+import queue
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
@@ -44,7 +48,7 @@ from .channels import build_provider
 from .channels.base import InboundEvent, Provider, ProviderContext, WebhookRequest
 from .errors import ConfigError, NotFoundError, OutreachError, SignatureError
 from .inbound import InboundSummary, Inbox, receive
-from .store import Store, open_store
+from .store import BUSY_TIMEOUT_MS, Store, open_store
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -52,8 +56,11 @@ if TYPE_CHECKING:
 MAX_BODY_BYTES = 1024 * 1024
 MAX_FORM_BYTES = 64 * 1024
 SEND_BATCH = 500
+REPLY_GATHER_SECONDS = 1.0
+SHUTDOWN_SEND_SECONDS = 15.0
 WRITE_GROUP = 256
 log = logging.getLogger("outreach.serve")
+T = TypeVar("T")
 _TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
@@ -72,15 +79,17 @@ class _Server:
         self._providers: dict[str, Provider] = {}
         self._key: bytes | None = None
         self._inbox: Inbox | None = None
-        self.outbox: asyncio.Queue[str] | None = None
+        self.outbox: queue.Queue[str | None] = queue.Queue()
+        self.sender: threading.Thread | None = None
         self.pending: asyncio.Queue[tuple[list[InboundEvent], asyncio.Future[Any]]] | None = None
-        self.sender_task: asyncio.Task[None] | None = None
 
     # -- database work, always in a worker thread under the lock -------------------------
 
     def store(self) -> Store:
         if self._store is None:
             self._store = open_store(self.config.database)
+            # Take the write lock by polling (see _when_unlocked), not SQLite's busy handler.
+            self._store.conn.execute("PRAGMA busy_timeout = 0")
         return self._store
 
     def receive(self, requests: list[list[InboundEvent]]) -> list[InboundSummary]:
@@ -88,7 +97,8 @@ class _Server:
             store = self.store()
             if self._inbox is None:
                 self._inbox = Inbox(store, self.config)
-            return receive(store, self.config, requests, self._inbox)
+            inbox = self._inbox
+            return _when_unlocked(lambda: receive(store, self.config, requests, inbox))
 
     async def submit(self, events: list[InboundEvent]) -> InboundSummary:
         """Have the writer store one request's events; waits for the commit."""
@@ -128,7 +138,8 @@ class _Server:
 
         with self.lock:
             if self._key is None:
-                self._key = signing_key(self.store())
+                store = self.store()
+                self._key = _when_unlocked(lambda: signing_key(store))
             return self._key
 
     def unsubscribe(self, customer_id: str, channel: str, evidence: str) -> bool:
@@ -140,8 +151,10 @@ class _Server:
             store = self.store()
             if current_consent_for(store, customer_id, channel) == consent.OPTED_OUT:
                 return False
-            consent.record(store, self.config, [customer_id], channel, consent.OPTED_OUT,
-                           source="unsubscribe-link", evidence=evidence)
+            _when_unlocked(lambda: consent.record(
+                store, self.config, [customer_id], channel, consent.OPTED_OUT,
+                source="unsubscribe-link", evidence=evidence,
+            ))
             return True
 
     def healthy(self) -> bool:
@@ -182,30 +195,51 @@ class _Server:
     # -- replies --------------------------------------------------------------------------
 
     def queue_replies(self, delivery_ids: list[str]) -> None:
-        if self.outbox is None:
-            return
         for delivery in delivery_ids:
-            self.outbox.put_nowait(delivery)
+            self.outbox.put(delivery)
 
-    async def send_forever(self) -> None:
-        """Send queued replies in batches with a workspace (and connection) of its own."""
+    def start_sender(self) -> None:
+        self.sender = threading.Thread(target=self._send_forever, name="outreach-replies",
+                                       daemon=True)
+        self.sender.start()
+
+    def stop_sender(self, timeout: float) -> None:
+        """Let replies already accepted go out, then stop the sender thread."""
+        if self.sender is None:
+            return
+        self.outbox.put(None)
+        self.sender.join(timeout)
+        if self.sender.is_alive():
+            log.warning("stopping with about %d replies unsent", self.outbox.qsize())
+
+    def _send_forever(self) -> None:
+        """The sender thread: queued replies, in batches, through the sending engine, with a
+        workspace (database connection) and event loop of its own, so that neither its
+        database waits nor its provider set-up ever hold up the webhook event loop."""
         from . import sending
         from .workspace import Workspace
 
-        assert self.outbox is not None
         sender = Workspace(self.config)
+        stopping = False
         try:
-            while True:
-                batch = [await self.outbox.get()]
+            while not stopping:
+                first = self.outbox.get()
+                if first is None:
+                    break
+                # A send pass has a fixed cost (providers, HTTP clients, templates): let the
+                # replies of a burst of webhooks gather and go out in one pass.
+                time.sleep(REPLY_GATHER_SECONDS)
+                batch = [first]
                 while len(batch) < SEND_BATCH and not self.outbox.empty():
-                    batch.append(self.outbox.get_nowait())
+                    item = self.outbox.get_nowait()
+                    if item is None:
+                        stopping = True
+                        break
+                    batch.append(item)
                 try:
-                    await sending.send_deliveries_async(sender, batch)
+                    sending.send_deliveries(sender, batch)
                 except Exception:  # a failed pass must not stop later replies
                     log.exception("sending %d replies failed", len(batch))
-                finally:
-                    for _ in batch:
-                        self.outbox.task_done()
         finally:
             sender.close()
 
@@ -216,9 +250,8 @@ def create_app(ws: Workspace) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        server.outbox = asyncio.Queue()
         server.pending = asyncio.Queue()
-        server.sender_task = asyncio.create_task(server.send_forever())
+        server.start_sender()
         writer = asyncio.create_task(server.write_forever())
         try:
             yield
@@ -226,14 +259,7 @@ def create_app(ws: Workspace) -> Starlette:
             writer.cancel()
             with suppress(asyncio.CancelledError):
                 await writer
-            # let replies already accepted go out before stopping
-            try:
-                await asyncio.wait_for(server.outbox.join(), timeout=10)
-            except TimeoutError:
-                log.warning("stopping with %d replies unsent", server.outbox.qsize())
-            server.sender_task.cancel()
-            with suppress(asyncio.CancelledError):
-                await server.sender_task
+            await run_in_threadpool(server.stop_sender, SHUTDOWN_SEND_SECONDS)
             await server.aclose_providers()
             await run_in_threadpool(server.close)
 
@@ -345,6 +371,27 @@ def create_app(ws: Workspace) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _when_unlocked(work: Callable[[], T]) -> T:
+    """Run a write transaction, retrying while another process holds the write lock.
+
+    SQLite's own busy handler sleeps 25-100 ms between tries once it has waited a little,
+    so against a ``run`` that commits every few milliseconds it keeps missing the short gaps
+    between transactions and webhooks starve. Polling every millisecond or two catches them.
+    A failed BEGIN IMMEDIATE has changed nothing, so the whole ``work`` is simply retried.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    pause = 0.0005
+    while True:
+        try:
+            return work()
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.002)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -61,3 +61,17 @@ def read_unsubscribe_token(key: bytes, token: str) -> tuple[str, str]:
     ):
         raise invalid
     return value[0], value[1]
+
+
+REPLY_CHANNEL = "reply"  # the pseudo-channel under which reply tokens are kept in addresses
+
+
+def make_reply_token(key: bytes, customer_id: str) -> str:
+    """A short, lower-case token for a Reply-To plus-address (``replies+TOKEN@domain``).
+
+    Mail servers may lower-case local parts and cap them at 64 characters, so this is not
+    a signed payload but 16 base32 characters of an HMAC, looked up in the store's
+    ``addresses`` table (``sending`` records it with each email it sends).
+    """
+    tag = hmac.new(key, b"reply:" + customer_id.encode("utf-8"), hashlib.sha256).digest()[:10]
+    return base64.b32encode(tag).decode("ascii").lower()

@@ -199,3 +199,38 @@ def test_queue_lists_deferred_deliveries(imported: Path, cli: Cli) -> None:
     rows = json.loads(result.stdout)
     assert {r["customer_id"] for r in rows} == {"us1", "au1"}
     assert all(r["status"] == "deferred" for r in rows)
+
+
+def test_an_email_reply_from_another_address_finds_its_conversation(
+    imported: Path, cli: Cli
+) -> None:
+    import email
+
+    run_json(cli, "nps")
+    eml = email.message_from_bytes(next((imported / "outbox" / "email").glob("*.eml")).read_bytes())
+    reply_to, message_id = str(eml["Reply-To"]), str(eml["Message-ID"])
+    assert "+" in reply_to.split("@")[0] and len(reply_to.split("@")[0]) <= 64
+    lines = [
+        {
+            "channel": "email",
+            "from": "joost.private@example.org",
+            "to": reply_to,
+            "text": "8",
+            "received_at": "2026-12-01T10:00:00Z",
+            "id": "r1",
+        },
+        {
+            "channel": "email",
+            "from": "other@example.org",
+            "in_reply_to": message_id,
+            "text": "and thanks",
+            "received_at": "2026-12-01T10:05:00Z",
+            "id": "r2",
+        },
+    ]
+    (imported / "in.jsonl").write_text("\n".join(json.dumps(x) for x in lines), encoding="utf-8")
+    result = cli("--now", "2026-12-01T10:10:00Z", "replies", "ingest", str(imported / "in.jsonl"))
+    assert result.exit_code == 0, result.stderr
+    shown = json.loads(cli("conversations", "show", "nl2", "--json").stdout)
+    texts = [m["text"] for m in shown["messages"]]
+    assert "8" in texts and "and thanks" in texts

@@ -472,13 +472,16 @@ def test_an_email_reply_is_matched_by_its_token_or_the_message_it_answers(
     workspace: Workspace,
 ) -> None:
     from outreach.channels.base import InboundMessage
+    from outreach.store.customers import add_address
     from outreach.store.meta import signing_key
-    from outreach.tokens import make_unsubscribe_token
+    from outreach.tokens import make_reply_token
 
     add_customers(workspace)
     delivery = add_survey_delivery(workspace, "emma", channel="email")
     at = datetime(2026, 12, 1, 10, tzinfo=UTC)
-    token = make_unsubscribe_token(signing_key(workspace.store), "anna", "reply")
+    token = make_reply_token(signing_key(workspace.store), "anna")
+    with workspace.store.write():  # what sending records when it mails anna
+        add_address(workspace.store, "reply", token, "anna")
     events = [
         # written from another address, but to anna's plus-address
         InboundMessage("email", "someone.else@example.org", "via token", "e-1", at,
@@ -486,9 +489,9 @@ def test_an_email_reply_is_matched_by_its_token_or_the_message_it_answers(
         # quoting the Message-ID of what emma was sent
         InboundMessage("email", "emma.private@example.org", "via reference", "e-2", at,
                        in_reply_to=f"pm-{delivery}"),
-        # a forged token falls back to the address: a new contact
+        # a token never handed out falls back to the address: a new contact
         InboundMessage("email", "mallory@example.org", "forged", "e-3", at,
-                       reply_token=token[:-3] + "AAA"),
+                       reply_token=token[:-3] + "aaa"),
     ]
     summary = InboundSummary()
     apply_events(workspace.store, workspace.config, list(enumerate(events, 1)), summary)

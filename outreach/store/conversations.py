@@ -54,8 +54,15 @@ def record_outbound(
     """Append sent messages to their customers' conversations. Caller holds the txn.
 
     Each row: customer_id, channel, text, at, and optionally address, subject, delivery_id,
-    campaign, author.
+    campaign, author, and reply_token (the Reply-To token an email carried, remembered so
+    that a reply to it finds its conversation).
     """
+    from .customers import add_address
+
     for row in rows:
+        row = dict(row)
+        token = row.pop("reply_token", None)
+        if token:
+            add_address(store, "reply", token, row["customer_id"])
         conversation = ensure_conversation(store, row["customer_id"], row["at"])
         insert_message(store, conversation_id=conversation, direction="out", **row)

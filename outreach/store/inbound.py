@@ -129,10 +129,16 @@ def apply_status(
 
 
 def customer_of_sent_message(store: Store, provider_message_id: str) -> str | None:
-    """The customer a message with this provider id (an email's Message-ID) was sent to."""
+    """The customer a message with this provider id (an email's Message-ID) was sent to.
+
+    Every Message-ID outreach writes is ``<DELIVERY-ID@domain>``, so the delivery id in it
+    is tried too (the outbox records its own provider ids).
+    """
+    delivery_id = provider_message_id.strip("<> ").split("@")[0]
     row = store.conn.execute(
-        "SELECT customer_id FROM deliveries WHERE provider_message_id = ? LIMIT 1",
-        (provider_message_id,),
+        "SELECT customer_id FROM deliveries WHERE provider_message_id IN (?, ?) OR id = ? "
+        "LIMIT 1",
+        (provider_message_id, provider_message_id.strip("<> "), delivery_id),
     ).fetchone()
     return str(row[0]) if row else None
 
