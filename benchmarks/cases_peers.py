@@ -1,0 +1,177 @@
+"""Peers in the same run, same data, same machine: ``mailmerge`` and ``apprise``.
+
+Each row is a ratio, outreach's rate over the peer's, with both rates in the note. A peer
+that is not installed gives the row "peer not installed (pip install -e '.[bench]')".
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import sys
+
+from .cases_local import render_rate
+from .cases_network import send_to_server, smtp_rates
+from .context import (
+    Context,
+    check,
+    fmt_n,
+    join,
+    json_out,
+    repeat,
+)
+from .harness import (
+    LoopbackServer,
+    NotAvailable,
+    Row,
+    run_child,
+)
+
+# -- peers -----------------------------------------------------------------------------------
+
+PEER_MISSING = "peer not installed (pip install -e '.[bench]')"
+MAILMERGE_TEMPLATE = """\
+TO: {{email}}
+FROM: Acme <hello@example.com>
+SUBJECT: {{name.split(' ')[0]}}, would you recommend Acme?
+
+Hi {{name.split(' ')[0]}},
+
+How likely are you to recommend Acme to a friend or colleague?
+
+Reply to this email with a number from 0 (not at all likely) to 10 (extremely likely).
+
+Thank you,
+Acme
+
+--
+Don't want these emails? Unsubscribe: https://hooks.example.com/unsubscribe/{{id}}
+"""
+
+
+def _mailmerge() -> str:
+    found = shutil.which("mailmerge")
+    if not found:
+        raise NotAvailable(PEER_MISSING)
+    return found
+
+
+def _mailmerge_files(ctx: Context, n: int, port: int) -> list[str]:
+    folder = ctx.path(f"mailmerge-{n}-{port}")
+    folder.mkdir(exist_ok=True)
+    (folder / "template.txt").write_text(MAILMERGE_TEMPLATE, encoding="utf-8")
+    shutil.copyfile(ctx.customers_csv(n, ("email",)), folder / "database.csv")
+    (folder / "server.conf").write_text(
+        f"[smtp_server]\nhost = 127.0.0.1\nport = {port}\nsecurity = Never\nratelimit = 0\n",
+        encoding="utf-8",
+    )
+    return ["--template", str(folder / "template.txt"), "--database",
+            str(folder / "database.csv"), "--config", str(folder / "server.conf"),
+            "--no-limit", "--output-format", "raw"]
+
+
+def _ratio_row(row: Row, ours: list[float], theirs: list[float], peer: str, target: float,
+               how: str) -> Row:
+    ours_median, theirs_median = statistics.median(ours), statistics.median(theirs)
+    row.values = [ours_median / theirs_median]
+    low, high = min(ours) / max(theirs), max(ours) / min(theirs)
+    row.note = join(f"outreach {ours_median:,.0f} msg/s vs {peer} {theirs_median:,.0f} msg/s "
+                    f"(ratio range {low:.1f}-{high:.1f}x)", how)
+    row.met = row.values[0] >= target
+    return row
+
+
+def bench_render_vs_mailmerge(ctx: Context) -> Row:
+    n = ctx.sizes["mm_render"]
+    row = Row("render_vs_mailmerge", "render: outreach / mailmerge --dry-run",
+              f"{fmt_n(n)} messages (peer)", "x faster", ">= 10x")
+    command = _mailmerge()
+    args = _mailmerge_files(ctx, n, 25)
+    rates: list[float] = []
+
+    def once(i: int) -> float:
+        child = run_child([command, "--dry-run", *args], timeout=ctx.timeout, keep_stdout=False)
+        check(child)
+        rates.append(n / child.wall)
+        return n / child.wall
+
+    repeat(ctx, Row("mm", ""), once)
+    ours = ctx.cache.get("render_rates") or [render_rate(ctx, Row("r", ""))]
+    return _ratio_row(row, ours, rates, "mailmerge", 10,
+                      "outreach: render_100k's Renderer loop; mailmerge: whole CLI run")
+
+
+def bench_smtp_vs_mailmerge(ctx: Context) -> Row:
+    n = ctx.sizes["mm_smtp"]
+    row = Row("smtp_vs_mailmerge", "SMTP send: outreach / mailmerge",
+              f"{fmt_n(n)} messages (peer)", "x faster", ">= 5x")
+    command = _mailmerge()
+    with LoopbackServer("smtp") as server:
+        args = _mailmerge_files(ctx, n, server.port)
+        rates: list[float] = []
+
+        def once(i: int) -> float:
+            server.stats()
+            child = run_child([command, "--no-dry-run", *args], timeout=ctx.timeout,
+                              keep_stdout=False)
+            check(child)
+            stats = server.stats()
+            span = stats["last"] - stats["first"]
+            rate = (stats["count"] - 1) / span if span > 0 else 0.0
+            rates.append(rate)
+            return rate
+
+        repeat(ctx, Row("mm", ""), once)
+        ours = ctx.cache.get("smtp_rates")
+        if not ours:
+            ours = smtp_rates(ctx, Row("smtp", ""), server)
+    return _ratio_row(row, ours, rates, "mailmerge", 5,
+                      "both as seen by the same aiosmtpd server, first to last message")
+
+
+def bench_webhooks_vs_apprise(ctx: Context) -> Row:
+    n = ctx.sizes["webhooks"]
+    row = Row("webhooks_vs_apprise", "JSON webhooks: outreach webhook / apprise json://",
+              f"{fmt_n(n)} notifications", "x faster", ">= 10x")
+    try:
+        import apprise  # noqa: F401
+    except ImportError:
+        raise NotAvailable(PEER_MISSING) from None
+    with LoopbackServer("json") as server:
+        channel = {"app": (f'provider = "webhook"\nurl = "http://127.0.0.1:{server.port}'
+                           '/hooks/outreach"\nsecret_env = "BENCH_WEBHOOK_SECRET"\n'
+                           "concurrency = 64\n")}
+        seed = ctx.seeded("webhook", n, channels=channel, customer_channels=("app",))
+        for folder in (seed / "templates").iterdir():
+            sms = folder / "sms.j2"
+            if sms.exists():
+                shutil.copyfile(sms, folder / "app.j2")
+        ours: list[float] = []
+
+        def outreach_once(i: int) -> float:
+            ours.append(send_to_server(ctx, row, server, seed, f"webhook-{i}", n)[0])
+            return ours[-1]
+
+        repeat(ctx, row, outreach_once)
+        theirs: list[float] = []
+
+        def apprise_once(i: int) -> float:
+            server.stats()
+            child = check(run_child([sys.executable, "-m", "benchmarks.children", "apprise",
+                                     f"json://127.0.0.1:{server.port}/hooks/apprise", str(n)],
+                                    timeout=ctx.timeout))
+            if json_out(child).get("ok") != n:
+                row.note = join(row.note, f"apprise: {json_out(child).get('ok')} of {n} ok")
+            stats = server.stats()
+            span = stats["last"] - stats["first"]
+            theirs.append((stats["count"] - 1) / span if span > 0 else 0.0)
+            return theirs[-1]
+
+        repeat(ctx, Row("apprise", ""), apprise_once)
+    note = row.note
+    _ratio_row(row, ours, theirs, "apprise", 10,
+               "both as seen by the same JSON endpoint; outreach signs each (Standard Webhooks)")
+    row.note = join(row.note, note)
+    return row
+
+
