@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -368,7 +369,14 @@ class PlanResult:
 
 
 def new_delivery_id() -> str:
-    return secrets.token_hex(10)
+    """20 hex characters: milliseconds since the epoch, then randomness.
+
+    Time first, so that a million planned deliveries are appended to the primary-key
+    index in order instead of scattered over it (random keys made large plans slow down
+    as the index outgrew the page cache); randomness after, so ids stay unguessable
+    enough for Message-IDs and never collide between processes.
+    """
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(4)}"
 
 
 def route(

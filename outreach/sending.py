@@ -155,6 +155,7 @@ class _Engine:
         self.claimed: dict[str, int] = {}  # channel → claimed and not yet recorded
         self.channel_of: dict[str, str] = {}  # delivery id → channel, until recorded
         self.windows: dict[str, Window] = {}
+        self.surveys: dict[tuple[str, str], dict[str, Any] | None] = {}
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -377,6 +378,12 @@ class _Engine:
                 self.campaign_cache[name] = None
         return self.campaign_cache[name]
 
+    def _survey(self, campaign: str, occurrence: str) -> dict[str, Any] | None:
+        key = (campaign, occurrence)
+        if key not in self.surveys:
+            self.surveys[key] = sql.occurrence_survey(self.store, campaign, occurrence)
+        return self.surveys[key]
+
     def _signing_key(self) -> bytes:
         if self._key is None:
             from .store.meta import signing_key
@@ -410,7 +417,7 @@ class _Engine:
         else:
             survey = None
             if row["purpose"] == "campaign" and row.get("occurrence"):
-                survey = sql.occurrence_survey(self.store, row["campaign"], row["occurrence"])
+                survey = self._survey(row["campaign"], row["occurrence"])
                 if survey:
                     survey = {
                         **survey,

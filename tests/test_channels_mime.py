@@ -11,7 +11,7 @@ import pytest
 
 from outreach import clock
 from outreach.channels.base import OutboundMessage, ProviderContext
-from outreach.channels.mime import build_email, domain_of, plus_address
+from outreach.channels.mime import build_email, domain_of, email_bytes, plus_address
 from outreach.channels.outbox import OutboxProvider
 from outreach.config import ChannelConfig
 from outreach.errors import ConfigError
@@ -54,7 +54,24 @@ def test_date_comes_from_the_clock_and_message_id_from_the_delivery() -> None:
     assert mail["Date"] == "Tue, 01 Dec 2026 09:30:00 +0000"
     assert mail["Message-ID"] == "<01JDX@acme.example>"
     assert mail["Reply-To"] is None
-    assert mail.get_content().strip() == "Tekst met é"
+    parsed = message_from_bytes(email_bytes(mail), policy=policy.default)
+    assert parsed.get_content().strip() == "Tekst met é"
+
+
+def test_non_ascii_headers_and_bodies_survive_the_wire() -> None:
+    msg = message(
+        subject="Zou je Acme aanbevelen? ✓ " * 4,
+        customer_name="Zoë Ó Briain",
+        html="<p>Hallo é 🙏</p>",
+    )
+    raw = email_bytes(build_email(msg, sender="Açme <hello@acme.example>"))
+    assert raw.isascii()
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    parsed = message_from_bytes(raw, policy=policy.default)
+    assert parsed["Subject"] == "Zou je Acme aanbevelen? ✓ " * 4
+    assert parsed["To"].addresses[0].display_name == "Zoë Ó Briain"
+    assert parsed["From"].addresses[0].display_name == "Açme"
+    assert parsed.get_body(("html",)).get_content().strip() == "<p>Hallo é 🙏</p>"
 
 
 def test_outbox_eml_uses_the_same_builder(tmp_path: Path) -> None:

@@ -60,10 +60,8 @@ class OutboxProvider:
                 indent=1,
             ).encode("utf-8")
             target = self.folder / f"{message.delivery_id}.json"
-        tmp = target.with_suffix(".tmp")
         try:
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
+            _write_atomically(target, data)
         except OSError as exc:
             raise ProviderError(
                 f"outbox: cannot write {target.name} ({exc.strerror})", retryable=False
@@ -80,10 +78,17 @@ class OutboxProvider:
         return None
 
 
+def _write_atomically(target: Path, data: bytes) -> None:
+    """Temporary file, then rename: a reader never sees half a message."""
+    tmp = target.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, target)
+
+
 def _email_bytes(message: OutboundMessage, sender_name: str) -> bytes:
-    from .mime import build_email
+    from .mime import build_email, email_bytes
 
     mail = build_email(
         message, sender=f"{sender_name} <outbox@localhost>", message_id_domain="outreach.local"
     )
-    return mail.as_bytes()
+    return email_bytes(mail)

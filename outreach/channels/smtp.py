@@ -31,7 +31,7 @@ from .base import (
     WebhookRequest,
 )
 from .http import optional_env, redact, setting
-from .mime import address_of, build_email, domain_of
+from .mime import address_of, build_email, domain_of, email_bytes
 
 _DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 
@@ -117,6 +117,7 @@ class SmtpProvider:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self._size)
         mail = build_email(message, sender=self.sender, reply_to=self.reply_to)
+        data = email_bytes(mail)
         recipient = address_of(message.to)
         if "@" not in recipient:
             raise ProviderError(
@@ -136,9 +137,7 @@ class SmtpProvider:
                         code="connection",
                     ) from None
                 try:
-                    await client.send_message(
-                        mail, sender=self.envelope_from, recipients=[recipient]
-                    )
+                    await client.sendmail(self.envelope_from, [recipient], data)
                 except aiosmtplib.SMTPException as exc:
                     code = _reply_code(exc)
                     dropped = isinstance(exc, aiosmtplib.SMTPServerDisconnected) or code == 421

@@ -55,14 +55,53 @@ def record_outbound(
 
     Each row: customer_id, channel, text, at, and optionally address, subject, delivery_id,
     campaign, author, and reply_token (the Reply-To token an email carried, remembered so
-    that a reply to it finds its conversation).
+    that a reply to it finds its conversation). Written with one statement per kind of
+    row, since a run records results in batches of hundreds.
     """
-    from .customers import add_address
+    conversations = _conversation_ids(store, {row["customer_id"] for row in rows}, rows[0]["at"])
+    tokens = [
+        ("reply", row["reply_token"], row["customer_id"]) for row in rows if row.get("reply_token")
+    ]
+    if tokens:
+        store.conn.executemany(
+            "INSERT OR IGNORE INTO addresses (channel, address, customer_id) VALUES (?, ?, ?)",
+            tokens,
+        )
+    store.conn.executemany(
+        "INSERT INTO messages (conversation_id, customer_id, direction, channel, address, "
+        "subject, text, delivery_id, campaign, author, at) "
+        "VALUES (?, ?, 'out', ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                conversations[row["customer_id"]],
+                row["customer_id"],
+                row["channel"],
+                row.get("address"),
+                row.get("subject"),
+                row["text"],
+                row.get("delivery_id"),
+                row.get("campaign"),
+                row.get("author"),
+                row["at"],
+            )
+            for row in rows
+        ],
+    )
 
-    for row in rows:
-        row = dict(row)
-        token = row.pop("reply_token", None)
-        if token:
-            add_address(store, "reply", token, row["customer_id"])
-        conversation = ensure_conversation(store, row["customer_id"], row["at"])
-        insert_message(store, conversation_id=conversation, direction="out", **row)
+
+def _conversation_ids(store: Store, customer_ids: set[str], at: str) -> dict[str, int]:
+    """customer → conversation id, creating the missing conversations."""
+    ids = list(customer_ids)
+    found: dict[str, int] = {}
+    for start in range(0, len(ids), 900):
+        chunk = ids[start : start + 900]
+        marks = ", ".join("?" for _ in chunk)
+        found.update(
+            store.conn.execute(
+                f"SELECT customer_id, id FROM conversations WHERE customer_id IN ({marks})", chunk
+            ).fetchall()
+        )
+    for customer_id in ids:
+        if customer_id not in found:
+            found[customer_id] = create_conversation(store, customer_id, at)
+    return found

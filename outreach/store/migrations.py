@@ -222,3 +222,11 @@ def m300_inbound_email_lookup(db: Database) -> None:
     # Inbound email is matched case-insensitively (lower(email)); without this index every
     # batch of replies would scan the whole customers table.
     db.execute("CREATE INDEX customers_email_lower ON customers(lower(email))")
+
+
+@migrations()
+def m007_claim_index(db: Database) -> None:
+    # A send pass claims the next due deliveries of one channel in not_before order; with
+    # this index each status is one ordered range scan that stops at the LIMIT, instead of
+    # sorting every due delivery on each claim.
+    db.execute("CREATE INDEX deliveries_claim ON deliveries(channel, status, not_before, id)")
