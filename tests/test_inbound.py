@@ -17,7 +17,8 @@ import pytest
 
 from outreach import clock, consent
 from outreach.channels.base import StatusEvent
-from outreach.inbound import InboundSummary, Inbox, apply_events, ingest, normalize_phone
+from outreach.inbound import InboundSummary, Inbox, apply_events, normalize_phone
+from outreach.ingest import ingest
 from outreach.store import inbound as store_inbound
 from outreach.store.consent import consent_history, current_consent_for
 from outreach.store.customers import upsert_customers

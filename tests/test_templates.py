@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from outreach.config import Config, load_config
+from outreach.template_checks import check_templates
 from outreach.templates import (
     MAX_OUTPUT_CHARS,
     Renderer,
     RenderError,
-    check_templates,
     locale_chain,
     sms_segments,
 )

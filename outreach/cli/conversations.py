@@ -71,7 +71,7 @@ def ingest(
     """Store replies, apply keywords and survey answers, send confirmations; the same
     message id twice is stored once. Exit 3 when some lines were rejected."""
     from ..errors import PartialFailure, UsageError
-    from ..inbound import ingest as run_ingest
+    from ..ingest import ingest as run_ingest
 
     ws = workspace(ctx)
     if file == "-":
