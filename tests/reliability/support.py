@@ -17,7 +17,9 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -92,14 +94,35 @@ def customers_csv(n: int, *, opted_in: str = "sms", start: int = 0,
 
 
 def in_process(ws: Path, *args: str, input: str | None = None,
-               env: Mapping[str, str] | None = None) -> Any:
-    """The real CLI in this process (fast set-up steps); clock reset afterwards."""
+               env: Mapping[str, str] | None = None, timeout: float = 60) -> Any:
+    """The real CLI in this process (fast set-up steps); clock reset afterwards.
+
+    It runs in a worker thread with a deadline, so that a command that never returns
+    fails the test with the stack it hangs in instead of stalling the whole suite.
+    """
     from outreach import clock
 
-    result = CliRunner().invoke(app, ["-w", str(ws), *args], input=input,
-                                env=dict(env) if env else None)
+    box: dict[str, Any] = {}
+
+    def invoke() -> None:
+        try:
+            box["result"] = CliRunner().invoke(app, ["-w", str(ws), *args], input=input,
+                                               env=dict(env) if env else None)
+        except BaseException as exc:  # reported in the test's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=invoke, daemon=True, name="outreach-cli")
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        frame = sys._current_frames().get(worker.ident or 0)
+        stack = "".join(traceback.format_stack(frame)) if frame else "?"
+        raise AssertionError(f"`outreach {' '.join(args)}` did not return in {timeout} s:\n"
+                             f"{stack}")
     clock.set_now(None)
-    return result
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
 
 
 def make_workspace(
@@ -167,7 +190,12 @@ def spawn(ws: Path, *args: str, now: str | None = NOW,
 def run_cli(ws: Path, *args: str, now: str | None = NOW, env: Mapping[str, str] | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess[str]:
     proc = spawn(ws, *args, now=now, env=env)
-    out, err = proc.communicate(timeout=timeout)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
 from tests.servers.fixtures import TWILIO_SID, TWILIO_TOKEN
 from tests.servers.twilio import TwilioEmulator

@@ -107,7 +107,7 @@ def test_each_fault_ends_in_its_state_with_the_providers_reason(tmp_path: Path) 
         assert time.monotonic() - started >= 1.0, "Retry-After: 1 was not honoured"
         rows = {r["channel"]: dict(r) for r in query(
             ws, "SELECT channel, status, reason, error, not_before FROM deliveries")}
-        for name, (faults, state, reason, words) in CASES.items():
+        for name, (_, state, reason, words) in CASES.items():
             row = rows[name]
             assert row["status"] == state, (name, row)
             if reason is not None:
