@@ -94,14 +94,15 @@ class Window:
         local = moment.astimezone(tz)
         if self.contains(local):
             return moment
-        for days in range(0, 3):
+        for days in range(0, 4):
             day = (local + timedelta(days=days)).date()
             candidate = datetime.combine(day, self.start, tzinfo=tz)
-            # fold/gap: normalise through UTC so a non-existent wall time moves forward
+            # fold/gap: normalise through UTC so a non-existent wall time moves forward;
+            # a window lying wholly inside that night's gap does not open that day at all
             candidate = candidate.astimezone(ZoneInfo("UTC")).astimezone(tz)
-            if candidate >= local:
+            if candidate > local and self.contains(candidate):
                 return candidate.astimezone(moment.tzinfo)
-        raise AssertionError("a daily window always opens within two days")
+        raise AssertionError("a daily window opens within three days")
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ class RunReport:
     notes: list[str] = field(default_factory=list)
     missed: list[tuple[str, str]] = field(default_factory=list)
     recovered_unknown: int = 0
-    interrupted: bool = False
+    interrupted: int = 0  # the signal that stopped the run, or 0
     dry_run: bool = False
 
     @property
@@ -228,11 +228,17 @@ async def _send(
     ws: Workspace, options: RunOptions, on_progress: Callable[[int], None] | None
 ) -> SendSummary:
     stop = asyncio.Event()
+    received: list[int] = []
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: int) -> None:
+        received.append(sig)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         # only the main thread can take signals; elsewhere (tests) there is nothing to stop
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
     try:
         summary = await send_due_async(
             ws,
@@ -245,7 +251,7 @@ async def _send(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(sig)
-    summary.interrupted = stop.is_set()
+    summary.interrupted = received[0] if received else (signal.SIGINT if stop.is_set() else 0)
     return summary
 
 

@@ -85,7 +85,7 @@ class SendSummary:
     tallies: dict[tuple[str | None, str | None], Tally] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     open_circuits: list[str] = field(default_factory=list)
-    interrupted: bool = False
+    interrupted: int = 0  # the signal that stopped the pass, or 0
 
     def tally(self, row: Mapping[str, Any]) -> Tally:
         key = (row.get("campaign"), row.get("occurrence"))
@@ -304,7 +304,8 @@ class _Engine:
                     window = Window.parse(row["window"], where="delivery window")
                     self.windows[row["window"]] = window
                 if not window.contains(now.astimezone(tz)):
-                    opening = window.next_opening(now, tz)
+                    # never defer to now or earlier: the pass would claim the row again
+                    opening = max(window.next_opening(now, tz), now + timedelta(seconds=1))
                     self._finish(row, status="deferred", not_before=clock.iso(opening))
                     continue
             if row["attempts"] > MAX_CLAIMS:

@@ -22,6 +22,7 @@ provider's secrets first (a service echoing a token back must not leak it into t
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 from collections.abc import Callable, Iterable, Mapping
@@ -61,6 +62,19 @@ def parse_retry_after(value: str | None) -> float | None:
     if when.tzinfo is None:
         return None
     return max(0.0, (when - clock.now()).total_seconds())
+
+
+def json_body(body: bytes) -> Any:
+    """A webhook's JSON body, or None when it is not JSON at all.
+
+    Besides malformed JSON and bad UTF-8, hostile bodies make ``json.loads`` raise
+    ValueError (integers of thousands of digits) or RecursionError (deep nesting): all of
+    them mean "nothing to parse", never a crash that loses the request.
+    """
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return None
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -157,7 +171,11 @@ class HttpChannel:
         self.provider = provider
         # provider error codes that mean "later" even on a 4xx (Meta's rate limits)
         self.retryable_codes = frozenset(retryable_codes)
-        self.secrets = tuple(s for s in secrets if s)
+        hidden = [s for s in secrets if s]
+        if auth is not None:
+            # a service that echoes the Authorization header echoes user:secret in base64
+            hidden.append(base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii"))
+        self.secrets = tuple(hidden)
         self.client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             auth=auth,

@@ -18,7 +18,6 @@ falling back to the user's ``externalId``.
 from __future__ import annotations
 
 import hmac
-import json
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -35,7 +34,7 @@ from .base import (
     StatusEvent,
     WebhookRequest,
 )
-from .http import HttpChannel, optional_env, require_env, setting
+from .http import HttpChannel, json_body, optional_env, require_env, setting
 from .whatsapp_cloud import template_object
 
 _DELIVERY = {
@@ -121,9 +120,8 @@ class SunshineProvider:
             raise SignatureError("sunshine: X-API-Key does not match webhook_secret_env", 403)
 
     def parse(self, request: WebhookRequest) -> list[InboundEvent]:
-        try:
-            data = json.loads(request.body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        data = json_body(request.body)
+        if data is None:
             return []
         events: list[InboundEvent] = []
         raw_events = data.get("events") if isinstance(data, dict) else None

@@ -37,7 +37,7 @@ from .base import (
     SendResult,
     WebhookRequest,
 )
-from .http import HttpChannel, require_env, setting
+from .http import HttpChannel, json_body, require_env, setting
 
 TOLERANCE_SECONDS = 5 * 60
 
@@ -151,9 +151,8 @@ class WebhookProvider:
         raise SignatureError("webhook: webhook-signature does not match; check secret_env", 403)
 
     def parse(self, request: WebhookRequest) -> list[InboundEvent]:
-        try:
-            data = json.loads(request.body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        data = json_body(request.body)
+        if data is None:
             return []
         items = data if isinstance(data, list) else [data]
         single = len(items) == 1

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -40,7 +39,7 @@ from .base import (
     StatusEvent,
     WebhookRequest,
 )
-from .http import HttpChannel, optional_env, require_env, setting
+from .http import HttpChannel, json_body, optional_env, require_env, setting
 
 RATE_LIMIT_CODES = frozenset({"4", "80007", "130429", "131048", "131056"})
 
@@ -167,9 +166,8 @@ class WhatsAppCloudProvider:
             )
 
     def parse(self, request: WebhookRequest) -> list[InboundEvent]:
-        try:
-            data = json.loads(request.body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        data = json_body(request.body)
+        if data is None:
             return []
         events: list[InboundEvent] = []
         if not isinstance(data, dict):
@@ -180,7 +178,7 @@ class WhatsAppCloudProvider:
                 if not isinstance(value, dict):
                     continue
                 names = {
-                    str(c.get("wa_id")): (c.get("profile") or {}).get("name")
+                    str(c.get("wa_id")): _obj(c.get("profile")).get("name")
                     for c in _dicts(value.get("contacts"))
                 }
                 for item in _dicts(value.get("messages")):
@@ -260,6 +258,10 @@ def template_object(template: Mapping[str, Any]) -> dict[str, Any]:
     if parameters:
         result["components"] = [{"type": "body", "parameters": parameters}]
     return result
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _dicts(value: Any) -> list[dict[str, Any]]:

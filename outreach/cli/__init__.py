@@ -7,6 +7,7 @@ stderr and the exit code of SPEC §11 (``--debug`` shows the traceback instead).
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -103,8 +104,15 @@ conversations_cli.register(app)
 export_cli.register(app)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    sys.exit(128 + signum)
+
+
 def main() -> None:
     """Console-script entry point."""
+    # SIGTERM (systemd, kill) unwinds like Ctrl-C does, so that finally blocks run: an
+    # export removes its temporary file, a transaction rolls back
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except KeyboardInterrupt:  # pragma: no cover - only reached outside commands

@@ -110,7 +110,7 @@ def run(
         note(f"missed: {name} {occurrence} (too late or superseded by a newer occurrence)")
     if report.interrupted:
         note("interrupted: deliveries not yet sent stay queued for the next run")
-        raise typer.Exit(130)
+        raise typer.Exit(128 + report.interrupted)
     if report.failed or report.unknown:
         raise PartialFailure(
             f"{report.failed} failed, {report.unknown} unknown; see outreach queue and "

@@ -109,11 +109,6 @@ def test_an_interrupted_export_leaves_no_file(big: Path, sig: int) -> None:
         assert sum(1 for _ in csv.reader(f)) == MESSAGES + 1
 
 
-@pytest.mark.xfail(
-    reason="bug: SIGTERM kills `outreach` without unwinding (no handler outside `run`), so "
-    "export.atomic_output's cleanup never runs and the .F.*.tmp file stays",
-    strict=True,
-)
 def test_an_export_stopped_by_sigterm_leaves_no_temporary_file(big: Path) -> None:
     name = "replies-term.csv"
     target, _, _ = _interrupt_export(big, signal.SIGTERM, name)

@@ -234,12 +234,6 @@ def test_no_secret_in_any_output_row_or_file(surface: Surface) -> None:
         _assert_clean(path.read_bytes(), str(path.relative_to(surface.ws)), NEEDLES)
 
 
-@pytest.mark.xfail(
-    reason="bug: channels/http.py redacts secrets only verbatim; an error body echoing the "
-    "Authorization header carries base64(user:secret) of Twilio and Sunshine into "
-    "deliveries.error and the CLI's output",
-    strict=True,
-)
 def test_no_basic_credentials_in_any_output_row_or_file(surface: Surface) -> None:
     for command, text in surface.outputs:
         _assert_clean(text, f"the output of `outreach {command}`", ENCODED)

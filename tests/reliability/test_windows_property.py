@@ -8,21 +8,21 @@ Every send's ``sent_at``, read in the recipient's zone, must lie inside the wind
 every deferral must point forward in time. (``tests/test_windows.py`` checks
 ``Window.next_opening`` alone; this checks the run that uses it.)
 
-The property found a bug: a window that opens at a wall time lost to a DST gap gets an
-"opening" outside the window, or at ``now`` itself, and ``run`` then never returns. Until
-it is fixed, such windows are assumed away here and pinned by the xfail tests at the end.
+The property found a bug, fixed since and pinned by the tests at the end: a window that
+opens at a wall time lost to a DST gap got an "opening" outside the window, or at ``now``
+itself, and ``run`` then never returned.
 """
 
 from __future__ import annotations
 
 import subprocess
 import tempfile
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from outreach import clock
@@ -61,19 +61,6 @@ def _fmt(t: time) -> str:
     return f"{t.hour:02d}:{t.minute:02d}"
 
 
-def _start_in_a_gap(start: time, zones: list[str], around: datetime) -> bool:
-    """Does the window open at a wall time that does not exist (a DST gap) on a day the
-    test may reach? Those windows hit the bug pinned by the xfail tests below."""
-    for name in zones:
-        zone = ZoneInfo(name)
-        for days in range(-2, 5):
-            wall = datetime.combine((around + timedelta(days=days)).date(), start, tzinfo=zone)
-            back = wall.astimezone(UTC).astimezone(zone)
-            if back.replace(tzinfo=None) != wall.replace(tzinfo=None):
-                return True
-    return False
-
-
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     window=windows,
@@ -83,8 +70,6 @@ def _start_in_a_gap(start: time, zones: list[str], around: datetime) -> bool:
 def test_every_send_is_inside_the_recipients_local_window(
     window: tuple[time, time], zones: list[str], start: datetime
 ) -> None:
-    # TODO(lead): drop this assume once Window.next_opening is fixed (see the xfails)
-    assume(not _start_in_a_gap(window[0], zones, start))
     text = f"{_fmt(window[0])}-{_fmt(window[1])}"
     parsed = Window.parse(text, where="test")
     campaign = (
@@ -117,12 +102,6 @@ def test_every_send_is_inside_the_recipients_local_window(
             assert parsed.contains(local), f"sent at {local} outside {text} ({zone})"
 
 
-@pytest.mark.xfail(
-    reason="bug: config.Window.next_opening returns the first instant after a DST gap even "
-    "when that instant is outside the window (02:00-02:15 on a spring-forward night), and "
-    "returns `moment` itself when the gap ends right at it",
-    strict=True,
-)
 @pytest.mark.parametrize(
     ("zone", "moment"),
     [("America/St_Johns", "2026-03-08T05:30:00Z"), ("Europe/Amsterdam", "2026-03-29T00:10:00Z")],
@@ -137,11 +116,6 @@ def test_next_opening_of_a_window_inside_a_dst_gap_is_inside_the_window(
     assert window.contains(opening.astimezone(tz))
 
 
-@pytest.mark.xfail(
-    reason="bug: with next_opening == now (window start in a DST gap), sending._Engine "
-    "defers a delivery to now and claims it again in the same pass: `run` never returns",
-    strict=True,
-)
 def test_a_run_whose_window_opens_in_a_dst_gap_returns(tmp_path: Path) -> None:
     campaign = ('kind = "update"\ntemplate = "product_update"\nchannels = ["sms"]\n\n'
                 '[schedule]\nstart = "2026-03-08T00:00:00Z"\nwindow = "02:00-02:15"\n')
