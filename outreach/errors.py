@@ -59,8 +59,10 @@ class ProviderError(OutreachError):
 
     ``retryable`` says whether the same request may succeed later (timeouts, 429, 5xx);
     ``retry_after`` is the provider's own hint in seconds, when it gave one. ``code`` is the
-    provider's error code (Twilio 21211, Meta 131047, SMTP 550, ...). The message must never
-    contain a secret.
+    provider's error code (Twilio 21211, Meta 131047, SMTP 550, ...). ``ambiguous`` means
+    the request reached the provider but no answer came back (a read timeout, a reset
+    after sending): the message may or may not exist, so a resend could duplicate it. The
+    message must never contain a secret.
     """
 
     exit_code = 3
@@ -72,11 +74,13 @@ class ProviderError(OutreachError):
         retryable: bool,
         code: str | None = None,
         retry_after: float | None = None,
+        ambiguous: bool = False,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.code = code
         self.retry_after = retry_after
+        self.ambiguous = ambiguous
 
 
 class SignatureError(OutreachError):

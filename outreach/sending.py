@@ -260,6 +260,9 @@ class _Engine:
             tally.failed += 1
         elif status == "deferred":
             tally.deferred += 1
+        elif status == "unknown":
+            tally.unknown += 1
+            self.summary.problems.append(f"{row['channel']}: {update.get('error')}")
         elif status == "skipped":
             reason = update.get("reason") or "unknown"
             tally.skipped[reason] = tally.skipped.get(reason, 0) + 1
@@ -479,6 +482,13 @@ class _Engine:
                 try:
                     result = await ch.provider.send(message)
                 except ProviderError as exc:
+                    if exc.ambiguous and not ch.provider.idempotent:
+                        # the provider may have the message: a resend could duplicate it
+                        self._note_failure(ch, row, exc)
+                        self._finish(row, status="unknown", reason=exc.code or "ambiguous",
+                                     error=f"{exc} (the provider may have accepted it; resend "
+                                     "with outreach run --retry-unknown)")
+                        return
                     if exc.code == "whatsapp_window":
                         self._finish(
                             row, status="skipped", reason="whatsapp_window", error=str(exc)
@@ -491,15 +501,7 @@ class _Engine:
                         )
                         self.summary.problems.append(f"{row['channel']}: {exc}")
                         return
-                    ch.consecutive_failures += 1
-                    if ch.consecutive_failures >= CIRCUIT_THRESHOLD and not ch.open:
-                        ch.open = True
-                        self.summary.open_circuits.append(row["channel"])
-                        self.summary.problems.append(
-                            f"channel {row['channel']}: circuit open after "
-                            f"{ch.consecutive_failures} failures in a row ({exc}); "
-                            "its remaining messages stay queued for the next run"
-                        )
+                    self._note_failure(ch, row, exc)
                     delay = _backoff(attempt, exc.retry_after)
                     if attempt + 1 == RETRIES_IN_RUN or delay > MAX_RETRY_AFTER or ch.open:
                         later = clock.now() + timedelta(seconds=max(delay, 60 * (attempt + 1)))
@@ -546,6 +548,17 @@ class _Engine:
                     }
                 )
                 return
+
+    def _note_failure(self, ch: _Channel, row: Mapping[str, Any], exc: ProviderError) -> None:
+        """Count a temporary failure; enough in a row open the channel's circuit."""
+        ch.consecutive_failures += 1
+        if ch.consecutive_failures >= CIRCUIT_THRESHOLD and not ch.open:
+            ch.open = True
+            self.summary.open_circuits.append(row["channel"])
+            self.summary.problems.append(
+                f"channel {row['channel']}: circuit open after {ch.consecutive_failures} "
+                f"failures in a row ({exc}); its remaining messages stay queued for the next run"
+            )
 
     def _campaign_limiter(self, name: str | None) -> RateLimiter | None:
         if name is None:

@@ -211,16 +211,19 @@ class HttpChannel:
             return await self.client.request(method, path, json=json_body, headers=headers)
         except httpx.TimeoutException as exc:
             raise ProviderError(
-                f"{self.provider}: no answer in time ({type(exc).__name__}); will retry",
+                f"{self.provider}: no answer in time ({type(exc).__name__})",
                 retryable=True,
                 code="timeout",
+                ambiguous=isinstance(exc, httpx.ReadTimeout),
             ) from None
         except (httpx.TransportError, OSError) as exc:
             # str(exc) of httpx errors may hold the URL; the class name is enough
             raise ProviderError(
-                f"{self.provider}: connection failed ({type(exc).__name__}); will retry",
+                f"{self.provider}: connection failed ({type(exc).__name__})",
                 retryable=True,
                 code="connection",
+                # the whole request went out and the answer was lost
+                ambiguous=isinstance(exc, httpx.ReadError | httpx.RemoteProtocolError),
             ) from None
 
     def check(self, response: httpx.Response, read_error: ErrorReader) -> Any:
