@@ -447,6 +447,7 @@ def plan_occurrence(
         except UsageError as exc:
             raise ConfigError(f"campaigns/{campaign.name}.toml [audience] {exc}") from None
     at = clock.iso(now)
+    store.use_large_cache()
     if not dry_run:
         sql.begin_occurrence(
             store,

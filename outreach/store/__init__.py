@@ -50,6 +50,14 @@ class Store:
         else:
             self.conn.execute("COMMIT")
 
+    def use_large_cache(self) -> None:
+        """64 MiB of page cache, for writing a large plan with its indexes in memory.
+
+        Only the planner asks for it: a streaming export would otherwise fill the cache
+        and grow its resident memory by as much.
+        """
+        self.conn.execute("PRAGMA cache_size = -65536")
+
     def close(self) -> None:
         self.conn.close()
 
@@ -69,8 +77,6 @@ def open_store(path: Path | str | None) -> Store:
         if file is not None:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
-            # 64 MiB of page cache: planning a million deliveries keeps its indexes in memory
-            conn.execute("PRAGMA cache_size = -65536")
         db = Database(conn)
         store = Store(db, file)
         _migrate(store)
