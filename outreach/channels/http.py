@@ -26,6 +26,7 @@ import base64
 import importlib.util
 import json
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -33,7 +34,7 @@ import httpx
 
 from .. import clock
 from ..config import ChannelConfig
-from ..errors import ConfigError, ProviderError
+from ..errors import ConfigError, ProviderError, UsageError
 
 # (code, message) of a provider's error body, or None when the body is no error
 ErrorReader = Callable[[Any], tuple[str | None, str | None] | None]
@@ -75,6 +76,21 @@ def json_body(body: bytes) -> Any:
         return json.loads(body)
     except (ValueError, RecursionError, UnicodeDecodeError):
         return None
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """``value`` when a payload field is the object it should be, else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
+def event_time(text: Any, what: str) -> datetime:
+    """A payload's ISO 8601 time, or now when it is missing or not a time."""
+    if isinstance(text, str) and text:
+        try:
+            return clock.parse_time(text, what=what)
+        except UsageError:
+            pass
+    return clock.now()
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

@@ -18,12 +18,10 @@ falling back to the user's ``externalId``.
 from __future__ import annotations
 
 import hmac
-from datetime import datetime
 from typing import Any, ClassVar
 
-from .. import clock
 from ..config import ChannelConfig
-from ..errors import SignatureError, UsageError
+from ..errors import SignatureError
 from .base import (
     AddressKind,
     InboundEvent,
@@ -34,7 +32,7 @@ from .base import (
     StatusEvent,
     WebhookRequest,
 )
-from .http import HttpChannel, json_body, optional_env, require_env, setting
+from .http import HttpChannel, as_dict, event_time, json_body, optional_env, require_env, setting
 from .whatsapp_cloud import template_object
 
 _DELIVERY = {
@@ -129,20 +127,20 @@ class SunshineProvider:
             if not isinstance(event, dict):
                 continue
             kind = event.get("type")
-            payload = _obj(event.get("payload"))
-            message = _obj(payload.get("message"))
+            payload = as_dict(event.get("payload"))
+            message = as_dict(payload.get("message"))
             if kind == "conversation:message":
                 inbound = self._inbound(event, message)
                 if inbound is not None:
                     events.append(inbound)
             elif kind in _DELIVERY and message.get("id"):
-                error = _obj(payload.get("error"))
+                error = as_dict(payload.get("error"))
                 events.append(
                     StatusEvent(
                         channel=self.channel.name,
                         provider_message_id=str(message["id"]),
                         status=_DELIVERY[str(kind)],
-                        at=_when(event.get("createdAt")),
+                        at=event_time(event.get("createdAt"), "createdAt"),
                         error_code=str(error["code"]) if error.get("code") else None,
                         error_message=str(error["message"]) if error.get("message") else None,
                     )
@@ -150,15 +148,16 @@ class SunshineProvider:
         return events
 
     def _inbound(self, event: dict[str, Any], message: dict[str, Any]) -> InboundMessage | None:
-        author = _obj(message.get("author"))
+        author = as_dict(message.get("author"))
         if author.get("type") != "user":
             return None
-        content = _obj(message.get("content"))
-        source = _obj(message.get("source"))
-        client = _obj(source.get("client"))
-        user = _obj(author.get("user"))
-        address = str(client.get("externalId") or user.get("externalId") or author.get("userId")
-                      or "")
+        content = as_dict(message.get("content"))
+        source = as_dict(message.get("source"))
+        client = as_dict(source.get("client"))
+        user = as_dict(author.get("user"))
+        address = str(
+            client.get("externalId") or user.get("externalId") or author.get("userId") or ""
+        )
         if not address:
             return None
         if address.isdigit() and source.get("type") in ("whatsapp", "twilio", "messagebird"):
@@ -172,22 +171,9 @@ class SunshineProvider:
             address=address,
             text=str(text),
             external_id=str(message["id"]) if message.get("id") else None,
-            received_at=_when(message.get("received") or event.get("createdAt")),
+            received_at=event_time(message.get("received") or event.get("createdAt"), "received"),
             profile_name=str(name) if name else None,
         )
 
     async def aclose(self) -> None:
         await self.http.aclose()
-
-
-def _obj(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _when(text: Any) -> datetime:
-    if isinstance(text, str) and text:
-        try:
-            return clock.parse_time(text, what="createdAt")
-        except UsageError:
-            pass
-    return clock.now()

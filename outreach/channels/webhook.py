@@ -21,13 +21,12 @@ import hashlib
 import hmac
 import json
 import time
-from datetime import datetime
-from typing import Any, ClassVar
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 from .. import clock
 from ..config import ChannelConfig
-from ..errors import ConfigError, SignatureError, UsageError
+from ..errors import ConfigError, SignatureError
 from .base import (
     AddressKind,
     InboundEvent,
@@ -37,7 +36,7 @@ from .base import (
     SendResult,
     WebhookRequest,
 )
-from .http import HttpChannel, json_body, require_env, setting
+from .http import HttpChannel, event_time, json_body, require_env, setting
 
 TOLERANCE_SECONDS = 5 * 60
 
@@ -140,8 +139,7 @@ class WebhookProvider:
             raise SignatureError("webhook: webhook-timestamp is not Unix seconds", 403) from None
         if abs(clock.now().timestamp() - timestamp) > TOLERANCE_SECONDS:
             raise SignatureError(
-                "webhook: webhook-timestamp is more than 5 minutes off (replayed or a wrong "
-                "clock)",
+                "webhook: webhook-timestamp is more than 5 minutes off (replayed or a wrong clock)",
                 403,
             )
         expected = sign(self.key, msg_id, timestamp, request.body).encode()
@@ -167,7 +165,7 @@ class WebhookProvider:
                     address=str(item["from"]),
                     text=str(item["text"]),
                     external_id=str(external) if external else None,
-                    received_at=_when(item.get("received_at")),
+                    received_at=event_time(item.get("received_at"), "received_at"),
                     profile_name=str(item["name"]) if item.get("name") else None,
                 )
             )
@@ -185,12 +183,3 @@ def _receiver_error(body: object) -> tuple[str | None, str | None] | None:
         if isinstance(error, str):
             return None, error
     return None
-
-
-def _when(text: Any) -> datetime:
-    if isinstance(text, str) and text:
-        try:
-            return clock.parse_time(text, what="received_at")
-        except UsageError:
-            pass
-    return clock.now()

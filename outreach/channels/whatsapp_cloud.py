@@ -39,7 +39,7 @@ from .base import (
     StatusEvent,
     WebhookRequest,
 )
-from .http import HttpChannel, json_body, optional_env, require_env, setting
+from .http import HttpChannel, as_dict, json_body, optional_env, require_env, setting
 
 RATE_LIMIT_CODES = frozenset({"4", "80007", "130429", "131048", "131056"})
 
@@ -48,9 +48,11 @@ def _meta_error(body: object) -> tuple[str | None, str | None] | None:
     if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
         return None
     error = body["error"]
-    details = (error.get("error_data") or {}).get("details") if isinstance(
-        error.get("error_data"), dict
-    ) else None
+    details = (
+        (error.get("error_data") or {}).get("details")
+        if isinstance(error.get("error_data"), dict)
+        else None
+    )
     text = str(error.get("message") or "")
     if details and details not in text:
         text = f"{text} ({details})" if text else str(details)
@@ -72,9 +74,7 @@ class WhatsAppCloudProvider:
             "base_url",
         }
     )
-    required_settings: ClassVar[frozenset[str]] = frozenset(
-        {"phone_number_id", "access_token_env"}
-    )
+    required_settings: ClassVar[frozenset[str]] = frozenset({"phone_number_id", "access_token_env"})
 
     def __init__(self, channel: ChannelConfig, context: ProviderContext) -> None:
         self.channel = channel
@@ -157,9 +157,9 @@ class WhatsAppCloudProvider:
         header = request.headers.get("x-hub-signature-256", "")
         if not header:
             raise SignatureError("whatsapp-cloud: X-Hub-Signature-256 header is missing", 401)
-        expected = "sha256=" + hmac.new(
-            self.app_secret.encode(), request.body, hashlib.sha256
-        ).hexdigest()
+        expected = (
+            "sha256=" + hmac.new(self.app_secret.encode(), request.body, hashlib.sha256).hexdigest()
+        )
         if not hmac.compare_digest(expected.encode(), header.strip().lower().encode()):
             raise SignatureError(
                 "whatsapp-cloud: X-Hub-Signature-256 does not match; check app_secret_env", 403
@@ -178,7 +178,7 @@ class WhatsAppCloudProvider:
                 if not isinstance(value, dict):
                     continue
                 names = {
-                    str(c.get("wa_id")): _obj(c.get("profile")).get("name")
+                    str(c.get("wa_id")): as_dict(c.get("profile")).get("name")
                     for c in _dicts(value.get("contacts"))
                 }
                 for item in _dicts(value.get("messages")):
@@ -218,9 +218,11 @@ class WhatsAppCloudProvider:
         if errors:
             first = errors[0]
             code = str(first["code"]) if first.get("code") is not None else None
-            details = (first.get("error_data") or {}).get("details") if isinstance(
-                first.get("error_data"), dict
-            ) else None
+            details = (
+                (first.get("error_data") or {}).get("details")
+                if isinstance(first.get("error_data"), dict)
+                else None
+            )
             message = str(details or first.get("title") or first.get("message") or "") or None
         return StatusEvent(
             channel=self.channel.name,
@@ -258,10 +260,6 @@ def template_object(template: Mapping[str, Any]) -> dict[str, Any]:
     if parameters:
         result["components"] = [{"type": "body", "parameters": parameters}]
     return result
-
-
-def _obj(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _dicts(value: Any) -> list[dict[str, Any]]:
