@@ -141,7 +141,6 @@ class _Engine:
         self.channels: dict[str, _Channel] = {}
         self.updates: list[dict[str, Any]] = []
         self.outbound: list[dict[str, Any]] = []
-        self.flushed = asyncio.Event()
         self.campaign_cache: dict[str, Any] = {}
         self.campaign_limiters: dict[str, RateLimiter | None] = {}
         self.zones: dict[str, ZoneInfo] = {}
@@ -153,6 +152,9 @@ class _Engine:
         )
         self._key: bytes | None = None
         self.claimed: dict[str, int] = {}  # channel → claimed and not yet recorded
+        self.finished: dict[str, int] = {}  # channel → of those, finished (awaiting the flush)
+        self.ready: dict[str, asyncio.Event] = {}  # set when a worker may flush and claim
+        self.low_water: dict[str, int] = {}
         self.channel_of: dict[str, str] = {}  # delivery id → channel, until recorded
         self.windows: dict[str, Window] = {}
         self.surveys: dict[tuple[str, str], dict[str, Any] | None] = {}
@@ -204,13 +206,15 @@ class _Engine:
         ch = self.channels[name]
         inflight: set[asyncio.Task[None]] = set()
         self.claimed[name] = 0
-        low_water = max(1, ch.budget // 4)
+        self.finished[name] = 0
+        self.ready[name] = asyncio.Event()
+        low_water = self.low_water[name] = max(1, ch.budget // 4)
         while True:
             if self.stop.is_set() or ch.open or self.left == 0:
                 break
             free = ch.budget - self.claimed[name]
             if free < low_water:
-                await self._wait_flush()
+                await self._wait_for_results(name)
                 continue
             want = free if self.left is None else min(free, self.left)
             rows = sql.claim_due(
@@ -224,7 +228,8 @@ class _Engine:
             if not rows:
                 if not self.claimed[name]:
                     break
-                await self._wait_flush()
+                # nothing left to claim: let what is in flight finish
+                await self._wait_for_results(name, drained=True)
                 continue
             self.claimed[name] += len(rows)
             ready = self._prepare(rows)
@@ -237,10 +242,27 @@ class _Engine:
         if inflight:
             await asyncio.gather(*inflight)
 
-    async def _wait_flush(self) -> None:
-        self.flushed.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.flushed.wait(), timeout=0.5)
+    async def _wait_for_results(self, channel: str, *, drained: bool = False) -> None:
+        """Wait until enough of this channel's sends have finished (all, when ``drained``),
+        then record them.
+
+        Recording frees their slots, so the worker can claim the next batch at once instead
+        of idling until the periodic flush (which made each batch wait up to 20 ms).
+        """
+        event = self.ready[channel]
+        while not self._enough_finished(channel, drained=drained):
+            event.clear()
+            try:
+                await asyncio.wait_for(event.wait(), timeout=0.5)
+            except TimeoutError:
+                break  # re-check the queue now and then: retries may have come due
+        self._flush()
+
+    def _enough_finished(self, channel: str, *, drained: bool = False) -> bool:
+        in_flight = self.claimed[channel] - self.finished[channel]
+        if drained or in_flight == 0:
+            return in_flight == 0
+        return in_flight <= self.channels[channel].budget - self.low_water[channel]
 
     async def _flush_periodically(self) -> None:
         while True:
@@ -250,6 +272,10 @@ class _Engine:
     def _finish(self, row: Mapping[str, Any], **update: Any) -> None:
         update.setdefault("at", clock.iso(clock.now()))
         self.updates.append({"id": row["id"], **update})
+        channel = row.get("channel")
+        if channel in self.finished:
+            self.finished[channel] += 1
+            self.ready[channel].set()
         tally = self.summary.tally(row)
         status = update["status"]
         if row.get("purpose") != "campaign":
@@ -279,9 +305,9 @@ class _Engine:
             channel = self.channel_of.pop(u["id"], None)
             if channel is not None:
                 self.claimed[channel] -= 1
+                self.finished[channel] -= 1
         if self.on_progress:
             self.on_progress(len(updates))
-        self.flushed.set()
 
     # -- per delivery -----------------------------------------------------------------------
 
