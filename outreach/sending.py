@@ -208,7 +208,7 @@ class _Engine:
         self.claimed[name] = 0
         self.finished[name] = 0
         self.ready[name] = asyncio.Event()
-        low_water = self.low_water[name] = max(1, ch.budget // 4)
+        low_water = self.low_water[name] = max(1, ch.budget // 2)
         while True:
             if self.stop.is_set() or ch.open or self.left == 0:
                 break
