@@ -22,15 +22,6 @@ def append_consent(store: Store, rows: Iterable[ConsentRow]) -> int:
     return cur.rowcount
 
 
-def current_consent(store: Store, customer_id: str) -> dict[str, str]:
-    """channel → current status for one customer."""
-    rows = store.conn.execute(
-        "SELECT channel, status, max(id) FROM consent WHERE customer_id = ? GROUP BY channel",
-        (customer_id,),
-    )
-    return {channel: status for channel, status, _ in rows}
-
-
 def current_consent_for(store: Store, customer_id: str, channel: str) -> str | None:
     """The current status on one channel, or None when the ledger has nothing."""
     row = store.conn.execute(

@@ -270,19 +270,6 @@ def record_results(
             record_outbound(store, list(outbound))
 
 
-def release(store: Store, ids: Sequence[str], at: str) -> None:
-    """Put claimed-but-unsent deliveries back in the queue (interrupt, open circuit)."""
-    if not ids:
-        return
-    marks = ", ".join("?" for _ in ids)
-    with store.write() as conn:
-        conn.execute(
-            f"UPDATE deliveries SET status = 'queued', attempts = max(attempts - 1, 0), "
-            f"updated_at = ? WHERE id IN ({marks}) AND status = 'sending'",
-            [at, *ids],
-        )
-
-
 def occurrence_survey(store: Store, campaign: str, occurrence: str) -> dict[str, Any] | None:
     row = store.conn.execute(
         "SELECT survey FROM occurrences WHERE campaign = ? AND occurrence = ?",
