@@ -34,7 +34,8 @@ import httpx
 
 from .. import clock
 from ..config import ChannelConfig
-from ..errors import ConfigError, ProviderError, UsageError
+from ..errors import ConfigError, ProviderError, SignatureError, UsageError
+from .base import WebhookRequest
 
 # (code, message) of a provider's error body, or None when the body is no error
 ErrorReader = Callable[[Any], tuple[str | None, str | None] | None]
@@ -91,6 +92,31 @@ def event_time(text: Any, what: str) -> datetime:
         except UsageError:
             pass
     return clock.now()
+
+
+def signed_header(
+    request: WebhookRequest,
+    *,
+    provider: str,
+    channel: str,
+    header: str,
+    secret: str | None,
+    setting: str,
+) -> tuple[str, str]:
+    """A webhook's signature header and the secret to check it with.
+
+    SignatureError 403 when the channel has no secret (nothing can be verified), 401 when
+    the request carries no signature.
+    """
+    if secret is None:
+        raise SignatureError(
+            f"{provider}: [channels.{channel}] has no {setting}, so webhooks cannot be verified",
+            403,
+        )
+    value = request.headers.get(header.lower(), "")
+    if not value:
+        raise SignatureError(f"{provider}: {header} header is missing", 401)
+    return value, secret
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

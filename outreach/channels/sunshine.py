@@ -32,7 +32,16 @@ from .base import (
     StatusEvent,
     WebhookRequest,
 )
-from .http import HttpChannel, as_dict, event_time, json_body, optional_env, require_env, setting
+from .http import (
+    HttpChannel,
+    as_dict,
+    event_time,
+    json_body,
+    optional_env,
+    require_env,
+    setting,
+    signed_header,
+)
 from .whatsapp_cloud import template_object
 
 _DELIVERY = {
@@ -105,16 +114,15 @@ class SunshineProvider:
     # -- webhooks -----------------------------------------------------------------
 
     def verify(self, request: WebhookRequest) -> None:
-        if self.webhook_secret is None:
-            raise SignatureError(
-                f"sunshine: [channels.{self.channel.name}] has no webhook_secret_env, so "
-                "webhooks cannot be verified",
-                403,
-            )
-        given = request.headers.get("x-api-key", "")
-        if not given:
-            raise SignatureError("sunshine: X-API-Key header is missing", 401)
-        if not hmac.compare_digest(given.encode(), self.webhook_secret.encode()):
+        given, secret = signed_header(
+            request,
+            provider="sunshine",
+            channel=self.channel.name,
+            header="X-API-Key",
+            secret=self.webhook_secret,
+            setting="webhook_secret_env",
+        )
+        if not hmac.compare_digest(given.encode(), secret.encode()):
             raise SignatureError("sunshine: X-API-Key does not match webhook_secret_env", 403)
 
     def parse(self, request: WebhookRequest) -> list[InboundEvent]:

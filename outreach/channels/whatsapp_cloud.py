@@ -39,7 +39,7 @@ from .base import (
     StatusEvent,
     WebhookRequest,
 )
-from .http import HttpChannel, as_dict, json_body, optional_env, require_env, setting
+from .http import HttpChannel, as_dict, json_body, optional_env, require_env, setting, signed_header
 
 RATE_LIMIT_CODES = frozenset({"4", "80007", "130429", "131048", "131056"})
 
@@ -148,18 +148,15 @@ class WhatsAppCloudProvider:
         return query.get("hub.challenge", "")
 
     def verify(self, request: WebhookRequest) -> None:
-        if self.app_secret is None:
-            raise SignatureError(
-                f"whatsapp-cloud: [channels.{self.channel.name}] has no app_secret_env, so "
-                "webhooks cannot be verified",
-                403,
-            )
-        header = request.headers.get("x-hub-signature-256", "")
-        if not header:
-            raise SignatureError("whatsapp-cloud: X-Hub-Signature-256 header is missing", 401)
-        expected = (
-            "sha256=" + hmac.new(self.app_secret.encode(), request.body, hashlib.sha256).hexdigest()
+        header, secret = signed_header(
+            request,
+            provider="whatsapp-cloud",
+            channel=self.channel.name,
+            header="X-Hub-Signature-256",
+            secret=self.app_secret,
+            setting="app_secret_env",
         )
+        expected = "sha256=" + hmac.new(secret.encode(), request.body, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected.encode(), header.strip().lower().encode()):
             raise SignatureError(
                 "whatsapp-cloud: X-Hub-Signature-256 does not match; check app_secret_env", 403
