@@ -207,11 +207,14 @@ def claim_due(
     if channels is not None:
         where.append(f"d.channel IN ({', '.join('?' for _ in channels) or 'NULL'})")
         params.extend(channels)
-    # one ordered index range per status (deliveries_claim), merged: no sort of the backlog
+    # one ordered index range per status (deliveries_claim), merged: no sort of the backlog.
+    # Given ids, the unary + keeps SQLite from walking every queued row by status instead of
+    # looking the ids up.
+    status = "+d.status" if ids is not None else "d.status"
     per_status = (
         "SELECT d.*, (SELECT c.status FROM consent c WHERE c.customer_id = d.customer_id "
         "AND c.channel = d.channel ORDER BY c.id DESC LIMIT 1) AS consent "
-        f"FROM deliveries d WHERE d.status = ? AND {' AND '.join(where)} "
+        f"FROM deliveries d WHERE {status} = ? AND {' AND '.join(where)} "
         "ORDER BY d.not_before, d.id LIMIT ?"
     )
     sql = (
@@ -225,9 +228,10 @@ def claim_due(
         rows = [dict(zip(names, r, strict=True)) for r in cur]
         if rows:
             marks = ", ".join("?" for _ in rows)
+            # +status: look the ids up by key; on status SQLite would scan the whole backlog
             conn.execute(
                 f"UPDATE deliveries SET status = 'sending', attempts = attempts + 1, "
-                f"updated_at = ? WHERE id IN ({marks}) AND status IN ('queued', 'deferred')",
+                f"updated_at = ? WHERE id IN ({marks}) AND +status IN ('queued', 'deferred')",
                 [now, *(r["id"] for r in rows)],
             )
     return rows
