@@ -34,8 +34,9 @@ class OutboxProvider:
 
     def __init__(self, channel: ChannelConfig, context: ProviderContext) -> None:
         self.channel = channel
-        self.folder = Path(context.workspace_root) / str(channel.settings.get("path", "outbox"))
-        self.folder = self.folder / channel.name
+        folder = Path(context.workspace_root) / str(channel.settings.get("path", "outbox"))
+        self.folder = folder / channel.name
+        self._prefix = f"{self.folder}{os.sep}"  # file names are joined per message: keep it cheap
         self.sender_name = context.sender_name
         self._made = False
 
@@ -45,7 +46,7 @@ class OutboxProvider:
             self._made = True
         if message.subject is not None:
             data = _email_bytes(message, self.sender_name)
-            target = self.folder / f"{message.delivery_id}.eml"
+            suffix = ".eml"
         else:
             data = json.dumps(
                 {
@@ -59,12 +60,13 @@ class OutboxProvider:
                 ensure_ascii=False,
                 indent=1,
             ).encode("utf-8")
-            target = self.folder / f"{message.delivery_id}.json"
+            suffix = ".json"
+        name = f"{message.delivery_id}{suffix}"
         try:
-            _write_atomically(target, data)
+            _write_atomically(self._prefix + name, data)
         except OSError as exc:
             raise ProviderError(
-                f"outbox: cannot write {target.name} ({exc.strerror})", retryable=False
+                f"outbox: cannot write {name} ({exc.strerror})", retryable=False
             ) from None
         return SendResult(provider_message_id=f"outbox:{message.delivery_id}")
 
@@ -78,17 +80,22 @@ class OutboxProvider:
         return None
 
 
-def _write_atomically(target: Path, data: bytes) -> None:
+def _write_atomically(target: str, data: bytes) -> None:
     """Temporary file, then rename: a reader never sees half a message."""
-    tmp = target.with_suffix(".tmp")
-    tmp.write_bytes(data)
+    tmp = target.rpartition(".")[0] + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
     os.replace(tmp, target)
 
 
 def _email_bytes(message: OutboundMessage, sender_name: str) -> bytes:
-    from .mime import build_email, email_bytes
+    from .mime import render_email
 
-    mail = build_email(
+    return render_email(
         message, sender=f"{sender_name} <outbox@localhost>", message_id_domain="outreach.local"
     )
-    return email_bytes(mail)

@@ -10,7 +10,7 @@ A session the server has since dropped (idle timeout, ``421`` "closing") is noti
 next send: the message is retried once on a fresh session, which is safe because the
 server accepted nothing on the dead one. Reply codes map onto ``ProviderError``: ``4xx``
 temporary (retryable), ``5xx`` permanent, both carrying the code; timeouts and lost
-connections are retryable. Headers are built by ``mime.build_email``.
+connections are retryable. Messages are built by ``mime.render_email``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from .base import (
     WebhookRequest,
 )
 from .http import optional_env, redact, setting
-from .mime import address_of, build_email, domain_of, email_bytes
+from .mime import address_of, domain_of, message_id, render_email
 
 _DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 
@@ -116,8 +116,7 @@ class SmtpProvider:
     async def send(self, message: OutboundMessage) -> SendResult:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self._size)
-        mail = build_email(message, sender=self.sender, reply_to=self.reply_to)
-        data = email_bytes(mail)
+        data = render_email(message, sender=self.sender, reply_to=self.reply_to)
         recipient = address_of(message.to)
         if "@" not in recipient:
             raise ProviderError(
@@ -156,7 +155,7 @@ class SmtpProvider:
                         code="connection",
                     ) from None
                 self._release(client, healthy=True)
-                return SendResult(provider_message_id=str(mail["Message-ID"]))
+                return SendResult(provider_message_id=message_id(message.delivery_id, self.domain))
         raise AssertionError("the loop above returns or raises")
 
     def _error(self, exc: aiosmtplib.SMTPException, doing: str) -> ProviderError:
