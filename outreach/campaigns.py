@@ -10,6 +10,7 @@ unique key makes a re-plan after a crash insert only what is missing.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import secrets
 import time
@@ -369,14 +370,19 @@ class PlanResult:
 
 
 def new_delivery_id() -> str:
-    """20 hex characters: milliseconds since the epoch, then randomness.
+    """20 hex characters: milliseconds since the epoch, then a per-process sequence.
 
     Time first, so that a million planned deliveries are appended to the primary-key
     index in order instead of scattered over it (random keys made large plans slow down
-    as the index outgrew the page cache); randomness after, so ids stay unguessable
-    enough for Message-IDs and never collide between processes.
+    as the index outgrew the page cache). The sequence starts at a random point in each
+    process, so ids never repeat within a process (32 random bits per id did: a 1 %
+    chance of a clash in a plan of a million) and two processes would have to start
+    within the same millisecond and the same stretch of 2**32 to meet.
     """
-    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(4)}"
+    return f"{time.time_ns() // 1_000_000:012x}{next(_sequence) & 0xFFFFFFFF:08x}"
+
+
+_sequence = itertools.count(secrets.randbits(32))
 
 
 def route(

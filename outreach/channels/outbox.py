@@ -57,8 +57,7 @@ class OutboxProvider:
                     "channel": message.channel,
                     "delivery_id": message.delivery_id,
                 },
-                ensure_ascii=False,
-                indent=1,
+                ensure_ascii=False,  # no indent: that takes json's pure-Python encoder
             ).encode("utf-8")
             suffix = ".json"
         name = f"{message.delivery_id}{suffix}"

@@ -96,12 +96,16 @@ def insert_deliveries(store: Store, rows: Sequence[Sequence[Any]]) -> int:
     """Insert planned deliveries (DELIVERY_COLUMNS order); existing keys are kept as they are.
 
     The unique key (campaign, occurrence, customer) makes planning idempotent: a re-plan
-    after a crash inserts only what is missing. Caller holds the transaction.
+    after a crash inserts only what is missing. Only that key is ignored: a delivery id
+    taken twice is an error, never a customer silently left out. Caller holds the
+    transaction.
     """
     cols = ", ".join(f'"{c}"' for c in DELIVERY_COLUMNS)
     marks = ", ".join("?" for _ in DELIVERY_COLUMNS)
     cur = store.conn.executemany(
-        f"INSERT OR IGNORE INTO deliveries ({cols}) VALUES ({marks})", rows
+        f"INSERT INTO deliveries ({cols}) VALUES ({marks}) "
+        "ON CONFLICT (campaign, occurrence, customer_id) WHERE purpose = 'campaign' DO NOTHING",
+        rows,
     )
     return cur.rowcount
 
