@@ -8,6 +8,11 @@ be pinned to one core as issue 3's figure asks.
   ``outreach.templates.Renderer`` (compiled once, as a run does); times the loop only.
 - ``apprise URL N``: N JSON notifications through ``apprise``'s library, one after the
   other as ``apprise.notify`` sends them.
+- ``httpx-ceiling URL N CONCURRENCY``: N small JSON POSTs with nothing else: one
+  ``httpx.AsyncClient`` on outreach's own transport, CONCURRENCY at a time. The most any
+  sender built on httpx can do against that server on this machine.
+- ``smtp-ceiling PORT N CONNECTIONS``: N ready-made messages through ``aiosmtplib`` over
+  CONNECTIONS reused connections, with nothing else: the same for SMTP.
 - ``seed-replies WORKSPACE N CUSTOMERS``: set-up, not measured: N inbound messages from
   the first CUSTOMERS customers appended through ``outreach.store.conversations`` (the
   functions ``replies ingest`` itself writes with), so that ``export`` has a million rows
@@ -71,6 +76,62 @@ def send_apprise(url: str, n: int) -> dict[str, Any]:
     return {"count": n, "ok": ok, "seconds": time.perf_counter() - start}
 
 
+def httpx_ceiling(url: str, n: int, concurrency: int) -> dict[str, Any]:
+    import asyncio
+
+    import httpx
+
+    from outreach.channels.http import ShardedTransport
+
+    async def go() -> int:
+        left = iter(range(n))
+        ok = 0
+        async with httpx.AsyncClient(transport=ShardedTransport(concurrency),
+                                     timeout=httpx.Timeout(30)) as client:
+            async def worker() -> None:
+                nonlocal ok
+                for i in left:
+                    answer = await client.post(url, json={"id": i, "text": "How likely …"})
+                    ok += answer.status_code == 200
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return ok
+
+    start = time.perf_counter()
+    ok = asyncio.run(go())
+    return {"count": n, "ok": ok, "seconds": time.perf_counter() - start}
+
+
+def smtp_ceiling(port: int, n: int, connections: int) -> dict[str, Any]:
+    import asyncio
+
+    import aiosmtplib
+
+    # about the size of outreach's NPS email (1.3 KB)
+    message = (b"From: Acme <hello@example.com>\nTo: c@example.com\nSubject: Would you "
+               b"recommend Acme?\n\n" + b"How likely are you to recommend Acme?\n" * 32)
+
+    async def go() -> int:
+        left = iter(range(n))
+        ok = 0
+
+        async def worker() -> None:
+            nonlocal ok
+            client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, use_tls=False,
+                                     start_tls=False, timeout=30)
+            await client.connect()
+            for _ in left:
+                await client.sendmail("hello@example.com", ["c@example.com"], message)
+                ok += 1
+            await client.quit()
+
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        return ok
+
+    start = time.perf_counter()
+    ok = asyncio.run(go())
+    return {"count": n, "ok": ok, "seconds": time.perf_counter() - start}
+
+
 def seed_replies(workspace: Path, n: int, customer_count: int) -> dict[str, Any]:
     from outreach.config import load_config
     from outreach.store import open_store
@@ -115,10 +176,15 @@ def main(argv: list[str]) -> int:
         result = render(Path(argv[1]), int(argv[2]))
     elif job == "apprise" and len(argv) == 3:
         result = send_apprise(argv[1], int(argv[2]))
+    elif job == "httpx-ceiling" and len(argv) == 4:
+        result = httpx_ceiling(argv[1], int(argv[2]), int(argv[3]))
+    elif job == "smtp-ceiling" and len(argv) == 4:
+        result = smtp_ceiling(int(argv[1]), int(argv[2]), int(argv[3]))
     elif job == "seed-replies" and len(argv) == 4:
         result = seed_replies(Path(argv[1]), int(argv[2]), int(argv[3]))
     else:
         print("usage: python -m benchmarks.children render WS N | apprise URL N | "
+              "httpx-ceiling URL N CONCURRENCY | smtp-ceiling PORT N CONNECTIONS | "
               "seed-replies WS N CUSTOMERS", file=sys.stderr)
         return 2
     print(json.dumps(result))

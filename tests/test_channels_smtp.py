@@ -193,6 +193,27 @@ def test_421_on_a_reused_session_is_retried_on_a_new_one(smtp_server: SmtpEmulat
     assert provider.sessions_opened == 2
 
 
+def test_no_answer_after_the_message_text_is_ambiguous_and_never_resent(
+    smtp_server: SmtpEmulator,
+) -> None:
+    """The server took the text and hung up before its 250: it may deliver the message, so
+    the provider says "ambiguous" (the run records the delivery unknown) and does not try
+    again, not even on a fresh session."""
+    provider = make(smtp_server)
+
+    async def go() -> ProviderError:
+        await provider.send(message(1))  # a reused session, the case that is retried otherwise
+        smtp_server.handler_obj.hang_up_after_data = 1
+        with pytest.raises(ProviderError) as info:
+            await provider.send(message(2))
+        await provider.aclose()
+        return info.value
+
+    error = asyncio.run(go())
+    assert error.ambiguous and not error.retryable
+    assert len(smtp_server.received) == 2
+
+
 def test_unreachable_server_is_retryable(smtp_server: SmtpEmulator) -> None:
     provider = make(smtp_server)
     smtp_server.stop()

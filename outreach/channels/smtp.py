@@ -10,13 +10,16 @@ A session the server has since dropped (idle timeout, ``421`` "closing") is noti
 next send: the message is retried once on a fresh session, which is safe because the
 server accepted nothing on the dead one. Reply codes map onto ``ProviderError``: ``4xx``
 temporary (retryable), ``5xx`` permanent, both carrying the code; timeouts and lost
-connections are retryable. Messages are built by ``mime.render_email``.
+connections are retryable, except once the message text has gone out: without the
+server's answer to it nobody knows whether it will be delivered, so the error is
+*ambiguous* and the run records the delivery ``unknown`` instead of sending it again.
+Messages are built by ``mime.render_email``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import aiosmtplib
 
@@ -72,14 +75,14 @@ class SmtpProvider:
             raise ConfigError(f"{where}: set both username_env and password_env, or neither")
         self._secrets = tuple(s for s in (self.password, self.username) if s)
         self._size = max(1, channel.concurrency)
-        self._idle: list[aiosmtplib.SMTP] = []
+        self._idle: list[_Session] = []
         self._slots: asyncio.Semaphore | None = None
         self.sessions_opened = 0
 
     # -- sessions -----------------------------------------------------------------
 
-    async def _connect(self) -> aiosmtplib.SMTP:
-        client = aiosmtplib.SMTP(
+    async def _connect(self) -> _Session:
+        client = _Session(
             hostname=self.host,
             port=self.port,
             timeout=self.channel.timeout,
@@ -96,7 +99,7 @@ class SmtpProvider:
         self.sessions_opened += 1
         return client
 
-    async def _acquire(self) -> tuple[aiosmtplib.SMTP, bool]:
+    async def _acquire(self) -> tuple[_Session, bool]:
         """A session and whether it was reused (it may have died while idle)."""
         while self._idle:
             client = self._idle.pop()
@@ -105,7 +108,7 @@ class SmtpProvider:
             client.close()
         return await self._connect(), False
 
-    def _release(self, client: aiosmtplib.SMTP, healthy: bool) -> None:
+    def _release(self, client: _Session, healthy: bool) -> None:
         if healthy and client.is_connected:
             self._idle.append(client)
         else:
@@ -135,10 +138,14 @@ class SmtpProvider:
                         retryable=True,
                         code="connection",
                     ) from None
+                client.text_sent = False
                 try:
                     await client.sendmail(self.envelope_from, [recipient], data)
                 except aiosmtplib.SMTPException as exc:
                     code = _reply_code(exc)
+                    if client.text_sent and code is None:
+                        self._release(client, healthy=False)
+                        raise self._lost_answer(type(exc).__name__) from None
                     dropped = isinstance(exc, aiosmtplib.SMTPServerDisconnected) or code == 421
                     # a refused transaction leaves a usable session; a timeout does not
                     usable = code is not None and not dropped and await _reset(client)
@@ -148,6 +155,8 @@ class SmtpProvider:
                     raise self._error(exc, "sending") from None
                 except OSError as exc:
                     self._release(client, healthy=False)
+                    if client.text_sent:
+                        raise self._lost_answer(type(exc).__name__) from None
                     raise ProviderError(
                         f"smtp: connection to {self.host} failed ({type(exc).__name__}); "
                         "will retry",
@@ -157,6 +166,16 @@ class SmtpProvider:
                 self._release(client, healthy=True)
                 return SendResult(provider_message_id=message_id(message.delivery_id, self.domain))
         raise AssertionError("the loop above returns or raises")
+
+    def _lost_answer(self, what: str) -> ProviderError:
+        """No reply came to the message text: the server may have taken it, so a resend
+        could deliver it twice. The run records the delivery ``unknown``."""
+        return ProviderError(
+            f"smtp: {what} after the message was sent to {self.host}, before its answer",
+            retryable=False,
+            ambiguous=True,
+            code="no_answer",
+        )
 
     def _error(self, exc: aiosmtplib.SMTPException, doing: str) -> ProviderError:
         """Map an aiosmtplib error: 4xx retryable, 5xx permanent, lost sessions retryable."""
@@ -211,6 +230,20 @@ class SmtpProvider:
                 await client.quit()
             except (aiosmtplib.SMTPException, OSError):
                 client.close()
+
+
+class _Session(aiosmtplib.SMTP):
+    """An SMTP session that knows whether the current message's text has gone out.
+
+    ``data`` is where the text leaves: a timeout or a hang-up from then on, without a reply
+    code, leaves the message's fate unknown; before it, nothing was delivered.
+    """
+
+    text_sent = False
+
+    async def data(self, *args: Any, **kwargs: Any) -> Any:
+        self.text_sent = True
+        return await super().data(*args, **kwargs)
 
 
 def _reply_code(exc: aiosmtplib.SMTPException) -> int | None:

@@ -1,8 +1,9 @@
 """A loopback SMTP server: aiosmtpd's Controller on 127.0.0.1, port 0, recording envelopes.
 
 It can require AUTH (any mechanism aiosmtpd offers, checked against one user), refuse
-recipients with a chosen reply (``450 …`` temporary, ``550 …`` permanent), and drop every
-open session (an idle-timeout disconnect) to exercise reconnects.
+recipients with a chosen reply (``450 …`` temporary, ``550 …`` permanent), drop every
+open session (an idle-timeout disconnect) to exercise reconnects, and take a message then
+hang up before answering it (the client cannot know whether it was accepted).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class RecordingHandler:
         self.received: list[Received] = []
         self.rcpt_reply: str | None = None  # e.g. "550 5.1.1 no such user"
         self.rcpt_replies_left = 0
+        self.hang_up_after_data = 0  # messages to take without answering, then disconnect
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -52,6 +54,10 @@ class RecordingHandler:
         self.received.append(
             Received(str(envelope.mail_from), list(envelope.rcpt_tos), data, session.peer)
         )
+        if self.hang_up_after_data:
+            self.hang_up_after_data -= 1
+            assert server.transport is not None
+            server.transport.close()
         return "250 Message accepted for delivery"
 
 
