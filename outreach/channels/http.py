@@ -217,15 +217,31 @@ class HttpChannel:
             # a service that echoes the Authorization header echoes user:secret in base64
             hidden.append(base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii"))
         self.secrets = tuple(hidden)
-        self.client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            auth=auth,
-            headers={"User-Agent": "outreach", **(headers or {})},
-            timeout=httpx.Timeout(channel.timeout),
-            transport=ShardedTransport(channel.concurrency),
-            follow_redirects=False,
-            trust_env=False,
-        )
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"User-Agent": "outreach", **(headers or {})}
+        if auth is not None:
+            self.headers["Authorization"] = f"Basic {hidden[-1]}"
+        self.timeout = httpx.Timeout(channel.timeout).as_dict()
+        self.transport = ShardedTransport(channel.concurrency)
+        self._urls: dict[str, tuple[httpx.URL, str | None]] = {}
+
+    def _url(self, path: str) -> tuple[httpx.URL, str | None]:
+        """``path`` under ``base_url`` (or a whole URL), parsed once per provider, and the
+        Basic ``Authorization`` its ``user:password@`` asks for (taken out of the URL)."""
+        known = self._urls.get(path)
+        if known is None:
+            if len(self._urls) > 256:
+                self._urls.clear()
+            whole = path if path.startswith(("http://", "https://")) else (
+                f"{self.base_url}/{path.lstrip('/')}"
+            )
+            url, auth = httpx.URL(whole), None
+            if url.userinfo:
+                pair = base64.b64encode(f"{url.username}:{url.password}".encode()).decode()
+                self.secrets = (*self.secrets, pair)
+                url, auth = url.copy_with(username=None, password=None), f"Basic {pair}"
+            known = self._urls[path] = (url, auth)
+        return known
 
     def _text(self, text: str) -> str:
         text = " ".join(str(text).split())
@@ -243,13 +259,27 @@ class HttpChannel:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        """Send one request; transport failures become retryable ProviderErrors."""
+        """Send one request; transport failures become retryable ProviderErrors.
+
+        Straight to the transport (httpx's public transport API), not through
+        ``AsyncClient``: a provider needs none of the client's redirects, cookies, auth
+        flows or URL merging, which together cost a fifth of each request's CPU. The
+        timeout goes in the request's extensions, as the client would put it.
+        """
+        url, auth = self._url(path)
+        if auth is not None:
+            headers = {**(headers or {}), "Authorization": auth}
+        request = httpx.Request(
+            method,
+            url,
+            content=content,
+            data=dict(form) if form is not None and content is None else None,
+            json=json_body if content is None and form is None else None,
+            headers={**self.headers, **headers} if headers else self.headers,
+            extensions={"timeout": self.timeout},
+        )
         try:
-            if content is not None:
-                return await self.client.request(method, path, content=content, headers=headers)
-            if form is not None:
-                return await self.client.request(method, path, data=dict(form), headers=headers)
-            return await self.client.request(method, path, json=json_body, headers=headers)
+            return await self.transport.handle_async_request(request)
         except httpx.TimeoutException as exc:
             raise ProviderError(
                 f"{self.provider}: no answer in time ({type(exc).__name__})",
@@ -334,4 +364,4 @@ class HttpChannel:
         return ": " + ", ".join(parts) if parts else ""
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.transport.aclose()
