@@ -1,6 +1,6 @@
 """What every HTTP provider shares: one client, one error mapping, Retry-After.
 
-Each provider instance owns one ``httpx.AsyncClient`` (keep-alive connections up to the
+Each provider instance owns one httpx transport (keep-alive connections up to the
 channel's ``concurrency``, each in a pool of its own behind ``ShardedTransport``; timeouts
 always set from the channel's ``timeout``; HTTP/2 only when the optional ``h2`` package is
 installed). Retries, backoff and rate limits belong to the sending engine, not here:
