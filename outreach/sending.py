@@ -165,7 +165,9 @@ class _Engine:
         if name not in self.channels:
             config = self.config.channel(name)
             provider = build_provider(config, self.context)
-            budget = config.concurrency if not provider.idempotent else max(config.concurrency, 256)
+            # claimed and not yet recorded: a provider that cannot send twice (files,
+            # idempotency keys) works through larger batches, so fewer transactions
+            budget = max(config.concurrency, 1024) if provider.idempotent else config.concurrency
             self.channels[name] = _Channel(
                 config=config,
                 provider=provider,
