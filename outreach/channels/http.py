@@ -195,6 +195,11 @@ class ShardedTransport(httpx.AsyncBaseTransport):
             await pool.aclose()
 
 
+def _basic(user: str, password: str) -> str:
+    """The base64 ``user:password`` of HTTP Basic authentication."""
+    return base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
 class HttpChannel:
     """One provider's HTTP client and the mapping of its answers to ProviderError."""
 
@@ -213,14 +218,14 @@ class HttpChannel:
         # provider error codes that mean "later" even on a 4xx (Meta's rate limits)
         self.retryable_codes = frozenset(retryable_codes)
         hidden = [s for s in secrets if s]
-        if auth is not None:
-            # a service that echoes the Authorization header echoes user:secret in base64
-            hidden.append(base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii"))
-        self.secrets = tuple(hidden)
-        self.base_url = base_url.rstrip("/")
         self.headers = {"User-Agent": "outreach", **(headers or {})}
         if auth is not None:
-            self.headers["Authorization"] = f"Basic {hidden[-1]}"
+            basic = _basic(*auth)
+            # a service that echoes the Authorization header echoes user:secret in base64
+            hidden.append(basic)
+            self.headers["Authorization"] = f"Basic {basic}"
+        self.secrets = tuple(hidden)
+        self.base_url = base_url.rstrip("/")
         self.timeout = httpx.Timeout(channel.timeout).as_dict()
         self.transport = ShardedTransport(channel.concurrency)
         self._urls: dict[str, tuple[httpx.URL, str | None]] = {}
@@ -237,9 +242,9 @@ class HttpChannel:
             )
             url, auth = httpx.URL(whole), None
             if url.userinfo:
-                pair = base64.b64encode(f"{url.username}:{url.password}".encode()).decode()
-                self.secrets = (*self.secrets, pair)
-                url, auth = url.copy_with(username=None, password=None), f"Basic {pair}"
+                basic = _basic(url.username, url.password)
+                self.secrets = (*self.secrets, basic)
+                url, auth = url.copy_with(username=None, password=None), f"Basic {basic}"
             known = self._urls[path] = (url, auth)
         return known
 
