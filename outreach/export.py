@@ -23,12 +23,13 @@ Choices that the spec leaves open:
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import os
 import re
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -158,8 +159,13 @@ def atomic_output(path: Path, *, what: str = "--output") -> Iterator[IO[str]]:
         raise UsageError(f"{what} {path}: is a folder; name a file inside it")
     if not folder.is_dir():
         raise UsageError(f"{what} {path}: folder {folder} does not exist; create it first")
+    prefix = f".{path.name}."
+    _sweep_leftovers(folder, prefix)
     try:
-        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+        # the pid in the name tells a later export whether its writer is still alive
+        fd, tmp_name = tempfile.mkstemp(
+            dir=folder, prefix=f"{prefix}{os.getpid()}.", suffix=".tmp"
+        )
     except OSError as exc:
         raise UsageError(
             f"{what} {path}: cannot write in {folder} ({exc.strerror}); "
@@ -176,6 +182,29 @@ def atomic_output(path: Path, *, what: str = "--output") -> Iterator[IO[str]]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _sweep_leftovers(folder: Path, prefix: str) -> None:
+    """Remove temporary files of earlier exports to the same file whose process is gone.
+
+    A killed export (SIGKILL, a power cut) cannot clean up after itself; its hidden
+    ``.NAME.PID.*.tmp`` would stay for ever. One whose process still runs is left alone.
+    """
+    for leftover in folder.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = leftover.name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            with suppress(OSError):
+                leftover.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process, or not a pid at all: leave the file alone
+    return True
 
 
 def export(

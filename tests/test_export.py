@@ -353,6 +353,19 @@ def unwritable_folder(tmp_path: Path) -> Path:
     return locked
 
 
+def test_leftovers_of_killed_exports_are_swept_and_live_ones_kept(tmp_path: Path) -> None:
+    target = tmp_path / "replies.csv"
+    dead = tmp_path / ".replies.csv.4194399.k2j3.tmp"  # above Linux's largest pid: gone
+    live = tmp_path / f".replies.csv.{os.getpid()}.x9q1.tmp"  # this process: still writing
+    other = tmp_path / ".other.csv.4194399.k2j3.tmp"  # another file's: not ours to touch
+    for path in (dead, live, other):
+        path.write_text("partial")
+    with atomic_output(target) as out:
+        out.write("id\n")
+    assert target.read_text() == "id\n"
+    assert not dead.exists() and live.exists() and other.exists()
+
+
 def test_unwritable_output_folder_is_a_clear_error(tmp_path: Path) -> None:
     folder = unwritable_folder(tmp_path)
     try:

@@ -99,12 +99,13 @@ def test_an_interrupted_export_leaves_no_file(big: Path, sig: int) -> None:
         assert _temps(big, name) == [], "the temporary file was left behind"
         assert "Traceback" not in err
         return
-    # SIGKILL cannot be handled: its temporary file (hidden, .NAME.*.tmp) stays; the next
-    # export still writes the whole file
-    for leftover in _temps(big, name):
-        leftover.unlink()
+    # SIGKILL cannot be handled: its temporary file (hidden, .NAME.PID.*.tmp) stays until
+    # the next export to that file, which sweeps it (its process is gone) and writes the
+    # whole file
+    assert len(_temps(big, name)) == 1
     result = run_cli(big, "export", "replies", "--output", str(target))
     assert result.returncode == 0, result.stderr
+    assert _temps(big, name) == []
     with target.open(encoding="utf-8", newline="") as f:
         assert sum(1 for _ in csv.reader(f)) == MESSAGES + 1
 
