@@ -345,6 +345,18 @@ class _Environment(ImmutableSandboxedEnvironment):
 
     intercepted_binops = frozenset({"*", "**", "%"})
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """``customer.plan``: the record's field first, where jinja tries the attribute
+        first and fails over to the item through an AttributeError on every field a
+        template reads. It also makes a column called ``items`` or ``values`` mean the
+        column, not the dict method."""
+        if type(obj) is _Record:
+            try:
+                return dict.__getitem__(obj, attribute)
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
+
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         tree = super()._parse(source, name, filename)
         for loop in tree.find_all(nodes.For):

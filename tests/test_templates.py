@@ -230,6 +230,15 @@ def test_extra_values_reach_the_template(ws: Path, config: Config) -> None:
         render(config, "shipped2", "sms", extra={"event": {"order_id": "A-1"}})
 
 
+def test_a_column_named_like_a_dict_method_is_the_column(ws: Path, config: Config) -> None:
+    """Customer attributes are columns of the import: one called ``items`` or ``values``
+    is what the template means by ``customer.items``, not the mapping's method."""
+    source = "{{ customer.items }} / {{ customer.values }} / {{ customer.plan }}"
+    write(ws, "order", {"sms.j2": source})
+    person = customer(items="3 books", values="honesty")
+    assert render(config, "order", "sms", person=person).body == "3 books / honesty / pro"
+
+
 # --- sandbox and limits -----------------------------------------------------------------
 
 
@@ -242,6 +251,7 @@ def test_extra_values_reach_the_template(ws: Path, config: Config) -> None:
         ("{{ range.__globals__ }}", "sandbox violation"),
         ("{% set l = [1] %}{{ l.append(2) }}", "sandbox violation"),
         ("{{ customer.update({'id': 'x'}) }}", "sandbox violation"),
+        ("{{ customer.items.__self__ }}", "sandbox violation"),
         ("{% include '/etc/passwd' %}", "include refused"),
         ("{% include '../outreach.toml' %}", "include refused"),
         ("{% include 'x/../../outreach.toml' %}", "include refused"),
