@@ -8,9 +8,9 @@ be pinned to one core as issue 3's figure asks.
   ``outreach.templates.Renderer`` (compiled once, as a run does); times the loop only.
 - ``apprise URL N``: N JSON notifications through ``apprise``'s library, one after the
   other as ``apprise.notify`` sends them.
-- ``httpx-ceiling URL N CONCURRENCY``: N small JSON POSTs with nothing else: one
-  ``httpx.AsyncClient`` on outreach's own transport, CONCURRENCY at a time. The most any
-  sender built on httpx can do against that server on this machine.
+- ``httpx-ceiling URL N CONCURRENCY``: N small JSON POSTs with nothing else, straight to
+  outreach's own httpx transport (no client layer, as outreach sends), CONCURRENCY at a
+  time. The most any sender built on httpx can do against that server on this machine.
 - ``smtp-ceiling PORT N CONNECTIONS``: N ready-made messages through ``aiosmtplib`` over
   CONNECTIONS reused connections, with nothing else: the same for SMTP.
 - ``seed-replies WORKSPACE N CUSTOMERS``: set-up, not measured: N inbound messages from
@@ -86,14 +86,20 @@ def httpx_ceiling(url: str, n: int, concurrency: int) -> dict[str, Any]:
     async def go() -> int:
         left = iter(range(n))
         ok = 0
-        async with httpx.AsyncClient(transport=ShardedTransport(concurrency),
-                                     timeout=httpx.Timeout(30)) as client:
-            async def worker() -> None:
-                nonlocal ok
-                for i in left:
-                    answer = await client.post(url, json={"id": i, "text": "How likely …"})
-                    ok += answer.status_code == 200
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        transport = ShardedTransport(concurrency)
+        target = httpx.URL(url)
+        timeout = {"timeout": httpx.Timeout(30).as_dict()}
+
+        async def worker() -> None:
+            nonlocal ok
+            for i in left:
+                request = httpx.Request("POST", target, json={"id": i, "text": "How likely …"},
+                                        extensions=timeout)
+                answer = await transport.handle_async_request(request)
+                ok += answer.status_code == 200
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await transport.aclose()
         return ok
 
     start = time.perf_counter()
