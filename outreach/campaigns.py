@@ -375,8 +375,8 @@ def new_delivery_id() -> str:
     Time first, so that a million planned deliveries are appended to the primary-key
     index in order instead of scattered over it (random keys made large plans slow down
     as the index outgrew the page cache). The sequence starts at a random point in each
-    process, so ids never repeat within a process (32 random bits per id did: a 1 %
-    chance of a clash in a plan of a million) and two processes would have to start
+    process, so ids never repeat within a process (32 random bits per id did: about a
+    0.3 % chance of a clash in a plan of a million) and two processes would have to start
     within the same millisecond and the same stretch of 2**32 to meet.
     """
     return f"{time.time_ns() // 1_000_000:012x}{next(_sequence) & 0xFFFFFFFF:08x}"
