@@ -29,6 +29,7 @@ from .config import Cap, Config, Rate, Window, parse_duration, read_toml
 from .errors import ConfigError, NotFoundError, UsageError
 from .store import Store
 from .store import deliveries as sql
+from .store.consent import current_consent_many
 
 KINDS = ("survey", "notification", "update")
 SURVEY_TYPES = ("nps", "csat", "choice", "yes_no", "text")
@@ -573,7 +574,7 @@ def _plan_batch(
 
     assert result.skipped is not None
     ids = [c["id"] for c in batch]
-    consent = sql.current_consent_many(store, ids)
+    consent = current_consent_many(store, ids)
     usage = [
         (cap, sql.cap_usage(store, ids, clock.iso(now - cap.period), scope)) for cap, scope in caps
     ]

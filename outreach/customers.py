@@ -758,7 +758,7 @@ def _paged_with_consent(
 def _with_consent(store: Store, page: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     if not page:
         return
-    consent = customer_store.current_consent_many(store, [r["id"] for r in page])
+    consent = consent_store.current_consent_many(store, [r["id"] for r in page])
     for row in page:
         row["consent"] = consent.get(row["id"], {})
         yield row

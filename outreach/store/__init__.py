@@ -8,9 +8,10 @@ pending migrations and refuses a database written by a newer outreach.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from sqlite_utils import Database
 
@@ -18,6 +19,20 @@ from ..errors import StoreError
 from .migrations import migrations
 
 BUSY_TIMEOUT_MS = 30_000
+
+T = TypeVar("T")
+
+
+def chunks(values: Sequence[T], size: int = 900) -> Iterator[list[T]]:
+    """``values`` in lists of at most ``size``, for ``IN (?, ?, …)`` queries: SQLite takes
+    a bounded number of parameters per statement."""
+    for start in range(0, len(values), size):
+        yield list(values[start : start + size])
+
+
+def marks(values: Sequence[object]) -> str:
+    """``?, ?, …``: one placeholder per value."""
+    return ", ".join("?" for _ in values)
 
 
 class Store:

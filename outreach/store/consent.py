@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from . import Store
+from . import Store, chunks, marks
 
 ConsentRow = tuple[
     str, str, str, str, str | None, str
@@ -34,18 +34,31 @@ def current_consent_for(store: Store, customer_id: str, channel: str) -> str | N
 def customers_with_history(store: Store, ids: Sequence[str], channel: str) -> set[str]:
     """Which of ``ids`` have any ledger row on ``channel``."""
     found: set[str] = set()
-    for start in range(0, len(ids), 500):
-        chunk = list(ids[start : start + 500])
-        marks = ", ".join("?" for _ in chunk)
+    for chunk in chunks(ids):
         found.update(
             r[0]
             for r in store.conn.execute(
                 f"SELECT DISTINCT customer_id FROM consent WHERE channel = ? "
-                f"AND customer_id IN ({marks})",
+                f"AND customer_id IN ({marks(chunk)})",
                 [channel, *chunk],
             )
         )
     return found
+
+
+def current_consent_many(store: Store, ids: Sequence[str]) -> dict[str, dict[str, str]]:
+    """customer id → {channel: current status} (channels in name order), for many customers."""
+    out: dict[str, dict[str, str]] = {}
+    for chunk in chunks(ids):
+        rows = store.conn.execute(
+            "SELECT customer_id, channel, status, max(id) FROM consent "
+            f"WHERE customer_id IN ({marks(chunk)}) GROUP BY customer_id, channel "
+            "ORDER BY channel",
+            chunk,
+        )
+        for customer_id, channel, status, _ in rows:
+            out.setdefault(customer_id, {})[channel] = status
+    return out
 
 
 def consent_history(store: Store, customer_id: str) -> list[dict[str, Any]]:

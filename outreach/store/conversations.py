@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import Store
+from . import Store, chunks, marks
 
 
 def ensure_conversation(store: Store, customer_id: str, at: str) -> int:
@@ -93,12 +93,11 @@ def _conversation_ids(store: Store, customer_ids: set[str], at: str) -> dict[str
     """customer → conversation id, creating the missing conversations."""
     ids = list(customer_ids)
     found: dict[str, int] = {}
-    for start in range(0, len(ids), 900):
-        chunk = ids[start : start + 900]
-        marks = ", ".join("?" for _ in chunk)
+    for chunk in chunks(ids):
         found.update(
             store.conn.execute(
-                f"SELECT customer_id, id FROM conversations WHERE customer_id IN ({marks})", chunk
+                f"SELECT customer_id, id FROM conversations WHERE customer_id IN ({marks(chunk)})",
+                chunk,
             ).fetchall()
         )
     for customer_id in ids:

@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from . import Store
+from . import Store, chunks, marks
 from .migrations import CUSTOMER_COLUMNS
 
 
@@ -55,11 +55,10 @@ def upsert_customers(
 
 def _existing_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
     found: set[str] = set()
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ", ".join("?" for _ in chunk)
+    for chunk in chunks(ids):
         found.update(
-            r[0] for r in conn.execute(f"SELECT id FROM customers WHERE id IN ({marks})", chunk)
+            r[0]
+            for r in conn.execute(f"SELECT id FROM customers WHERE id IN ({marks(chunk)})", chunk)
         )
     return found
 
@@ -76,10 +75,8 @@ def get_customer(store: Store, customer_id: str) -> dict[str, Any] | None:
 def get_customers(store: Store, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Customers by id, fetched in chunks."""
     out: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(ids), 500):
-        chunk = list(ids[start : start + 500])
-        marks = ", ".join("?" for _ in chunk)
-        cur = store.conn.execute(f"SELECT * FROM customers WHERE id IN ({marks})", chunk)
+    for chunk in chunks(ids):
+        cur = store.conn.execute(f"SELECT * FROM customers WHERE id IN ({marks(chunk)})", chunk)
         names = [d[0] for d in cur.description]
         for row in cur:
             out[row[0]] = dict(zip(names, row, strict=True))
@@ -176,13 +173,11 @@ def begin_import_scratch(store: Store) -> None:
 def import_ids_seen(store: Store, ids: Sequence[str]) -> dict[str, int]:
     """id → line of its first appearance, for those of ``ids`` this import has seen."""
     found: dict[str, int] = {}
-    for start in range(0, len(ids), 500):
-        chunk = list(ids[start : start + 500])
-        marks = ", ".join("?" for _ in chunk)
+    for chunk in chunks(ids):
         found.update(
             (r[0], r[1])
             for r in store.conn.execute(
-                f"SELECT id, line FROM {_SCRATCH} WHERE id IN ({marks})", chunk
+                f"SELECT id, line FROM {_SCRATCH} WHERE id IN ({marks(chunk)})", chunk
             )
         )
     return found
@@ -196,22 +191,6 @@ def remember_import_ids(store: Store, rows: Sequence[tuple[str, int]]) -> None:
 def end_import_scratch(store: Store) -> None:
     """Forget this import's list of ids."""
     store.conn.execute(f"DROP TABLE IF EXISTS {_SCRATCH}")
-
-
-def current_consent_many(store: Store, ids: Sequence[str]) -> dict[str, dict[str, str]]:
-    """customer id → {channel: current status}, for a page of customers."""
-    out: dict[str, dict[str, str]] = {}
-    for start in range(0, len(ids), 500):
-        chunk = list(ids[start : start + 500])
-        marks = ", ".join("?" for _ in chunk)
-        rows = store.conn.execute(
-            "SELECT customer_id, channel, status, max(id) FROM consent "
-            f"WHERE customer_id IN ({marks}) GROUP BY customer_id, channel ORDER BY channel",
-            chunk,
-        )
-        for customer_id, channel, status, _ in rows:
-            out.setdefault(customer_id, {})[channel] = status
-    return out
 
 
 def conversation_summary(store: Store, customer_id: str) -> dict[str, Any] | None:

@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from . import Store
+from . import Store, chunks, marks
 
 SENT_STATES = ("sent", "delivered", "read")
 # states that occupy a frequency-cap slot: sent, or on their way
@@ -110,33 +110,15 @@ def insert_deliveries(store: Store, rows: Sequence[Sequence[Any]]) -> int:
     return cur.rowcount
 
 
-def current_consent_many(store: Store, ids: Sequence[str]) -> dict[str, dict[str, str]]:
-    """customer → channel → current consent status, for a chunk of customers."""
-    out: dict[str, dict[str, str]] = {}
-    for start in range(0, len(ids), 900):
-        chunk = list(ids[start : start + 900])
-        marks = ", ".join("?" for _ in chunk)
-        rows = store.conn.execute(
-            f"SELECT customer_id, channel, status, max(id) FROM consent "
-            f"WHERE customer_id IN ({marks}) GROUP BY customer_id, channel",
-            chunk,
-        )
-        for cid, channel, status, _ in rows:
-            out.setdefault(cid, {})[channel] = status
-    return out
-
-
 def cap_usage(
     store: Store, ids: Sequence[str], since: str, campaign: str | None = None
 ) -> dict[str, int]:
     """customer → cap-counting campaign deliveries since ``since`` (optionally one campaign)."""
     out: dict[str, int] = {}
     states = ", ".join(f"'{s}'" for s in CAP_STATES)
-    for start in range(0, len(ids), 900):
-        chunk = list(ids[start : start + 900])
-        marks = ", ".join("?" for _ in chunk)
+    for chunk in chunks(ids):
         sql = (
-            f"SELECT customer_id, count(*) FROM deliveries WHERE customer_id IN ({marks}) "
+            f"SELECT customer_id, count(*) FROM deliveries WHERE customer_id IN ({marks(chunk)}) "
             f"AND counts_for_cap = 1 AND status IN ({states}) "
             f"AND coalesce(sent_at, not_before) >= ?"
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from . import Store
+from . import Store, chunks, marks
 
 # Delivery statuses a status event may move *from*, per target status: a late "sent"
 # callback never undoes "delivered", and only a message still on its way can fail.
@@ -109,12 +109,12 @@ def apply_status(
     sources = _MOVES_FROM.get(status)
     if not sources:
         return 0
-    marks = ", ".join("?" for _ in sources)
+    states = marks(sources)
     if status == "failed":
         cur = store.conn.execute(
             f"UPDATE deliveries SET status = 'failed', error = coalesce(?, error), "
             f"reason = coalesce(?, reason, 'provider'), updated_at = ? "
-            f"WHERE provider_message_id = ? AND status IN ({marks})",
+            f"WHERE provider_message_id = ? AND status IN ({states})",
             (error, reason, at, provider_message_id, *sources),
         )
     else:
@@ -122,7 +122,7 @@ def apply_status(
             f"UPDATE deliveries SET status = ?, updated_at = ?, "
             f"sent_at = CASE WHEN ? IN ('sent', 'delivered', 'read') "
             f"THEN coalesce(sent_at, ?) ELSE sent_at END "
-            f"WHERE provider_message_id = ? AND status IN ({marks})",
+            f"WHERE provider_message_id = ? AND status IN ({states})",
             (status, at, status, at, provider_message_id, *sources),
         )
     return cur.rowcount
@@ -156,10 +156,11 @@ def delivery_outcome(store: Store, delivery_id: str) -> dict[str, Any] | None:
 def delivery_status_counts(store: Store, delivery_ids: Iterable[str]) -> dict[str, int]:
     """status → how many of these deliveries have it."""
     counts: dict[str, int] = {}
-    for chunk in _chunks(list(delivery_ids)):
-        marks = ", ".join("?" for _ in chunk)
+    for chunk in chunks(list(delivery_ids)):
         for status, n in store.conn.execute(
-            f"SELECT status, count(*) FROM deliveries WHERE id IN ({marks}) GROUP BY status", chunk
+            f"SELECT status, count(*) FROM deliveries WHERE id IN ({marks(chunk)}) "
+            "GROUP BY status",
+            chunk,
         ):
             counts[status] = counts.get(status, 0) + n
     return counts
@@ -234,11 +235,6 @@ def count_attention(store: Store) -> int:
     return int(row[0])
 
 
-def _chunks(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
 def customers_by_address(
     store: Store, channel: str, kind: str, addresses: Iterable[str]
 ) -> dict[str, str]:
@@ -247,12 +243,11 @@ def customers_by_address(
     addresses table, then the email/phone column, verified customers first, oldest first)."""
     wanted = sorted(set(addresses))
     found: dict[str, str] = {}
-    for chunk in _chunks(wanted):
-        marks = ", ".join("?" for _ in chunk)
+    for chunk in chunks(wanted):
         found.update(
             store.conn.execute(
                 f"SELECT address, customer_id FROM addresses WHERE channel = ? "
-                f"AND address IN ({marks})",
+                f"AND address IN ({marks(chunk)})",
                 [channel, *chunk],
             ).fetchall()
         )
@@ -260,10 +255,9 @@ def customers_by_address(
     if kind not in ("email", "phone", "id") or not rest:
         return found
     column = {"email": "lower(email)", "phone": "phone", "id": "id"}[kind]
-    for chunk in _chunks(rest):
-        marks = ", ".join("?" for _ in chunk)
+    for chunk in chunks(rest):
         rows = store.conn.execute(
-            f"SELECT {column}, id FROM customers WHERE {column} IN ({marks}) "
+            f"SELECT {column}, id FROM customers WHERE {column} IN ({marks(chunk)}) "
             f"ORDER BY verified ASC, created_at DESC, id DESC",
             chunk,
         )
@@ -275,11 +269,10 @@ def customers_by_address(
 def conversations_for(store: Store, customer_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """customer id → conversation row, for many customers at once."""
     out: dict[str, dict[str, Any]] = {}
-    for chunk in _chunks(sorted(set(customer_ids))):
-        marks = ", ".join("?" for _ in chunk)
+    for chunk in chunks(sorted(set(customer_ids))):
         for row in store.conn.execute(
             f"SELECT {', '.join(_CONVERSATION_COLUMNS)} FROM conversations "
-            f"WHERE customer_id IN ({marks})",
+            f"WHERE customer_id IN ({marks(chunk)})",
             chunk,
         ):
             item = dict(zip(_CONVERSATION_COLUMNS, row, strict=True))
@@ -292,8 +285,7 @@ def survey_candidates_for(
 ) -> dict[str, list[dict[str, Any]]]:
     """``open_survey_candidates`` for many customers at once (customer id → rows)."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for chunk in _chunks(sorted(set(customer_ids))):
-        marks = ", ".join("?" for _ in chunk)
+    for chunk in chunks(sorted(set(customer_ids))):
         cur = store.conn.execute(
             f"""
             SELECT customer_id, delivery_id, campaign, occurrence, sent_at, survey FROM (
@@ -303,7 +295,7 @@ def survey_candidates_for(
                            PARTITION BY d.customer_id ORDER BY d.sent_at DESC, d.id DESC) AS n
                 FROM deliveries d
                 JOIN occurrences o ON o.campaign = d.campaign AND o.occurrence = d.occurrence
-                WHERE d.customer_id IN ({marks}) AND d.purpose = 'campaign'
+                WHERE d.customer_id IN ({marks(chunk)}) AND d.purpose = 'campaign'
                   AND d.status IN ('sent', 'delivered', 'read')
                   AND d.sent_at IS NOT NULL
                   AND o.survey IS NOT NULL
