@@ -41,7 +41,7 @@ def insert_message(store: Store, **fields: Any) -> int | None:
     cols = list(fields)
     cur = store.conn.execute(
         f"INSERT OR IGNORE INTO messages ({', '.join(cols)}) "
-        f"VALUES ({', '.join('?' for _ in cols)})",
+        f"VALUES ({marks(cols)})",
         tuple(fields.values()),
     )
     return int(cur.lastrowid or 0) if cur.rowcount else None

@@ -127,7 +127,7 @@ def create_contact(store: Store, customer_id: str, fields: dict[str, Any], at: s
     cols = ["id", *fields, "verified", "created_at", "updated_at"]
     store.conn.execute(
         f"INSERT OR IGNORE INTO customers ({', '.join(_quote(c) for c in cols)}) "
-        f"VALUES ({', '.join('?' for _ in cols)})",
+        f"VALUES ({marks(cols)})",
         (customer_id, *fields.values(), 0, at, at),
     )
 

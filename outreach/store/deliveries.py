@@ -101,9 +101,8 @@ def insert_deliveries(store: Store, rows: Sequence[Sequence[Any]]) -> int:
     transaction.
     """
     cols = ", ".join(f'"{c}"' for c in DELIVERY_COLUMNS)
-    marks = ", ".join("?" for _ in DELIVERY_COLUMNS)
     cur = store.conn.executemany(
-        f"INSERT INTO deliveries ({cols}) VALUES ({marks}) "
+        f"INSERT INTO deliveries ({cols}) VALUES ({marks(DELIVERY_COLUMNS)}) "
         "ON CONFLICT (campaign, occurrence, customer_id) WHERE purpose = 'campaign' DO NOTHING",
         rows,
     )
@@ -139,11 +138,11 @@ def recover_in_flight(store: Store, idempotent_channels: Iterable[str], at: str)
     cannot duplicate (outbox files, idempotency keys) is safe, so those go back to the queue.
     """
     safe = list(idempotent_channels)
-    marks = ", ".join("?" for _ in safe) or "NULL"
+    channels = marks(safe) or "NULL"
     with store.write() as conn:
         requeued = conn.execute(
             f"UPDATE deliveries SET status = 'queued', updated_at = ? "
-            f"WHERE status = 'sending' AND channel IN ({marks})",
+            f"WHERE status = 'sending' AND channel IN ({channels})",
             [at, *safe],
         ).rowcount
         unknown = conn.execute(
@@ -182,16 +181,16 @@ def claim_due(
     where: list[str] = []
     params: list[Any] = []
     if ids is not None:
-        where.append(f"d.id IN ({', '.join('?' for _ in ids)})")
+        where.append(f"d.id IN ({marks(ids)})")
         params.extend(ids)
     else:
         where.append("d.not_before <= ?")
         params.append(now)
     if campaigns:
-        where.append(f"d.campaign IN ({', '.join('?' for _ in campaigns)})")
+        where.append(f"d.campaign IN ({marks(campaigns)})")
         params.extend(campaigns)
     if channels is not None:
-        where.append(f"d.channel IN ({', '.join('?' for _ in channels) or 'NULL'})")
+        where.append(f"d.channel IN ({marks(channels) or 'NULL'})")
         params.extend(channels)
     # one ordered index range per status (deliveries_claim), merged: no sort of the backlog.
     # Given ids, the unary + keeps SQLite from walking every queued row by status instead of
@@ -213,11 +212,10 @@ def claim_due(
         names = [d[0] for d in cur.description]
         rows = [dict(zip(names, r, strict=True)) for r in cur]
         if rows:
-            marks = ", ".join("?" for _ in rows)
             # +status: look the ids up by key; on status SQLite would scan the whole backlog
             conn.execute(
                 f"UPDATE deliveries SET status = 'sending', attempts = attempts + 1, "
-                f"updated_at = ? WHERE id IN ({marks}) AND +status IN ('queued', 'deferred')",
+                f"updated_at = ? WHERE id IN ({marks(rows)}) AND +status IN ('queued', 'deferred')",
                 [now, *(r["id"] for r in rows)],
             )
     return rows
@@ -318,6 +316,6 @@ def insert_reply(store: Store, row: dict[str, Any]) -> None:
     """Insert one non-campaign delivery (follow-up, keyword reply, agent reply)."""
     cols = list(row)
     store.conn.execute(
-        f"INSERT INTO deliveries ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+        f"INSERT INTO deliveries ({', '.join(cols)}) VALUES ({marks(cols)})",
         tuple(row.values()),
     )

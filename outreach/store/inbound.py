@@ -89,7 +89,7 @@ def insert_survey_response(store: Store, **fields: Any) -> None:
     cols = list(fields)
     store.conn.execute(
         f"INSERT OR IGNORE INTO survey_responses ({', '.join(cols)}) "
-        f"VALUES ({', '.join('?' for _ in cols)})",
+        f"VALUES ({marks(cols)})",
         tuple(fields.values()),
     )
 
