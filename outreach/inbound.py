@@ -40,7 +40,7 @@ from zoneinfo import ZoneInfo
 from . import clock
 from .answers import parse_answer
 from .channels import address_kind
-from .channels.base import InboundEvent, InboundMessage, StatusEvent
+from .channels.base import SERVICE_WINDOW, InboundEvent, InboundMessage, StatusEvent
 from .config import Config
 from .errors import NotFoundError, OutreachError, UsageError
 from .keywords import KeywordTable, asks_to_stop
@@ -54,7 +54,6 @@ if TYPE_CHECKING:
     from .workspace import Workspace
 
 MAX_TEXT_CHARS = 64 * 1024
-SERVICE_WINDOW = timedelta(hours=24)
 # When the conversation already needs a person, a weaker reason does not hide a stronger one.
 _ATTENTION_RANK = {"opt_out_intent": 3, "unclear_answer": 2, "reply": 1}
 _E164 = re.compile(r"\+[1-9]\d{6,14}")
@@ -648,7 +647,7 @@ def reply_allowed(store: Store, customer_id: str, channel: str) -> str | None:
     if status == "opted_in":
         return None
     since = clock.iso(clock.now() - SERVICE_WINDOW)
-    if store_inbound.wrote_since(store, customer_id, channel, since):
+    if store_inbound.wrote_since(store, [(customer_id, channel)], since):
         return None
     return f"the customer has not opted in on {channel} nor written there in the last 24 hours"
 

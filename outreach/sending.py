@@ -31,12 +31,13 @@ from zoneinfo import ZoneInfo
 from . import clock
 from .campaigns import localized_question
 from .channels import address_kind, build_provider
-from .channels.base import OutboundMessage, Provider, ProviderContext
+from .channels.base import SERVICE_WINDOW, OutboundMessage, Provider, ProviderContext
 from .config import ChannelConfig, Rate, Window
 from .errors import OutreachError, ProviderError
 from .store import Store
 from .store import deliveries as sql
 from .store.customers import get_customers
+from .store.inbound import wrote_since
 from .workspace import Workspace
 
 RETRIES_IN_RUN = 3  # attempts of one send within a run
@@ -317,6 +318,7 @@ class _Engine:
         """Consent, window, address and rendering, before anything leaves the machine."""
         customers = get_customers(self.store, [r["customer_id"] for r in rows])
         now = clock.now()
+        recent = self._wrote_recently(rows, now)
         ready: list[tuple[dict[str, Any], OutboundMessage]] = []
         for row in rows:
             self.channel_of[row["id"]] = row["channel"]
@@ -324,7 +326,8 @@ class _Engine:
             if customer is None:
                 self._finish(row, status="failed", reason="no_customer")
                 continue
-            refusal = self._consent_refusal(row, now)
+            wrote = (row["customer_id"], row["channel"]) in recent
+            refusal = self._consent_refusal(row, wrote)
             if refusal:
                 self._finish(row, status="skipped", reason=refusal)
                 continue
@@ -357,7 +360,7 @@ class _Engine:
                 self._finish(row, status="skipped", reason="no_address")
                 continue
             try:
-                message = self._render(row, customer, kind, str(address), now, tz)
+                message = self._render(row, customer, kind, str(address), now, tz, wrote)
             except OutreachError as exc:
                 self._finish(row, status="skipped", reason="template_error", error=str(exc))
                 self.summary.problems.append(str(exc))
@@ -365,7 +368,23 @@ class _Engine:
             ready.append((row, message))
         return ready
 
-    def _consent_refusal(self, row: Mapping[str, Any], now: datetime) -> str | None:
+    def _wrote_recently(
+        self, rows: list[dict[str, Any]], now: datetime
+    ) -> set[tuple[str, str]]:
+        """(customer, channel) pairs of this batch where the customer wrote in the last
+        24 hours, asked once per batch and only where it matters: replies without consent,
+        and channels with a customer service window."""
+        pairs = [
+            (row["customer_id"], row["channel"])
+            for row in rows
+            if (row["purpose"] not in ("campaign", "keyword") and row.get("consent") != "opted_in")
+            or self.channel(row["channel"]).provider.service_window
+        ]
+        if not pairs:
+            return set()
+        return wrote_since(self.store, pairs, clock.iso(now - SERVICE_WINDOW))
+
+    def _consent_refusal(self, row: Mapping[str, Any], wrote_recently: bool) -> str | None:
         consent = row.get("consent")
         purpose = row["purpose"]
         if purpose == "keyword":
@@ -377,10 +396,7 @@ class _Engine:
         if purpose == "campaign":
             return "no_consent"
         # a reply on a channel the customer wrote on within a day answers them there
-        last = sql.last_inbound_at(self.store, row["customer_id"], row["channel"])
-        if last and clock.parse_time(last) >= now - timedelta(hours=24):
-            return None
-        return "no_consent"
+        return None if wrote_recently else "no_consent"
 
     def _zone(self, customer: Mapping[str, Any]) -> ZoneInfo:
         name = customer.get("timezone") or ""
@@ -431,6 +447,7 @@ class _Engine:
         address: str,
         now: datetime,
         tz: ZoneInfo,
+        wrote_recently: bool,
     ) -> OutboundMessage:
         from .tokens import make_reply_token, make_unsubscribe_token
 
@@ -471,10 +488,6 @@ class _Engine:
                 rendered.html,
                 rendered.preheader,
             )
-        in_window = False
-        if self.config.channels[channel].provider == "whatsapp-cloud":
-            last = sql.last_inbound_at(self.store, row["customer_id"], channel)
-            in_window = bool(last and clock.parse_time(last) >= now - timedelta(hours=24))
         return OutboundMessage(
             delivery_id=row["id"],
             channel=channel,
@@ -491,7 +504,7 @@ class _Engine:
             if kind == "email"
             else None,
             whatsapp_template=_whatsapp_template(campaign, customer),
-            in_service_window=in_window,
+            in_service_window=wrote_recently,
             status_callback=f"{public}/webhooks/{channel}" if public else None,
         )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal, Protocol
 
 from ..config import ChannelConfig
@@ -43,6 +43,11 @@ class OutboundMessage:
     # the provider's status callback URL, when [server] public_url is set
     status_callback: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+# how long after a customer's last message a reply may go without consent, and WhatsApp
+# takes free text (its customer service window)
+SERVICE_WINDOW = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,9 @@ class Provider(Protocol):
     # True when resending the same delivery id cannot produce a second message
     # (an idempotency key, or a file named by delivery id)
     idempotent: ClassVar[bool]
+    # True when free text may only go to a customer who wrote within the last 24 hours
+    # (WhatsApp's customer service window): the engine sets ``in_service_window`` for it
+    service_window: ClassVar[bool]
     # settings keys this provider accepts (besides provider, rate, concurrency, timeout)
     settings: ClassVar[frozenset[str]]
     required_settings: ClassVar[frozenset[str]]

@@ -29,6 +29,7 @@ class OutboxProvider:
     name: ClassVar[str] = "outbox"
     address_kind: ClassVar[AddressKind] = "phone"
     idempotent: ClassVar[bool] = True
+    service_window: ClassVar[bool] = False
     settings: ClassVar[frozenset[str]] = frozenset({"path"})
     required_settings: ClassVar[frozenset[str]] = frozenset()
 

@@ -43,6 +43,7 @@ class SmtpProvider:
     name: ClassVar[str] = "smtp"
     address_kind: ClassVar[AddressKind] = "email"
     idempotent: ClassVar[bool] = False
+    service_window: ClassVar[bool] = False
     settings: ClassVar[frozenset[str]] = frozenset(
         {"host", "port", "security", "username_env", "password_env", "from", "reply_to"}
     )

@@ -63,6 +63,7 @@ class TwilioProvider:
     name: ClassVar[str] = "twilio"
     address_kind: ClassVar[AddressKind] = "phone"
     idempotent: ClassVar[bool] = False
+    service_window: ClassVar[bool] = False
     settings: ClassVar[frozenset[str]] = frozenset(
         {"account_sid", "auth_token_env", "from", "messaging_service_sid", "whatsapp", "base_url"}
     )

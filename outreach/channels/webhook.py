@@ -63,6 +63,7 @@ class WebhookProvider:
     name: ClassVar[str] = "webhook"
     address_kind: ClassVar[AddressKind] = "id"
     idempotent: ClassVar[bool] = True
+    service_window: ClassVar[bool] = False
     settings: ClassVar[frozenset[str]] = frozenset({"url", "secret_env"})
     required_settings: ClassVar[frozenset[str]] = frozenset({"url", "secret_env"})
 

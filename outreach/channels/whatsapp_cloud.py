@@ -64,6 +64,7 @@ class WhatsAppCloudProvider:
     name: ClassVar[str] = "whatsapp-cloud"
     address_kind: ClassVar[AddressKind] = "phone"
     idempotent: ClassVar[bool] = False
+    service_window: ClassVar[bool] = True
     settings: ClassVar[frozenset[str]] = frozenset(
         {
             "phone_number_id",

@@ -266,14 +266,6 @@ def occurrence_survey(store: Store, campaign: str, occurrence: str) -> dict[str,
     return json.loads(row[0]) if row and row[0] else None
 
 
-def last_inbound_at(store: Store, customer_id: str, channel: str) -> str | None:
-    row = store.conn.execute(
-        "SELECT max(at) FROM messages WHERE customer_id = ? AND channel = ? AND direction = 'in'",
-        (customer_id, channel),
-    ).fetchone()
-    return row[0] if row else None
-
-
 def summarize(
     store: Store, keys: Iterable[tuple[str, str]]
 ) -> Iterator[tuple[str, str, dict[str, int], dict[str, int]]]:

@@ -166,14 +166,25 @@ def delivery_status_counts(store: Store, delivery_ids: Iterable[str]) -> dict[st
     return counts
 
 
-def wrote_since(store: Store, customer_id: str, channel: str, since: str) -> bool:
-    """Did the customer write on ``channel`` at or after ``since``?"""
-    row = store.conn.execute(
-        "SELECT 1 FROM messages WHERE customer_id = ? AND channel = ? AND direction = 'in' "
-        "AND at >= ? LIMIT 1",
-        (customer_id, channel, since),
-    ).fetchone()
-    return row is not None
+def wrote_since(
+    store: Store, pairs: Iterable[tuple[str, str]], since: str
+) -> set[tuple[str, str]]:
+    """Which (customer id, channel) pairs have an inbound message at or after ``since``."""
+    by_channel: dict[str, list[str]] = {}
+    for customer_id, channel in set(pairs):
+        by_channel.setdefault(channel, []).append(customer_id)
+    found: set[tuple[str, str]] = set()
+    for channel, ids in by_channel.items():
+        for chunk in chunks(ids):
+            found.update(
+                (customer_id, channel)
+                for (customer_id,) in store.conn.execute(
+                    "SELECT DISTINCT customer_id FROM messages WHERE direction = 'in' "
+                    f"AND channel = ? AND at >= ? AND customer_id IN ({marks(chunk)})",
+                    [channel, since, *chunk],
+                )
+            )
+    return found
 
 
 def list_conversations(

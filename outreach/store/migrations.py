@@ -246,3 +246,13 @@ def m008_cap_index(db: Database) -> None:
         DROP INDEX deliveries_customer;
         """
     )
+
+
+@migrations()
+def m009_inbound_by_customer(db: Database) -> None:
+    # Before each send the engine asks whether the customer wrote on that channel in the
+    # last 24 hours (WhatsApp's service window, replies without consent); without this
+    # index every such question read every inbound message.
+    db.execute(
+        "CREATE INDEX messages_customer_in ON messages(customer_id, channel, direction, at)"
+    )
