@@ -367,7 +367,7 @@ class PlanResult:
     audience: int = 0
     planned: int = 0
     deferred: int = 0
-    skipped: dict[str, int] | None = None
+    skipped: dict[str, int] = field(default_factory=dict)
 
 
 def new_delivery_id() -> str:
@@ -431,8 +431,7 @@ def plan_occurrence(
     from .store.audience import select_customers
     from .store.customers import get_customers
 
-    result = PlanResult(skipped={})
-    assert result.skipped is not None
+    result = PlanResult()
     if sql.occurrence_status(store, campaign.name, occurrence) == "planned":
         return result
     # find the audience first: a bad filter must not leave a half-begun occurrence behind
@@ -529,7 +528,6 @@ class _DryRunRenderer:
 
         from .errors import TemplateError
 
-        assert result.skipped is not None
         for customer, row in zip(batch, rows, strict=True):
             channel, status, context = row[4], row[9], row[12]
             if status == "skipped":
@@ -572,7 +570,6 @@ def _plan_batch(
 ) -> list[tuple[Any, ...]]:
     import json
 
-    assert result.skipped is not None
     ids = [c["id"] for c in batch]
     consent = current_consent_many(store, ids)
     usage = [

@@ -15,7 +15,7 @@ from .config import Config
 from .errors import NotFoundError
 from .store import Store
 from .store.consent import append_consent, consent_history, current_consent_for
-from .store.customers import get_customer, get_customers
+from .store.customers import existing_customer_ids, get_customer
 
 Status = Literal["opted_in", "opted_out"]
 OPTED_IN: Status = "opted_in"
@@ -35,7 +35,7 @@ def record(
     """Append one ledger row per customer; every customer and the channel must exist."""
     config.channel(channel)
     ids = list(dict.fromkeys(customer_ids))
-    known = get_customers(store, ids)
+    known = existing_customer_ids(store, ids)
     missing = [i for i in ids if i not in known]
     if missing:
         raise NotFoundError(

@@ -38,11 +38,9 @@ _SEND_TIME_SKIPS = ("template_error", "opted_out")
 
 def known_campaigns(ws: Workspace) -> list[str]:
     """Campaign files in campaigns/ and campaigns the database knows, sorted."""
-    names = set(sql.stored_campaigns(ws.store))
-    folder = ws.config.campaigns_dir
-    if folder.is_dir():
-        names.update(p.stem for p in folder.glob("*.toml"))
-    return sorted(names)
+    from .campaigns import list_campaigns
+
+    return sorted({*sql.stored_campaigns(ws.store), *list_campaigns(ws.config)})
 
 
 def _campaign_file_exists(ws: Workspace, name: str) -> bool:

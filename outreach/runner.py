@@ -200,7 +200,7 @@ def _run_locked(
         line.failed += tally.failed
         for reason, n in tally.skipped.items():
             line.skipped[reason] = line.skipped.get(reason, 0) + n
-    for campaign_name, occurrence, by_status, _ in sql.summarize(store, list(lines)):
+    for campaign_name, occurrence, by_status in sql.summarize(store, list(lines)):
         line = lines[(campaign_name, occurrence)]
         line.deferred = by_status.get("deferred", 0)
         line.unknown = by_status.get("unknown", 0)
@@ -215,7 +215,7 @@ def _line(name: str, occurrence: str, result: PlanResult) -> CampaignRun:
         audience=result.audience,
         planned=result.planned,
         deferred=result.deferred,
-        skipped=dict(result.skipped or {}),
+        skipped=dict(result.skipped),
     )
 
 

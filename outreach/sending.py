@@ -85,7 +85,6 @@ class SendSummary:
 
     tallies: dict[tuple[str | None, str | None], Tally] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
-    open_circuits: list[str] = field(default_factory=list)
     interrupted: int = 0  # the signal that stopped the pass, or 0
 
     def tally(self, row: Mapping[str, Any]) -> Tally:
@@ -595,7 +594,6 @@ class _Engine:
         ch.consecutive_failures += 1
         if ch.consecutive_failures >= CIRCUIT_THRESHOLD and not ch.open:
             ch.open = True
-            self.summary.open_circuits.append(row["channel"])
             self.summary.problems.append(
                 f"channel {row['channel']}: circuit open after {ch.consecutive_failures} "
                 f"failures in a row ({exc}); its remaining messages stay queued for the next run"
@@ -658,13 +656,6 @@ def send_deliveries(ws: Workspace, delivery_ids: Sequence[str]) -> SendSummary:
     if not delivery_ids:
         return SendSummary()
     return asyncio.run(send_due_async(ws, ids=list(delivery_ids)))
-
-
-async def send_deliveries_async(ws: Workspace, delivery_ids: Sequence[str]) -> SendSummary:
-    """``send_deliveries`` for callers already inside an event loop (``serve``)."""
-    if not delivery_ids:
-        return SendSummary()
-    return await send_due_async(ws, ids=list(delivery_ids))
 
 
 def enqueue_reply(

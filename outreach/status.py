@@ -68,8 +68,9 @@ def workspace_status(ws: Workspace) -> dict[str, Any]:
     store = ws.store
     counts = count_customers(store)
     occurrences = sql.planned_occurrences(store)
-    folder = ws.config.campaigns_dir
-    files = sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []
+    from .campaigns import list_campaigns
+
+    files = list_campaigns(ws.config)
     campaigns = [
         {
             "name": name,

@@ -2,8 +2,8 @@
 
 Each provider instance owns one httpx transport (keep-alive connections up to the
 channel's ``concurrency``, each in a pool of its own behind ``ShardedTransport``; timeouts
-always set from the channel's ``timeout``; HTTP/2 only when the optional ``h2`` package is
-installed). Retries, backoff and rate limits belong to the sending engine, not here:
+always set from the channel's ``timeout``; HTTP/2 where the server offers it over TLS).
+Retries, backoff and rate limits belong to the sending engine, not here:
 ``HttpChannel.request`` and ``check`` turn every way a request can fail into a
 ``ProviderError`` the engine can act on:
 
@@ -23,7 +23,6 @@ provider's secrets first (a service echoing a token back must not leak it into t
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -41,11 +40,6 @@ from .base import WebhookRequest
 ErrorReader = Callable[[Any], tuple[str | None, str | None] | None]
 
 _MAX_WIRE_TEXT = 300
-
-
-def http2_available() -> bool:
-    """Is the optional ``h2`` package installed, so that httpx can speak HTTP/2?"""
-    return importlib.util.find_spec("h2") is not None
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -173,7 +167,7 @@ class ShardedTransport(httpx.AsyncBaseTransport):
         tls = httpx.create_ssl_context()
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         self._pools = [
-            httpx.AsyncHTTPTransport(verify=tls, limits=limits, http2=http2_available(), retries=0)
+            httpx.AsyncHTTPTransport(verify=tls, limits=limits, http2=True, retries=0)
             for _ in range(max(1, connections))
         ]
         self._busy = [0] * len(self._pools)

@@ -201,9 +201,9 @@ class SmtpProvider:
                 retryable=True,
                 code="connection",
             )
-        code = getattr(exc, "code", None)
+        code = _reply_code(exc)
         text = redact(" ".join(str(getattr(exc, "message", "") or "").split()), self._secrets)
-        if isinstance(code, int) and code > 0:
+        if code is not None:
             what = "login refused" if isinstance(exc, aiosmtplib.SMTPAuthenticationError) else (
                 "temporary failure" if 400 <= code < 500 else "refused"
             )

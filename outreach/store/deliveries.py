@@ -12,7 +12,6 @@ from typing import Any
 
 from . import Store, chunks, marks
 
-SENT_STATES = ("sent", "delivered", "read")
 # states that occupy a frequency-cap slot: sent, or on their way
 CAP_STATES = ("queued", "deferred", "sending", "sent", "delivered", "read", "unknown")
 
@@ -268,8 +267,8 @@ def occurrence_survey(store: Store, campaign: str, occurrence: str) -> dict[str,
 
 def summarize(
     store: Store, keys: Iterable[tuple[str, str]]
-) -> Iterator[tuple[str, str, dict[str, int], dict[str, int]]]:
-    """Per (campaign, occurrence): counts by status, and skipped counts by reason."""
+) -> Iterator[tuple[str, str, dict[str, int]]]:
+    """Per (campaign, occurrence): counts by status."""
     for campaign, occurrence in keys:
         by_status = dict(
             store.conn.execute(
@@ -278,14 +277,7 @@ def summarize(
                 (campaign, occurrence),
             ).fetchall()
         )
-        skipped = dict(
-            store.conn.execute(
-                "SELECT reason, count(*) FROM deliveries WHERE campaign = ? AND occurrence = ? "
-                "AND purpose = 'campaign' AND status = 'skipped' GROUP BY reason",
-                (campaign, occurrence),
-            ).fetchall()
-        )
-        yield campaign, occurrence, by_status, skipped
+        yield campaign, occurrence, by_status
 
 
 def queue_rows(store: Store, limit: int | None) -> Iterator[dict[str, Any]]:

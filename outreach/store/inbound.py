@@ -238,14 +238,6 @@ def transcript(store: Store, customer_id: str) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in cur]
 
 
-def count_attention(store: Store) -> int:
-    """How many conversations need a person."""
-    row = store.conn.execute(
-        "SELECT count(*) FROM conversations WHERE needs_attention = 1"
-    ).fetchone()
-    return int(row[0])
-
-
 def customers_by_address(
     store: Store, channel: str, kind: str, addresses: Iterable[str]
 ) -> dict[str, str]:
