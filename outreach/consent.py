@@ -15,7 +15,7 @@ from .config import Config
 from .errors import NotFoundError
 from .store import Store
 from .store.consent import append_consent, consent_history, current_consent_for
-from .store.customers import existing_customer_ids, get_customer
+from .store.customers import existing_customer_ids, require_customer
 
 Status = Literal["opted_in", "opted_out"]
 OPTED_IN: Status = "opted_in"
@@ -70,10 +70,7 @@ def current_consent_detail(
 
 def consent_report(store: Store, config: Config, customer_id: str) -> dict[str, Any]:
     """A customer's current consent per channel and the whole ledger history, oldest first."""
-    if get_customer(store, customer_id) is None:
-        raise NotFoundError(
-            f'customer "{customer_id}" does not exist; see outreach customers list'
-        )
+    require_customer(store, customer_id)
     history = consent_history(store, customer_id)
     return {
         "customer": customer_id,

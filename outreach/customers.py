@@ -767,13 +767,8 @@ def _with_consent(store: Store, page: list[dict[str, Any]]) -> Iterator[dict[str
 def show_customer(store: Store, config: Config, customer_id: str) -> dict[str, Any]:
     """One customer: every column, current consent per channel, conversation summary."""
     from .consent import current_consent_detail
-    from .errors import NotFoundError
 
-    customer = customer_store.get_customer(store, customer_id)
-    if customer is None:
-        raise NotFoundError(
-            f'customer "{customer_id}" does not exist; see outreach customers list'
-        )
+    customer = customer_store.require_customer(store, customer_id)
     history = consent_store.consent_history(store, customer_id)
     return {
         "customer": customer,

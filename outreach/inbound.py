@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from .workspace import Workspace
 
 MAX_TEXT_CHARS = 64 * 1024
+_SEE_CONVERSATIONS = "outreach conversations list"  # where an unknown customer id is told to look
 # When the conversation already needs a person, a weaker reason does not hide a stronger one.
 _ATTENTION_RANK = {"opt_out_intent": 3, "unclear_answer": 2, "reply": 1}
 _E164 = re.compile(r"\+[1-9]\d{6,14}")
@@ -553,15 +554,6 @@ def receive(
 # -- agents: conversations and replies -------------------------------------------------------
 
 
-def _require_customer(store: Store, customer_id: str) -> dict[str, Any]:
-    customer = store_customers.get_customer(store, customer_id)
-    if customer is None:
-        raise NotFoundError(
-            f'customer "{customer_id}" does not exist; see outreach conversations list'
-        )
-    return customer
-
-
 def list_conversations(
     store: Store, *, needs_attention: bool = False, since: datetime | None = None
 ) -> Iterator[dict[str, Any]]:
@@ -586,7 +578,7 @@ def list_conversations(
 
 def show_conversation(store: Store, customer_id: str) -> dict[str, Any]:
     """The whole transcript of one customer, every channel, oldest first."""
-    customer = _require_customer(store, customer_id)
+    customer = store_customers.require_customer(store, customer_id, see=_SEE_CONVERSATIONS)
     conversation = store_inbound.get_conversation(store, customer_id) or {}
     messages = []
     for row in store_inbound.transcript(store, customer_id):
@@ -627,7 +619,7 @@ def show_conversation(store: Store, customer_id: str) -> dict[str, Any]:
 
 def close_conversation(store: Store, customer_id: str) -> None:
     """Close a conversation and clear its attention flag (a new message reopens it)."""
-    _require_customer(store, customer_id)
+    store_customers.require_customer(store, customer_id, see=_SEE_CONVERSATIONS)
     conversation = store_inbound.get_conversation(store, customer_id)
     if conversation is None:
         raise NotFoundError(f'customer "{customer_id}" has no conversation yet')
@@ -666,7 +658,7 @@ def reply(ws: Workspace, customer_id: str, text: str, channel: str | None = None
     from . import sending
 
     store, config = ws.store, ws.config
-    customer = _require_customer(store, customer_id)
+    customer = store_customers.require_customer(store, customer_id, see=_SEE_CONVERSATIONS)
     if not text.strip():
         raise UsageError("the reply text is empty; write what to send")
     check_reply_text(text)

@@ -182,9 +182,7 @@ def _provider_parser(ws: Workspace, fmt: str, channel: str | None) -> Any:
         elif key not in settings and (key in cls.required_settings or key == "from"):
             settings[key] = _PLACEHOLDERS.get(key, "ingest")
     fake = ChannelConfig(name=channel, provider=fmt, settings=settings)
-    context = ProviderContext(workspace_root=str(ws.root), env=env,
-                              public_url=config.server.public_url,
-                              sender_name=config.sender_name)
+    context = ProviderContext.of(config, env)
     try:
         return cls(fake, context)
     except ConfigError as exc:

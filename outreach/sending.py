@@ -144,12 +144,7 @@ class _Engine:
         self.campaign_cache: dict[str, Any] = {}
         self.campaign_limiters: dict[str, RateLimiter | None] = {}
         self.zones: dict[str, ZoneInfo] = {}
-        self.context = ProviderContext(
-            workspace_root=str(ws.root),
-            env=os.environ,
-            public_url=ws.config.server.public_url,
-            sender_name=ws.config.sender_name,
-        )
+        self.context = ProviderContext.of(ws.config, os.environ)
         self._key: bytes | None = None
         self.claimed: dict[str, int] = {}  # channel → claimed and not yet recorded
         self.finished: dict[str, int] = {}  # channel → of those, finished (awaiting the flush)

@@ -174,12 +174,7 @@ class _Server:
     def provider(self, channel: str) -> Provider:
         provider = self._providers.get(channel)
         if provider is None:
-            context = ProviderContext(
-                workspace_root=str(self.ws.root),
-                env=os.environ,
-                public_url=self.config.server.public_url,
-                sender_name=self.config.sender_name,
-            )
+            context = ProviderContext.of(self.config, os.environ)
             provider = build_provider(self.config.channel(channel), context)
             self._providers[channel] = provider
         return provider

@@ -305,14 +305,10 @@ def preview(
 
     Campaign, survey and event values are sample data, as in `templates check`.
     """
-    from .errors import NotFoundError, UsageError
-    from .store.customers import get_customer
+    from .errors import UsageError
+    from .store.customers import require_customer
 
-    customer = get_customer(store, customer_id)
-    if customer is None:
-        raise NotFoundError(
-            f'customer "{customer_id}" does not exist; see `outreach customers list`'
-        )
+    customer = require_customer(store, customer_id)
     if channel is None:
         preferred = customer.get("preferred_channel")
         channel = preferred if preferred in config.channels else next(iter(config.channels), None)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal, Protocol
 
-from ..config import ChannelConfig
+from ..config import ChannelConfig, Config
 
 # How a provider addresses a customer: which customer field holds the address.
 AddressKind = Literal["email", "phone", "user", "id"]
@@ -145,3 +145,13 @@ class ProviderContext:
     env: Mapping[str, str]
     public_url: str | None = None
     sender_name: str = "outreach"
+
+    @classmethod
+    def of(cls, config: Config, env: Mapping[str, str]) -> ProviderContext:
+        """The context of a workspace's providers, with secrets read from ``env``."""
+        return cls(
+            workspace_root=str(config.root),
+            env=env,
+            public_url=config.server.public_url,
+            sender_name=config.sender_name,
+        )

@@ -45,12 +45,7 @@ def send_test(config: Config, channel: ChannelConfig, address: str) -> SendResul
     from ..channels import address_kind, build_provider
     from ..channels.base import OutboundMessage, ProviderContext
 
-    context = ProviderContext(
-        workspace_root=str(config.root),
-        env=dict(os.environ),
-        public_url=config.server.public_url,
-        sender_name=config.sender_name,
-    )
+    context = ProviderContext.of(config, dict(os.environ))
     is_email = address_kind(channel) == "email"
     text = f"Test message from {config.sender_name} via outreach (channel {channel.name})."
     message = OutboundMessage(

@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from ..errors import NotFoundError
 from . import Store, chunks, marks
 from .migrations import CUSTOMER_COLUMNS
 
@@ -70,6 +71,16 @@ def get_customer(store: Store, customer_id: str) -> dict[str, Any] | None:
     if row is None:
         return None
     return dict(zip([d[0] for d in cur.description], row, strict=True))
+
+
+def require_customer(
+    store: Store, customer_id: str, *, see: str = "outreach customers list"
+) -> dict[str, Any]:
+    """``get_customer``, or NotFoundError naming the command that lists the known ones."""
+    customer = get_customer(store, customer_id)
+    if customer is None:
+        raise NotFoundError(f'customer "{customer_id}" does not exist; see {see}')
+    return customer
 
 
 def get_customers(store: Store, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
