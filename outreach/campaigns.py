@@ -25,7 +25,7 @@ from dateutil.rrule import rrule, rrulestr
 
 from . import clock
 from .channels import address_kind
-from .config import Cap, Config, Rate, Window, parse_duration, read_toml
+from .config import Cap, Config, Rate, Window, parse_duration, read_toml, zone_or
 from .errors import ConfigError, NotFoundError, UsageError
 from .store import Store
 from .store import deliveries as sql
@@ -576,7 +576,6 @@ def _plan_batch(
         (cap, sql.cap_usage(store, ids, clock.iso(now - cap.period), scope)) for cap, scope in caps
     ]
     rows: list[tuple[Any, ...]] = []
-    zones: dict[str, ZoneInfo] = {}
     for customer in batch:
         cid = customer["id"]
         channel, reason = route(config, campaign, customer, consent.get(cid, {}))
@@ -587,14 +586,7 @@ def _plan_batch(
                     channel, reason = None, "frequency_cap"
                     break
         if channel is not None:
-            tzname = customer.get("timezone") or ""
-            tz = zones.get(tzname)
-            if tz is None:
-                try:
-                    tz = ZoneInfo(tzname) if tzname else config.timezone
-                except (KeyError, ValueError):
-                    tz = config.timezone
-                zones[tzname] = tz
+            tz = zone_or(customer.get("timezone"), config.timezone)
             not_before = window.next_opening(ready_at, tz)
             status = "queued" if not_before <= now else "deferred"
             result.planned += 1

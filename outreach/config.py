@@ -12,6 +12,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,6 +23,21 @@ CONFIG_FILE = "outreach.toml"
 PROVIDERS = ("outbox", "smtp", "twilio", "whatsapp-cloud", "sunshine", "webhook")
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def zone_or(name: object, default: ZoneInfo) -> ZoneInfo:
+    """The IANA zone ``name`` (a customer's ``timezone``), or ``default`` when it is empty
+    or not a zone. Looked up once per name: a run asks for every message."""
+    zone = _known_zone(name) if isinstance(name, str) and name else None
+    return zone or default
+
+
+@lru_cache(maxsize=512)
+def _known_zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
 
 
 def parse_duration(text: str, *, where: str) -> timedelta:

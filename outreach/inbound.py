@@ -35,13 +35,12 @@ from datetime import datetime, timedelta
 from email.utils import parseaddr
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from . import clock
 from .answers import parse_answer
 from .channels import address_kind
 from .channels.base import SERVICE_WINDOW, InboundEvent, InboundMessage, StatusEvent
-from .config import Config
+from .config import Config, zone_or
 from .errors import NotFoundError, OutreachError, UsageError
 from .keywords import KeywordTable, asks_to_stop
 from .store import Store
@@ -489,19 +488,11 @@ class Inbox:
         if previous is not None and previous >= until:
             return None
         customer = store_customers.get_customer(self.store, customer_id) or {}
-        zone = self._zone(customer.get("timezone"))
+        zone = zone_or(customer.get("timezone"), self.config.timezone)
         self._enqueue(summary, customer_id, channel, "auto_reply", template="out_of_hours",
                       extra={"next_opening": opening.astimezone(zone)})
         summary.auto_replies += 1
         return until
-
-    def _zone(self, name: Any) -> ZoneInfo:
-        if isinstance(name, str) and name:
-            try:
-                return ZoneInfo(name)
-            except (ValueError, KeyError, OSError):
-                pass
-        return self.config.timezone
 
     def _enqueue(self, summary: InboundSummary, customer_id: str, channel: str, purpose: str,
                  **kwargs: Any) -> None:

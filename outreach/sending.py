@@ -32,7 +32,7 @@ from . import clock
 from .campaigns import localized_question
 from .channels import address_kind, build_provider
 from .channels.base import SERVICE_WINDOW, OutboundMessage, Provider, ProviderContext
-from .config import ChannelConfig, Rate, Window
+from .config import ChannelConfig, Rate, Window, zone_or
 from .errors import OutreachError, ProviderError
 from .store import Store
 from .store import deliveries as sql
@@ -143,7 +143,6 @@ class _Engine:
         self.outbound: list[dict[str, Any]] = []
         self.campaign_cache: dict[str, Any] = {}
         self.campaign_limiters: dict[str, RateLimiter | None] = {}
-        self.zones: dict[str, ZoneInfo] = {}
         self.context = ProviderContext.of(ws.config, os.environ)
         self._key: bytes | None = None
         self.claimed: dict[str, int] = {}  # channel → claimed and not yet recorded
@@ -325,7 +324,7 @@ class _Engine:
             if refusal:
                 self._finish(row, status="skipped", reason=refusal)
                 continue
-            tz = self._zone(customer)
+            tz = zone_or(customer.get("timezone"), self.config.timezone)
             if row["purpose"] == "campaign" and row.get("window"):
                 window = self.windows.get(row["window"])
                 if window is None:
@@ -391,15 +390,6 @@ class _Engine:
             return "no_consent"
         # a reply on a channel the customer wrote on within a day answers them there
         return None if wrote_recently else "no_consent"
-
-    def _zone(self, customer: Mapping[str, Any]) -> ZoneInfo:
-        name = customer.get("timezone") or ""
-        if name not in self.zones:
-            try:
-                self.zones[name] = ZoneInfo(name) if name else self.config.timezone
-            except (KeyError, ValueError):
-                self.zones[name] = self.config.timezone
-        return self.zones[name]
 
     def _user_address(self, customer_id: str, channel: str) -> str | None:
         row = self.store.conn.execute(

@@ -41,7 +41,7 @@ from functools import lru_cache
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from jinja2 import (
     BaseLoader,
@@ -59,6 +59,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 from jinja2.utils import missing
 
 from . import clock
+from .config import zone_or
 from .errors import TemplateError
 
 if TYPE_CHECKING:
@@ -213,16 +214,6 @@ def _babel_locale(tag: str | None) -> Any:
         except (UnknownLocaleError, ValueError):
             continue
     raise AssertionError("babel always knows en")
-
-
-@lru_cache(maxsize=512)
-def _zone(name: str | None) -> ZoneInfo | None:
-    if not name:
-        return None
-    try:
-        return ZoneInfo(str(name))
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
 
 
 # --- filters ----------------------------------------------------------------------------
@@ -631,7 +622,7 @@ class Renderer:
             entry = self._entry(name, channel, locale)
         except RenderError as exc:
             raise exc.for_customer(customer_id) from None
-        zone = _zone(customer.get("timezone")) or self.config.timezone
+        zone = zone_or(customer.get("timezone"), self.config.timezone)
         context: dict[str, Any] = {
             "range": safe_range,
             "dict": dict,
