@@ -24,16 +24,16 @@ from zoneinfo import ZoneInfo
 from dateutil.rrule import rrule, rrulestr
 
 from . import clock
-from .channels import address_kind
+from .channels import ADDRESS_COLUMN, address_kind
 from .config import Cap, Config, Rate, Window, parse_duration, read_toml, zone_or
 from .errors import ConfigError, NotFoundError, UsageError
+from .locales import locale_chain
 from .store import Store
 from .store import deliveries as sql
 from .store.consent import current_consent_many
 
 KINDS = ("survey", "notification", "update")
 SURVEY_TYPES = ("nps", "csat", "choice", "yes_no", "text")
-_ADDRESS_FIELD = {"email": "email", "phone": "phone", "id": "id"}
 BATCH = 2000
 
 
@@ -283,10 +283,9 @@ def _translations(value: Any, where: str) -> dict[str, str]:
 def localized_question(survey: dict[str, Any], locale: str | None) -> str:
     """The survey question in the customer's language: nl-BE, then nl, then the default."""
     translations = survey.get("translations") or {}
-    if locale:
-        for tag in (locale, locale.split("-")[0]):
-            if tag in translations:
-                return str(translations[tag])
+    for tag in locale_chain(locale):
+        if tag in translations:
+            return str(translations[tag])
     return str(survey.get("question", ""))
 
 
@@ -401,7 +400,7 @@ def route(
             continue
         seen.add(name)
         kind = address_kind(config.channels[name])
-        field = _ADDRESS_FIELD.get(kind)
+        field = ADDRESS_COLUMN.get(kind)
         if field is None or not customer.get(field):
             continue
         status = consent.get(name)

@@ -33,6 +33,7 @@ from . import clock
 from .config import Config, parse_timezone
 from .customer_files import detect_format, is_blank, read_records
 from .errors import ConfigError, UsageError
+from .locales import normalize_locale
 from .store import Store
 from .store import consent as consent_store
 from .store import customers as customer_store
@@ -340,16 +341,7 @@ class _Normaliser:
             return _Bad(
                 f"{_show(text)} is not a known BCP 47 locale; write it like nl-BE, en or fr-CA"
             )
-        # Keep what was written (no likely-subtag expansion), in canonical case: nl-BE.
-        out = [parts[0].lower()]
-        for part in parts[1:]:
-            if len(part) == 4 and part.isalpha():
-                out.append(part.title())
-            elif len(part) == 2 or part.isdigit():
-                out.append(part.upper())
-            else:
-                out.append(part)
-        return "-".join(out)
+        return normalize_locale(text) or text
 
     def timezone(self, value: Any) -> str:
         text = self.text(value)

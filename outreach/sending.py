@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 
 from . import clock
 from .campaigns import localized_question
-from .channels import address_kind, build_provider
+from .channels import ADDRESS_COLUMN, address_kind, build_provider
 from .channels.base import SERVICE_WINDOW, OutboundMessage, Provider, ProviderContext
 from .config import ChannelConfig, Rate, Window, zone_or
 from .errors import OutreachError, ProviderError
@@ -46,7 +46,6 @@ MAX_RETRY_AFTER = 60.0  # a longer Retry-After requeues the delivery for a later
 MAX_CLAIMS = 5  # runs that may try a delivery before it is failed for good
 CIRCUIT_THRESHOLD = 8  # consecutive retryable failures that open a channel's circuit
 REPLY_PURPOSES = ("keyword", "follow_up", "auto_reply", "agent")
-_ADDRESS_FIELD = {"email": "email", "phone": "phone", "id": "id"}
 
 
 class RateLimiter:
@@ -345,7 +344,7 @@ class _Engine:
                 continue
             ch_config = self.config.channels[row["channel"]]
             kind = address_kind(ch_config)
-            field_name = _ADDRESS_FIELD.get(kind)
+            field_name = ADDRESS_COLUMN.get(kind)
             address = customer.get(field_name) if field_name else None
             if kind == "user":
                 address = self._user_address(row["customer_id"], row["channel"])

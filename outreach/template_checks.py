@@ -269,9 +269,9 @@ def check_workspace(
 
     Returns the results and whether built-in sample customers were used.
     """
-    from .store.customers import iter_customers
+    from .store.audience import select_customers
 
-    customers = list(iter_customers(store, None, limit=sample))
+    customers = list(select_customers(store, None, limit=sample))
     if customers:
         return check_templates(config, customers, names), False
     return check_templates(config, SAMPLE_CUSTOMERS[:sample] or SAMPLE_CUSTOMERS[:1], names), True

@@ -61,6 +61,7 @@ from jinja2.utils import missing
 from . import clock
 from .config import zone_or
 from .errors import TemplateError
+from .locales import locale_chain
 
 if TYPE_CHECKING:
     from .config import Config
@@ -177,31 +178,6 @@ class _Undefined(StrictUndefined):
 
 
 # --- locale, time zone ----------------------------------------------------------------
-
-
-def normalize_locale(tag: str | None) -> str | None:
-    """``nl_be`` / ``NL-be`` → ``nl-BE``; None or blank → None."""
-    if not tag or not str(tag).strip():
-        return None
-    parts = re.split(r"[-_]", str(tag).strip())
-    out = [parts[0].lower()]
-    for part in parts[1:]:
-        if len(part) == 4 and part.isalpha():
-            out.append(part.title())
-        elif len(part) in (2, 3):
-            out.append(part.upper())
-        else:
-            out.append(part)
-    return "-".join(out)
-
-
-def locale_chain(tag: str | None) -> tuple[str, ...]:
-    """``nl-BE`` → (``nl-BE``, ``nl``): most specific first."""
-    norm = normalize_locale(tag)
-    if norm is None:
-        return ()
-    parts = norm.split("-")
-    return tuple("-".join(parts[:n]) for n in range(len(parts), 0, -1))
 
 
 @lru_cache(maxsize=256)

@@ -35,6 +35,11 @@ def provider_class(name: str) -> type[Provider]:
     return cls
 
 
+# the customer column that holds a channel's addresses, per address kind ("user" ids are kept
+# in the addresses table instead)
+ADDRESS_COLUMN = {"email": "email", "phone": "phone", "id": "id"}
+
+
 def address_kind(channel: ChannelConfig) -> AddressKind:
     """Which customer field addresses people on this channel.
 

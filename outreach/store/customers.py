@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import NotFoundError
@@ -141,22 +141,6 @@ def create_contact(store: Store, customer_id: str, fields: dict[str, Any], at: s
         f"VALUES ({marks(cols)})",
         (customer_id, *fields.values(), 0, at, at),
     )
-
-
-def iter_customers(
-    store: Store, where_sql: str | None, params: Sequence[Any] = (), limit: int | None = None
-) -> Iterator[dict[str, Any]]:
-    """Stream customers; ``where_sql`` must already have passed the audience authorizer."""
-    sql = "SELECT * FROM customers"
-    if where_sql:
-        sql += f" WHERE ({where_sql})"
-    sql += " ORDER BY id"
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
-    cur = store.conn.execute(sql, tuple(params))
-    names = [d[0] for d in cur.description]
-    for row in cur:
-        yield dict(zip(names, row, strict=True))
 
 
 def _quote(name: str) -> str:
