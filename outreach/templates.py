@@ -496,7 +496,7 @@ class Renderer:
             self._files[name] = found
         return found
 
-    def candidates(self, name: str, channel: str, locale: str | None) -> list[str]:
+    def candidates(self, channel: str, locale: str | None) -> list[str]:
         """Every file name the lookup tries, most specific first."""
         chain = locale_chain(locale)
         out: list[str] = []
@@ -507,11 +507,12 @@ class Renderer:
 
     def _find(self, name: str, channel: str, locale: str | None) -> tuple[str, str | None]:
         files = self.files(name)
-        for file in self.candidates(name, channel, locale):
+        candidates = self.candidates(channel, locale)
+        for file in candidates:
             if file in files:
                 parts = file[: -len(TEMPLATE_SUFFIX)].split(".", 1)
                 return file, (parts[1] if len(parts) > 1 else None)
-        looked = ", ".join(f"templates/{name}/{f}" for f in self.candidates(name, channel, locale))
+        looked = ", ".join(f"templates/{name}/{f}" for f in candidates)
         if not (self.root / name).is_dir():
             problem = f'no template "{name}": templates/{name}/ does not exist'
         else:

@@ -75,7 +75,8 @@ def examples_dir() -> Path:
 def init_workspace(folder: Path, *, force: bool = False) -> list[Path]:
     """Create a workspace with a commented outreach.toml, example templates and campaigns.
 
-    Existing files are kept unless ``force``; returns what was written.
+    Existing files are always kept (``force`` lets an existing workspace get the example
+    files it lacks); returns what was written.
     """
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"{folder}: exists and is not a folder; choose another path")
@@ -98,7 +99,7 @@ def init_workspace(folder: Path, *, force: bool = False) -> list[Path]:
                         target.parent.mkdir(parents=True, exist_ok=True)
                         shutil.copyfile(file, target)
                         written.append(target)
-        elif not dst.exists() or (force and not dst.exists()):
+        elif not dst.exists():
             shutil.copyfile(src, dst)
             written.append(dst)
     gitignore = folder / ".gitignore"

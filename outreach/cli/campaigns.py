@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
@@ -10,7 +9,15 @@ from zoneinfo import ZoneInfo
 import typer
 
 from .options import JsonOption, LimitOption, workspace
-from .output import console, note, print_json, print_table, progress, stream_json_list
+from .output import (
+    console,
+    local_time,
+    note,
+    print_json,
+    print_table,
+    progress,
+    stream_json_list,
+)
 
 if TYPE_CHECKING:
     from ..runner import RunReport
@@ -127,8 +134,7 @@ def _print_summary(report: RunReport, timezone: ZoneInfo) -> None:
     for line in report.campaigns:
         when = line.occurrence
         if when[:1].isdigit():
-            local = datetime.fromisoformat(when.replace("Z", "+00:00")).astimezone(timezone)
-            when = local.strftime("%Y-%m-%d %H:%M %Z")
+            when = local_time(when, timezone)
         console.print(f"[bold]{line.name}[/bold] {when}")
         console.print(
             f"  audience {line.audience} · planned {line.planned} · sent {line.sent} · "

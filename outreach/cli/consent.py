@@ -85,18 +85,14 @@ def show(
 ) -> None:
     """Show a customer's consent per channel and the whole ledger history."""
     from ..consent import consent_report
-    from .output import print_table
+    from .output import print_consent, print_table
 
     ws = workspace(ctx)
     report = consent_report(ws.store, ws.config, customer)
     if as_json:
         print_json(report)
         return
-    print_table(
-        ({"channel": c, **d} for c, d in report["current"].items()),
-        ["channel", "status", "source", "recorded_at"],
-        title=f"Consent of {customer}",
-    )
+    print_consent(report["current"], f"Consent of {customer}")
     print_table(
         report["history"],
         ["recorded_at", "channel", "status", "source", "evidence"],

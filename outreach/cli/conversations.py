@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from .options import JsonOption, workspace
-from .output import console, note, print_json, print_table, stream_json_list
+from .output import console, local_time, note, print_json, print_table, stream_json_list
 
 replies_app = typer.Typer(
     help="Feed customers' replies in from files or standard input.", no_args_is_help=True
@@ -146,7 +146,7 @@ def list_conversations(
         return {
             **item,
             "name": item["name"] or ("(unverified contact)" if not item["verified"] else ""),
-            "last": _local(item["last_message_at"], tz),
+            "last": local_time(item["last_message_at"], tz),
             "attention": attention,
         }
 
@@ -182,7 +182,7 @@ def show_conversation(
     for message in data["messages"]:
         arrow = "←" if message["direction"] == "in" else "→"
         who = "customer" if message["direction"] == "in" else (message["author"] or "outreach")
-        line = f"{_local(message['at'], tz)}  {arrow} {message['channel']:<9} {who}: "
+        line = f"{local_time(message['at'], tz)}  {arrow} {message['channel']:<9} {who}: "
         text = message["text"]
         if message.get("subject"):
             text = f"[{message['subject']}] {text}"
@@ -257,11 +257,3 @@ def serve(
     channels = ", ".join(f"/webhooks/{c}" for c in ws.config.channels) or "no channels"
     note(f"outreach serve: {channels}, /unsubscribe/TOKEN, /healthz")
     run_server(ws, host or ws.config.server.host, ws.config.server.port if port is None else port)
-
-
-def _local(value: str | None, tz: Any) -> str:
-    if not value:
-        return ""
-    from .. import clock
-
-    return clock.parse_time(value).astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")

@@ -176,7 +176,7 @@ def show(
 ) -> None:
     """Show one customer: every column, consent per channel, and the conversation."""
     from ..customers import show_customer
-    from .output import console, print_table
+    from .output import console, print_consent, print_table
 
     ws = workspace(ctx)
     info = show_customer(ws.store, ws.config, customer)
@@ -188,11 +188,7 @@ def show(
         ["column", "value"],
         title=f"Customer {customer}",
     )
-    print_table(
-        ({"channel": c, **d} for c, d in info["consent"].items()),
-        ["channel", "status", "source", "recorded_at"],
-        title="Consent",
-    )
+    print_consent(info["consent"], "Consent")
     conversation = info["conversation"]
     if conversation:
         attention = (

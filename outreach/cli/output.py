@@ -74,6 +74,24 @@ def print_table(
     return count
 
 
+def print_consent(current: Mapping[str, Mapping[str, Any]], title: str) -> None:
+    """A customer's current consent, one row per channel."""
+    print_table(
+        ({"channel": c, **d} for c, d in current.items()),
+        ["channel", "status", "source", "recorded_at"],
+        title=title,
+    )
+
+
+def local_time(value: str | None, tz: Any) -> str:
+    """A stored UTC time as ``2026-12-01 10:30 CET`` in ``tz``; blank when there is none."""
+    if not value:
+        return ""
+    from .. import clock
+
+    return clock.parse_time(value).astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
 def note(message: str) -> None:
     """A line for people on stderr (not part of the result)."""
     err_console.print(message, markup=False)
