@@ -302,17 +302,13 @@ class Inbox:
         """The customer's conversation state (cached for the batch), created when missing."""
         conversation = self._conversations.get(customer_id)
         if conversation is None:
-            known_missing = customer_id in self._prefetched
-            if not known_missing:
+            # prefetched customers without a conversation are known to have none; the
+            # others are looked up (the batch holds the write transaction)
+            if customer_id not in self._prefetched:
                 conversation = store_inbound.get_conversation(self.store, customer_id)
             if conversation is None:
-                create = (
-                    store_conversations.create_conversation
-                    if known_missing
-                    else store_conversations.ensure_conversation
-                )
                 conversation = {
-                    "id": create(self.store, customer_id, at),
+                    "id": store_conversations.create_conversation(self.store, customer_id, at),
                     "customer_id": customer_id, "status": "open", "needs_attention": 0,
                     "attention_reason": None, "last_inbound_at": None,
                     "last_inbound_channel": None, "auto_reply_until": None,

@@ -12,14 +12,7 @@ def ensure_conversation(store: Store, customer_id: str, at: str) -> int:
     row = store.conn.execute(
         "SELECT id FROM conversations WHERE customer_id = ?", (customer_id,)
     ).fetchone()
-    if row:
-        return int(row[0])
-    cur = store.conn.execute(
-        "INSERT INTO conversations (customer_id, status, needs_attention, created_at, updated_at)"
-        " VALUES (?, 'open', 0, ?, ?)",
-        (customer_id, at, at),
-    )
-    return int(cur.lastrowid or 0)
+    return int(row[0]) if row else create_conversation(store, customer_id, at)
 
 
 def create_conversation(store: Store, customer_id: str, at: str) -> int:
