@@ -44,15 +44,17 @@ from .http import HttpChannel, as_dict, json_body, optional_env, require_env, se
 RATE_LIMIT_CODES = frozenset({"4", "80007", "130429", "131048", "131056"})
 
 
+def _details(error: dict[str, Any]) -> Any:
+    """``error_data.details`` of a Meta error object: its most specific explanation."""
+    data = error.get("error_data")
+    return data.get("details") if isinstance(data, dict) else None
+
+
 def _meta_error(body: object) -> tuple[str | None, str | None] | None:
     if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
         return None
     error = body["error"]
-    details = (
-        (error.get("error_data") or {}).get("details")
-        if isinstance(error.get("error_data"), dict)
-        else None
-    )
+    details = _details(error)
     text = str(error.get("message") or "")
     if details and details not in text:
         text = f"{text} ({details})" if text else str(details)
@@ -216,12 +218,8 @@ class WhatsAppCloudProvider:
         if errors:
             first = errors[0]
             code = str(first["code"]) if first.get("code") is not None else None
-            details = (
-                (first.get("error_data") or {}).get("details")
-                if isinstance(first.get("error_data"), dict)
-                else None
-            )
-            message = str(details or first.get("title") or first.get("message") or "") or None
+            explained = _details(first) or first.get("title") or first.get("message")
+            message = str(explained or "") or None
         return StatusEvent(
             channel=self.channel.name,
             provider_message_id=str(item["id"]),
