@@ -36,7 +36,7 @@ from .config import ChannelConfig, Rate, Window, zone_or
 from .errors import OutreachError, ProviderError
 from .store import Store
 from .store import deliveries as sql
-from .store.customers import get_customers
+from .store.customers import get_customers, user_addresses
 from .store.inbound import wrote_since
 from .workspace import Workspace
 
@@ -311,6 +311,7 @@ class _Engine:
         customers = get_customers(self.store, [r["customer_id"] for r in rows])
         now = clock.now()
         recent = self._wrote_recently(rows, now)
+        users = self._user_addresses(rows)
         ready: list[tuple[dict[str, Any], OutboundMessage]] = []
         for row in rows:
             self.channel_of[row["id"]] = row["channel"]
@@ -347,7 +348,7 @@ class _Engine:
             field_name = ADDRESS_COLUMN.get(kind)
             address = customer.get(field_name) if field_name else None
             if kind == "user":
-                address = self._user_address(row["customer_id"], row["channel"])
+                address = users.get((row["customer_id"], row["channel"]))
             if not address:
                 self._finish(row, status="skipped", reason="no_address")
                 continue
@@ -390,12 +391,18 @@ class _Engine:
         # a reply on a channel the customer wrote on within a day answers them there
         return None if wrote_recently else "no_consent"
 
-    def _user_address(self, customer_id: str, channel: str) -> str | None:
-        row = self.store.conn.execute(
-            "SELECT address FROM addresses WHERE customer_id = ? AND channel = ? LIMIT 1",
-            (customer_id, channel),
-        ).fetchone()
-        return str(row[0]) if row else None
+    def _user_addresses(self, rows: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+        """(customer, channel) → platform user id, for this batch's rows on channels that
+        address people that way, one query per channel."""
+        wanted: dict[str, list[str]] = {}
+        for row in rows:
+            if address_kind(self.config.channels[row["channel"]]) == "user":
+                wanted.setdefault(row["channel"], []).append(row["customer_id"])
+        return {
+            (customer_id, channel): address
+            for channel, ids in wanted.items()
+            for customer_id, address in user_addresses(self.store, channel, ids).items()
+        }
 
     def _campaign(self, name: str | None) -> Any:
         from .campaigns import load_campaign

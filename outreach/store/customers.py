@@ -125,6 +125,19 @@ def find_customer_by_address(store: Store, channel: str, kind: str, address: str
     return None
 
 
+def user_addresses(store: Store, channel: str, ids: Sequence[str]) -> dict[str, str]:
+    """customer id → the platform user id that reaches them on ``channel`` (one each)."""
+    found: dict[str, str] = {}
+    for chunk in chunks(sorted(set(ids))):
+        for customer_id, address in store.conn.execute(
+            f"SELECT customer_id, address FROM addresses WHERE channel = ? "
+            f"AND customer_id IN ({marks(chunk)})",
+            [channel, *chunk],
+        ):
+            found.setdefault(customer_id, address)
+    return found
+
+
 def add_address(store: Store, channel: str, address: str, customer_id: str) -> None:
     """Remember that ``customer_id`` is reached as ``address`` on ``channel``."""
     store.conn.execute(
