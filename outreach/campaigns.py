@@ -14,7 +14,7 @@ import itertools
 import re
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,6 +31,7 @@ from .locales import locale_chain
 from .store import Store
 from .store import deliveries as sql
 from .store.consent import current_consent_many
+from .store.customers import user_addresses
 
 KINDS = ("survey", "notification", "update")
 SURVEY_TYPES = ("nps", "csat", "choice", "yes_no", "text")
@@ -390,8 +391,13 @@ def route(
     campaign: Campaign,
     customer: dict[str, Any],
     consent: dict[str, str],
+    user_channels: Collection[str] = (),
 ) -> tuple[str | None, str | None]:
-    """(channel, None) for the first usable channel, else (None, skip reason)."""
+    """(channel, None) for the first usable channel, else (None, skip reason).
+
+    ``user_channels``: the channels addressed by platform user id (``address = "user"``)
+    on which this customer has one.
+    """
     reason = "no_address"
     seen: set[str] = set()
     for entry in campaign.channels:
@@ -400,9 +406,13 @@ def route(
             continue
         seen.add(name)
         kind = address_kind(config.channels[name])
-        field = ADDRESS_COLUMN.get(kind)
-        if field is None or not customer.get(field):
-            continue
+        if kind == "user":
+            if name not in user_channels:
+                continue
+        else:
+            field = ADDRESS_COLUMN.get(kind)
+            if field is None or not customer.get(field):
+                continue
         status = consent.get(name)
         if status == "opted_in":
             return name, None
@@ -571,13 +581,20 @@ def _plan_batch(
 
     ids = [c["id"] for c in batch]
     consent = current_consent_many(store, ids)
+    # customers with a platform user id, per channel that addresses people that way
+    with_user_id = {
+        name: set(user_addresses(store, name, ids))
+        for name, channel in config.channels.items()
+        if address_kind(channel) == "user"
+    }
     usage = [
         (cap, sql.cap_usage(store, ids, clock.iso(now - cap.period), scope)) for cap, scope in caps
     ]
     rows: list[tuple[Any, ...]] = []
     for customer in batch:
         cid = customer["id"]
-        channel, reason = route(config, campaign, customer, consent.get(cid, {}))
+        users = [name for name, known in with_user_id.items() if cid in known]
+        channel, reason = route(config, campaign, customer, consent.get(cid, {}), users)
         not_before = ready_at
         if channel is not None:
             for cap, counts in usage:

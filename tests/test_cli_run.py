@@ -234,3 +234,32 @@ def test_an_email_reply_from_another_address_finds_its_conversation(
     shown = json.loads(cli("conversations", "show", "nl2", "--json").stdout)
     texts = [m["text"] for m in shown["messages"]]
     assert "8" in texts and "and thanks" in texts
+
+
+def test_a_channel_addressed_by_platform_user_id_sends_to_the_stored_id(
+    imported: Path, cli: Cli
+) -> None:
+    """``address = "user"``: the address is the platform's user id kept in ``addresses``
+    (learnt from the customer's first message there), not a customer column."""
+    with (imported / "outreach.toml").open("a", encoding="utf-8") as toml:
+        toml.write('\n[channels.app]\nprovider = "outbox"\naddress = "user"\n')
+    (imported / "campaigns" / "app_news.toml").write_text(
+        'kind = "update"\ntemplate = "app_news"\nchannels = ["app"]\n\n'
+        '[schedule]\nstart = "2026-12-01 10:00"\nwindow = "00:00-23:59"\n',
+        encoding="utf-8",
+    )
+    (imported / "templates" / "app_news").mkdir()
+    (imported / "templates" / "app_news" / "app.j2").write_text(
+        "Hi {{ customer.name }}, the app has news.", encoding="utf-8"
+    )
+    assert cli("consent", "grant", "nl1", "nl2", "--channel", "app").exit_code == 0
+    conn = sqlite3.connect(imported / "outreach.db")
+    conn.execute("INSERT INTO addresses (channel, address, customer_id) "
+                 "VALUES ('app', 'app-user-77', 'nl1')")
+    conn.commit()
+    conn.close()
+    [line] = run_json(cli, "app_news")["campaigns"]  # type: ignore[misc]
+    assert line["sent"] == 1 and line["skipped"] == {"no_address": 5}
+    [sent] = (imported / "outbox" / "app").glob("*.json")
+    message = json.loads(sent.read_text())
+    assert message["to"] == "app-user-77" and message["customer_id"] == "nl1"
