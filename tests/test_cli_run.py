@@ -10,6 +10,9 @@ import pytest
 
 from outreach.lock import workspace_lock
 from tests.conftest import Cli
+from tests.servers.fixtures import ENV, SUNSHINE_APP, SUNSHINE_KEY_ID
+from tests.servers.fixtures import sunshine_server as sunshine_server
+from tests.servers.sunshine import SunshineEmulator
 
 # 1 December 2026, 10:30 in Amsterdam, 04:30 in New York, 20:30 in Sydney
 NOW = "2026-12-01T09:30:00Z"
@@ -263,3 +266,46 @@ def test_a_channel_addressed_by_platform_user_id_sends_to_the_stored_id(
     [sent] = (imported / "outbox" / "app").glob("*.json")
     message = json.loads(sent.read_text())
     assert message["to"] == "app-user-77" and message["customer_id"] == "nl1"
+
+
+def test_sunshine_sends_free_text_inside_the_service_window_and_the_template_outside(
+    imported: Path, cli: Cli, sunshine_server: SunshineEmulator
+) -> None:
+    """A campaign with a ``whatsapp_template`` on a Sunshine channel: the customer who wrote
+    there in the last 24 hours gets the rendered text, the other the approved template."""
+    with (imported / "outreach.toml").open("a", encoding="utf-8") as toml:
+        toml.write(
+            f'\n[channels.chat]\nprovider = "sunshine"\napp_id = "{SUNSHINE_APP}"\n'
+            f'key_id = "{SUNSHINE_KEY_ID}"\nkey_secret_env = "SUNSHINE_KEY_SECRET"\n'
+            f'integration_id = "5e4af71a81966cfff3ef6550"\nbase_url = "{sunshine_server.url}"\n'
+        )
+    (imported / "campaigns" / "chat_news.toml").write_text(
+        'kind = "update"\ntemplate = "chat_news"\nchannels = ["chat"]\n\n'
+        '[schedule]\nstart = "2026-12-01 10:00"\nwindow = "00:00-23:59"\n\n'
+        '[whatsapp_template]\nname = "news"\nlanguage = "en"\nparameters = ["name"]\n',
+        encoding="utf-8",
+    )
+    (imported / "templates" / "chat_news").mkdir()
+    (imported / "templates" / "chat_news" / "chat.j2").write_text(
+        "Hi {{ customer.name }}, news from Acme.", encoding="utf-8"
+    )
+    assert cli("consent", "grant", "nl1", "nl2", "--channel", "chat").exit_code == 0
+    conn = sqlite3.connect(imported / "outreach.db")
+    conversation = conn.execute(
+        "INSERT INTO conversations (customer_id, status, needs_attention, created_at, "
+        "updated_at) VALUES ('nl1', 'open', 0, '2026-12-01T08:00:00Z', '2026-12-01T08:00:00Z')"
+    ).lastrowid
+    conn.execute(
+        "INSERT INTO messages (conversation_id, customer_id, direction, channel, text, at) "
+        "VALUES (?, 'nl1', 'in', 'chat', 'is there news?', '2026-12-01T08:00:00Z')",
+        (conversation,),
+    )
+    conn.commit()
+    conn.close()
+    result = cli("--now", NOW, "run", "chat_news", "--json", env=ENV)
+    assert result.exit_code == 0, result.stderr
+    sent = {r.json()["destination"]["destinationId"]: r.json()["message"]
+            for r in sunshine_server.requests}
+    assert sent["+31612345601"] == {"type": "text", "text": "Hi Anna de Vries, news from Acme."}
+    assert sent["+31612345602"]["type"] == "template"
+    assert sent["+31612345602"]["template"]["name"] == "news"
