@@ -239,29 +239,36 @@ def test_an_email_reply_from_another_address_finds_its_conversation(
     assert "8" in texts and "and thanks" in texts
 
 
+def add_news_campaign(ws: Path, cli: Cli, channel: str, channel_toml: str,
+                      extra: str = "") -> None:
+    """Channel ``channel`` in outreach.toml, a campaign ``news`` on it alone (any hour) with
+    template ``news/CHANNEL.j2``, and consent there for nl1 and nl2."""
+    with (ws / "outreach.toml").open("a", encoding="utf-8") as toml:
+        toml.write(f"\n[channels.{channel}]\n{channel_toml}")
+    (ws / "campaigns" / "news.toml").write_text(
+        f'kind = "update"\ntemplate = "news"\nchannels = ["{channel}"]\n\n'
+        f'[schedule]\nstart = "2026-12-01 10:00"\nwindow = "00:00-23:59"\n{extra}',
+        encoding="utf-8",
+    )
+    (ws / "templates" / "news").mkdir()
+    (ws / "templates" / "news" / f"{channel}.j2").write_text(
+        "Hi {{ customer.name }}, news from Acme.", encoding="utf-8"
+    )
+    assert cli("consent", "grant", "nl1", "nl2", "--channel", channel).exit_code == 0
+
+
 def test_a_channel_addressed_by_platform_user_id_sends_to_the_stored_id(
     imported: Path, cli: Cli
 ) -> None:
     """``address = "user"``: the address is the platform's user id kept in ``addresses``
     (learnt from the customer's first message there), not a customer column."""
-    with (imported / "outreach.toml").open("a", encoding="utf-8") as toml:
-        toml.write('\n[channels.app]\nprovider = "outbox"\naddress = "user"\n')
-    (imported / "campaigns" / "app_news.toml").write_text(
-        'kind = "update"\ntemplate = "app_news"\nchannels = ["app"]\n\n'
-        '[schedule]\nstart = "2026-12-01 10:00"\nwindow = "00:00-23:59"\n',
-        encoding="utf-8",
-    )
-    (imported / "templates" / "app_news").mkdir()
-    (imported / "templates" / "app_news" / "app.j2").write_text(
-        "Hi {{ customer.name }}, the app has news.", encoding="utf-8"
-    )
-    assert cli("consent", "grant", "nl1", "nl2", "--channel", "app").exit_code == 0
+    add_news_campaign(imported, cli, "app", 'provider = "outbox"\naddress = "user"\n')
     conn = sqlite3.connect(imported / "outreach.db")
     conn.execute("INSERT INTO addresses (channel, address, customer_id) "
                  "VALUES ('app', 'app-user-77', 'nl1')")
     conn.commit()
     conn.close()
-    [line] = run_json(cli, "app_news")["campaigns"]  # type: ignore[misc]
+    [line] = run_json(cli, "news")["campaigns"]  # type: ignore[misc]
     assert line["sent"] == 1 and line["skipped"] == {"no_address": 5}
     [sent] = (imported / "outbox" / "app").glob("*.json")
     message = json.loads(sent.read_text())
@@ -273,23 +280,13 @@ def test_sunshine_sends_free_text_inside_the_service_window_and_the_template_out
 ) -> None:
     """A campaign with a ``whatsapp_template`` on a Sunshine channel: the customer who wrote
     there in the last 24 hours gets the rendered text, the other the approved template."""
-    with (imported / "outreach.toml").open("a", encoding="utf-8") as toml:
-        toml.write(
-            f'\n[channels.chat]\nprovider = "sunshine"\napp_id = "{SUNSHINE_APP}"\n'
-            f'key_id = "{SUNSHINE_KEY_ID}"\nkey_secret_env = "SUNSHINE_KEY_SECRET"\n'
-            f'integration_id = "5e4af71a81966cfff3ef6550"\nbase_url = "{sunshine_server.url}"\n'
-        )
-    (imported / "campaigns" / "chat_news.toml").write_text(
-        'kind = "update"\ntemplate = "chat_news"\nchannels = ["chat"]\n\n'
-        '[schedule]\nstart = "2026-12-01 10:00"\nwindow = "00:00-23:59"\n\n'
-        '[whatsapp_template]\nname = "news"\nlanguage = "en"\nparameters = ["name"]\n',
-        encoding="utf-8",
+    add_news_campaign(
+        imported, cli, "chat",
+        f'provider = "sunshine"\napp_id = "{SUNSHINE_APP}"\nkey_id = "{SUNSHINE_KEY_ID}"\n'
+        f'key_secret_env = "SUNSHINE_KEY_SECRET"\nintegration_id = "5e4af71a81966cfff3ef6550"\n'
+        f'base_url = "{sunshine_server.url}"\n',
+        '\n[whatsapp_template]\nname = "news"\nlanguage = "en"\nparameters = ["name"]\n',
     )
-    (imported / "templates" / "chat_news").mkdir()
-    (imported / "templates" / "chat_news" / "chat.j2").write_text(
-        "Hi {{ customer.name }}, news from Acme.", encoding="utf-8"
-    )
-    assert cli("consent", "grant", "nl1", "nl2", "--channel", "chat").exit_code == 0
     conn = sqlite3.connect(imported / "outreach.db")
     conversation = conn.execute(
         "INSERT INTO conversations (customer_id, status, needs_attention, created_at, "
@@ -302,7 +299,7 @@ def test_sunshine_sends_free_text_inside_the_service_window_and_the_template_out
     )
     conn.commit()
     conn.close()
-    result = cli("--now", NOW, "run", "chat_news", "--json", env=ENV)
+    result = cli("--now", NOW, "run", "news", "--json", env=ENV)
     assert result.exit_code == 0, result.stderr
     sent = {r.json()["destination"]["destinationId"]: r.json()["message"]
             for r in sunshine_server.requests}
