@@ -69,12 +69,11 @@ class RateLimiter:
 
 @dataclass
 class Tally:
-    """Counts for one (campaign, occurrence) in this run."""
+    """Counts for one (campaign, occurrence) in this run (deferred and unknown ones are
+    counted from the database afterwards, where earlier passes' count too)."""
 
     sent: int = 0
     failed: int = 0
-    deferred: int = 0
-    unknown: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
 
 
@@ -91,14 +90,6 @@ class SendSummary:
         if key not in self.tallies:
             self.tallies[key] = Tally()
         return self.tallies[key]
-
-    @property
-    def sent(self) -> int:
-        return sum(t.sent for t in self.tallies.values())
-
-    @property
-    def failed(self) -> int:
-        return sum(t.failed for t in self.tallies.values())
 
 
 @dataclass
@@ -279,10 +270,7 @@ class _Engine:
             tally.sent += 1
         elif status == "failed":
             tally.failed += 1
-        elif status == "deferred":
-            tally.deferred += 1
         elif status == "unknown":
-            tally.unknown += 1
             self.summary.problems.append(f"{row['channel']}: {update.get('error')}")
         elif status == "skipped":
             reason = update.get("reason") or "unknown"
