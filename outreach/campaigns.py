@@ -14,7 +14,7 @@ import itertools
 import re
 import secrets
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -432,10 +432,12 @@ def plan_occurrence(
     *,
     customers: Sequence[tuple[str, dict[str, Any]]] | None = None,
     dry_run: bool = False,
+    on_batch: Callable[[Sequence[Sequence[Any]]], None] | None = None,
 ) -> PlanResult:
     """Write one delivery per audience member for this occurrence (skips included).
 
     ``customers`` (id, event data) replaces the audience query for triggered sends.
+    ``on_batch`` sees each batch of rows (DELIVERY_COLUMNS order) once it is committed.
     """
     from .store.audience import select_customers
     from .store.customers import get_customers
@@ -505,6 +507,8 @@ def plan_occurrence(
         else:
             with store.write():
                 sql.insert_deliveries(store, rows)
+            if on_batch is not None:
+                on_batch(rows)
         batch.clear()
 
     for customer in stream:

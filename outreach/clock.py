@@ -42,6 +42,11 @@ def set_now(value: datetime | str | None) -> None:
     _fixed = value.astimezone(UTC) if value is not None else None
 
 
+def fixed() -> datetime | None:
+    """The time ``--now`` fixed, or None on the real clock (for a child process)."""
+    return _fixed
+
+
 def now() -> datetime:
     """The current time, aware and in UTC, honouring --now and OUTREACH_NOW."""
     if _fixed is not None:

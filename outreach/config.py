@@ -8,6 +8,7 @@ file and key (exit 4). Secrets are never read here: channels name environment va
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -276,6 +277,7 @@ class Config:
     frequency_cap: Cap | None
     sender_name: str
     channels: dict[str, ChannelConfig]
+    processes: int = 1  # send processes for local channels (the outbox); see _processes
     server: ServerConfig = field(default_factory=ServerConfig)
     keywords: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_KEYWORDS))
     help_text: str = ""
@@ -334,6 +336,18 @@ def _str(section: dict[str, Any], key: str, default: str, where: str) -> str:
     return value
 
 
+def _processes(sending: dict[str, Any], where: str) -> int:
+    """``processes``: how many processes send local channels; by default one per CPU this
+    process may use, at most 4 (SQLite takes one writer at a time, so more gain little)."""
+    value = sending.get("processes")
+    if value is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return max(1, min(cpus or 1, 4))
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 64:
+        raise ConfigError(f"{where} processes: expected a whole number from 1 to 64, got {value!r}")
+    return value
+
+
 def load_config(root: Path) -> Config:
     """Load and validate ``root/outreach.toml``."""
     path = root / CONFIG_FILE
@@ -347,7 +361,9 @@ def load_config(root: Path) -> Config:
         f"{name} [workspace]",
     )
     sending = data.get("sending", {})
-    _check_keys(sending, {"window", "frequency_cap", "sender_name"}, f"{name} [sending]")
+    _check_keys(
+        sending, {"window", "frequency_cap", "sender_name", "processes"}, f"{name} [sending]"
+    )
     where = f"{name} [workspace]"
     timezone = parse_timezone(_str(ws, "timezone", "UTC", where), where=f"{where} timezone")
     region = _str(ws, "default_region", "", where).upper()
@@ -385,6 +401,7 @@ def load_config(root: Path) -> Config:
         else None,
         sender_name=sender,
         channels=channels,
+        processes=_processes(sending, f"{name} [sending]"),
         server=ServerConfig(
             public_url=(srv.get("public_url") or "").rstrip("/") or None,
             host=str(srv.get("host", "127.0.0.1")),

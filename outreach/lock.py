@@ -19,8 +19,12 @@ LOCK_FILE = ".outreach.lock"
 
 
 @contextmanager
-def workspace_lock(root: Path, wait: float = 0) -> Iterator[None]:
-    """Hold the run lock; raise LockedError at once, or after ``wait`` seconds."""
+def workspace_lock(root: Path, wait: float = 0) -> Iterator[int]:
+    """Hold the run lock; raise LockedError at once, or after ``wait`` seconds.
+
+    Yields the locked descriptor: a child process that inherits it holds the lock too,
+    until both have ended.
+    """
     path = root / LOCK_FILE
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -39,6 +43,6 @@ def workspace_lock(root: Path, wait: float = 0) -> Iterator[None]:
                 time.sleep(0.1)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
+        yield fd
     finally:
         os.close(fd)  # closing the descriptor releases the flock

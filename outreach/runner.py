@@ -33,6 +33,7 @@ from .campaigns import (
 from .channels import provider_class
 from .errors import UsageError
 from .lock import workspace_lock
+from .parallel import Helpers
 from .sending import SendSummary, send_due_async
 from .store import deliveries as sql
 from .workspace import Workspace
@@ -119,13 +120,14 @@ def run(
         raise UsageError(
             "--customers needs exactly one campaign: outreach run NAME --customers FILE"
         )
-    with workspace_lock(ws.root, options.wait):
-        return _run_locked(ws, options, on_plan, on_progress, on_send_start)
+    with workspace_lock(ws.root, options.wait) as lock_fd:
+        return _run_locked(ws, options, lock_fd, on_plan, on_progress, on_send_start)
 
 
 def _run_locked(
     ws: Workspace,
     options: RunOptions,
+    lock_fd: int,
     on_plan: Callable[[str], None] | None,
     on_progress: Callable[[int], None] | None,
     on_send_start: Callable[[int], None] | None,
@@ -181,17 +183,70 @@ def _run_locked(
     if options.retry_unknown:
         n = sql.retry_unknown(store, at)
         report.notes.append(f"{n} unknown deliveries queued again")
+    helpers = Helpers.for_run(ws, options.campaigns, options.limit, lock_fd, on_progress)
+    try:
+        lines, summaries = _plan_and_send(
+            ws, options, work, helpers, on_plan, on_progress, on_send_start
+        )
+    finally:
+        if helpers:
+            helpers.close()
+    for summary in summaries:
+        report.interrupted = report.interrupted or summary.interrupted
+        report.problems.extend(summary.problems)
+        _add_tallies(lines, summary)
+    for campaign_name, occurrence, by_status in sql.summarize(store, list(lines)):
+        line = lines[(campaign_name, occurrence)]
+        line.deferred = by_status.get("deferred", 0)
+        line.unknown = by_status.get("unknown", 0)
+    report.campaigns = list(lines.values())
+    return report
+
+
+def _plan_and_send(
+    ws: Workspace,
+    options: RunOptions,
+    work: list[tuple[Campaign, str, list[tuple[str, dict[str, Any]]] | None]],
+    helpers: Helpers | None,
+    on_plan: Callable[[str], None] | None,
+    on_progress: Callable[[int], None] | None,
+    on_send_start: Callable[[int], None] | None,
+) -> tuple[dict[tuple[str, str], CampaignRun], list[SendSummary]]:
+    """Plan each occurrence, then send (with helper processes where they help)."""
+    config, store = ws.config, ws.store
+    now = clock.now()
     lines: dict[tuple[str, str], CampaignRun] = {}
     for campaign, occurrence, customers in work:
         if on_plan:
             on_plan(f"{campaign.name} {occurrence}")
-        result = plan_occurrence(config, store, campaign, occurrence, now, customers=customers)
+        result = plan_occurrence(
+            config,
+            store,
+            campaign,
+            occurrence,
+            now,
+            customers=customers,
+            on_batch=helpers.planned if helpers else None,
+        )
         lines[(campaign.name, occurrence)] = _line(campaign.name, occurrence, result)
+    if helpers:
+        helpers.planning_finished()
     if on_send_start:
         on_send_start(_due_count(ws, options))
-    summary = asyncio.run(_send(ws, options, on_progress))
-    report.interrupted = summary.interrupted
-    report.problems.extend(summary.problems)
+    summaries = [asyncio.run(_send(ws, options, on_progress, helpers))]
+    if helpers:
+        done, problems = helpers.finish()
+        summaries.extend(done)
+        if problems:
+            summaries[0].problems.extend(problems)
+            # a helper died with deliveries claimed: back to the queue, sent by this process
+            sql.recover_in_flight(store, helpers.channels, clock.iso(clock.now()))
+            if not summaries[0].interrupted:
+                summaries.append(asyncio.run(_send(ws, options, on_progress, None)))
+    return lines, summaries
+
+
+def _add_tallies(lines: dict[tuple[str, str], CampaignRun], summary: SendSummary) -> None:
     for (campaign_name, occurrence), tally in summary.tallies.items():
         if campaign_name is None or occurrence is None:
             continue
@@ -200,12 +255,6 @@ def _run_locked(
         line.failed += tally.failed
         for reason, n in tally.skipped.items():
             line.skipped[reason] = line.skipped.get(reason, 0) + n
-    for campaign_name, occurrence, by_status in sql.summarize(store, list(lines)):
-        line = lines[(campaign_name, occurrence)]
-        line.deferred = by_status.get("deferred", 0)
-        line.unknown = by_status.get("unknown", 0)
-    report.campaigns = list(lines.values())
-    return report
 
 
 def _line(name: str, occurrence: str, result: PlanResult) -> CampaignRun:
@@ -225,7 +274,10 @@ def _due_count(ws: Workspace, options: RunOptions) -> int:
 
 
 async def _send(
-    ws: Workspace, options: RunOptions, on_progress: Callable[[int], None] | None
+    ws: Workspace,
+    options: RunOptions,
+    on_progress: Callable[[int], None] | None,
+    helpers: Helpers | None,
 ) -> SendSummary:
     stop = asyncio.Event()
     received: list[int] = []
@@ -234,6 +286,8 @@ async def _send(
     def on_signal(sig: int) -> None:
         received.append(sig)
         stop.set()
+        if helpers:
+            helpers.forward(sig)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         # only the main thread can take signals; elsewhere (tests) there is nothing to stop

@@ -45,6 +45,8 @@ BACKOFF_BASE = 0.2  # seconds; doubles each attempt, with jitter
 MAX_RETRY_AFTER = 60.0  # a longer Retry-After requeues the delivery for a later run
 MAX_CLAIMS = 5  # runs that may try a delivery before it is failed for good
 CIRCUIT_THRESHOLD = 8  # consecutive retryable failures that open a channel's circuit
+FLUSH_AT = 2048  # results kept before recording them at once (else every 20 ms, or at a claim)
+PLANNING_POLL = 0.02  # seconds between looks at an empty queue while another process plans
 REPLY_PURPOSES = ("keyword", "follow_up", "auto_reply", "agent")
 
 
@@ -115,6 +117,8 @@ class _Engine:
         limit: int | None,
         stop: asyncio.Event,
         on_progress: Callable[[int], None] | None,
+        channels: Sequence[str] | None = None,
+        planning_done: asyncio.Event | None = None,
     ) -> None:
         from .templates import Renderer
 
@@ -126,6 +130,10 @@ class _Engine:
         self.left = limit
         self.stop = stop
         self.on_progress = on_progress
+        self.only_channels = channels
+        # set by another process when planning has finished: until then an empty queue
+        # means "not planned yet", not "done"
+        self.planning_done = planning_done
         self.renderer = Renderer(ws.config)
         self.summary = SendSummary()
         self.channels: dict[str, _Channel] = {}
@@ -173,7 +181,7 @@ class _Engine:
         flusher = asyncio.create_task(self._flush_periodically())
         try:
             workers = []
-            for name in self.config.channels:
+            for name in self.only_channels or self.config.channels:
                 try:
                     self.channel(name)
                 except OutreachError as exc:
@@ -198,30 +206,44 @@ class _Engine:
         while True:
             if self.stop.is_set() or ch.open or self.left == 0:
                 break
-            free = ch.budget - self.claimed[name]
-            if free < low_water:
+            in_flight = self.claimed[name] > self.finished[name]
+            if ch.budget - self.claimed[name] < low_water and in_flight:
                 await self._wait_for_results(name)
                 continue
-            want = free if self.left is None else min(free, self.left)
-            rows = sql.claim_due(
-                self.store,
-                clock.iso(clock.now()),
-                want,
-                campaigns=self.campaign_filter,
-                channels=[name],
-                ids=self.ids,
-            )
+            with self.store.write():
+                # what has finished is recorded in the transaction of the next claim: one
+                # commit instead of two, and the other processes wait for the lock once
+                self._flush()
+                free = ch.budget - self.claimed[name]
+                want = free if self.left is None else min(free, self.left)
+                # read before the claim: once set, every planned row is committed and visible
+                planned = self.planning_done is None or self.planning_done.is_set()
+                rows = sql.claim_due(
+                    self.store,
+                    clock.iso(clock.now()),
+                    want,
+                    campaigns=self.campaign_filter,
+                    channels=[name],
+                    ids=self.ids,
+                )
             if not rows:
-                if not self.claimed[name]:
+                if self.claimed[name]:
+                    # nothing left to claim: let what is in flight finish
+                    await self._wait_for_results(name, drained=True)
+                    continue
+                if planned:
                     break
-                # nothing left to claim: let what is in flight finish
-                await self._wait_for_results(name, drained=True)
+                await _first_of(self.planning_done, self.stop, timeout=PLANNING_POLL)
                 continue
             self.claimed[name] += len(rows)
             ready = self._prepare(rows)
             if self.left is not None:
                 self.left -= len(ready)
             for row, message in ready:
+                if ch.provider.local:
+                    # nothing to wait for: one after another, without a task each
+                    await self._send(ch, row, message)
+                    continue
                 task = asyncio.create_task(self._send(ch, row, message))
                 inflight.add(task)
                 task.add_done_callback(inflight.discard)
@@ -275,7 +297,7 @@ class _Engine:
         elif status == "skipped":
             reason = update.get("reason") or "unknown"
             tally.skipped[reason] = tally.skipped.get(reason, 0) + 1
-        if len(self.updates) >= 500:
+        if len(self.updates) >= FLUSH_AT:
             self._flush()
 
     def _flush(self) -> None:
@@ -349,9 +371,7 @@ class _Engine:
             ready.append((row, message))
         return ready
 
-    def _wrote_recently(
-        self, rows: list[dict[str, Any]], now: datetime
-    ) -> set[tuple[str, str]]:
+    def _wrote_recently(self, rows: list[dict[str, Any]], now: datetime) -> set[tuple[str, str]]:
         """(customer, channel) pairs of this batch where the customer wrote in the last
         24 hours, asked once per batch and only where it matters: replies without consent,
         and channels with a customer service window."""
@@ -504,9 +524,13 @@ class _Engine:
                     if exc.ambiguous and not ch.provider.idempotent:
                         # the provider may have the message: a resend could duplicate it
                         self._note_failure(ch, row, exc)
-                        self._finish(row, status="unknown", reason=exc.code or "ambiguous",
-                                     error=f"{exc} (the provider may have accepted it; resend "
-                                     "with outreach run --retry-unknown)")
+                        self._finish(
+                            row,
+                            status="unknown",
+                            reason=exc.code or "ambiguous",
+                            error=f"{exc} (the provider may have accepted it; resend "
+                            "with outreach run --retry-unknown)",
+                        )
                         return
                     if exc.code == "whatsapp_window":
                         self._finish(
@@ -588,6 +612,16 @@ class _Engine:
         return self.campaign_limiters[name]
 
 
+async def _first_of(*events: asyncio.Event | None, timeout: float) -> None:
+    """Wait until one of ``events`` is set, or ``timeout`` seconds."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events if e is not None]
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
+
 def _backoff(attempt: int, retry_after: float | None) -> float:
     if retry_after is not None:
         return max(0.0, retry_after)
@@ -617,8 +651,14 @@ async def send_due_async(
     limit: int | None = None,
     stop: asyncio.Event | None = None,
     on_progress: Callable[[int], None] | None = None,
+    channels: Sequence[str] | None = None,
+    planning_done: asyncio.Event | None = None,
 ) -> SendSummary:
-    """Send every due delivery (or just ``ids``, due or not), honouring consent and windows."""
+    """Send every due delivery (or just ``ids``, due or not), honouring consent and windows.
+
+    ``channels`` limits the pass to those channels; with ``planning_done``, an empty queue
+    is polled until that event is set (a helper process sending while the run plans).
+    """
     engine = _Engine(
         ws,
         campaigns=campaigns,
@@ -626,6 +666,8 @@ async def send_due_async(
         limit=limit,
         stop=stop or asyncio.Event(),
         on_progress=on_progress,
+        channels=channels,
+        planning_done=planning_done,
     )
     return await engine.run()
 

@@ -114,6 +114,9 @@ class Provider(Protocol):
     # True when free text may only go to a customer who wrote within the last 24 hours
     # (WhatsApp's customer service window): the engine sets ``in_service_window`` for it
     service_window: ClassVar[bool]
+    # True when a send is local work (writing a file), not a wait on a network: such
+    # channels are worth sending from more than one process (``[sending] processes``)
+    local: ClassVar[bool]
     # settings keys this provider accepts (besides provider, rate, concurrency, timeout)
     settings: ClassVar[frozenset[str]]
     required_settings: ClassVar[frozenset[str]]

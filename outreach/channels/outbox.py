@@ -30,6 +30,7 @@ class OutboxProvider:
     address_kind: ClassVar[AddressKind] = "phone"
     idempotent: ClassVar[bool] = True
     service_window: ClassVar[bool] = False
+    local: ClassVar[bool] = True
     settings: ClassVar[frozenset[str]] = frozenset({"path"})
     required_settings: ClassVar[frozenset[str]] = frozenset()
 

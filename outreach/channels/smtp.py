@@ -44,6 +44,7 @@ class SmtpProvider:
     address_kind: ClassVar[AddressKind] = "email"
     idempotent: ClassVar[bool] = False
     service_window: ClassVar[bool] = False
+    local: ClassVar[bool] = False
     settings: ClassVar[frozenset[str]] = frozenset(
         {"host", "port", "security", "username_env", "password_env", "from", "reply_to"}
     )

@@ -64,6 +64,7 @@ class SunshineProvider:
     address_kind: ClassVar[AddressKind] = "phone"
     idempotent: ClassVar[bool] = False
     service_window: ClassVar[bool] = True
+    local: ClassVar[bool] = False
     settings: ClassVar[frozenset[str]] = frozenset(
         {"app_id", "key_id", "key_secret_env", "webhook_secret_env", "integration_id", "base_url"}
     )

@@ -64,6 +64,7 @@ class TwilioProvider:
     address_kind: ClassVar[AddressKind] = "phone"
     idempotent: ClassVar[bool] = False
     service_window: ClassVar[bool] = False
+    local: ClassVar[bool] = False
     settings: ClassVar[frozenset[str]] = frozenset(
         {"account_sid", "auth_token_env", "from", "messaging_service_sid", "whatsapp", "base_url"}
     )

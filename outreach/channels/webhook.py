@@ -64,6 +64,7 @@ class WebhookProvider:
     address_kind: ClassVar[AddressKind] = "id"
     idempotent: ClassVar[bool] = True
     service_window: ClassVar[bool] = False
+    local: ClassVar[bool] = False
     settings: ClassVar[frozenset[str]] = frozenset({"url", "secret_env"})
     required_settings: ClassVar[frozenset[str]] = frozenset({"url", "secret_env"})
 

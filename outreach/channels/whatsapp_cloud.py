@@ -67,6 +67,7 @@ class WhatsAppCloudProvider:
     address_kind: ClassVar[AddressKind] = "phone"
     idempotent: ClassVar[bool] = False
     service_window: ClassVar[bool] = True
+    local: ClassVar[bool] = False
     settings: ClassVar[frozenset[str]] = frozenset(
         {
             "phone_number_id",

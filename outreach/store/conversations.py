@@ -83,17 +83,26 @@ def record_outbound(
 
 
 def _conversation_ids(store: Store, customer_ids: set[str], at: str) -> dict[str, int]:
-    """customer → conversation id, creating the missing conversations."""
-    ids = list(customer_ids)
+    """customer → conversation id, creating the missing conversations (in one statement)."""
+    found = _existing_conversations(store, list(customer_ids))
+    missing = [cid for cid in customer_ids if cid not in found]
+    if missing:
+        store.conn.executemany(
+            "INSERT INTO conversations (customer_id, status, needs_attention, created_at, "
+            "updated_at) VALUES (?, 'open', 0, ?, ?)",
+            [(cid, at, at) for cid in missing],
+        )
+        found.update(_existing_conversations(store, missing))
+    return found
+
+
+def _existing_conversations(store: Store, customer_ids: list[str]) -> dict[str, int]:
     found: dict[str, int] = {}
-    for chunk in chunks(ids):
+    for chunk in chunks(customer_ids):
         found.update(
             store.conn.execute(
                 f"SELECT customer_id, id FROM conversations WHERE customer_id IN ({marks(chunk)})",
                 chunk,
             ).fetchall()
         )
-    for customer_id in ids:
-        if customer_id not in found:
-            found[customer_id] = create_conversation(store, customer_id, at)
     return found

@@ -62,13 +62,16 @@ def known_occurrences(store: Store, campaign: str) -> dict[str, str]:
     return dict(rows.fetchall())
 
 
-def count_due(store: Store, now: str) -> int:
-    """How many deliveries a send pass at ``now`` would pick up."""
-    row = store.conn.execute(
-        "SELECT count(*) FROM deliveries "
-        "WHERE status IN ('queued', 'deferred') AND not_before <= ?",
-        (now,),
-    ).fetchone()
+def count_due(store: Store, now: str, channels: Sequence[str] | None = None) -> int:
+    """How many deliveries a send pass at ``now`` would pick up (on ``channels``)."""
+    sql = (
+        "SELECT count(*) FROM deliveries WHERE status IN ('queued', 'deferred') AND not_before <= ?"
+    )
+    params: list[Any] = [now]
+    if channels is not None:
+        sql += f" AND channel IN ({marks(channels) or 'NULL'})"
+        params.extend(channels)
+    row = store.conn.execute(sql, params).fetchone()
     return int(row[0])
 
 
@@ -206,18 +209,20 @@ def claim_due(
         "ORDER BY not_before, id LIMIT ?"
     )
     params = ["queued", *params, limit, "deferred", *params, limit, limit]
+    # other processes wait for this transaction: do in it only what must be done in it
     with store.write() as conn:
         cur = conn.execute(sql, params)
         names = [d[0] for d in cur.description]
-        rows = [dict(zip(names, r, strict=True)) for r in cur]
-        if rows:
+        found = cur.fetchall()
+        if found:
+            key = names.index("id")
             # +status: look the ids up by key; on status SQLite would scan the whole backlog
             conn.execute(
-                f"UPDATE deliveries SET status = 'sending', attempts = attempts + 1, "
-                f"updated_at = ? WHERE id IN ({marks(rows)}) AND +status IN ('queued', 'deferred')",
-                [now, *(r["id"] for r in rows)],
+                "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = ? "
+                f"WHERE id IN ({marks(found)}) AND +status IN ('queued', 'deferred')",
+                [now, *(r[key] for r in found)],
             )
-    return rows
+    return [dict(zip(names, r, strict=True)) for r in found]
 
 
 def record_results(
@@ -232,26 +237,27 @@ def record_results(
     """
     from .conversations import record_outbound
 
+    params = [
+        (
+            u["status"],
+            u.get("reason"),
+            u.get("error"),
+            u.get("provider_message_id"),
+            u.get("sent_at"),
+            u.get("not_before"),
+            int(bool(u.get("attempts_back"))),
+            u["at"],
+            u["id"],
+        )
+        for u in updates
+    ]  # built before the transaction, which other processes wait for
     with store.write() as conn:
         conn.executemany(
             "UPDATE deliveries SET status = ?, reason = ?, error = ?, "
             "provider_message_id = coalesce(?, provider_message_id), "
             "sent_at = coalesce(?, sent_at), not_before = coalesce(?, not_before), "
             "attempts = attempts - ?, updated_at = ? WHERE id = ? AND status = 'sending'",
-            [
-                (
-                    u["status"],
-                    u.get("reason"),
-                    u.get("error"),
-                    u.get("provider_message_id"),
-                    u.get("sent_at"),
-                    u.get("not_before"),
-                    int(bool(u.get("attempts_back"))),
-                    u["at"],
-                    u["id"],
-                )
-                for u in updates
-            ],
+            params,
         )
         if outbound:
             record_outbound(store, list(outbound))

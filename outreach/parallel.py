@@ -1,0 +1,324 @@
+"""Helper send processes: local channels (the outbox) sent from more than one core.
+
+Writing a message to the outbox is CPU work (render, encode, create a file), so a large
+run in one process leaves the machine's other cores idle. ``outreach run`` starts
+``[sending] processes`` - 1 helpers once it has planned ``HELPER_MIN`` local deliveries
+(fewer are not worth a helper's start-up). Each helper runs the same send engine on the
+local channels only and claims from the same queue, while the run goes on planning and
+then sends beside them.
+
+Exactly-once holds as with one process: every claim and every record is a state change
+guarded by the old state, in a write transaction, so no delivery is claimed twice.
+A helper inherits the workspace lock, so no new run starts before it has ended. It stops
+claiming when its standard input closes (the run died) or on SIGINT/SIGTERM (which the
+run forwards). A helper that dies leaves its claimed deliveries ``sending``; the run puts
+them back in the queue (local channels are idempotent: a file named by its delivery id)
+and sends them itself.
+
+Only channels without a rate limit are shared, and only in runs whose campaigns have none
+and no ``--limit``: each process would allow the whole rate, or the whole limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import clock
+from .campaigns import list_campaigns, load_campaign
+from .channels import provider_class
+from .errors import OutreachError
+from .sending import SendSummary, Tally, send_due_async
+from .store import deliveries as sql
+from .workspace import Workspace
+
+HELPER_MIN = 5000  # planned local deliveries that make helpers worth starting
+_CHANNEL = sql.DELIVERY_COLUMNS.index("channel")
+_STATUS = sql.DELIVERY_COLUMNS.index("status")
+
+
+class Helpers:
+    """The helper processes of one run (none started until there is enough work)."""
+
+    def __init__(
+        self,
+        ws: Workspace,
+        campaigns: Sequence[str] | None,
+        channels: list[str],
+        count: int,
+        lock_fd: int,
+        on_progress: Callable[[int], None] | None,
+    ) -> None:
+        self.ws = ws
+        self.campaigns = list(campaigns) if campaigns else None
+        self.channels = channels
+        self.count = count
+        self.lock_fd = lock_fd
+        self.on_progress = on_progress
+        self.planned_local = 0
+        self.children: list[_Child] = []
+        self.told_planned = False
+
+    @classmethod
+    def for_run(
+        cls,
+        ws: Workspace,
+        campaigns: Sequence[str],
+        limit: int | None,
+        lock_fd: int,
+        on_progress: Callable[[int], None] | None,
+    ) -> Helpers | None:
+        """Helpers for this run, or None where one process must send everything."""
+        config = ws.config
+        if config.processes < 2 or limit is not None:
+            return None
+        channels = [
+            name
+            for name, ch in config.channels.items()
+            if ch.rate is None and _is_local(ch.provider)
+        ]
+        if not channels:
+            return None
+        for name in campaigns or list_campaigns(config):
+            try:
+                if load_campaign(config, name).rate is not None:
+                    return None
+            except OutreachError:
+                continue  # the run itself reports a campaign it cannot load
+        return cls(ws, campaigns, channels, config.processes - 1, lock_fd, on_progress)
+
+    # -- the run's side ------------------------------------------------------------------
+
+    def planned(self, rows: Sequence[Sequence[Any]]) -> None:
+        """A batch of planned deliveries was committed: start helpers once it is worth it."""
+        if self.children:
+            return
+        local = set(self.channels)
+        self.planned_local += sum(
+            1 for r in rows if r[_STATUS] == "queued" and r[_CHANNEL] in local
+        )
+        if self.planned_local >= HELPER_MIN:
+            self._start()
+
+    def planning_finished(self) -> None:
+        """Planning is over: helpers may stop when the queue is empty. Starts them now if
+        nothing was planned but enough local deliveries are due (a plain ``run``)."""
+        if not self.children:
+            due = sql.count_due(self.ws.store, clock.iso(clock.now()), self.channels)
+            if due >= HELPER_MIN:
+                self._start()
+        for child in self.children:
+            child.tell("planned")
+        self.told_planned = True
+
+    def forward(self, sig: int) -> None:
+        """The run was asked to stop: so are its helpers."""
+        for child in self.children:
+            child.signal(sig)
+
+    def finish(self) -> tuple[list[SendSummary], list[str]]:
+        """Wait for every helper to end by itself (queue drained, or stopped); their
+        summaries, and a problem line for each that died."""
+        summaries: list[SendSummary] = []
+        problems: list[str] = []
+        for child in self.children:
+            code = child.wait()
+            if child.summary is not None and code == 0:
+                summaries.append(child.summary)
+            else:
+                problems.append(
+                    f"send helper process {child.proc.pid} ended with exit code {code}"
+                    + (f" ({child.last_error})" if child.last_error else "")
+                    + "; the deliveries it had claimed were queued again"
+                )
+        self.children = []
+        return summaries, problems
+
+    def close(self) -> None:
+        """On the way out, however the run ends: no helper outlives it for long."""
+        for child in self.children:
+            child.close()
+        self.children = []
+
+    def _start(self) -> None:
+        job = {
+            "root": str(self.ws.root),
+            "now": now.isoformat() if (now := clock.fixed()) else None,
+            "campaigns": self.campaigns,
+            "channels": self.channels,
+        }
+        for _ in range(self.count):
+            self.children.append(_Child.start(job, self.lock_fd, self.on_progress))
+        if self.told_planned:
+            for child in self.children:
+                child.tell("planned")
+
+
+def _is_local(provider: str) -> bool:
+    try:
+        return provider_class(provider).local
+    except OutreachError:
+        return False
+
+
+class _Child:
+    """One helper process and the thread that reads its reports."""
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], on_progress: Callable[[int], None] | None
+    ) -> None:
+        self.proc = proc
+        self.on_progress = on_progress
+        self.summary: SendSummary | None = None
+        self.last_error = ""
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    @classmethod
+    def start(
+        cls, job: dict[str, Any], lock_fd: int, on_progress: Callable[[int], None] | None
+    ) -> _Child:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "outreach.parallel", str(lock_fd)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=(lock_fd,),
+            # SIGINT from a terminal reaches the whole foreground group: the run forwards
+            # it (and SIGTERM) itself, once
+            start_new_session=True,
+        )
+        child = cls(proc, on_progress)
+        child.tell(json.dumps(job))
+        return child
+
+    def tell(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        with contextlib.suppress(OSError):  # it died: wait() tells
+            self.proc.stdin.write(line.encode() + b"\n")
+            self.proc.stdin.flush()
+
+    def signal(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)
+
+    def wait(self) -> int:
+        code = self.proc.wait()
+        self.reader.join()
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+        return code
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()  # end of input: it stops claiming and exits
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.reader.join(timeout=5)
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        for line in self.proc.stdout:
+            try:
+                report = json.loads(line)
+            except ValueError:
+                continue
+            if "sent" in report and self.on_progress is not None:
+                self.on_progress(int(report["sent"]))
+            elif "summary" in report:
+                self.summary = _summary_from_json(report["summary"])
+        errors = self.proc.stderr.read().decode("utf-8", "replace").strip().splitlines()
+        self.last_error = errors[-1][:300] if errors else ""
+
+
+def _summary_to_json(summary: SendSummary) -> dict[str, Any]:
+    return {
+        "tallies": [
+            [campaign, occurrence, t.sent, t.failed, t.skipped]
+            for (campaign, occurrence), t in summary.tallies.items()
+        ],
+        "problems": summary.problems,
+        "interrupted": summary.interrupted,
+    }
+
+
+def _summary_from_json(data: dict[str, Any]) -> SendSummary:
+    summary = SendSummary(problems=list(data["problems"]), interrupted=int(data["interrupted"]))
+    for campaign, occurrence, sent, failed, skipped in data["tallies"]:
+        summary.tallies[(campaign, occurrence)] = Tally(sent, failed, dict(skipped))
+    return summary
+
+
+# -- the helper's side ---------------------------------------------------------------------
+
+
+def _emit(report: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(report) + "\n")
+    sys.stdout.flush()
+
+
+async def _help(ws: Workspace, job: dict[str, Any]) -> SendSummary:
+    loop = asyncio.get_running_loop()
+    stop, planned = asyncio.Event(), asyncio.Event()
+    received: list[int] = []
+
+    def on_signal(sig: int) -> None:
+        received.append(sig)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+    def listen() -> None:
+        for line in sys.stdin:
+            if line.strip() == "planned":
+                loop.call_soon_threadsafe(planned.set)
+        # end of input: the run has ended or died, so stop claiming
+        with contextlib.suppress(RuntimeError):  # the loop may be gone already
+            loop.call_soon_threadsafe(stop.set)
+
+    threading.Thread(target=listen, daemon=True).start()
+    summary = await send_due_async(
+        ws,
+        campaigns=job["campaigns"],
+        channels=job["channels"],
+        stop=stop,
+        planning_done=planned,
+        on_progress=lambda n: _emit({"sent": n}),
+    )
+    summary.interrupted = received[0] if received else 0
+    return summary
+
+
+def main() -> int:
+    """``python -m outreach.parallel LOCK_FD``: the job comes as one JSON line on stdin."""
+    os.set_inheritable(int(sys.argv[1]), False)  # held, never passed further
+    job = json.loads(sys.stdin.readline())
+    if job["now"]:
+        clock.set_now(job["now"])
+    ws = Workspace.load(Path(job["root"]))
+    try:
+        summary = asyncio.run(_help(ws, job))
+    finally:
+        ws.close()
+    _emit({"summary": _summary_to_json(summary)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
