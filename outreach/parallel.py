@@ -10,10 +10,10 @@ then sends beside them.
 Exactly-once holds as with one process: every claim and every record is a state change
 guarded by the old state, in a write transaction, so no delivery is claimed twice.
 A helper inherits the workspace lock, so no new run starts before it has ended. It stops
-claiming when its standard input closes (the run died) or on SIGINT/SIGTERM (which the
-run forwards). A helper that dies leaves its claimed deliveries ``sending``; the run puts
-them back in the queue (local channels are idempotent: a file named by its delivery id)
-and sends them itself.
+claiming when the run tells it to (the run got SIGINT or SIGTERM), when its standard input
+closes (the run died), or on a signal of its own. A helper that dies leaves its claimed
+deliveries ``sending``; the run puts them back in the queue (local channels are
+idempotent: a file named by its delivery id) and sends them itself.
 
 Only channels without a rate limit are shared, and only in runs whose campaigns have none
 and no ``--limit``: each process would allow the whole rate, or the whole limit.
@@ -120,10 +120,14 @@ class Helpers:
             child.tell("planned")
         self.told_planned = True
 
-    def forward(self, sig: int) -> None:
-        """The run was asked to stop: so are its helpers."""
+    def stop(self, sig: int) -> None:
+        """The run was asked to stop (by ``sig``): so are its helpers.
+
+        Told on their input rather than by a signal, which would kill a helper still
+        starting up, before its handlers are in place.
+        """
         for child in self.children:
-            child.signal(sig)
+            child.tell(f"stop {sig}")
 
     def finish(self) -> tuple[list[SendSummary], list[str]]:
         """Wait for every helper to end by itself (queue drained, or stopped); their
@@ -132,9 +136,9 @@ class Helpers:
         problems: list[str] = []
         for child in self.children:
             code = child.wait()
-            if child.summary is not None and code == 0:
-                summaries.append(child.summary)
-            else:
+            # what it recorded counts, even when it died before its last word
+            summaries.append(child.summary)
+            if code != 0 or not child.finished:
                 problems.append(
                     f"send helper process {child.proc.pid} ended with exit code {code}"
                     + (f" ({child.last_error})" if child.last_error else "")
@@ -178,7 +182,8 @@ class _Child:
     ) -> None:
         self.proc = proc
         self.on_progress = on_progress
-        self.summary: SendSummary | None = None
+        self.summary = SendSummary()  # as of its last recorded batch
+        self.finished = False  # it sent its final summary
         self.last_error = ""
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -193,8 +198,8 @@ class _Child:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             pass_fds=(lock_fd,),
-            # SIGINT from a terminal reaches the whole foreground group: the run forwards
-            # it (and SIGTERM) itself, once
+            # out of the terminal's process group: Ctrl-C reaches the run, which tells its
+            # helpers (a signal could kill one still starting up)
             start_new_session=True,
         )
         child = cls(proc, on_progress)
@@ -206,11 +211,6 @@ class _Child:
         with contextlib.suppress(OSError):  # it died: wait() tells
             self.proc.stdin.write(line.encode() + b"\n")
             self.proc.stdin.flush()
-
-    def signal(self, sig: int) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(sig)
 
     def wait(self) -> int:
         code = self.proc.wait()
@@ -238,21 +238,22 @@ class _Child:
                 report = json.loads(line)
             except ValueError:
                 continue
+            self.summary = _summary_from_json(report["summary"])
             if "sent" in report and self.on_progress is not None:
                 self.on_progress(int(report["sent"]))
-            elif "summary" in report:
-                self.summary = _summary_from_json(report["summary"])
+            self.finished = bool(report.get("final"))
         errors = self.proc.stderr.read().decode("utf-8", "replace").strip().splitlines()
         self.last_error = errors[-1][:300] if errors else ""
 
 
-def _summary_to_json(summary: SendSummary) -> dict[str, Any]:
+def _summary_to_json(summary: SendSummary, *, problems: bool = True) -> dict[str, Any]:
     return {
         "tallies": [
             [campaign, occurrence, t.sent, t.failed, t.skipped]
             for (campaign, occurrence), t in summary.tallies.items()
         ],
-        "problems": summary.problems,
+        # a long list of problems is sent once, at the end, not with every batch
+        "problems": summary.problems if problems else [],
         "interrupted": summary.interrupted,
     }
 
@@ -286,20 +287,30 @@ async def _help(ws: Workspace, job: dict[str, Any]) -> SendSummary:
 
     def listen() -> None:
         for line in sys.stdin:
-            if line.strip() == "planned":
+            word, _, arg = line.strip().partition(" ")
+            if word == "planned":
                 loop.call_soon_threadsafe(planned.set)
+            elif word == "stop":
+                loop.call_soon_threadsafe(on_signal, int(arg))
         # end of input: the run has ended or died, so stop claiming
         with contextlib.suppress(RuntimeError):  # the loop may be gone already
             loop.call_soon_threadsafe(stop.set)
 
     threading.Thread(target=listen, daemon=True).start()
-    summary = await send_due_async(
+    summary = SendSummary()
+
+    def recorded(n: int) -> None:
+        # after each recorded batch: the run's count stays right if this process dies
+        _emit({"sent": n, "summary": _summary_to_json(summary, problems=False)})
+
+    await send_due_async(
         ws,
         campaigns=job["campaigns"],
         channels=job["channels"],
         stop=stop,
         planning_done=planned,
-        on_progress=lambda n: _emit({"sent": n}),
+        on_progress=recorded,
+        summary=summary,
     )
     summary.interrupted = received[0] if received else 0
     return summary
@@ -316,7 +327,7 @@ def main() -> int:
         summary = asyncio.run(_help(ws, job))
     finally:
         ws.close()
-    _emit({"summary": _summary_to_json(summary)})
+    _emit({"summary": _summary_to_json(summary), "final": True})
     return 0
 
 

@@ -14,7 +14,7 @@ import csv
 import io
 import json
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,9 +185,8 @@ def _run_locked(
         report.notes.append(f"{n} unknown deliveries queued again")
     helpers = Helpers.for_run(ws, options.campaigns, options.limit, lock_fd, on_progress)
     try:
-        lines, summaries = _plan_and_send(
-            ws, options, work, helpers, on_plan, on_progress, on_send_start
-        )
+        lines = _plan(ws, work, helpers, on_plan)
+        summaries = _send_all(ws, options, helpers, report, on_progress, on_send_start)
     finally:
         if helpers:
             helpers.close()
@@ -203,25 +202,21 @@ def _run_locked(
     return report
 
 
-def _plan_and_send(
+def _plan(
     ws: Workspace,
-    options: RunOptions,
     work: list[tuple[Campaign, str, list[tuple[str, dict[str, Any]]] | None]],
     helpers: Helpers | None,
     on_plan: Callable[[str], None] | None,
-    on_progress: Callable[[int], None] | None,
-    on_send_start: Callable[[int], None] | None,
-) -> tuple[dict[tuple[str, str], CampaignRun], list[SendSummary]]:
-    """Plan each occurrence, then send (with helper processes where they help)."""
-    config, store = ws.config, ws.store
+) -> dict[tuple[str, str], CampaignRun]:
+    """Plan each occurrence; helpers start sending as soon as enough is planned."""
     now = clock.now()
     lines: dict[tuple[str, str], CampaignRun] = {}
     for campaign, occurrence, customers in work:
         if on_plan:
             on_plan(f"{campaign.name} {occurrence}")
         result = plan_occurrence(
-            config,
-            store,
+            ws.config,
+            ws.store,
             campaign,
             occurrence,
             now,
@@ -231,19 +226,40 @@ def _plan_and_send(
         lines[(campaign.name, occurrence)] = _line(campaign.name, occurrence, result)
     if helpers:
         helpers.planning_finished()
+    return lines
+
+
+def _send_all(
+    ws: Workspace,
+    options: RunOptions,
+    helpers: Helpers | None,
+    report: RunReport,
+    on_progress: Callable[[int], None] | None,
+    on_send_start: Callable[[int], None] | None,
+) -> list[SendSummary]:
+    """Send what is due from this process and its helpers; their summaries."""
     if on_send_start:
         on_send_start(_due_count(ws, options))
-    summaries = [asyncio.run(_send(ws, options, on_progress, helpers))]
-    if helpers:
-        done, problems = helpers.finish()
-        summaries.extend(done)
-        if problems:
-            summaries[0].problems.extend(problems)
-            # a helper died with deliveries claimed: back to the queue, sent by this process
-            sql.recover_in_flight(store, helpers.channels, clock.iso(clock.now()))
-            if not summaries[0].interrupted:
-                summaries.append(asyncio.run(_send(ws, options, on_progress, None)))
-    return lines, summaries
+    own = asyncio.run(_send(ws, options, on_progress, helpers))
+    if not helpers or not helpers.children:
+        return [own]
+    count = len(helpers.children)
+    with _stopping_helpers_on_signal(helpers) as received:
+        theirs, problems = helpers.finish()
+    if received:
+        own.interrupted = own.interrupted or received[0]
+    sent = sum(t.sent for summary in theirs for t in summary.tallies.values())
+    report.notes.append(
+        f"{count} helper process{'es' if count > 1 else ''} sent {sent} of the campaign messages"
+    )
+    summaries = [own, *theirs]
+    if problems:
+        own.problems.extend(problems)
+        # a helper died with deliveries claimed: back to the queue, sent by this process
+        sql.recover_in_flight(ws.store, helpers.channels, clock.iso(clock.now()))
+        if not own.interrupted:
+            summaries.append(asyncio.run(_send(ws, options, on_progress, None)))
+    return summaries
 
 
 def _add_tallies(lines: dict[tuple[str, str], CampaignRun], summary: SendSummary) -> None:
@@ -287,7 +303,7 @@ async def _send(
         received.append(sig)
         stop.set()
         if helpers:
-            helpers.forward(sig)
+            helpers.stop(sig)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         # only the main thread can take signals; elsewhere (tests) there is nothing to stop
@@ -307,6 +323,28 @@ async def _send(
                 loop.remove_signal_handler(sig)
     summary.interrupted = received[0] if received else (signal.SIGINT if stop.is_set() else 0)
     return summary
+
+
+@contextlib.contextmanager
+def _stopping_helpers_on_signal(helpers: Helpers) -> Iterator[list[int]]:
+    """While the run waits for its helpers, SIGINT and SIGTERM stop them (instead of
+    killing the run before it has recorded their results)."""
+    received: list[int] = []
+
+    def on_signal(sig: int, _frame: object) -> None:
+        received.append(sig)
+        helpers.stop(sig)
+
+    previous: dict[int, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # only the main thread can take signals; elsewhere (tests) there is nothing to stop
+        with contextlib.suppress(ValueError):
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        yield received
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def read_trigger_file(path: Path) -> list[tuple[str, dict[str, Any]]]:

@@ -119,6 +119,7 @@ class _Engine:
         on_progress: Callable[[int], None] | None,
         channels: Sequence[str] | None = None,
         planning_done: asyncio.Event | None = None,
+        summary: SendSummary | None = None,
     ) -> None:
         from .templates import Renderer
 
@@ -135,7 +136,7 @@ class _Engine:
         # means "not planned yet", not "done"
         self.planning_done = planning_done
         self.renderer = Renderer(ws.config)
-        self.summary = SendSummary()
+        self.summary = summary if summary is not None else SendSummary()
         self.channels: dict[str, _Channel] = {}
         self.updates: list[dict[str, Any]] = []
         self.outbound: list[dict[str, Any]] = []
@@ -204,6 +205,9 @@ class _Engine:
         self.ready[name] = asyncio.Event()
         low_water = self.low_water[name] = max(1, ch.budget // 2)
         while True:
+            # local sends never wait, so without this the loop would not see a signal (or
+            # anything else) before the queue is empty
+            await asyncio.sleep(0)
             if self.stop.is_set() or ch.open or self.left == 0:
                 break
             in_flight = self.claimed[name] > self.finished[name]
@@ -213,7 +217,7 @@ class _Engine:
             with self.store.write():
                 # what has finished is recorded in the transaction of the next claim: one
                 # commit instead of two, and the other processes wait for the lock once
-                self._flush()
+                recorded = self._flush(report=False)
                 free = ch.budget - self.claimed[name]
                 want = free if self.left is None else min(free, self.left)
                 # read before the claim: once set, every planned row is committed and visible
@@ -226,6 +230,8 @@ class _Engine:
                     channels=[name],
                     ids=self.ids,
                 )
+            if recorded and self.on_progress:
+                self.on_progress(recorded)
             if not rows:
                 if self.claimed[name]:
                     # nothing left to claim: let what is in flight finish
@@ -300,9 +306,11 @@ class _Engine:
         if len(self.updates) >= FLUSH_AT:
             self._flush()
 
-    def _flush(self) -> None:
+    def _flush(self, *, report: bool = True) -> int:
+        """Record the finished sends; how many. ``report=False``: the caller holds the
+        transaction and reports the progress once it has committed."""
         if not self.updates:
-            return
+            return 0
         updates, outbound = self.updates, self.outbound
         self.updates, self.outbound = [], []
         sql.record_results(self.store, updates, outbound)
@@ -311,8 +319,9 @@ class _Engine:
             if channel is not None:
                 self.claimed[channel] -= 1
                 self.finished[channel] -= 1
-        if self.on_progress:
+        if report and self.on_progress:
             self.on_progress(len(updates))
+        return len(updates)
 
     # -- per delivery -----------------------------------------------------------------------
 
@@ -653,11 +662,13 @@ async def send_due_async(
     on_progress: Callable[[int], None] | None = None,
     channels: Sequence[str] | None = None,
     planning_done: asyncio.Event | None = None,
+    summary: SendSummary | None = None,
 ) -> SendSummary:
     """Send every due delivery (or just ``ids``, due or not), honouring consent and windows.
 
     ``channels`` limits the pass to those channels; with ``planning_done``, an empty queue
     is polled until that event is set (a helper process sending while the run plans).
+    ``summary``, when given, is the one filled in, so a caller can read it as it grows.
     """
     engine = _Engine(
         ws,
@@ -668,6 +679,7 @@ async def send_due_async(
         on_progress=on_progress,
         channels=channels,
         planning_done=planning_done,
+        summary=summary,
     )
     return await engine.run()
 

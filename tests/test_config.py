@@ -73,6 +73,12 @@ def edit(ws: Path, old: str, new: str) -> None:
         ),
         (
             "[sending]",
+            '[sending]\nprocesses = "two"',
+            r"^error: outreach\.toml \[sending\] processes: expected a whole number from 1 to "
+            r"64, got 'two'$",
+        ),
+        (
+            "[sending]",
             "[sending]\nwindw = 1",
             r"^error: outreach\.toml \[sending\]: unknown key 'windw'; known keys are",
         ),
