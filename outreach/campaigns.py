@@ -595,6 +595,8 @@ def _plan_batch(
         (cap, sql.cap_usage(store, ids, clock.iso(now - cap.period), scope)) for cap, scope in caps
     ]
     rows: list[tuple[Any, ...]] = []
+    window_text = str(window)
+    ready_iso = clock.iso(ready_at)
     for customer in batch:
         cid = customer["id"]
         users = [name for name, known in with_user_id.items() if cid in known]
@@ -628,10 +630,10 @@ def _plan_batch(
                 "campaign",
                 campaign.template,
                 int(campaign.counts_for_cap),
-                str(window),
+                window_text,
                 status,
                 reason,
-                clock.iso(not_before),
+                ready_iso if not_before is ready_at else clock.iso(not_before),
                 json.dumps({"event": event}) if event else None,
                 at,
                 at,

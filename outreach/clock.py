@@ -6,6 +6,7 @@ Every module asks ``clock.now()`` for the time, never ``datetime.now()``, so tha
 
 from __future__ import annotations
 
+import math
 import os
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -57,9 +58,19 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+_last_iso: tuple[int, str] | None = None
+
+
 def iso(value: datetime) -> str:
     """UTC ISO 8601 to the second with a Z: how every time is stored.
 
-    One fixed width, so that SQL can compare the strings as times.
+    One fixed width, so that SQL can compare the strings as times. A send records a time
+    per message, mostly within the same second: the last second's text is reused.
     """
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    global _last_iso
+    second = math.floor(value.timestamp())
+    if _last_iso is not None and _last_iso[0] == second:
+        return _last_iso[1]
+    text = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    _last_iso = (second, text)
+    return text

@@ -43,9 +43,6 @@ class OutboxProvider:
         self._made = False
 
     async def send(self, message: OutboundMessage) -> SendResult:
-        if not self._made:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self._made = True
         if message.subject is not None:
             data = _email_bytes(message, self.sender_name)
             suffix = ".eml"
@@ -64,10 +61,15 @@ class OutboxProvider:
             suffix = ".json"
         name = f"{message.delivery_id}{suffix}"
         try:
+            if not self._made:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self._made = True
             _write_atomically(self._prefix + name, data)
         except OSError as exc:
             raise ProviderError(
-                f"outbox: cannot write {name} ({exc.strerror})", retryable=False
+                f"outbox: cannot write {name} in {self.folder} ({exc.strerror}); check that "
+                "the channel's path is a writable folder",
+                retryable=False,
             ) from None
         return SendResult(provider_message_id=f"outbox:{message.delivery_id}")
 
