@@ -28,10 +28,11 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from . import clock
 from .campaigns import list_campaigns, load_campaign
@@ -66,7 +67,6 @@ class Helpers:
         self.on_progress = on_progress
         self.planned_local = 0
         self.children: list[_Child] = []
-        self.told_planned = False
 
     @classmethod
     def for_run(
@@ -118,7 +118,6 @@ class Helpers:
                 self._start()
         for child in self.children:
             child.tell("planned")
-        self.told_planned = True
 
     def stop(self, sig: int) -> None:
         """The run was asked to stop (by ``sig``): so are its helpers.
@@ -162,9 +161,6 @@ class Helpers:
         }
         for _ in range(self.count):
             self.children.append(_Child.start(job, self.lock_fd, self.on_progress))
-        if self.told_planned:
-            for child in self.children:
-                child.tell("planned")
 
 
 def _is_local(provider: str) -> bool:
@@ -178,9 +174,13 @@ class _Child:
     """One helper process and the thread that reads its reports."""
 
     def __init__(
-        self, proc: subprocess.Popen[bytes], on_progress: Callable[[int], None] | None
+        self,
+        proc: subprocess.Popen[bytes],
+        errors: IO[bytes],
+        on_progress: Callable[[int], None] | None,
     ) -> None:
         self.proc = proc
+        self.errors = errors
         self.on_progress = on_progress
         self.summary = SendSummary()  # as of its last recorded batch
         self.finished = False  # it sent its final summary
@@ -192,17 +192,19 @@ class _Child:
     def start(
         cls, job: dict[str, Any], lock_fd: int, on_progress: Callable[[int], None] | None
     ) -> _Child:
+        # a file, not a pipe: a helper that writes much to stderr must never block on it
+        errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by wait or close)
         proc = subprocess.Popen(
             [sys.executable, "-m", "outreach.parallel", str(lock_fd)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=errors,
             pass_fds=(lock_fd,),
             # out of the terminal's process group: Ctrl-C reaches the run, which tells its
             # helpers (a signal could kill one still starting up)
             start_new_session=True,
         )
-        child = cls(proc, on_progress)
+        child = cls(proc, errors, on_progress)
         child.tell(json.dumps(job))
         return child
 
@@ -218,6 +220,10 @@ class _Child:
         if self.proc.stdin is not None:
             with contextlib.suppress(OSError):
                 self.proc.stdin.close()
+        self.errors.seek(0)
+        lines = self.errors.read().decode("utf-8", "replace").strip().splitlines()
+        self.last_error = lines[-1][:300] if lines else ""
+        self.errors.close()
         return code
 
     def close(self) -> None:
@@ -230,20 +236,21 @@ class _Child:
             self.proc.kill()
             self.proc.wait()
         self.reader.join(timeout=5)
+        self.errors.close()
 
     def _read(self) -> None:
-        assert self.proc.stdout is not None and self.proc.stderr is not None
+        # reads to the end whatever comes: a helper blocked on a full pipe would never end
+        assert self.proc.stdout is not None
         for line in self.proc.stdout:
             try:
                 report = json.loads(line)
-            except ValueError:
-                continue
-            self.summary = _summary_from_json(report["summary"])
+                summary = _summary_from_json(report["summary"])
+            except (ValueError, TypeError, KeyError):
+                continue  # not a report (a library printing): not ours to judge
+            self.summary = summary
             if "sent" in report and self.on_progress is not None:
                 self.on_progress(int(report["sent"]))
             self.finished = bool(report.get("final"))
-        errors = self.proc.stderr.read().decode("utf-8", "replace").strip().splitlines()
-        self.last_error = errors[-1][:300] if errors else ""
 
 
 def _summary_to_json(summary: SendSummary, *, problems: bool = True) -> dict[str, Any]:
