@@ -597,6 +597,7 @@ def _plan_batch(
     rows: list[tuple[Any, ...]] = []
     window_text = str(window)
     ready_iso = clock.iso(ready_at)
+    openings: dict[ZoneInfo, datetime] = {}  # the same for everyone in a time zone
     for customer in batch:
         cid = customer["id"]
         users = [name for name, known in with_user_id.items() if cid in known]
@@ -609,7 +610,10 @@ def _plan_batch(
                     break
         if channel is not None:
             tz = zone_or(customer.get("timezone"), config.timezone)
-            not_before = window.next_opening(ready_at, tz)
+            opening = openings.get(tz)
+            if opening is None:
+                opening = openings[tz] = window.next_opening(ready_at, tz)
+            not_before = opening
             status = "queued" if not_before <= now else "deferred"
             result.planned += 1
             if status == "deferred":
