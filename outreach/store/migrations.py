@@ -256,3 +256,19 @@ def m009_inbound_by_customer(db: Database) -> None:
     db.execute(
         "CREATE INDEX messages_customer_in ON messages(customer_id, channel, direction, at)"
     )
+
+
+@migrations()
+def m010_inbound_indexes_partial(db: Database) -> None:
+    # Both indexes serve only questions about inbound messages (direction = 'in'), yet
+    # every outbound message of a campaign was written into them too: partial indexes
+    # leave a campaign's messages out (two index writes less per delivery).
+    db.executescript(
+        """
+        DROP INDEX messages_in_at;
+        CREATE INDEX messages_in_at ON messages(at) WHERE direction = 'in';
+        DROP INDEX messages_customer_in;
+        CREATE INDEX messages_customer_in ON messages(customer_id, channel, at)
+            WHERE direction = 'in';
+        """
+    )
