@@ -196,3 +196,22 @@ def test_no_helpers_with_a_limit_or_a_rate_limited_campaign(tmp_path: Path) -> N
     assert Helpers.for_run(workspace, ["blast"], 100, -1, None) is None
     assert Helpers.for_run(workspace, ["slow"], None, -1, None) is None
     assert Helpers.for_run(workspace, [], None, -1, None) is None  # --due: any campaign
+
+
+def test_a_helper_that_cannot_start_leaves_everything_to_the_run(
+    ws: Path, tmp_path: Path
+) -> None:
+    # a sitecustomize that refuses to run the helper module: a broken helper install
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import sys\n"
+        "if 'outreach.parallel' in sys.orig_argv:\n"
+        "    raise SystemExit('helper refused to start (test)')\n"
+    )
+    result = run_cli(ws, "run", "blast", env={"PYTHONPATH": str(site)})
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"send helper process \d+ ended with exit code 1 "
+                     r"\(.*helper refused to start \(test\)\)", result.stderr), result.stderr
+    assert f"sent {CUSTOMERS}" in result.stdout
+    _assert_each_customer_once(ws)
