@@ -293,14 +293,14 @@ async def _help(ws: Workspace, job: dict[str, Any]) -> SendSummary:
         loop.add_signal_handler(sig, on_signal, sig)
 
     def listen() -> None:
-        for line in sys.stdin:
-            word, _, arg = line.strip().partition(" ")
-            if word == "planned":
-                loop.call_soon_threadsafe(planned.set)
-            elif word == "stop":
-                loop.call_soon_threadsafe(on_signal, int(arg))
-        # end of input: the run has ended or died, so stop claiming
-        with contextlib.suppress(RuntimeError):  # the loop may be gone already
+        with contextlib.suppress(RuntimeError):  # the loop has ended: nothing left to tell
+            for line in sys.stdin:
+                word, _, arg = line.strip().partition(" ")
+                if word == "planned":
+                    loop.call_soon_threadsafe(planned.set)
+                elif word == "stop":
+                    loop.call_soon_threadsafe(on_signal, int(arg))
+            # end of input: the run has ended or died, so stop claiming
             loop.call_soon_threadsafe(stop.set)
 
     threading.Thread(target=listen, daemon=True).start()
