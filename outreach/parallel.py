@@ -55,14 +55,12 @@ class Helpers:
         ws: Workspace,
         campaigns: Sequence[str] | None,
         channels: list[str],
-        count: int,
         lock_fd: int,
         on_progress: Callable[[int], None] | None,
     ) -> None:
         self.ws = ws
         self.campaigns = list(campaigns) if campaigns else None
         self.channels = channels
-        self.count = count
         self.lock_fd = lock_fd
         self.on_progress = on_progress
         self.planned_local = 0
@@ -84,7 +82,7 @@ class Helpers:
         channels = [
             name
             for name, ch in config.channels.items()
-            if ch.rate is None and _is_local(ch.provider)
+            if ch.rate is None and provider_class(ch.provider).local
         ]
         if not channels:
             return None
@@ -94,7 +92,7 @@ class Helpers:
                     return None
             except OutreachError:
                 continue  # the run itself reports a campaign it cannot load
-        return cls(ws, campaigns, channels, config.processes - 1, lock_fd, on_progress)
+        return cls(ws, campaigns, channels, lock_fd, on_progress)
 
     # -- the run's side ------------------------------------------------------------------
 
@@ -159,15 +157,8 @@ class Helpers:
             "campaigns": self.campaigns,
             "channels": self.channels,
         }
-        for _ in range(self.count):
+        for _ in range(self.ws.config.processes - 1):
             self.children.append(_Child.start(job, self.lock_fd, self.on_progress))
-
-
-def _is_local(provider: str) -> bool:
-    try:
-        return provider_class(provider).local
-    except OutreachError:
-        return False
 
 
 class _Child:

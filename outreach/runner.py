@@ -16,6 +16,7 @@ import json
 import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +186,7 @@ def _run_locked(
         report.notes.append(f"{n} unknown deliveries queued again")
     helpers = Helpers.for_run(ws, options.campaigns, options.limit, lock_fd, on_progress)
     try:
-        lines = _plan(ws, work, helpers, on_plan)
+        lines = _plan(ws, work, now, helpers, on_plan)
         summaries = _send_all(ws, options, helpers, report, on_progress, on_send_start)
     finally:
         if helpers:
@@ -205,11 +206,11 @@ def _run_locked(
 def _plan(
     ws: Workspace,
     work: list[tuple[Campaign, str, list[tuple[str, dict[str, Any]]] | None]],
+    now: datetime,
     helpers: Helpers | None,
     on_plan: Callable[[str], None] | None,
 ) -> dict[tuple[str, str], CampaignRun]:
     """Plan each occurrence; helpers start sending as soon as enough is planned."""
-    now = clock.now()
     lines: dict[tuple[str, str], CampaignRun] = {}
     for campaign, occurrence, customers in work:
         if on_plan:
@@ -248,7 +249,7 @@ def _send_all(
         theirs, problems = helpers.finish()
     if received:
         own.interrupted = own.interrupted or received[0]
-    sent = sum(t.sent for summary in theirs for t in summary.tallies.values())
+    sent = sum(summary.sent for summary in theirs)
     report.notes.append(
         f"{count} helper process{'es' if count > 1 else ''} sent {sent} of the campaign messages"
     )

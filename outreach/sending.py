@@ -87,6 +87,11 @@ class SendSummary:
     problems: list[str] = field(default_factory=list)
     interrupted: int = 0  # the signal that stopped the pass, or 0
 
+    @property
+    def sent(self) -> int:
+        """Campaign messages sent, over every occurrence."""
+        return sum(t.sent for t in self.tallies.values())
+
     def tally(self, row: Mapping[str, Any]) -> Tally:
         key = (row.get("campaign"), row.get("occurrence"))
         if key not in self.tallies:
@@ -242,7 +247,7 @@ class _Engine:
                 await _first_of(self.planning_done, self.stop, timeout=PLANNING_POLL)
                 continue
             self.claimed[name] += len(rows)
-            ready = self._prepare(rows)
+            ready = self._prepare(name, rows)
             if self.left is not None:
                 self.left -= len(ready)
             for row, message in ready:
@@ -325,12 +330,20 @@ class _Engine:
 
     # -- per delivery -----------------------------------------------------------------------
 
-    def _prepare(self, rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], OutboundMessage]]:
-        """Consent, window, address and rendering, before anything leaves the machine."""
-        customers = get_customers(self.store, [r["customer_id"] for r in rows])
+    def _prepare(
+        self, channel: str, rows: list[dict[str, Any]]
+    ) -> list[tuple[dict[str, Any], OutboundMessage]]:
+        """Consent, window, address and rendering, before anything leaves the machine, for
+        one claimed batch (a claim is always of one channel)."""
+        ch = self.channels[channel]
+        kind = address_kind(ch.config)
+        field_name = ADDRESS_COLUMN.get(kind)
+        ids = [r["customer_id"] for r in rows]
+        customers = get_customers(self.store, ids)
         now = clock.now()
-        recent = self._wrote_recently(rows, now)
-        users = self._user_addresses(rows)
+        recent = self._wrote_recently(ch, rows, now)
+        # platform user ids, for a channel that addresses people that way
+        users = user_addresses(self.store, channel, ids) if kind == "user" else {}
         ready: list[tuple[dict[str, Any], OutboundMessage]] = []
         for row in rows:
             self.channel_of[row["id"]] = row["channel"]
@@ -338,7 +351,7 @@ class _Engine:
             if customer is None:
                 self._finish(row, status="failed", reason="no_customer")
                 continue
-            wrote = (row["customer_id"], row["channel"]) in recent
+            wrote = row["customer_id"] in recent
             refusal = self._consent_refusal(row, wrote)
             if refusal:
                 self._finish(row, status="skipped", reason=refusal)
@@ -362,12 +375,10 @@ class _Engine:
                     error="gave up after repeated temporary failures",
                 )
                 continue
-            ch_config = self.config.channels[row["channel"]]
-            kind = address_kind(ch_config)
-            field_name = ADDRESS_COLUMN.get(kind)
-            address = customer.get(field_name) if field_name else None
             if kind == "user":
-                address = users.get((row["customer_id"], row["channel"]))
+                address = users.get(row["customer_id"])
+            else:
+                address = customer.get(field_name) if field_name else None
             if not address:
                 self._finish(row, status="skipped", reason="no_address")
                 continue
@@ -380,19 +391,24 @@ class _Engine:
             ready.append((row, message))
         return ready
 
-    def _wrote_recently(self, rows: list[dict[str, Any]], now: datetime) -> set[tuple[str, str]]:
-        """(customer, channel) pairs of this batch where the customer wrote in the last
-        24 hours, asked once per batch and only where it matters: replies without consent,
-        and channels with a customer service window."""
+    def _wrote_recently(
+        self, ch: _Channel, rows: list[dict[str, Any]], now: datetime
+    ) -> set[str]:
+        """Customers of this batch (one channel's) who wrote on it in the last 24 hours,
+        asked once per batch and only where it matters: on a channel with a customer
+        service window, and for replies that only that could allow (see _consent_refusal)."""
         pairs = [
-            (row["customer_id"], row["channel"])
+            (row["customer_id"], ch.config.name)
             for row in rows
-            if (row["purpose"] not in ("campaign", "keyword") and row.get("consent") != "opted_in")
-            or self.channel(row["channel"]).provider.service_window
+            if ch.provider.service_window
+            or (
+                row["purpose"] not in ("campaign", "keyword")
+                and row.get("consent") not in ("opted_in", "opted_out")
+            )
         ]
         if not pairs:
             return set()
-        return wrote_since(self.store, pairs, clock.iso(now - SERVICE_WINDOW))
+        return {cid for cid, _ in wrote_since(self.store, pairs, clock.iso(now - SERVICE_WINDOW))}
 
     def _consent_refusal(self, row: Mapping[str, Any], wrote_recently: bool) -> str | None:
         consent = row.get("consent")
@@ -407,19 +423,6 @@ class _Engine:
             return "no_consent"
         # a reply on a channel the customer wrote on within a day answers them there
         return None if wrote_recently else "no_consent"
-
-    def _user_addresses(self, rows: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
-        """(customer, channel) → platform user id, for this batch's rows on channels that
-        address people that way, one query per channel."""
-        wanted: dict[str, list[str]] = {}
-        for row in rows:
-            if address_kind(self.config.channels[row["channel"]]) == "user":
-                wanted.setdefault(row["channel"], []).append(row["customer_id"])
-        return {
-            (customer_id, channel): address
-            for channel, ids in wanted.items()
-            for customer_id, address in user_addresses(self.store, channel, ids).items()
-        }
 
     def _campaign(self, name: str | None) -> Any:
         from .campaigns import load_campaign
