@@ -585,24 +585,26 @@ def _plan_batch(
 
     ids = [c["id"] for c in batch]
     consent = current_consent_many(store, ids)
-    # customers with a platform user id, per channel that addresses people that way
+    # customers with a platform user id, per channel that addresses people that way and
+    # that this campaign can route to
+    reachable = config.channels if "preferred" in campaign.channels else campaign.channels
     with_user_id = {
         name: set(user_addresses(store, name, ids))
         for name, channel in config.channels.items()
-        if address_kind(channel) == "user"
+        if name in reachable and address_kind(channel) == "user"
     }
     usage = [
         (cap, sql.cap_usage(store, ids, clock.iso(now - cap.period), scope)) for cap, scope in caps
     ]
     rows: list[tuple[Any, ...]] = []
     window_text = str(window)
-    ready_iso = clock.iso(ready_at)
-    openings: dict[ZoneInfo, datetime] = {}  # the same for everyone in a time zone
+    ready_iso = clock.iso(ready_at)  # a skipped row's not_before
+    # the window's next opening, and its text, are the same for everyone in a time zone
+    openings: dict[ZoneInfo, tuple[datetime, str]] = {}
     for customer in batch:
         cid = customer["id"]
         users = [name for name, known in with_user_id.items() if cid in known]
         channel, reason = route(config, campaign, customer, consent.get(cid, {}), users)
-        not_before = ready_at
         if channel is not None:
             for cap, counts in usage:
                 if counts.get(cid, 0) >= cap.count:
@@ -612,14 +614,15 @@ def _plan_batch(
             tz = zone_or(customer.get("timezone"), config.timezone)
             opening = openings.get(tz)
             if opening is None:
-                opening = openings[tz] = window.next_opening(ready_at, tz)
-            not_before = opening
+                moment = window.next_opening(ready_at, tz)
+                opening = openings[tz] = (moment, clock.iso(moment))
+            not_before, not_before_iso = opening
             status = "queued" if not_before <= now else "deferred"
             result.planned += 1
             if status == "deferred":
                 result.deferred += 1
         else:
-            status = "skipped"
+            status, not_before_iso = "skipped", ready_iso
             result.skipped[reason or "no_address"] = (
                 result.skipped.get(reason or "no_address", 0) + 1
             )
@@ -637,7 +640,7 @@ def _plan_batch(
                 window_text,
                 status,
                 reason,
-                ready_iso if not_before is ready_at else clock.iso(not_before),
+                not_before_iso,
                 json.dumps({"event": event}) if event else None,
                 at,
                 at,

@@ -752,7 +752,7 @@ def _with_consent(store: Store, page: list[dict[str, Any]]) -> Iterator[dict[str
         return
     consent = consent_store.current_consent_many(store, [r["id"] for r in page])
     for row in page:
-        row["consent"] = consent.get(row["id"], {})
+        row["consent"] = dict(sorted(consent.get(row["id"], {}).items()))  # channels by name
         yield row
 
 

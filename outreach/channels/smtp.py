@@ -121,7 +121,9 @@ class SmtpProvider:
     async def send(self, message: OutboundMessage) -> SendResult:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self._size)
-        data = render_email(message, sender=self.sender, reply_to=self.reply_to)
+        data = render_email(
+            message, sender=self.sender, reply_to=self.reply_to, message_id_domain=self.domain
+        )
         recipient = address_of(message.to)
         if "@" not in recipient:
             raise ProviderError(

@@ -47,13 +47,12 @@ def customers_with_history(store: Store, ids: Sequence[str], channel: str) -> se
 
 
 def current_consent_many(store: Store, ids: Sequence[str]) -> dict[str, dict[str, str]]:
-    """customer id → {channel: current status} (channels in name order), for many customers."""
+    """customer id → {channel: current status}, for many customers (a planner's batch)."""
     out: dict[str, dict[str, str]] = {}
     for chunk in chunks(ids):
         rows = store.conn.execute(
             "SELECT customer_id, channel, status, max(id) FROM consent "
-            f"WHERE customer_id IN ({marks(chunk)}) GROUP BY customer_id, channel "
-            "ORDER BY channel",
+            f"WHERE customer_id IN ({marks(chunk)}) GROUP BY customer_id, channel",
             chunk,
         )
         for customer_id, channel, status, _ in rows:
