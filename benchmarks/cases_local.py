@@ -127,7 +127,7 @@ def bench_render_100k(ctx: Context) -> Row:
 
 def _run_once(ctx: Context, row: Row, seed: Path, name: str, n: int) -> float:
     ws = copy_workspace(seed, ctx.path(name))
-    child = check(run_child(outreach(ws, "run", "nps", "--json"), timeout=ctx.timeout))
+    child = check(run_child(outreach(ws, "run", "nps", "--json"), timeout=ctx.timeout, tree=True))
     sent = count_sent(json_out(child))
     if sent != n:
         row.note = join(row.note, f"sent {sent} of {n}")
@@ -154,7 +154,7 @@ def bench_run_1m(ctx: Context) -> Row:
     seed = million_customers(ctx)
     ws = copy_workspace(seed, ctx.path(f"run-million-{n}"))
     ctx.cache["ws_million_run"] = ws
-    child = run_child(outreach(ws, "run", "nps", "--json"), timeout=ctx.timeout)
+    child = run_child(outreach(ws, "run", "nps", "--json"), timeout=ctx.timeout, tree=True)
     row.rss_mb = child.rss_mb
     row.values = [child.rss_mb]
     if child.timed_out:

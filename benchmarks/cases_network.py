@@ -26,6 +26,7 @@ from .context import (
     json_out,
     max_rss,
     repeat,
+    server_rate,
 )
 from .harness import (
     Background,
@@ -65,9 +66,7 @@ def send_to_server(ctx: Context, row: Row, server: LoopbackServer, seed: Path, n
     if count_sent(result) != n or stats["count"] != n:
         row.note = join(row.note, f"sent {count_sent(result)}, server got {stats['count']} "
                         f"of {n}; problems: {result.get('problems', [])[:1]}")
-    span = stats["last"] - stats["first"]
-    server_rate = (stats["count"] - 1) / span if span > 0 and stats["count"] > 1 else 0.0
-    return server_rate, n / child.wall
+    return server_rate(stats), n / child.wall
 
 
 def bench_twilio_20k(ctx: Context) -> Row:

@@ -19,6 +19,7 @@ from .context import (
     join,
     json_out,
     repeat,
+    server_rate,
 )
 from .harness import (
     ChildFailed,
@@ -116,9 +117,7 @@ def bench_smtp_vs_mailmerge(ctx: Context) -> Row:
             child = run_child([command, "--no-dry-run", *args], timeout=ctx.timeout,
                               keep_stdout=False)
             check(child)
-            stats = server.stats()
-            span = stats["last"] - stats["first"]
-            rate = (stats["count"] - 1) / span if span > 0 else 0.0
+            rate = server_rate(server.stats())
             rates.append(rate)
             return rate
 
@@ -165,11 +164,10 @@ def bench_webhooks_vs_apprise(ctx: Context) -> Row:
             child = check(run_child([sys.executable, "-m", "benchmarks.children", "apprise",
                                      f"json://127.0.0.1:{server.port}/hooks/apprise", str(n)],
                                     timeout=ctx.timeout))
-            if json_out(child).get("ok") != n:
-                row.note = join(row.note, f"apprise: {json_out(child).get('ok')} of {n} ok")
-            stats = server.stats()
-            span = stats["last"] - stats["first"]
-            theirs.append((stats["count"] - 1) / span if span > 0 else 0.0)
+            ok = json_out(child).get("ok")
+            if ok != n:
+                row.note = join(row.note, f"apprise: {ok} of {n} ok")
+            theirs.append(server_rate(server.stats()))
             return theirs[-1]
 
         repeat(ctx, Row("apprise", ""), apprise_once)
@@ -187,15 +185,14 @@ def _ceiling(ctx: Context, server: LoopbackServer, job: str, target: str, n: int
              concurrency: int) -> float:
     """The rate the bare client library reaches against ``server`` (best of the runs)."""
     rates = []
-    for _ in range(1 if ctx.mode == "quick" else 3):
+    for _ in range(ctx.runs):
         server.stats()
         child = check(run_child([sys.executable, "-m", "benchmarks.children", job, target,
                                  str(n), str(concurrency)], timeout=ctx.timeout))
-        if json_out(child).get("ok") != n:
-            raise ChildFailed(f"{job}: {json_out(child).get('ok')} of {n} accepted")
-        stats = server.stats()
-        span = stats["last"] - stats["first"]
-        rates.append((stats["count"] - 1) / span if span > 0 else 0.0)
+        ok = json_out(child).get("ok")
+        if ok != n:
+            raise ChildFailed(f"{job}: {ok} of {n} accepted")
+        rates.append(server_rate(server.stats()))
     return max(rates)
 
 

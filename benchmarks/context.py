@@ -195,6 +195,12 @@ def join(*parts: str) -> str:
     return "; ".join(seen)
 
 
+def server_rate(stats: dict[str, Any]) -> float:
+    """Messages per second as a loopback server saw them, first to last."""
+    span = stats["last"] - stats["first"]
+    return (stats["count"] - 1) / span if span > 0 and stats["count"] > 1 else 0.0
+
+
 def max_rss(row: Row, rss: float) -> None:
     row.rss_mb = max(row.rss_mb or 0.0, rss)
 

@@ -84,8 +84,11 @@ def run_child(
     env: dict[str, str] | None = None,
     stdin: Path | None = None,
     keep_stdout: bool = True,
+    tree: bool = False,
 ) -> Child:
-    """Run ``argv`` to completion (or ``timeout``), measuring wall time and its peak RSS."""
+    """Run ``argv`` to completion (or ``timeout``), measuring wall time and its peak RSS;
+    with ``tree``, the peak of the memory summed over it and its descendants (a run with
+    helper processes), sampled by a thread here (off elsewhere: it costs CPU)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         stdin_file: IO[bytes] | None = stdin.open("rb") if stdin else None
         try:
@@ -107,12 +110,13 @@ def run_child(
 
             timer = threading.Timer(timeout, kill)
             timer.start()
-            tree = _TreeRss(proc.pid)
+            sampler = _TreeRss(proc.pid) if tree else None
             try:
                 _, status, usage = os.wait4(proc.pid, 0)
             finally:
                 timer.cancel()
-                tree.stop()
+                if sampler:
+                    sampler.stop()
             wall = time.perf_counter() - start
             proc.returncode = os.waitstatus_to_exitcode(status)
         finally:
@@ -124,7 +128,7 @@ def run_child(
             argv=list(argv),
             wall=wall,
             # Linux reports KiB; a run with helper processes uses their memory too
-            rss_mb=max(usage.ru_maxrss / 1024, tree.peak_mb),
+            rss_mb=max(usage.ru_maxrss / 1024, sampler.peak_mb if sampler else 0.0),
             returncode=proc.returncode,
             stdout=out.read().decode("utf-8", "replace"),
             stderr=err.read().decode("utf-8", "replace")[-4000:],
