@@ -5,7 +5,7 @@ the benchmark process) so that its memory and CPU are its own, and so that ``ren
 be pinned to one core as issue 3's figure asks.
 
 - ``render WORKSPACE N``: the NPS survey email for N generated customers through
-  ``outreach.templates.Renderer`` (compiled once, as a run does); times the loop only.
+  ``outreach.templates.render.Renderer`` (compiled once, as a run does); times the loop only.
 - ``apprise URL N``: N JSON notifications through ``apprise``'s library, one after the
   other as ``apprise.notify`` sends them.
 - ``httpx-ceiling URL N CONCURRENCY``: N small JSON POSTs with nothing else, straight to
@@ -40,7 +40,7 @@ SURVEY = {
 def render(workspace: Path, n: int) -> dict[str, Any]:
     from outreach import clock
     from outreach.config import load_config
-    from outreach.templates import Renderer
+    from outreach.templates.render import Renderer
 
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})

@@ -527,7 +527,7 @@ class _DryRunRenderer:
     """``run --dry-run`` renders what it plans, so template errors show before a real run."""
 
     def __init__(self, config: Config, campaign: Campaign, now: datetime) -> None:
-        from .templates import Renderer
+        from .templates.render import Renderer
 
         self.renderer = Renderer(config)
         self.campaign = campaign

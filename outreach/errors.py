@@ -7,6 +7,8 @@ anything else that escapes is a bug and exits 1.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class OutreachError(Exception):
     """Base of every expected error; ``str(err)`` is the one line shown to the user."""
@@ -91,3 +93,40 @@ class SignatureError(OutreachError):
     def __init__(self, message: str, status: int = 401) -> None:
         super().__init__(message)
         self.status = status
+
+
+class RenderError(TemplateError):
+    """A template could not be found, compiled or rendered for one customer.
+
+    ``str(err)`` is the one line for people; the parts are kept for reports and for the
+    sending engine, which records the message as skipped with reason ``template_error``.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        customer_id: Any = None,
+        hint: str = "",
+    ) -> None:
+        where = source or "templates"
+        if line is not None:
+            where += f":{line}"
+        who = f" (customer {customer_id})" if customer_id is not None else ""
+        super().__init__(f"{where}: {problem}{who}{'; ' + hint if hint else ''}")
+        self.problem = problem
+        self.hint = hint
+        self.source = source
+        self.line = line
+        self.customer_id = customer_id
+
+    def for_customer(self, customer_id: Any) -> RenderError:
+        """This error, naming ``customer_id`` when it did not name a customer yet."""
+        if self.customer_id is not None or customer_id is None:
+            return self
+        return RenderError(
+            self.problem, source=self.source, line=self.line, customer_id=customer_id,
+            hint=self.hint,
+        )

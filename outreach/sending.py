@@ -126,7 +126,7 @@ class _Engine:
         planning_done: asyncio.Event | None = None,
         summary: SendSummary | None = None,
     ) -> None:
-        from .templates import Renderer
+        from .templates.render import Renderer
 
         self.ws = ws
         self.config = ws.config

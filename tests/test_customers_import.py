@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from outreach import consent
 from outreach.config import load_config
-from outreach.customers import ImportResult, _Bad, _Normaliser, import_customers
+from outreach.customers.importer import ImportResult, import_customers
+from outreach.customers.normalise import BadCell, Normaliser
 from outreach.errors import UsageError
 from outreach.store.consent import consent_history
 from outreach.store.customers import attribute_columns, get_customer
@@ -339,7 +340,7 @@ EMAIL_DOMAIN = st.sampled_from(
 )
 
 
-NORMALISER = _Normaliser(load_config(examples_dir()))
+NORMALISER = Normaliser(load_config(examples_dir()))
 
 
 @settings(max_examples=300, deadline=None)
@@ -354,7 +355,7 @@ def test_email_fast_path_agrees_with_email_validator(local: str, domain: str) ->
     try:
         got: str | None = norm.email(address)
         again = norm.email(address)  # second time from the domain cache
-    except _Bad:
+    except BadCell:
         got = again = None
     assert got == expected == again
 
@@ -397,7 +398,7 @@ def test_e164_fast_path_agrees_with_phonenumbers_parse(base: str, cut: int, tail
     text = base[: len(base) - cut] + tail
     try:
         got: str | None = NORMALISER.phone(text)
-    except _Bad:
+    except BadCell:
         got = None
     assert got == _reference_phone(text)
 
@@ -413,7 +414,7 @@ def test_every_example_number_of_every_region_is_accepted() -> None:
 INTERRUPTED = """
 import sys
 from pathlib import Path
-from outreach.customers import import_customers
+from outreach.customers.importer import import_customers
 from outreach.workspace import Workspace
 
 ws = Workspace.load(Path(sys.argv[1]))

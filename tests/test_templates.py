@@ -11,14 +11,11 @@ from typing import Any
 import pytest
 
 from outreach.config import Config, load_config
-from outreach.template_checks import check_templates
-from outreach.templates import (
-    MAX_OUTPUT_CHARS,
-    Renderer,
-    RenderError,
-    locale_chain,
-    sms_segments,
-)
+from outreach.errors import RenderError
+from outreach.locales import locale_chain
+from outreach.templates.checks import check_templates, sms_segments
+from outreach.templates.render import Renderer
+from outreach.templates.sandbox import MAX_OUTPUT_CHARS
 
 NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 

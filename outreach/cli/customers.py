@@ -13,7 +13,7 @@ from .options import JsonOption, LimitOption, workspace
 from .output import note, print_json
 
 if TYPE_CHECKING:
-    from ..customers import ImportResult
+    from ..customers.importer import ImportResult
 
 app = typer.Typer(
     help="Import, list and show customers.",
@@ -65,7 +65,7 @@ def import_(
     """
     from rich.markup import escape
 
-    from ..customers import import_customers
+    from ..customers.importer import import_customers
     from ..errors import PartialFailure
     from .output import progress
 
@@ -150,7 +150,7 @@ def list_(
     as_json: JsonOption = False,
 ) -> None:
     """List customers (all columns and current consent with --json)."""
-    from ..customers import list_customers
+    from ..customers.lookup import list_customers
     from .output import print_table, stream_json_list
 
     rows = list_customers(workspace(ctx).store, where, limit=limit)
@@ -175,7 +175,7 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """Show one customer: every column, consent per channel, and the conversation."""
-    from ..customers import show_customer
+    from ..customers.lookup import show_customer
     from .output import console, print_consent, print_table
 
     ws = workspace(ctx)

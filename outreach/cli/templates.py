@@ -43,7 +43,7 @@ def check(
     length, subject length (warning over 78) and the WhatsApp limit (4096).
     """
     from ..errors import TemplateError
-    from ..template_checks import check_workspace
+    from ..templates.checks import check_workspace
 
     ws = workspace(ctx)
     results, samples = check_workspace(ws.config, ws.store, names or None, sample)
@@ -108,7 +108,7 @@ def render(
     as_json: JsonOption = False,
 ) -> None:
     """Print one rendered message (campaign, survey and event values are sample data)."""
-    from ..template_checks import preview
+    from ..templates.checks import preview
 
     ws = workspace(ctx)
     result = preview(ws.config, ws.store, name, customer, channel)

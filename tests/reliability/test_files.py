@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from outreach.customers import BATCH_SIZE
+from outreach.customers.importer import BATCH_SIZE
 
 from .support import (
     customers_csv,

@@ -1,6 +1,6 @@
-"""Reading customer files (SPEC §3): CSV, a JSON array or JSONL, streamed as records.
+"""Reading customer files: CSV, a JSON array or JSONL, streamed as records.
 
-``customers.py`` validates, normalises and writes; this module only turns FILE into a
+``importer.py`` validates, normalises and writes; this module only turns FILE into a
 header (the column names) and an iterator of ``Record(line, element, cells, problem)``, so
 that every reported problem can name its line (and JSON element). It is separate because
 reading is about bytes and formats, not about customers:
@@ -25,7 +25,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
-from .errors import UsageError
+from ..errors import UsageError
 
 SNIFF_BYTES = 64 * 1024
 MAX_FIELD_CHARS = 64 * 1024 * 1024

@@ -1,6 +1,6 @@
-"""`templates check` and `templates render`: try every template with sample data (SPEC §4).
+"""`templates check` and `templates render`: try every template with sample data.
 
-``templates.py`` renders; this module only drives it for the CLI's checks. It compiles
+``render.py`` renders; this module only drives it for the CLI's checks. It compiles
 each template file and renders every locale variant per configured channel for real or
 built-in sample customers, and reports length limits (SMS segments, WhatsApp's 4,096
 characters, long subjects) and files no channel uses. It is separate because none of this
@@ -14,12 +14,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from . import clock
-from .templates import TEMPLATE_SUFFIX, Rendered, Renderer, RenderError, sms_segments
+from .. import clock
+from ..channels import address_kind
+from ..errors import RenderError, UsageError
+from ..store.audience import select_customers
+from ..store.customers import require_customer
+from .render import TEMPLATE_SUFFIX, Rendered, Renderer
 
 if TYPE_CHECKING:
-    from .config import Config
-    from .store import Store
+    from ..config import Config
+    from ..store import Store
 
 SUBJECT_LIMIT = 78
 WHATSAPP_LIMIT = 4096
@@ -100,8 +104,6 @@ class TemplateCheck:
 
 def channel_medium(config: Config, channel: str) -> str:
     """``email``, ``whatsapp``, ``sms`` or ``other``: which length rules apply."""
-    from .channels import address_kind
-
     cfg = config.channel(channel)
     if cfg.provider == "whatsapp-cloud" or cfg.settings.get("whatsapp") is True or (
         cfg.provider == "outbox" and "whatsapp" in cfg.name
@@ -269,8 +271,6 @@ def check_workspace(
 
     Returns the results and whether built-in sample customers were used.
     """
-    from .store.audience import select_customers
-
     customers = list(select_customers(store, None, limit=sample))
     if customers:
         return check_templates(config, customers, names), False
@@ -305,9 +305,6 @@ def preview(
 
     Campaign, survey and event values are sample data, as in `templates check`.
     """
-    from .errors import UsageError
-    from .store.customers import require_customer
-
     customer = require_customer(store, customer_id)
     if channel is None:
         preferred = customer.get("preferred_channel")
@@ -326,3 +323,39 @@ def preview(
     if channel_medium(config, channel) == "sms":
         encoding, segments = sms_segments(message.body)
     return Preview(name, channel, customer_id, message, encoding, segments)
+
+
+# --- SMS segments -----------------------------------------------------------------------
+
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
+
+
+def sms_segments(text: str) -> tuple[str, int]:
+    """("GSM-7" | "UCS-2", segments): 160/153 GSM-7 septets, or 70/67 UCS-2 units.
+
+    Extension-table characters take two septets and astral characters (most emoji) two
+    UTF-16 units; neither is split across segments, as handsets do.
+    """
+    if all(c in GSM7_BASIC or c in GSM7_EXTENSION for c in text):
+        widths = [2 if c in GSM7_EXTENSION else 1 for c in text]
+        return "GSM-7", _segments(widths, 160, 153)
+    widths = [2 if ord(c) > 0xFFFF else 1 for c in text]
+    return "UCS-2", _segments(widths, 70, 67)
+
+
+def _segments(widths: Sequence[int], single: int, part: int) -> int:
+    total = sum(widths)
+    if total == 0:
+        return 0
+    if total <= single:
+        return 1
+    count, used = 1, 0
+    for width in widths:
+        if used + width > part:
+            count, used = count + 1, 0
+        used += width
+    return count
