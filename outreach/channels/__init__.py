@@ -85,3 +85,14 @@ def build_provider(channel: ChannelConfig, context: ProviderContext) -> Provider
     if problems:
         raise ConfigError(problems[0])
     return provider_class(channel.provider)(channel, context)
+
+
+def from_header(channel: ChannelConfig, sender_name: str) -> str | None:
+    """The ``From`` header an email channel's messages carry (None for other channels), as
+    its provider writes it; ConfigError when the ``from`` setting is not an address."""
+    from .mime import sender_header
+
+    if address_kind(channel) != "email":
+        return None
+    setting = channel.settings.get("from")
+    return sender_header(str(setting) if setting else None, sender_name, "outbox@localhost")

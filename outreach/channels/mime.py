@@ -10,12 +10,18 @@ over SMTP carry the same headers:
 - ``List-Unsubscribe`` + ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058)
   when the message has an unsubscribe URL;
 - ``multipart/alternative`` text + HTML when there is HTML, plain text otherwise.
+
+Addresses: display names are quoted or RFC 2047-encoded by ``formataddr`` (``"Acme, Inc."``
+needs quotes); a non-ASCII domain is written in IDNA (``xn--…``), which every server takes;
+a non-ASCII local part (``josé@…``) stays UTF-8 (RFC 6532), so the message bytes are UTF-8
+and the smtp provider sends it with SMTPUTF8 (see ``needs_smtputf8``).
 """
 
 from __future__ import annotations
 
 import binascii
 import random
+import re
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import lru_cache
@@ -27,10 +33,70 @@ from .base import OutboundMessage
 _random = random.Random()  # MIME boundaries only need to be unlikely in the text, not secret
 
 
+# "Name <addr>" where the name may hold specials unquoted ("Acme, Inc. <hello@…>"), as
+# people write it in a settings file; parseaddr would read that as two addresses
+_NAMED = re.compile(r"\s*(?P<name>[^<>]*?)\s*<(?P<address>[^<>\s]+)>\s*")
+
+
 @lru_cache(maxsize=4096)
+def split_mailbox(text: str) -> tuple[str, str]:
+    """(display name, bare address) of ``"Name <local@domain>"`` or of a bare address."""
+    match = _NAMED.fullmatch(text)
+    if match:
+        name = match["name"]
+        if len(name) >= 2 and name[0] == name[-1] == '"':
+            name = name[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        return name, match["address"]
+    return parseaddr(text)
+
+
 def address_of(text: str) -> str:
     """The bare ``local@domain`` of ``"Name <local@domain>"`` (or of a bare address)."""
-    return parseaddr(text)[1]
+    return split_mailbox(text)[1]
+
+
+def ascii_domain(address: str) -> str:
+    """``address`` with a non-ASCII domain written in IDNA (``bücher.example`` →
+    ``xn--bcher-kva.example``); anything that is not a valid IDN stays as written."""
+    if address.isascii():
+        return address
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return address
+
+
+def needs_smtputf8(address: str) -> bool:
+    """Whether ``address`` can only travel with SMTPUTF8 (a non-ASCII local part)."""
+    return not ascii_domain(address).isascii()
+
+
+def mailbox(name: str | None, address: str) -> str:
+    """A header mailbox: ``"Acme, Inc." <hello@acme.example>``, the name quoted or
+    RFC 2047-encoded as it needs, a non-ASCII domain in IDNA."""
+    address = ascii_domain(address)
+    if not name:
+        return address
+    if address.isascii():
+        return formataddr((name, address), charset="utf-8")
+    # formataddr takes only ASCII addresses: quote the name with it, then add the address
+    quoted = formataddr((name, "x@x"), charset="utf-8").removesuffix(" <x@x>")
+    return f"{quoted} <{address}>"
+
+
+def sender_header(setting: str | None, sender_name: str, default: str) -> str:
+    """The ``From`` of a channel: its ``from`` setting (``addr`` or ``Name <addr>``), named
+    ``sender_name`` when the setting has no name; ConfigError when it is no address."""
+    name, address = split_mailbox(setting or default)
+    if address.count("@") != 1 or not all(address.split("@")):
+        raise ConfigError(
+            f'from: "{setting}" is not an email address; write it like '
+            '"Acme <hello@example.com>" or hello@example.com'
+        )
+    return mailbox(name or sender_name, address)
 
 
 def domain_of(address: str) -> str:
@@ -93,8 +159,9 @@ def render_email(
     headers.append(("X-Outreach-Delivery", message.delivery_id))
     top = "".join(f"{name}: {_one_line(value)}\n" for name, value in headers)
     text = _text_part(message.body, "plain")
+    # UTF-8 only where an address has a non-ASCII local part (RFC 6532); else plain ASCII
     if not message.html:
-        return (f"{text[0]}{top}\n{text[1]}").encode("ascii")
+        return (f"{text[0]}{top}\n{text[1]}").encode()
     # a random boundary that no quoted-printable line can contain ("=_" is not valid QP)
     boundary = f"=_{_random.getrandbits(96):024x}"
     html = _text_part(message.html, "html")
@@ -102,7 +169,7 @@ def render_email(
         f'Content-Type: multipart/alternative; boundary="{boundary}"\nMIME-Version: 1.0\n'
         f"{top}\n--{boundary}\n{text[0]}\n{text[1]}\n--{boundary}\n{html[0]}\n{html[1]}\n"
         f"--{boundary}--\n"
-    ).encode("ascii")
+    ).encode()
 
 
 def _text_part(text: str, subtype: str) -> tuple[str, str]:
@@ -142,16 +209,15 @@ def _header(value: str) -> str:
 
 @lru_cache(maxsize=256)
 def _address_header(value: str) -> str:
-    name, address = parseaddr(value)
-    if not name or name.isascii():
-        return value
-    return formataddr((name, address), charset="utf-8")
+    name, address = split_mailbox(value)
+    return mailbox(name, address) if address else value
 
 
 def _recipient(message: OutboundMessage) -> str:
     # a stored address is bare (no display name), so "<" is enough to tell the two apart
-    if message.customer_name and "<" not in message.to:
+    if "<" not in message.to:
         bare = message.to if " " not in message.to else address_of(message.to)
         if "@" in bare:
-            return formataddr((message.customer_name, bare), charset="utf-8")
-    return message.to
+            return mailbox(message.customer_name, bare)
+        return message.to
+    return _address_header(message.to)

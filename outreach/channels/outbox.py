@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
 
@@ -100,5 +101,12 @@ def _email_bytes(message: OutboundMessage, sender_name: str) -> bytes:
     from .mime import render_email
 
     return render_email(
-        message, sender=f"{sender_name} <outbox@localhost>", message_id_domain="outreach.local"
+        message, sender=_sender(sender_name), message_id_domain="outreach.local"
     )
+
+
+@lru_cache(maxsize=16)
+def _sender(sender_name: str) -> str:
+    from .mime import mailbox
+
+    return mailbox(sender_name, "outbox@localhost")

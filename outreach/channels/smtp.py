@@ -34,7 +34,15 @@ from .base import (
     WebhookRequest,
 )
 from .http import optional_env, redact, setting
-from .mime import address_of, domain_of, message_id, render_email
+from .mime import (
+    address_of,
+    ascii_domain,
+    domain_of,
+    message_id,
+    needs_smtputf8,
+    render_email,
+    sender_header,
+)
 
 _DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 
@@ -64,11 +72,12 @@ class SmtpProvider:
             raise ConfigError(f"{where} port: expected a port number, got {port!r}")
         self.port = port
         sender = setting(channel, "from")
-        if "@" not in address_of(sender):
-            raise ConfigError(f'{where} from: "{sender}" is not an email address')
-        self.sender = sender if "<" in sender else f"{context.sender_name} <{sender}>"
-        self.envelope_from = address_of(sender)
-        self.domain = domain_of(sender)
+        try:
+            self.sender = sender_header(sender, context.sender_name, sender)
+        except ConfigError as exc:
+            raise ConfigError(f"{where} {exc}") from None
+        self.envelope_from = ascii_domain(address_of(sender))
+        self.domain = domain_of(self.envelope_from)
         reply_to = channel.settings.get("reply_to")
         self.reply_to = str(reply_to) if reply_to else None
         self.username = optional_env(channel, context.env, "username_env")
@@ -124,11 +133,12 @@ class SmtpProvider:
         data = render_email(
             message, sender=self.sender, reply_to=self.reply_to, message_id_domain=self.domain
         )
-        recipient = address_of(message.to)
+        recipient = ascii_domain(address_of(message.to))
         if "@" not in recipient:
             raise ProviderError(
                 f'smtp: "{message.to}" is not an email address', retryable=False, code="address"
             )
+        options = ["SMTPUTF8"] if needs_smtputf8(recipient) else None
         async with self._slots:
             for attempt in (1, 2):
                 try:
@@ -144,7 +154,21 @@ class SmtpProvider:
                     ) from None
                 client.text_sent = False
                 try:
-                    await client.sendmail(self.envelope_from, [recipient], data)
+                    await client.sendmail(
+                        self.envelope_from, [recipient], data, mail_options=options
+                    )
+                except aiosmtplib.SMTPNotSupported as exc:
+                    # refused before the envelope: the session is still good
+                    self._release(client, healthy=True)
+                    if options and "SMTPUTF8" in str(exc):
+                        raise ProviderError(
+                            f"smtp: {recipient} has a non-ASCII mailbox name and "
+                            f"{self.host} does not offer SMTPUTF8; ask the customer for an "
+                            "ASCII address or use a server that offers SMTPUTF8",
+                            retryable=False,
+                            code="address_needs_smtputf8",
+                        ) from None
+                    raise self._error(exc, "sending") from None
                 except aiosmtplib.SMTPException as exc:
                     code = _reply_code(exc)
                     if client.text_sent and code is None:

@@ -19,20 +19,22 @@ def check_channels(config: Config, only: str | None = None) -> list[dict[str, An
     """One row per channel: its provider and the problems with its settings."""
     import os
 
-    from ..channels import check_channel
+    from ..channels import check_channel, from_header
+    from ..errors import ConfigError
 
     channels = [config.channel(only)] if only else list(config.channels.values())
     rows = []
     for channel in channels:
         problems = check_channel(channel, os.environ)
-        rows.append(
-            {
-                "channel": channel.name,
-                "provider": channel.provider,
-                "ok": not problems,
-                "problems": problems,
-            }
-        )
+        row: dict[str, Any] = {"channel": channel.name, "provider": channel.provider}
+        try:
+            sender = from_header(channel, config.sender_name)
+        except ConfigError as exc:
+            problems.append(f"[channels.{channel.name}] {exc}")
+        else:
+            if sender is not None:
+                row["from"] = sender
+        rows.append({**row, "ok": not problems, "problems": problems})
     return rows
 
 
@@ -106,6 +108,8 @@ def check(
         for row in rows:
             status = "ok" if row["ok"] else "problems"
             console.print(f"{row['channel']} ({row['provider']}): {status}", markup=False)
+            if "from" in row:
+                console.print(f"  From: {row['from']}", markup=False)
             for problem in row["problems"]:
                 console.print(f"  - {problem}", markup=False)
         if result is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import warnings
 from dataclasses import dataclass
-from email import message_from_bytes, policy
+from email import message_from_bytes, message_from_string, policy
 from email.message import EmailMessage
 from typing import Any
 
@@ -28,7 +28,9 @@ class Received:
 
     @property
     def message(self) -> EmailMessage:
-        parsed = message_from_bytes(self.data, policy=policy.default)
+        # an SMTPUTF8 message has UTF-8 headers (RFC 6532), which the parser reads from text
+        parsed = (message_from_bytes(self.data, policy=policy.default) if self.data.isascii()
+                  else message_from_string(self.data.decode("utf-8"), policy=policy.default))
         assert isinstance(parsed, EmailMessage)
         return parsed
 
@@ -62,14 +64,16 @@ class RecordingHandler:
 
 
 class SmtpEmulator(Controller):
-    def __init__(self, *, username: str | None = None, password: str | None = None) -> None:
+    def __init__(
+        self, *, username: str | None = None, password: str | None = None, smtputf8: bool = False
+    ) -> None:
         self.handler_obj = RecordingHandler()
         self.user = username
         self.secret = password
         self.sessions: list[SMTP] = []
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
         if username is not None:
-            kwargs = {
+            kwargs |= {
                 "authenticator": self._authenticate,
                 "auth_required": True,
                 "auth_require_tls": False,
