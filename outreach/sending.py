@@ -516,6 +516,7 @@ class _Engine:
             whatsapp_template=_whatsapp_template(campaign, customer),
             in_service_window=wrote_recently,
             status_callback=f"{public}/webhooks/{channel}" if public else None,
+            customer=customer,
         )
 
     async def _send(self, ch: _Channel, row: dict[str, Any], message: OutboundMessage) -> None:

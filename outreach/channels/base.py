@@ -43,6 +43,13 @@ class OutboundMessage:
     # the provider's status callback URL, when [server] public_url is set
     status_callback: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # the customer's stored fields, for a provider that hands the receiver who it is for
+    # (the webhook provider passes RECIPIENT_FIELDS on)
+    customer: Mapping[str, Any] = field(default_factory=dict)
+
+
+# what a receiver needs to reach the customer itself: every field a channel may address by
+RECIPIENT_FIELDS = ("id", "name", "email", "phone", "locale", "timezone")
 
 
 # how long after a customer's last message a reply may go without consent, and WhatsApp

@@ -1,11 +1,13 @@
 """A JSON POST to any URL, signed per the Standard Webhooks convention.
 
 Each message is ``POST url`` with a JSON body ``{"type": "message.created", "timestamp",
-"data": {...}}`` and three headers: ``webhook-id`` (the delivery id, reused on every retry
-so the receiver can deduplicate: that is what makes this provider idempotent),
-``webhook-timestamp`` (Unix seconds from ``clock.now()``) and ``webhook-signature``
-(``v1,`` + base64 HMAC-SHA256 over ``{id}.{timestamp}.{body}``, keyed with the
-base64-decoded ``whsec_…`` secret). Any 2xx is success; its body is not read.
+"data": {...}}`` (``data.customer`` holds the recipient's id, name, email, phone, locale
+and time zone, so the receiver can reach them itself) and three headers: ``webhook-id``
+(the delivery id, reused on every retry so the receiver can deduplicate: that is what
+makes this provider idempotent), ``webhook-timestamp`` (Unix seconds from
+``clock.now()``) and ``webhook-signature`` (``v1,`` + base64 HMAC-SHA256 over
+``{id}.{timestamp}.{body}``, keyed with the base64-decoded ``whsec_…`` secret). Any 2xx
+is success; its body is not read.
 
 Inbound webhooks are verified with the same scheme: a missing header answers 401; a wrong
 signature or a timestamp more than five minutes from ``clock.now()`` (a replay) answers
@@ -28,6 +30,7 @@ from .. import clock
 from ..config import ChannelConfig
 from ..errors import ConfigError, SignatureError
 from .base import (
+    RECIPIENT_FIELDS,
     AddressKind,
     InboundEvent,
     InboundMessage,
@@ -92,6 +95,7 @@ class WebhookProvider:
             "channel": message.channel,
             "customer_id": message.customer_id,
             "to": message.to,
+            "customer": {key: message.customer.get(key) for key in RECIPIENT_FIELDS},
             "customer_name": message.customer_name,
             "campaign": message.campaign,
             "subject": message.subject,
