@@ -16,10 +16,20 @@ from dateutil import parser as date_parser
 from .errors import UsageError
 
 _fixed: datetime | None = None
+# a --now without a zone: workspace time, so it is resolved once the workspace is known
+_fixed_naive: datetime | None = None
+_zone: ZoneInfo | None = None
 
 
 def parse_time(text: str, tz: ZoneInfo | None = None, *, what: str = "time") -> datetime:
     """Parse an ISO-ish time; a naive time is taken in ``tz`` (UTC when None). Returns UTC."""
+    value = _parse(text, what)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=tz or UTC)
+    return value.astimezone(UTC)
+
+
+def _parse(text: str, what: str) -> datetime:
     try:
         value = date_parser.isoparse(text.strip())
     except (ValueError, OverflowError):
@@ -30,21 +40,33 @@ def parse_time(text: str, tz: ZoneInfo | None = None, *, what: str = "time") -> 
                 f'{what} "{text}" is not a time; write it like 2026-12-01 10:00 or '
                 "2026-12-01T10:00:00+01:00"
             ) from exc
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=tz or UTC)
-    return value.astimezone(UTC)
+    return value
+
+
+def set_zone(tz: ZoneInfo | None) -> None:
+    """The workspace time zone: a ``--now``/``OUTREACH_NOW`` without a zone is read in it."""
+    global _zone
+    _zone = tz
 
 
 def set_now(value: datetime | str | None) -> None:
-    """Fix the clock (``--now``); None returns to the real clock."""
-    global _fixed
+    """Fix the clock (``--now``); None returns to the real clock.
+
+    A time without a zone is workspace time (see ``set_zone``; UTC until one is known).
+    """
+    global _fixed, _fixed_naive
     if isinstance(value, str):
-        value = parse_time(value, what="--now")
+        value = _parse(value, "--now")
+    _fixed_naive = None
+    if value is not None and value.tzinfo is None:
+        _fixed_naive, value = value, None
     _fixed = value.astimezone(UTC) if value is not None else None
 
 
 def fixed() -> datetime | None:
     """The time ``--now`` fixed, or None on the real clock (for a child process)."""
+    if _fixed_naive is not None:
+        return _fixed_naive.replace(tzinfo=_zone or UTC).astimezone(UTC)
     return _fixed
 
 
@@ -52,9 +74,11 @@ def now() -> datetime:
     """The current time, aware and in UTC, honouring --now and OUTREACH_NOW."""
     if _fixed is not None:
         return _fixed
+    if _fixed_naive is not None:
+        return _fixed_naive.replace(tzinfo=_zone or UTC).astimezone(UTC)
     env = os.environ.get("OUTREACH_NOW")
     if env:
-        return parse_time(env, what="OUTREACH_NOW")
+        return parse_time(env, _zone, what="OUTREACH_NOW")
     return datetime.now(UTC)
 
 

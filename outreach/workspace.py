@@ -49,7 +49,11 @@ class Workspace:
 
     @classmethod
     def load(cls, explicit: Path | None = None) -> Workspace:
-        return cls(load_config(find_root(explicit)))
+        from . import clock
+
+        config = load_config(find_root(explicit))
+        clock.set_zone(config.timezone)
+        return cls(config)
 
     @property
     def root(self) -> Path:
@@ -85,9 +89,28 @@ def init_workspace(folder: Path, *, force: bool = False) -> list[Path]:
             f"{folder / CONFIG_FILE} already exists; this is a workspace already "
             "(use --force to add missing example files)"
         )
+    try:
+        return _copy_examples(folder)
+    except OSError as exc:
+        where = exc.filename or folder
+        raise UsageError(
+            f"{where}: cannot create the workspace there ({exc.strerror or exc}); "
+            "choose a folder you can write to"
+        ) from None
+
+
+# the README's tour works on these right after `outreach init`
+SAMPLES = {"customers.csv": "demo/customers.csv", "replies.jsonl": "samples/replies.jsonl"}
+
+
+def _copy_examples(folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     source = examples_dir()
     written: list[Path] = []
+    for name, sample in SAMPLES.items():
+        if not (folder / name).exists():
+            shutil.copyfile(source / sample, folder / name)
+            written.append(folder / name)
     for item in ("outreach.toml", "templates", "campaigns"):
         src = source / item
         dst = folder / item

@@ -49,8 +49,8 @@ def edit(ws: Path, old: str, new: str) -> None:
             r'^error: outreach\.toml \[sending\] window: "9 to 5" is not a window',
         ),
         (
-            'rate = "20/s"',
-            'rate = "fast"',
+            "concurrency = 4",
+            'rate = "fast"\nconcurrency = 4',
             r'^error: outreach\.toml \[channels\.email\] rate: "fast" is not a rate; '
             r"write it like 20/s or 600/m$",
         ),

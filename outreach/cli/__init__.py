@@ -7,13 +7,14 @@ stderr and the exit code of SPEC §11 (``--debug`` shows the traceback instead).
 
 from __future__ import annotations
 
+import copy
 import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from ..errors import OutreachError
 from . import campaigns as campaigns_cli
@@ -26,9 +27,26 @@ from . import templates as templates_cli
 from . import workspace as workspace_cli
 from .options import State, state
 
+GLOBAL_OPTIONS = ("workspace", "now", "debug")
+
+# metavars for value options whose name alone says little
+METAVARS = {
+    "now": "TIME", "since": "TIME", "until": "TIME", "occurrence": "TIME",
+    "customer": "ID", "channel": "NAME", "where": "SQL", "id_column": "COLUMN",
+    "limit": "N", "sample": "N", "wait": "SECONDS", "port": "PORT", "host": "HOST",
+}
+
 
 class OutreachGroup(TyperGroup):
-    """Maps OutreachError to one stderr line and its exit code (SPEC §11)."""
+    """The root group: the one error mapping (OutreachError to one stderr line and its exit
+    code), and the help conventions every command shares."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        shared = [p for p in self.params if p.name in GLOBAL_OPTIONS]
+        for command in self.commands.values():
+            _share_options(command, shared)
+        _tidy_help(self)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -42,6 +60,111 @@ class OutreachGroup(TyperGroup):
         finally:
             if isinstance(ctx.obj, State):
                 ctx.obj.close()
+
+
+def _apply_global(ctx: Any, param: Any, value: Any) -> Any:
+    """A global option given after the command: the same effect as before it."""
+    if value is None or value is False:
+        return value
+    st = state(ctx)
+    if param.name == "workspace":
+        st.workspace_path = value
+    elif param.name == "debug":
+        st.debug = True
+    elif param.name == "now":
+        st.set_now(value)
+    return value
+
+
+def _share_options(command: Any, shared: list[Any]) -> None:
+    """Give every command the global options too, so that `run nps --now T` works as the
+    README writes it: copies that only set the invocation's state."""
+    for sub in getattr(command, "commands", {}).values():
+        _share_options(sub, shared)
+    if getattr(command, "commands", None):
+        return
+    for option in shared:
+        twin = copy.copy(option)
+        twin.expose_value = False
+        twin.callback = _apply_global
+        command.params.append(twin)
+
+
+def _plain_errors(process: Any) -> Any:
+    """A bad value reads "'xml' is not one of 'csv', 'json'", without the "Value error, "
+    prefix of typer's validation layer."""
+    try:
+        return process()
+    except typer.BadParameter as exc:
+        exc.message = exc.message.removeprefix("Value error, ")
+        raise
+
+
+class _Argument(TyperArgument):
+    """An argument shown as NAME, [NAME] or NAME... in usage, without its type."""
+
+    __slots__ = ()
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw
+        name = name if self.required else f"[{name}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    def _rich_display_name(self) -> str:
+        return self.display_name_raw + ("..." if self.nargs != 1 else "")
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+    def process_value(self, ctx: Any, value: Any) -> Any:
+        return _plain_errors(lambda: TyperArgument.process_value(self, ctx, value))
+
+
+class _Option(TyperOption):
+    """A value option shown with a word (TIME, FILE, csv|json), not a type name."""
+
+    __slots__ = ()
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        if self.metavar is not None:
+            return self.metavar
+        desc = self.type_descriptor
+        if desc.is_choice:
+            return "|".join(str(getattr(c, "value", c)) for c in desc.choices or ())
+        if desc.is_path:
+            return "DIR" if desc.path_type == "dir" else "FILE"
+        return METAVARS.get(self.name or "", (self.name or "value").upper())
+
+    def process_value(self, ctx: Any, value: Any) -> Any:
+        return _plain_errors(lambda: TyperOption.process_value(self, ctx, value))
+
+
+def _tidy_help(command: Any) -> None:
+    """Usage lines without type names, and one-liners that are whole sentences.
+
+    typer builds the parameters itself and has no per-parameter class hook, so its own
+    classes are swapped for the subclasses above (they add no state).
+    """
+    for param in command.params:
+        if type(param) is TyperArgument:
+            param.__class__ = _Argument
+            if param.metavar is None:
+                param.metavar = (param.name or "value").upper()
+        elif type(param) is TyperOption:
+            param.__class__ = _Option
+    if command.help and not command.short_help:
+        first = command.help.split("\n\n", 1)[0].replace("\n", " ").strip()
+        command.short_help = first.split(". ", 1)[0].rstrip(".")
+    for sub in getattr(command, "commands", {}).values():
+        _tidy_help(sub)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"outreach {version('outreach')}")
+        raise typer.Exit(0)
 
 
 app = typer.Typer(
@@ -76,12 +199,20 @@ def root(
         str | None,
         typer.Option(
             "--now",
-            help="Pretend the time is this (ISO 8601; also OUTREACH_NOW), for tests and "
-            "what-if runs.",
+            metavar="TIME",
+            help="Pretend the time is this, for tests and what-if runs (also OUTREACH_NOW). "
+            "Times without a zone, here and in every option, are workspace time; tables show "
+            "local time with its zone, --json UTC.",
         ),
     ] = None,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
     ] = False,
 ) -> None:
     """Global options."""
@@ -89,9 +220,7 @@ def root(
     st.workspace_path = workspace
     st.debug = debug
     if now is not None:
-        from .. import clock
-
-        clock.set_now(now)
+        st.set_now(now)
 
 
 workspace_cli.register(app)
@@ -114,6 +243,6 @@ def main() -> None:
     # export removes its temporary file, a transaction rolls back
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        app()
+        app(prog_name="outreach")
     except KeyboardInterrupt:  # pragma: no cover - only reached outside commands
         sys.exit(130)

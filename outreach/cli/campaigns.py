@@ -34,7 +34,7 @@ Examples:
 def register(app: typer.Typer) -> None:
     """Add run and queue to the root app."""
     app.command("run", epilog=RUN_EPILOG)(run)
-    app.command("queue")(queue)
+    app.command("queue", epilog="Example: outreach queue --limit 20")(queue)
 
 
 def run(

@@ -71,7 +71,10 @@ def send_test(config: Config, channel: ChannelConfig, address: str) -> SendResul
     return asyncio.run(run())
 
 
-@app.command("check")
+@app.command(
+    "check",
+    epilog="Example: outreach channels check --channel sms --send-test +31612345678",
+)
 def check(
     ctx: typer.Context,
     send_test_to: Annotated[

@@ -75,6 +75,10 @@ def ingest(
 
     ws = workspace(ctx)
     if file == "-":
+        if sys.stdin is None or sys.stdin.closed:
+            raise UsageError(
+                "replies ingest -: standard input is closed; pipe replies into it or name a file"
+            )
         summary = run_ingest(ws, sys.stdin.buffer, channel=channel, fmt=fmt.value)
         name = "stdin"
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -38,7 +39,12 @@ class Format(StrEnum):
 def import_(
     ctx: typer.Context,
     file: Annotated[
-        Path, typer.Argument(help="CSV (any delimiter), JSON array or JSON lines file, UTF-8.")
+        Path,
+        typer.Argument(
+            metavar="FILE|-",
+            help="CSV (any delimiter), JSON array or JSON lines file, UTF-8; - reads standard "
+            "input (CSV unless --format says otherwise).",
+        ),
     ],
     format: Annotated[
         Format | None,
@@ -66,28 +72,42 @@ def import_(
     from rich.markup import escape
 
     from ..customers.importer import import_customers
-    from ..errors import PartialFailure
+    from ..errors import OutreachError, PartialFailure
     from .output import progress
 
     ws = workspace(ctx)
-    with progress(f"Importing {escape(file.name)}", None, enabled=not as_json) as bar:
-        seen = 0
+    database = ws.config.database
+    fresh = isinstance(database, Path) and not database.exists()
+    with ExitStack() as stack:
+        if str(file) == "-":
+            file = _spool_stdin(stack)
+            format = format or Format.csv
+        try:
+            with progress(f"Importing {escape(file.name)}", None, enabled=not as_json) as bar:
+                seen = 0
 
-        def advance(rows: int) -> None:
-            nonlocal seen
-            bar.advance(rows - seen)
-            seen = rows
+                def advance(rows: int) -> None:
+                    nonlocal seen
+                    bar.advance(rows - seen)
+                    seen = rows
 
-        result = import_customers(
-            ws.store,
-            ws.config,
-            file,
-            format=format.value if format else None,
-            id_column=id_column,
-            dry_run=dry_run,
-            strict=strict,
-            on_progress=advance,
-        )
+                result = import_customers(
+                    ws.store,
+                    ws.config,
+                    file,
+                    format=format.value if format else None,
+                    id_column=id_column,
+                    dry_run=dry_run,
+                    strict=strict,
+                    on_progress=advance,
+                )
+        except OutreachError:
+            if fresh:
+                # a first import that failed leaves the workspace as it was: no database
+                ws.close()
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{database}{suffix}").unlink(missing_ok=True)
+            raise
     if as_json:
         print_json(result.as_json())
     else:
@@ -102,6 +122,24 @@ def import_(
             f"{file.name}: {result.rejected} of {result.rows} rows rejected; fix them and "
             "import the file again (imported rows are updated, nothing is duplicated)"
         )
+
+
+def _spool_stdin(stack: ExitStack) -> Path:
+    """Standard input copied to a file named "stdin": the import reads a file twice (to
+    sniff the delimiter, then the rows)."""
+    import shutil
+    import sys
+    import tempfile
+
+    from ..errors import UsageError
+
+    if sys.stdin is None or sys.stdin.closed:
+        raise UsageError("customers import -: standard input is closed; pipe a file into it")
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="outreach-")))
+    path = folder / "stdin"
+    with path.open("wb") as out:
+        shutil.copyfileobj(sys.stdin.buffer, out)
+    return path
 
 
 def _print_summary(result: ImportResult) -> None:

@@ -33,6 +33,12 @@ class State:
             self._workspace = Workspace.load(self.workspace_path)
         return self._workspace
 
+    def set_now(self, text: str) -> None:
+        """--now: checked at once; a time without a zone is read in the workspace's."""
+        from .. import clock
+
+        clock.set_now(text)
+
     def close(self) -> None:
         if self._workspace is not None:
             self._workspace.close()

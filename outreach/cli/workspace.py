@@ -14,7 +14,7 @@ from .output import note, print_json
 def register(app: typer.Typer) -> None:
     """Add init, status and demo to the root app."""
     app.command("init", epilog="Example: outreach init acme && cd acme && outreach status")(init)
-    app.command("status")(status)
+    app.command("status", epilog="Example: outreach status --json")(status)
     from .demo import demo
 
     app.command("demo", epilog="Example: outreach demo && cd outreach-demo && outreach status")(
@@ -23,20 +23,32 @@ def register(app: typer.Typer) -> None:
 
 
 def init(
+    ctx: typer.Context,
     folder: Annotated[
-        Path, typer.Argument(help="Folder for the new workspace (created if missing).")
-    ] = Path("."),
+        Path | None,
+        typer.Argument(
+            metavar="DIR",
+            help="Folder for the new workspace, created if missing (default: --workspace, "
+            "else the current folder).",
+        ),
+    ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Add missing example files to an existing workspace.")
     ] = False,
 ) -> None:
-    """Create a workspace: a commented outreach.toml, example templates and campaigns."""
+    """Create a workspace: a commented outreach.toml, example templates and campaigns, and
+    sample customers.csv and replies.jsonl to try them on."""
     from ..workspace import init_workspace
+    from .options import state
 
-    written = init_workspace(folder, force=force)
-    note(f"Created workspace {folder} ({len(written)} files).")
+    target = folder or state(ctx).workspace_path or Path(".")
+    written = init_workspace(target, force=force)
+    note(f"Created workspace {target} ({len(written)} files).")
     note("Every channel uses the outbox provider: messages are written to outbox/CHANNEL/.")
-    note("Next: outreach customers import customers.csv, then outreach templates check.")
+    note(
+        "Next: outreach customers import customers.csv (a sample of 40), then outreach "
+        "templates check."
+    )
 
 
 def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
