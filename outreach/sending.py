@@ -36,8 +36,8 @@ from .config import ChannelConfig, Rate, Window, zone_or
 from .errors import OutreachError, ProviderError
 from .store import Store
 from .store import deliveries as sql
+from .store.conversations import wrote_since
 from .store.customers import get_customers, user_addresses
-from .store.inbound import wrote_since
 from .workspace import Workspace
 
 RETRIES_IN_RUN = 3  # attempts of one send within a run

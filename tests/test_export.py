@@ -15,15 +15,15 @@ import pytest
 
 from outreach import clock
 from outreach.errors import NotFoundError, UsageError
-from outreach.export import (
+from outreach.reports.export import (
     ExportFilter,
-    atomic_output,
     csv_cell,
     export,
     iter_rows,
     make_filter,
     write_rows,
 )
+from outreach.reports.output import atomic_output
 from outreach.store import Store
 from outreach.workspace import Workspace
 

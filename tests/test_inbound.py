@@ -17,9 +17,9 @@ import pytest
 
 from outreach import clock, consent
 from outreach.channels.base import StatusEvent
-from outreach.inbound import InboundSummary, Inbox, apply_events, normalize_phone
-from outreach.ingest import ingest
-from outreach.store import inbound as store_inbound
+from outreach.conversations.inbox import InboundSummary, Inbox, apply_events, normalize_phone
+from outreach.conversations.ingest import ingest
+from outreach.store import conversations as conv_store
 from outreach.store.consent import consent_history, current_consent_for
 from outreach.store.customers import upsert_customers
 from outreach.workspace import Workspace
@@ -123,7 +123,7 @@ def sent_files(root: Path, channel: str) -> list[dict[str, Any]]:
 
 
 def conversation(workspace: Workspace, customer: str) -> dict[str, Any]:
-    row = store_inbound.get_conversation(workspace.store, customer)
+    row = conv_store.get_conversation(workspace.store, customer)
     assert row is not None
     return row
 
@@ -154,7 +154,7 @@ def test_a_reply_is_matched_by_phone_written_locally_and_needs_attention(
     row = conversation(workspace, "anna")
     assert (row["needs_attention"], row["attention_reason"]) == (1, "reply")
     assert row["last_inbound_channel"] == "sms"
-    messages = store_inbound.transcript(workspace.store, "anna")
+    messages = conv_store.transcript(workspace.store, "anna")
     assert [(m["direction"], m["text"], m["address"]) for m in messages] == [
         ("in", "When does my order arrive?", "+31612345601")
     ]
@@ -191,7 +191,7 @@ def test_stop_in_lower_case_with_spaces_opts_out_and_confirms_once_even_when_rep
         ("+31612345601", "STOPPED anna", "anna")
     ]
     assert conversation(workspace, "anna")["needs_attention"] == 0
-    out = [m for m in store_inbound.transcript(workspace.store, "anna") if m["direction"] == "out"]
+    out = [m for m in conv_store.transcript(workspace.store, "anna") if m["direction"] == "out"]
     assert [m["text"] for m in out] == ["STOPPED anna"]
 
 
@@ -261,7 +261,7 @@ def test_an_unknown_sender_becomes_an_unverified_contact_with_its_own_conversati
         "SELECT id, phone, verified FROM customers WHERE id LIKE 'contact:%'"
     ).fetchall()
     assert contact == [("contact:sms:+31699999999", "+31699999999", 0)]
-    transcript = store_inbound.transcript(workspace.store, "contact:sms:+31699999999")
+    transcript = conv_store.transcript(workspace.store, "contact:sms:+31699999999")
     assert [m["text"] for m in transcript] == ["Who is this?", "Hello??"]
     assert conversation(workspace, "contact:sms:+31699999999")["needs_attention"] == 1
 
@@ -361,7 +361,7 @@ def test_out_of_hours_reply_goes_only_where_allowed(workspace: Workspace) -> Non
 
 
 def test_a_closed_conversation_is_reopened_by_a_new_message(workspace: Workspace) -> None:
-    from outreach.inbound import close_conversation
+    from outreach.conversations.agents import close_conversation
 
     add_customers(workspace)
     ingest(workspace, lines(msg("+31612345601", "hi", "r1")))
@@ -384,7 +384,7 @@ def test_one_conversation_across_channels_in_order(workspace: Workspace) -> None
     ))
     rows = workspace.store.conn.execute("SELECT count(*) FROM conversations").fetchone()
     assert rows == (1,)
-    transcript = store_inbound.transcript(workspace.store, "anna")
+    transcript = conv_store.transcript(workspace.store, "anna")
     assert [(m["channel"], m["text"]) for m in transcript] == [
         ("sms", "first on sms"), ("email", "then by email"), ("whatsapp", "then on whatsapp"),
     ]
@@ -418,7 +418,7 @@ def test_bad_lines_are_rejected_with_their_number_and_the_rest_kept(
     assert [n for n, _ in summary.rejected] == [n for n, _ in expected]
     for (_, reason), (_, why) in zip(summary.rejected, expected, strict=True):
         assert why in reason
-    texts = [m["text"] for m in store_inbound.transcript(workspace.store, "anna")]
+    texts = [m["text"] for m in conv_store.transcript(workspace.store, "anna")]
     assert texts == ["ok", "👍"]
 
 
@@ -496,8 +496,8 @@ def test_an_email_reply_is_matched_by_its_token_or_the_message_it_answers(
     ]
     summary = InboundSummary()
     apply_events(workspace.store, workspace.config, list(enumerate(events, 1)), summary)
-    assert [m["text"] for m in store_inbound.transcript(workspace.store, "anna")] == ["via token"]
-    assert "via reference" in [m["text"] for m in store_inbound.transcript(workspace.store,
+    assert [m["text"] for m in conv_store.transcript(workspace.store, "anna")] == ["via token"]
+    assert "via reference" in [m["text"] for m in conv_store.transcript(workspace.store,
                                                                             "emma")]
     assert summary.new_contacts == 1
-    assert store_inbound.get_conversation(workspace.store, "contact:email:mallory@example.org")
+    assert conv_store.get_conversation(workspace.store, "contact:email:mallory@example.org")

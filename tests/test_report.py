@@ -9,7 +9,7 @@ import pytest
 
 from outreach import clock
 from outreach.errors import NotFoundError
-from outreach.report import campaign_report, csat_mean, nps_score, render_html
+from outreach.reports.report import campaign_report, csat_mean, nps_score, render_html
 from outreach.store import Store
 from outreach.workspace import Workspace
 from tests.test_export import (

@@ -22,8 +22,8 @@ from standardwebhooks.webhooks import Webhook
 from twilio.request_validator import RequestValidator
 
 from outreach import clock
-from outreach.server import create_app
-from outreach.store import inbound as store_inbound
+from outreach.server.app import create_app
+from outreach.store import conversations as conv_store
 from outreach.store.consent import consent_history, current_consent_for
 from outreach.store.meta import signing_key
 from outreach.tokens import make_unsubscribe_token, read_unsubscribe_token
@@ -168,7 +168,7 @@ def twilio_post(served: Served, params: dict[str, str], *, token: str = TWILIO_T
 
 
 def inbound_texts(workspace: Workspace, customer: str) -> list[str]:
-    return [m["text"] for m in store_inbound.transcript(workspace.store, customer)
+    return [m["text"] for m in conv_store.transcript(workspace.store, customer)
             if m["direction"] == "in"]
 
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
-
-from outreach import status as status_module
-from outreach.status import _as_due, due_campaigns, workspace_status
+from outreach import clock
+from outreach.reports.status import due_campaigns, workspace_status
 from outreach.workspace import Workspace
 from tests.conftest import Cli
 from tests.test_export import add_consent, add_customer, add_delivery, add_message, add_occurrence
@@ -105,34 +102,22 @@ def test_status_survives_a_broken_campaign_file(ws: Path, cli: Cli) -> None:
     assert not due["available"] or "broken" in (due["error"] or "")
 
 
-def test_status_says_when_no_planner_is_there(
-    ws: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(status_module, "_planner", lambda: None)
+def test_due_lists_the_planners_occurrences(ws: Path) -> None:
+    """``due`` is what ``run --due`` would plan: the latest occurrence due, older ones missed."""
+    (ws / "campaigns" / "weekly.toml").write_text(
+        'kind = "update"\ntemplate = "nps"\nchannels = ["sms"]\n'
+        '[schedule]\nstart = "2026-11-02T09:00:00Z"\nrrule = "FREQ=WEEKLY"\n'
+    )
+    clock.set_now(datetime(2026, 11, 17, 12, tzinfo=UTC))  # the autouse fixture resets it
     space = Workspace.load(ws)
     try:
-        assert due_campaigns(space) == {"available": False, "occurrences": [], "error": None}
+        due = due_campaigns(space)
     finally:
         space.close()
-
-
-@dataclass
-class _Campaign:
-    name: str
-
-
-@dataclass
-class _Due:
-    campaign: _Campaign
-    occurrence: str
-    missed: bool = False
-
-
-def test_due_entries_from_either_planner_shape() -> None:
-    when = datetime(2026, 12, 1, 9, tzinfo=UTC)
-    assert _as_due(("nps", when)) == {
-        "campaign": "nps", "occurrence": "2026-12-01T09:00:00Z", "missed": False
-    }
-    assert _as_due(_Due(_Campaign("nps"), "2026-11-01T09:00:00Z", True)) == {
-        "campaign": "nps", "occurrence": "2026-11-01T09:00:00Z", "missed": True
-    }
+    weekly = [o for o in due["occurrences"] if o["campaign"] == "weekly"]
+    assert due["error"] is None
+    assert weekly == [
+        {"campaign": "weekly", "occurrence": "2026-11-02T09:00:00Z", "missed": True},
+        {"campaign": "weekly", "occurrence": "2026-11-09T09:00:00Z", "missed": True},
+        {"campaign": "weekly", "occurrence": "2026-11-16T09:00:00Z", "missed": False},
+    ]

@@ -2,73 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from .options import JsonOption, workspace
 
-if TYPE_CHECKING:
-    from ..channels.base import SendResult
-    from ..config import ChannelConfig, Config
-
 app = typer.Typer(help="Check the configured channels and their providers.", no_args_is_help=True)
-
-
-def check_channels(config: Config, only: str | None = None) -> list[dict[str, Any]]:
-    """One row per channel: its provider and the problems with its settings."""
-    import os
-
-    from ..channels import check_channel, from_header
-    from ..errors import ConfigError
-
-    channels = [config.channel(only)] if only else list(config.channels.values())
-    rows = []
-    for channel in channels:
-        problems = check_channel(channel, os.environ)
-        row: dict[str, Any] = {"channel": channel.name, "provider": channel.provider}
-        try:
-            sender = from_header(channel, config.sender_name)
-        except ConfigError as exc:
-            problems.append(f"[channels.{channel.name}] {exc}")
-        else:
-            if sender is not None:
-                row["from"] = sender
-        rows.append({**row, "ok": not problems, "problems": problems})
-    return rows
-
-
-def send_test(config: Config, channel: ChannelConfig, address: str) -> SendResult:
-    """Build the channel's provider and send it one short test message to ``address``."""
-    import asyncio
-    import os
-    import uuid
-
-    from ..channels import address_kind, build_provider
-    from ..channels.base import OutboundMessage, ProviderContext
-
-    context = ProviderContext.of(config, dict(os.environ))
-    is_email = address_kind(channel) == "email"
-    text = f"Test message from {config.sender_name} via outreach (channel {channel.name})."
-    message = OutboundMessage(
-        delivery_id=f"test-{uuid.uuid4().hex}",
-        channel=channel.name,
-        customer_id="test",
-        to=address,
-        body=text,
-        subject=f"{config.sender_name}: outreach test" if is_email else None,
-        # a test is free text: WhatsApp Cloud will refuse it (131047) if the window is closed
-        in_service_window=True,
-    )
-
-    async def run() -> SendResult:
-        provider = build_provider(channel, context)
-        try:
-            return await provider.send(message)
-        finally:
-            await provider.aclose()
-
-    return asyncio.run(run())
 
 
 @app.command(
@@ -91,6 +31,7 @@ def check(
     as_json: JsonOption = False,
 ) -> None:
     """Validate every channel's settings and secret variables; exit 4 on any problem."""
+    from ..channels.check import check_channels, send_test
     from ..errors import UsageError
     from .output import console, note, print_json
 

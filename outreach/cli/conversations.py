@@ -70,8 +70,8 @@ def ingest(
 ) -> None:
     """Store replies, apply keywords and survey answers, send confirmations; the same
     message id twice is stored once. Exit 3 when some lines were rejected."""
+    from ..conversations.ingest import ingest as run_ingest
     from ..errors import PartialFailure, UsageError
-    from ..ingest import ingest as run_ingest
 
     ws = workspace(ctx)
     if file == "-":
@@ -132,8 +132,8 @@ def list_conversations(
     as_json: JsonOption = False,
 ) -> None:
     """Conversations, most recent first: customer, name, last message, channel, attention."""
-    from ..export import parse_moment
-    from ..inbound import list_conversations as rows
+    from ..conversations.agents import list_conversations as rows
+    from ..reports.export import parse_moment
 
     ws = workspace(ctx)
     start = parse_moment(since, ws.config.timezone, what="--since") if since else None
@@ -168,7 +168,7 @@ def show_conversation(
     ctx: typer.Context, customer: CustomerArg, as_json: JsonOption = False
 ) -> None:
     """The whole transcript of one customer, every channel, in order."""
-    from ..inbound import show_conversation as show
+    from ..conversations.agents import show_conversation as show
 
     ws = workspace(ctx)
     data = show(ws.store, customer)
@@ -202,7 +202,7 @@ def show_conversation(
 @conversations_app.command("close", epilog="Example: outreach conversations close cust-42")
 def close_conversation(ctx: typer.Context, customer: CustomerArg) -> None:
     """Close a conversation and clear its attention flag; a new message reopens it."""
-    from ..inbound import close_conversation as close
+    from ..conversations.agents import close_conversation as close
 
     ws = workspace(ctx)
     close(ws.store, customer)
@@ -221,8 +221,8 @@ def reply(
     as_json: JsonOption = False,
 ) -> None:
     """Send an agent's reply to a customer now, and clear the conversation's attention flag."""
+    from ..conversations.agents import reply as send_reply
     from ..errors import PartialFailure
-    from ..inbound import reply as send_reply
 
     ws = workspace(ctx)
     result = send_reply(ws, customer, text, channel)
@@ -255,7 +255,7 @@ def serve(
 ) -> None:
     """Receive webhooks (inbound messages, delivery statuses), one-click unsubscribes and
     health checks over HTTP until interrupted."""
-    from ..server import run_server
+    from ..server.app import run_server
 
     ws = workspace(ctx)
     channels = ", ".join(f"/webhooks/{c}" for c in ws.config.channels) or "no channels"

@@ -80,7 +80,7 @@ def _run_export(
     fmt: ExportFormat | None,
     output: Path | None,
 ) -> None:
-    from ..export import export, format_for, make_filter
+    from ..reports.export import export, format_for, make_filter
 
     ws = workspace(ctx)
     flt = make_filter(ws, campaign, since, until)
@@ -150,7 +150,7 @@ def report(
     ] = None,
 ) -> None:
     """How a campaign did: funnel, failures and skips by reason, replies, answers, NPS/CSAT."""
-    from ..report import campaign_report, write_html
+    from ..reports.report import campaign_report, write_html
 
     data = campaign_report(workspace(ctx), campaign, occurrence)
     if html_file is not None:
@@ -186,7 +186,7 @@ def render_report(data: dict[str, Any]) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from ..report import FUNNEL
+    from ..reports.report import FUNNEL
 
     when = data["occurrence"] or (
         f"{len(data['occurrences'])} occurrence(s)" if data["occurrences"] else "not sent yet"

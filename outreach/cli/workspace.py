@@ -53,7 +53,7 @@ def init(
 
 def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Customers, consent per channel, channels, due campaigns, queue, attention needed."""
-    from ..status import workspace_status
+    from ..reports.status import workspace_status
 
     info = workspace_status(workspace(ctx))
     if as_json:

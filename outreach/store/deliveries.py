@@ -1,4 +1,4 @@
-"""SQL for occurrences and deliveries: planning, claiming, recording results.
+"""SQL for occurrences and deliveries: planning, claiming, recording results, status callbacks.
 
 Every state change of a delivery is one UPDATE guarded by its old state, so that two
 processes (a ``run`` and ``serve`` sending a reply) can never both send the same delivery.
@@ -320,3 +320,72 @@ def insert_reply(store: Store, row: dict[str, Any]) -> None:
         f"INSERT INTO deliveries ({', '.join(cols)}) VALUES ({marks(cols)})",
         tuple(row.values()),
     )
+
+
+# Delivery statuses a status event may move *from*, per target status: a late "sent"
+# callback never undoes "delivered", and only a message still on its way can fail.
+# ``unknown`` (in flight when a run died) is resolved by any proof that it went out.
+_MOVES_FROM: dict[str, tuple[str, ...]] = {
+    "sending": ("queued",),
+    "sent": ("queued", "sending", "unknown"),
+    "delivered": ("queued", "sending", "sent", "unknown"),
+    "read": ("queued", "sending", "sent", "delivered", "unknown"),
+    "failed": ("queued", "sending", "sent"),
+}
+
+
+def apply_status(
+    store: Store,
+    provider_message_id: str,
+    status: str,
+    at: str,
+    error: str | None = None,
+    reason: str | None = None,
+) -> int:
+    """Move the delivery with this provider message id to ``status``, never backwards.
+
+    Returns how many deliveries changed (0 for an unknown id, a stale or repeated event).
+    """
+    sources = _MOVES_FROM.get(status)
+    if not sources:
+        return 0
+    states = marks(sources)
+    if status == "failed":
+        cur = store.conn.execute(
+            f"UPDATE deliveries SET status = 'failed', error = coalesce(?, error), "
+            f"reason = coalesce(?, reason, 'provider'), updated_at = ? "
+            f"WHERE provider_message_id = ? AND status IN ({states})",
+            (error, reason, at, provider_message_id, *sources),
+        )
+    else:
+        cur = store.conn.execute(
+            f"UPDATE deliveries SET status = ?, updated_at = ?, "
+            f"sent_at = CASE WHEN ? IN ('sent', 'delivered', 'read') "
+            f"THEN coalesce(sent_at, ?) ELSE sent_at END "
+            f"WHERE provider_message_id = ? AND status IN ({states})",
+            (status, at, status, at, provider_message_id, *sources),
+        )
+    return cur.rowcount
+
+
+def delivery_outcome(store: Store, delivery_id: str) -> dict[str, Any] | None:
+    """status, reason and error of one delivery."""
+    row = store.conn.execute(
+        "SELECT status, reason, error, channel FROM deliveries WHERE id = ?", (delivery_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    return {"status": row[0], "reason": row[1], "error": row[2], "channel": row[3]}
+
+
+def delivery_status_counts(store: Store, delivery_ids: Iterable[str]) -> dict[str, int]:
+    """status → how many of these deliveries have it."""
+    counts: dict[str, int] = {}
+    for chunk in chunks(list(delivery_ids)):
+        for status, n in store.conn.execute(
+            f"SELECT status, count(*) FROM deliveries WHERE id IN ({marks(chunk)}) "
+            "GROUP BY status",
+            chunk,
+        ):
+            counts[status] = counts.get(status, 0) + n
+    return counts

@@ -32,7 +32,7 @@ from outreach.channels.base import WebhookRequest
 from outreach.channels.webhook import decode_secret, sign
 from outreach.config import ChannelConfig
 from outreach.errors import OutreachError
-from outreach.server import MAX_BODY_BYTES
+from outreach.server.app import MAX_BODY_BYTES
 from tests.servers.fixtures import (
     META_APP_SECRET,
     SUNSHINE_WEBHOOK_SECRET,

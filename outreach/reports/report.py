@@ -1,4 +1,4 @@
-"""How a campaign did (SPEC §8, §10): figures aggregated in SQL, rendered elsewhere.
+"""How a campaign did: figures aggregated in SQL, rendered elsewhere.
 
 ``campaign_report`` returns one plain dict (the ``report --json`` document); the terminal
 view lives in the CLI and ``render_html`` turns the same dict into a self-contained page,
@@ -25,11 +25,13 @@ import html
 from pathlib import Path
 from typing import Any
 
-from . import clock
-from .config import read_toml
-from .errors import NotFoundError
-from .store import reports as sql
-from .workspace import Workspace
+from .. import clock
+from ..campaigns import list_campaigns
+from ..config import read_toml
+from ..errors import NotFoundError
+from ..store import reports as sql
+from ..workspace import Workspace
+from .output import atomic_output
 
 FUNNEL = ("planned", "sent", "delivered", "read", "replied")
 # Skips that happen at send time, after the delivery was planned.
@@ -38,8 +40,6 @@ _SEND_TIME_SKIPS = ("template_error", "opted_out")
 
 def known_campaigns(ws: Workspace) -> list[str]:
     """Campaign files in campaigns/ and campaigns the database knows, sorted."""
-    from .campaigns import list_campaigns
-
     return sorted({*sql.stored_campaigns(ws.store), *list_campaigns(ws.config)})
 
 
@@ -309,7 +309,5 @@ def render_html(report: dict[str, Any]) -> str:
 
 def write_html(report: dict[str, Any], path: Path) -> None:
     """Write ``render_html(report)`` to ``path``, whole or not at all."""
-    from .export import atomic_output
-
     with atomic_output(path, what="--html") as out:
         out.write(render_html(report))

@@ -1,11 +1,12 @@
-"""Inbound messages → customer, conversation, keywords, survey answers, attention (SPEC §7).
+"""An inbound event's effects: customer, conversation, keywords, survey answers, attention.
 
 ``Inbox.handle`` is the one place where an inbound event has its effects. Both ways in, the
-webhook server and ``replies ingest`` (``ingest.py``), hand it ``InboundMessage`` and
-``StatusEvent`` values inside a write transaction, so that a message and everything it
-causes (a consent row, a survey response, a queued reply) commit together or not at all.
-Replies are only *queued* here (``sending.enqueue_reply``); the caller sends them after the
-commit, so the database lock is never held across network calls.
+webhook server (``server.writer``) and ``replies ingest`` (``conversations.ingest``), hand
+it ``InboundMessage`` and ``StatusEvent`` values inside a write transaction, so that a
+message and everything it causes (a consent row, a survey response, a queued reply)
+commit together or not at all. Replies are only *queued* here (``sending.enqueue_reply``);
+the caller sends them after the commit, so the database lock is never held across network
+calls.
 
 The order for one message:
 
@@ -29,31 +30,30 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import clock
-from .answers import parse_answer
-from .channels import address_kind
-from .channels.base import SERVICE_WINDOW, InboundEvent, InboundMessage, StatusEvent
-from .config import Config, zone_or
-from .errors import NotFoundError, OutreachError, UsageError
-from .keywords import KeywordTable, asks_to_stop
-from .store import Store
-from .store import conversations as store_conversations
-from .store import customers as store_customers
-from .store import inbound as store_inbound
-from .store.consent import current_consent_for
+import phonenumbers
 
-if TYPE_CHECKING:
-    from .workspace import Workspace
+from .. import clock, consent, sending
+from ..answers import parse_answer
+from ..channels import address_kind
+from ..channels.base import InboundEvent, InboundMessage, StatusEvent
+from ..config import Config, zone_or
+from ..errors import OutreachError
+from ..keywords import KeywordTable, asks_to_stop
+from ..store import Store
+from ..store import conversations as store_conversations
+from ..store import customers as store_customers
+from ..store import deliveries as store_deliveries
+from ..store.consent import current_consent_for
+from ..tokens import REPLY_CHANNEL
 
 MAX_TEXT_CHARS = 64 * 1024
-_SEE_CONVERSATIONS = "outreach conversations list"  # where an unknown customer id is told to look
 # When the conversation already needs a person, a weaker reason does not hide a stronger one.
 _ATTENTION_RANK = {"opt_out_intent": 3, "unclear_answer": 2, "reply": 1}
 _E164 = re.compile(r"\+[1-9]\d{6,14}")
@@ -127,8 +127,6 @@ def normalize_phone(text: str, region: str) -> str:
     compact = re.sub(r"[\s().-]", "", raw)
     if _E164.fullmatch(compact):
         return compact
-    import phonenumbers
-
     candidate = compact
     if compact.isdigit():
         if compact.startswith("00"):
@@ -189,7 +187,7 @@ class Inbox:
                 by_channel.setdefault(event.channel, set()).add(address)
         ids: set[str] = set()
         for channel, addresses in by_channel.items():
-            found = store_inbound.customers_by_address(
+            found = store_conversations.customers_by_address(
                 self.store, channel, self.address_kind(channel), addresses
             )
             for address in addresses:
@@ -198,15 +196,15 @@ class Inbox:
             ids.update(found.values())
         self._prefetched = ids
         if ids:
-            self._conversations.update(store_inbound.conversations_for(self.store, ids))
-            surveys = store_inbound.survey_candidates_for(self.store, ids)
+            self._conversations.update(store_conversations.conversations_for(self.store, ids))
+            surveys = store_conversations.survey_candidates_for(self.store, ids)
             for customer_id in ids:
                 self._surveys[customer_id] = surveys.get(customer_id, [])
 
     def end_batch(self) -> None:
         """Write the conversations this batch changed. Call before COMMIT."""
         rows = [self._conversations[c] for c in self._dirty]
-        store_inbound.save_conversations(self.store, rows)
+        store_conversations.save_conversations(self.store, rows)
         self._dirty.clear()
 
     def address_kind(self, channel: str) -> str:
@@ -229,7 +227,7 @@ class Inbox:
     def handle(self, event: InboundEvent, summary: InboundSummary) -> None:
         """Apply one event. The caller holds the write transaction."""
         if isinstance(event, StatusEvent):
-            changed = store_inbound.apply_status(
+            changed = store_deliveries.apply_status(
                 self.store,
                 event.provider_message_id,
                 event.status,
@@ -305,7 +303,7 @@ class Inbox:
             # prefetched customers without a conversation are known to have none; the
             # others are looked up (the batch holds the write transaction)
             if customer_id not in self._prefetched:
-                conversation = store_inbound.get_conversation(self.store, customer_id)
+                conversation = store_conversations.get_conversation(self.store, customer_id)
             if conversation is None:
                 conversation = {
                     "id": store_conversations.create_conversation(self.store, customer_id, at),
@@ -322,8 +320,6 @@ class Inbox:
         token it hands out), or None for a token it never gave."""
         if not token:
             return None
-        from .tokens import REPLY_CHANNEL
-
         return store_customers.find_customer_by_address(
             self.store, REPLY_CHANNEL, "user", token.lower()
         )
@@ -333,7 +329,7 @@ class Inbox:
         for email replies, when the reply address lost its token)."""
         if not in_reply_to:
             return None
-        return store_inbound.customer_of_sent_message(self.store, in_reply_to.strip())
+        return store_conversations.customer_of_sent_message(self.store, in_reply_to.strip())
 
     def _customer_for(
         self, channel: str, address: str, name: str | None, at: str, summary: InboundSummary
@@ -372,8 +368,6 @@ class Inbox:
         summary: InboundSummary,
     ) -> str | None:
         """Keywords, opt-out intent, survey answer; returns the attention reason, if any."""
-        from . import consent
-
         keyword = self.keywords.match(text)
         if keyword is not None and keyword.kind == "start" and keyword.word == "YES":
             opted_out = current_consent_for(self.store, customer_id, channel) == "opted_out"
@@ -405,7 +399,7 @@ class Inbox:
     def _open_survey(self, customer_id: str, received_at: datetime) -> dict[str, Any] | None:
         candidates = self._surveys.get(customer_id)
         if candidates is None:
-            candidates = store_inbound.open_survey_candidates(self.store, customer_id)
+            candidates = store_conversations.open_survey_candidates(self.store, customer_id)
             self._surveys[customer_id] = candidates
         at: str | None = None
         for row in candidates:
@@ -436,7 +430,7 @@ class Inbox:
         kind = str(survey.get("type") or "text")
         choices = [str(c) for c in survey.get("choices") or []]
         answer = parse_answer(text, kind, choices)
-        store_inbound.insert_survey_response(
+        store_conversations.insert_survey_response(
             self.store,
             message_id=message_id,
             delivery_id=found["delivery_id"],
@@ -492,8 +486,6 @@ class Inbox:
 
     def _enqueue(self, summary: InboundSummary, customer_id: str, channel: str, purpose: str,
                  **kwargs: Any) -> None:
-        from . import sending
-
         delivery = sending.enqueue_reply(
             self.store, customer_id=customer_id, channel=channel, purpose=purpose, **kwargs
         )
@@ -536,173 +528,3 @@ def receive(
                     summary.rejected.append((number, str(exc)))
         inbox.end_batch()
     return summaries
-
-
-# -- agents: conversations and replies -------------------------------------------------------
-
-
-def list_conversations(
-    store: Store, *, needs_attention: bool = False, since: datetime | None = None
-) -> Iterator[dict[str, Any]]:
-    """Conversations, most recent first, for ``conversations list``."""
-    for row in store_inbound.list_conversations(
-        store, needs_attention=needs_attention, since=clock.iso(since) if since else None
-    ):
-        yield {
-            "customer_id": row["customer_id"],
-            "name": row["name"],
-            "verified": bool(row["verified"]),
-            "status": row["status"],
-            "needs_attention": bool(row["needs_attention"]),
-            "attention_reason": row["attention_reason"] if row["needs_attention"] else None,
-            "last_message_at": row["last_message_at"],
-            "last_channel": row["last_channel"],
-            "last_direction": row["last_direction"],
-            "last_inbound_at": row["last_inbound_at"],
-            "last_inbound_channel": row["last_inbound_channel"],
-        }
-
-
-def show_conversation(store: Store, customer_id: str) -> dict[str, Any]:
-    """The whole transcript of one customer, every channel, oldest first."""
-    customer = store_customers.require_customer(store, customer_id, see=_SEE_CONVERSATIONS)
-    conversation = store_inbound.get_conversation(store, customer_id) or {}
-    messages = []
-    for row in store_inbound.transcript(store, customer_id):
-        item: dict[str, Any] = {
-            "at": row["at"],
-            "direction": row["direction"],
-            "channel": row["channel"],
-            "text": row["text"],
-            "subject": row["subject"],
-            "address": row["address"],
-            "campaign": row["campaign"],
-            "author": row["author"],
-            "external_id": row["external_id"],
-            "delivery_id": row["delivery_id"],
-        }
-        if row["survey_type"] is not None:
-            item["survey"] = {
-                "campaign": row["survey_campaign"],
-                "question": row["survey_question"],
-                "type": row["survey_type"],
-                "answer": row["survey_answer"],
-                "score": row["survey_score"],
-                "valid": bool(row["survey_valid"]),
-            }
-        messages.append(item)
-    return {
-        "customer_id": customer_id,
-        "name": customer.get("name"),
-        "verified": bool(customer.get("verified")),
-        "timezone": customer.get("timezone"),
-        "status": conversation.get("status"),
-        "needs_attention": bool(conversation.get("needs_attention")),
-        "attention_reason": conversation.get("attention_reason")
-        if conversation.get("needs_attention") else None,
-        "messages": messages,
-    }
-
-
-def close_conversation(store: Store, customer_id: str) -> None:
-    """Close a conversation and clear its attention flag (a new message reopens it)."""
-    store_customers.require_customer(store, customer_id, see=_SEE_CONVERSATIONS)
-    conversation = store_inbound.get_conversation(store, customer_id)
-    if conversation is None:
-        raise NotFoundError(f'customer "{customer_id}" has no conversation yet')
-    with store.write():
-        store_inbound.update_conversation(
-            store, conversation["id"], status="closed", needs_attention=0,
-            attention_reason=None, updated_at=clock.iso(clock.now()),
-        )
-
-
-def reply_allowed(store: Store, customer_id: str, channel: str) -> str | None:
-    """None when a reply may go on ``channel``, else why not (the sending engine's policy:
-    never to an opt-out; to an opt-in, or within 24 hours of the customer writing there)."""
-    status = current_consent_for(store, customer_id, channel)
-    if status == "opted_out":
-        return f"the customer opted out on {channel}"
-    if status == "opted_in":
-        return None
-    since = clock.iso(clock.now() - SERVICE_WINDOW)
-    if store_inbound.wrote_since(store, [(customer_id, channel)], since):
-        return None
-    return f"the customer has not opted in on {channel} nor written there in the last 24 hours"
-
-
-@dataclass(frozen=True)
-class ReplyResult:
-    delivery_id: str
-    channel: str
-    status: str
-    error: str | None
-
-
-def reply(ws: Workspace, customer_id: str, text: str, channel: str | None = None) -> ReplyResult:
-    """An agent's reply: queued and sent at once, on ``channel`` or the one the customer
-    last wrote on; clears the conversation's attention flag."""
-    from . import sending
-
-    store, config = ws.store, ws.config
-    customer = store_customers.require_customer(store, customer_id, see=_SEE_CONVERSATIONS)
-    if not text.strip():
-        raise UsageError("the reply text is empty; write what to send")
-    check_reply_text(text)
-    conversation = store_inbound.get_conversation(store, customer_id)
-    if channel is None:
-        channel = _default_reply_channel(store, config, customer, conversation)
-    else:
-        config.channel(channel)
-        why = reply_allowed(store, customer_id, channel)
-        if why:
-            raise UsageError(f"cannot reply to {customer_id} on {channel}: {why}")
-    at = clock.iso(clock.now())
-    with store.write():
-        delivery = sending.enqueue_reply(
-            store, customer_id=customer_id, channel=channel, purpose="agent", text=text
-        )
-        conversation_id = store_conversations.ensure_conversation(store, customer_id, at)
-        store_inbound.update_conversation(
-            store, conversation_id, needs_attention=0, attention_reason=None, updated_at=at
-        )
-    sending.send_deliveries(ws, [delivery])
-    outcome = store_inbound.delivery_outcome(store, delivery) or {}
-    error = outcome.get("error") or outcome.get("reason")
-    return ReplyResult(delivery, channel, str(outcome.get("status") or "queued"),
-                       str(error) if error else None)
-
-
-def check_reply_text(text: str) -> None:
-    try:
-        check_text(text)
-    except RejectedEvent as exc:
-        raise UsageError(f"the reply text cannot be sent: {exc}") from None
-
-
-def _default_reply_channel(
-    store: Store,
-    config: Config,
-    customer: Mapping[str, Any],
-    conversation: Mapping[str, Any] | None,
-) -> str:
-    customer_id = str(customer["id"])
-    last = conversation.get("last_inbound_channel") if conversation else None
-    if last and last in config.channels:
-        why = reply_allowed(store, customer_id, last)
-        if why is None:
-            return str(last)
-        raise UsageError(
-            f"cannot reply to {customer_id} on {last}, where they last wrote: {why}; "
-            "choose another channel with --channel"
-        )
-    preferred = customer.get("preferred_channel")
-    candidates = [preferred] if preferred in config.channels else []
-    candidates += [c for c in config.channels if c != preferred]
-    for name in candidates:
-        if reply_allowed(store, customer_id, str(name)) is None:
-            return str(name)
-    raise UsageError(
-        f"{customer_id} has not written in and has no channel with consent; "
-        "grant consent first or choose a channel with --channel"
-    )

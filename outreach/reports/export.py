@@ -1,4 +1,4 @@
-"""Reply logs and transcripts for spreadsheets and BI tools (SPEC §8).
+"""Reply logs and transcripts for spreadsheets and BI tools.
 
 Rows come from one cursor (``store.reports``) and go straight to the writer, batch by
 batch, so an export of millions of messages runs in constant memory. With ``--output`` the
@@ -23,24 +23,22 @@ Choices that the spec leaves open:
 from __future__ import annotations
 
 import csv
-import glob
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Literal
 from zoneinfo import ZoneInfo
 
-from . import clock
-from .config import parse_duration
-from .errors import UsageError
-from .store import reports as sql
-from .workspace import Workspace
+from .. import clock
+from ..config import parse_duration
+from ..errors import UsageError
+from ..store import reports as sql
+from ..workspace import Workspace
+from .output import atomic_output
+from .report import require_campaign
 
 FORMATS = ("csv", "jsonl", "json")
 KINDS = ("replies", "conversations")
@@ -79,8 +77,6 @@ def make_filter(
             "swap them or widen the range"
         )
     if campaign:
-        from .report import require_campaign
-
         require_campaign(ws, campaign)
     return ExportFilter(campaign=campaign or None, since=start, until=end)
 
@@ -149,62 +145,6 @@ def format_for(fmt: str | None, output: Path | None) -> str:
         return fmt
     suffix = output.suffix.lower().lstrip(".") if output else ""
     return suffix if suffix in FORMATS else "csv"
-
-
-@contextmanager
-def atomic_output(path: Path, *, what: str = "--output") -> Iterator[IO[str]]:
-    """A text file at ``path`` that appears only complete: write a temp file, then rename."""
-    folder = path.parent
-    if path.is_dir():
-        raise UsageError(f"{what} {path}: is a folder; name a file inside it")
-    if not folder.is_dir():
-        raise UsageError(f"{what} {path}: folder {folder} does not exist; create it first")
-    prefix = f".{path.name}."
-    _sweep_leftovers(folder, prefix)
-    try:
-        # the pid in the name tells a later export whether its writer is still alive
-        fd, tmp_name = tempfile.mkstemp(
-            dir=folder, prefix=f"{prefix}{os.getpid()}.", suffix=".tmp"
-        )
-    except OSError as exc:
-        raise UsageError(
-            f"{what} {path}: cannot write in {folder} ({exc.strerror}); "
-            "choose a folder you can write to"
-        ) from None
-    tmp = Path(tmp_name)
-    try:
-        # newline="" lets the csv module write its own RFC 4180 line endings.
-        with open(fd, "w", encoding="utf-8", newline="") as out:
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _sweep_leftovers(folder: Path, prefix: str) -> None:
-    """Remove temporary files of earlier exports to the same file whose process is gone.
-
-    A killed export (SIGKILL, a power cut) cannot clean up after itself; its hidden
-    ``.NAME.PID.*.tmp`` would stay for ever. One whose process still runs is left alone.
-    """
-    for leftover in folder.glob(f"{glob.escape(prefix)}*.tmp"):
-        pid = leftover.name[len(prefix) :].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            with suppress(OSError):
-                leftover.unlink()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True  # another user's process, or not a pid at all: leave the file alone
-    return True
 
 
 def export(

@@ -1,22 +1,10 @@
-"""``outreach serve``: a small Starlette app, thin over ``inbound`` (SPEC §7).
+"""``outreach serve``: a small Starlette app, thin over ``conversations.inbox``.
 
 Routes: ``POST /webhooks/CHANNEL`` (inbound messages and delivery statuses, verified by the
-channel's provider before anything is parsed or stored), ``GET /webhooks/CHANNEL`` (Meta's
-``hub.challenge`` handshake), ``GET|POST /unsubscribe/TOKEN`` (a confirmation page, and the
-RFC 8058 one-click POST) and ``GET /healthz``.
-
-Concurrency: database work runs in worker threads (``run_in_threadpool``) on one store
-connection of the server's own, serialized by a lock, so webhook bursts queue in memory
-instead of spinning on SQLite's busy handler; another process (``outreach run``) is waited
-for through the busy timeout and BEGIN IMMEDIATE. Webhooks are stored by one writer task
-with group commit: every request that arrives while a transaction runs joins the next
-one, and is answered only after that commit, so a 200 always means "stored".
-
-Replies that inbound messages cause (keyword confirmations, follow-ups, auto-replies) are
-handed to one sender thread with its own workspace, connection and event loop, which sends
-them in bunches (a second's worth at a time): a webhook is answered without waiting for a
-provider, sends never overlap within the server, and the sending engine's database waits
-and set-up never stall the event loop that answers webhooks.
+channel's provider before anything is parsed or stored), ``GET /webhooks/CHANNEL`` (the
+provider's subscription handshake, Meta's ``hub.challenge``), ``GET|POST /unsubscribe/TOKEN``
+(a confirmation page, and the RFC 8058 one-click POST) and ``GET /healthz``. Storing and
+the replies webhooks cause are ``writer``'s.
 
 Signatures are checked against the URL the provider called: ``[server] public_url`` + path
 (+ query) when set (behind a proxy or tunnel), else the request's own URL.
@@ -29,38 +17,33 @@ import html
 import json
 import logging
 import os
-import queue
 import sqlite3
-import threading
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qs
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from .channels import build_provider
-from .channels.base import InboundEvent, Provider, ProviderContext, WebhookRequest
-from .errors import ConfigError, NotFoundError, OutreachError, SignatureError
-from .inbound import InboundSummary, Inbox, receive
-from .store import BUSY_TIMEOUT_MS, Store, open_store
-
-if TYPE_CHECKING:
-    from .workspace import Workspace
+from .. import consent
+from ..channels import build_provider
+from ..channels.base import Provider, ProviderContext, WebhookRequest
+from ..errors import ConfigError, NotFoundError, OutreachError, SignatureError
+from ..store.consent import current_consent_for
+from ..store.meta import signing_key
+from ..tokens import read_unsubscribe_token
+from ..workspace import Workspace
+from .writer import Database, InboundWriter, ReplySender, when_unlocked
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_FORM_BYTES = 64 * 1024
-SEND_BATCH = 500
-REPLY_GATHER_SECONDS = 1.0
 SHUTDOWN_SEND_SECONDS = 15.0
-WRITE_GROUP = 256
 log = logging.getLogger("outreach.serve")
-T = TypeVar("T")
 _TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
@@ -69,105 +52,35 @@ class BodyTooLarge(Exception):
 
 
 class _Server:
-    """The app's state: one store and lock for inbound work, providers, the reply sender."""
+    """The app's state: the database and its writer, providers, the reply sender."""
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
         self.config = ws.config
-        self.lock = threading.Lock()
-        self._store: Store | None = None
+        self.db = Database(ws.config)
+        self.writer = InboundWriter(self.db)
+        self.replies = ReplySender(ws.config)
         self._providers: dict[str, Provider] = {}
         self._key: bytes | None = None
-        self._inbox: Inbox | None = None
-        self.outbox: queue.Queue[str | None] = queue.Queue()
-        self.sender: threading.Thread | None = None
-        self.pending: asyncio.Queue[tuple[list[InboundEvent], asyncio.Future[Any]]] | None = None
-
-    # -- database work, always in a worker thread under the lock -------------------------
-
-    def store(self) -> Store:
-        if self._store is None:
-            self._store = open_store(self.config.database)
-            # Take the write lock by polling (see _when_unlocked), not SQLite's busy handler.
-            self._store.conn.execute("PRAGMA busy_timeout = 0")
-        return self._store
-
-    def receive(self, requests: list[list[InboundEvent]]) -> list[InboundSummary]:
-        with self.lock:
-            store = self.store()
-            if self._inbox is None:
-                self._inbox = Inbox(store, self.config)
-            inbox = self._inbox
-            return _when_unlocked(lambda: receive(store, self.config, requests, inbox))
-
-    async def submit(self, events: list[InboundEvent]) -> InboundSummary:
-        """Have the writer store one request's events; waits for the commit."""
-        assert self.pending is not None
-        future: asyncio.Future[InboundSummary] = asyncio.get_running_loop().create_future()
-        self.pending.put_nowait((events, future))
-        return await future
-
-    async def write_forever(self) -> None:
-        """Group commit: the requests that arrived while the last transaction ran are stored
-        together in the next one, so one commit serves many concurrent webhooks."""
-        assert self.pending is not None
-        while True:
-            group = [await self.pending.get()]
-            while len(group) < WRITE_GROUP and not self.pending.empty():
-                group.append(self.pending.get_nowait())
-            await self._write(group)
-
-    async def _write(self, group: list[tuple[list[InboundEvent], asyncio.Future[Any]]]) -> None:
-        try:
-            summaries = await run_in_threadpool(self.receive, [events for events, _ in group])
-        except Exception as exc:
-            if len(group) > 1:
-                # one request's failure must not fail the others: store them one by one
-                for item in group:
-                    await self._write([item])
-                return
-            if not group[0][1].done():
-                group[0][1].set_exception(exc)
-            return
-        for (_, future), summary in zip(group, summaries, strict=True):
-            if not future.done():
-                future.set_result(summary)
 
     def signing_key(self) -> bytes:
-        from .store.meta import signing_key
-
-        with self.lock:
+        with self.db.lock:
             if self._key is None:
-                store = self.store()
-                self._key = _when_unlocked(lambda: signing_key(store))
+                store = self.db.store()
+                self._key = when_unlocked(lambda: signing_key(store))
             return self._key
 
     def unsubscribe(self, customer_id: str, channel: str, evidence: str) -> bool:
         """Record the opt-out; False when the customer already was opted out there."""
-        from . import consent
-        from .store.consent import current_consent_for
-
-        with self.lock:
-            store = self.store()
+        with self.db.lock:
+            store = self.db.store()
             if current_consent_for(store, customer_id, channel) == consent.OPTED_OUT:
                 return False
-            _when_unlocked(lambda: consent.record(
+            when_unlocked(lambda: consent.record(
                 store, self.config, [customer_id], channel, consent.OPTED_OUT,
                 source="unsubscribe-link", evidence=evidence,
             ))
             return True
-
-    def healthy(self) -> bool:
-        with self.lock:
-            self.store().conn.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
-        return True
-
-    def close(self) -> None:
-        with self.lock:
-            if self._store is not None:
-                self._store.close()
-                self._store = None
-                self._inbox = None
 
     # -- providers ----------------------------------------------------------------------------
 
@@ -187,57 +100,6 @@ class _Server:
                 log.exception("closing a provider failed")
         self._providers.clear()
 
-    # -- replies --------------------------------------------------------------------------
-
-    def queue_replies(self, delivery_ids: list[str]) -> None:
-        for delivery in delivery_ids:
-            self.outbox.put(delivery)
-
-    def start_sender(self) -> None:
-        self.sender = threading.Thread(target=self._send_forever, name="outreach-replies",
-                                       daemon=True)
-        self.sender.start()
-
-    def stop_sender(self, timeout: float) -> None:
-        """Let replies already accepted go out, then stop the sender thread."""
-        if self.sender is None:
-            return
-        self.outbox.put(None)
-        self.sender.join(timeout)
-        if self.sender.is_alive():
-            log.warning("stopping with about %d replies unsent", self.outbox.qsize())
-
-    def _send_forever(self) -> None:
-        """The sender thread: queued replies, in batches, through the sending engine, with a
-        workspace (database connection) and event loop of its own, so that neither its
-        database waits nor its provider set-up ever hold up the webhook event loop."""
-        from . import sending
-        from .workspace import Workspace
-
-        sender = Workspace(self.config)
-        stopping = False
-        try:
-            while not stopping:
-                first = self.outbox.get()
-                if first is None:
-                    break
-                # A send pass has a fixed cost (providers, HTTP clients, templates): let the
-                # replies of a burst of webhooks gather and go out in one pass.
-                time.sleep(REPLY_GATHER_SECONDS)
-                batch = [first]
-                while len(batch) < SEND_BATCH and not self.outbox.empty():
-                    item = self.outbox.get_nowait()
-                    if item is None:
-                        stopping = True
-                        break
-                    batch.append(item)
-                try:
-                    sending.send_deliveries(sender, batch)
-                except Exception:  # a failed pass must not stop later replies
-                    log.exception("sending %d replies failed", len(batch))
-        finally:
-            sender.close()
-
 
 def create_app(ws: Workspace) -> Starlette:
     """The ASGI app of ``outreach serve`` for one workspace."""
@@ -245,18 +107,18 @@ def create_app(ws: Workspace) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        server.pending = asyncio.Queue()
-        server.start_sender()
-        writer = asyncio.create_task(server.write_forever())
+        server.writer.pending = asyncio.Queue()
+        server.replies.start()
+        writer = asyncio.create_task(server.writer.write_forever())
         try:
             yield
         finally:
             writer.cancel()
             with suppress(asyncio.CancelledError):
                 await writer
-            await run_in_threadpool(server.stop_sender, SHUTDOWN_SEND_SECONDS)
+            await run_in_threadpool(server.replies.stop, SHUTDOWN_SEND_SECONDS)
             await server.aclose_providers()
-            await run_in_threadpool(server.close)
+            await run_in_threadpool(server.db.close)
 
     async def webhook(request: Request) -> Response:
         channel = request.path_params["channel"]
@@ -299,12 +161,12 @@ def create_app(ws: Workspace) -> Starlette:
             if problem:
                 return PlainTextResponse(problem, status_code=400)
         try:
-            summary = await server.submit(events)
+            summary = await server.writer.submit(events)
         except sqlite3.OperationalError as exc:
             # busy beyond the timeout: answer 503 so the provider retries later
             log.error("webhook for %s not stored: %s", channel, exc)
             return PlainTextResponse("database busy, retry later", status_code=503)
-        server.queue_replies(summary.replies_queued)
+        server.replies.queue(summary.replies_queued)
         if summary.rejected and not (summary.stored or summary.duplicates
                                      or summary.status_updates or summary.status_ignored):
             reasons = "; ".join(reason for _, reason in summary.rejected)
@@ -320,8 +182,6 @@ def create_app(ws: Workspace) -> Starlette:
         })
 
     async def unsubscribe(request: Request) -> Response:
-        from .tokens import read_unsubscribe_token
-
         token = request.path_params["token"]
         key = await run_in_threadpool(server.signing_key)
         try:
@@ -355,7 +215,7 @@ def create_app(ws: Workspace) -> Starlette:
 
     async def healthz(request: Request) -> Response:
         try:
-            await run_in_threadpool(server.healthy)
+            await run_in_threadpool(server.db.healthy)
         except (sqlite3.Error, OutreachError) as exc:
             return JSONResponse({"status": "error", "error": str(exc)}, status_code=503)
         return JSONResponse({"status": "ok"})
@@ -366,27 +226,6 @@ def create_app(ws: Workspace) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
-
-
-def _when_unlocked(work: Callable[[], T]) -> T:
-    """Run a write transaction, retrying while another process holds the write lock.
-
-    SQLite's own busy handler sleeps 25-100 ms between tries once it has waited a little,
-    so against a ``run`` that commits every few milliseconds it keeps missing the short gaps
-    between transactions and webhooks starve. Polling every millisecond or two catches them.
-    A failed BEGIN IMMEDIATE has changed nothing, so the whole ``work`` is simply retried.
-    """
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    pause = 0.0005
-    while True:
-        try:
-            return work()
-        except sqlite3.OperationalError as exc:
-            text = str(exc)
-            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
-                raise
-        time.sleep(pause)
-        pause = min(pause * 1.5, 0.002)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -470,7 +309,5 @@ def _confirm_page(path: str, channel: str) -> HTMLResponse:
 
 def run_server(ws: Workspace, host: str, port: int) -> None:
     """Serve until interrupted (``outreach serve``)."""
-    import uvicorn
-
     app = create_app(ws)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)

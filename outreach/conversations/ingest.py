@@ -1,7 +1,7 @@
 """``replies ingest``: read FILE|- (normalized JSONL or provider payloads) into events.
 
-``inbound.py`` decides what an inbound event does; this module only turns an ingest file
-into numbered ``InboundEvent`` values and feeds them to ``inbound.apply_events`` in
+``inbox`` decides what an inbound event does; this module only turns an ingest file
+into numbered ``InboundEvent`` values and feeds them to ``inbox.apply_events`` in
 batches of ``BATCH_SIZE``, one write transaction each, then sends the queued replies in
 bunches outside the transaction. It is separate because parsing a file (line limits, BOM,
 UTF-8 and JSON errors, provider payloads built into fake webhook requests) has nothing
@@ -14,22 +14,23 @@ held in memory); a bad line is rejected with its number and the rest are kept.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from . import clock
-from .channels.base import InboundEvent, InboundMessage
-from .config import Config
-from .errors import ConfigError, OutreachError, UsageError
-from .inbound import InboundSummary, Inbox, RejectedEvent, apply_events, check_text
-from .store import inbound as store_inbound
-
-if TYPE_CHECKING:
-    from .workspace import Workspace
+from .. import clock, sending
+from ..channels import provider_class
+from ..channels.base import InboundEvent, InboundMessage, ProviderContext, WebhookRequest
+from ..config import ChannelConfig, Config
+from ..errors import ConfigError, OutreachError, UsageError
+from ..store import deliveries as store_deliveries
+from ..workspace import Workspace
+from .inbox import InboundSummary, Inbox, RejectedEvent, apply_events, check_text
 
 BATCH_SIZE = 2000  # one write transaction: ~0.1 s of holding the lock
 REPLY_BUNCH = 500
@@ -154,12 +155,6 @@ _PLACEHOLDERS = {"from": "+10000000000", "url": "http://localhost/", "base_url":
 def _provider_parser(ws: Workspace, fmt: str, channel: str | None) -> Any:
     """The provider class ``fmt`` set up for ``channel``, for parsing only (no secrets needed:
     an ingested file is trusted input, its signatures are not checked)."""
-    import os
-
-    from .channels import provider_class
-    from .channels.base import ProviderContext
-    from .config import ChannelConfig
-
     config = ws.config
     cls = provider_class(fmt)
     if channel is None:
@@ -191,15 +186,11 @@ def _provider_parser(ws: Workspace, fmt: str, channel: str | None) -> Any:
 
 
 def _provider_events(provider: Any, raw: bytes, number: int) -> list[InboundEvent]:
-    from .channels.base import WebhookRequest
-
     data = _decode_object(raw, number) if raw.lstrip()[:1] in (b"{", b"[", b'"') else None
     if data is not None and not isinstance(data, dict):
         raise RejectedEvent(f"expected a JSON object, got {_json_type(data)}")
     if provider.name == "twilio" and isinstance(data, dict):
         # a line may hold Twilio's form parameters as a JSON object
-        from urllib.parse import urlencode
-
         body = urlencode({str(k): str(v) for k, v in data.items()}).encode()
         content_type = "application/x-www-form-urlencoded"
     else:
@@ -252,11 +243,9 @@ def ingest(
         last_send = time.monotonic()
         if not unsent:
             return
-        from . import sending
-
         result = sending.send_deliveries(ws, unsent)
         summary.problems.extend(result.problems)
-        counts = store_inbound.delivery_status_counts(store, unsent)
+        counts = store_deliveries.delivery_status_counts(store, unsent)
         summary.replies_sent += sum(counts.get(s, 0) for s in ("sent", "delivered", "read"))
         unsent.clear()
 

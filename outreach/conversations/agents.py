@@ -1,0 +1,192 @@
+"""What agents do with conversations: list, show and close them, and reply to a customer.
+
+A reply is queued and sent at once through the sending engine, on the channel the customer
+last wrote on unless another is chosen, and only where the sending engine's consent rules
+would let it go (``reply_allowed``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .. import clock, sending
+from ..channels.base import SERVICE_WINDOW
+from ..config import Config
+from ..errors import NotFoundError, UsageError
+from ..store import Store
+from ..store import conversations as store_conversations
+from ..store import customers as store_customers
+from ..store import deliveries as store_deliveries
+from ..store.consent import current_consent_for
+from ..workspace import Workspace
+from .inbox import RejectedEvent, check_text
+
+_SEE_CONVERSATIONS = "outreach conversations list"  # where an unknown customer id is told to look
+
+
+def list_conversations(
+    store: Store, *, needs_attention: bool = False, since: datetime | None = None
+) -> Iterator[dict[str, Any]]:
+    """Conversations, most recent first, for ``conversations list``."""
+    for row in store_conversations.list_conversations(
+        store, needs_attention=needs_attention, since=clock.iso(since) if since else None
+    ):
+        yield {
+            "customer_id": row["customer_id"],
+            "name": row["name"],
+            "verified": bool(row["verified"]),
+            "status": row["status"],
+            "needs_attention": bool(row["needs_attention"]),
+            "attention_reason": row["attention_reason"] if row["needs_attention"] else None,
+            "last_message_at": row["last_message_at"],
+            "last_channel": row["last_channel"],
+            "last_direction": row["last_direction"],
+            "last_inbound_at": row["last_inbound_at"],
+            "last_inbound_channel": row["last_inbound_channel"],
+        }
+
+
+def show_conversation(store: Store, customer_id: str) -> dict[str, Any]:
+    """The whole transcript of one customer, every channel, oldest first."""
+    customer = store_customers.require_customer(store, customer_id, see=_SEE_CONVERSATIONS)
+    conversation = store_conversations.get_conversation(store, customer_id) or {}
+    messages = []
+    for row in store_conversations.transcript(store, customer_id):
+        item: dict[str, Any] = {
+            "at": row["at"],
+            "direction": row["direction"],
+            "channel": row["channel"],
+            "text": row["text"],
+            "subject": row["subject"],
+            "address": row["address"],
+            "campaign": row["campaign"],
+            "author": row["author"],
+            "external_id": row["external_id"],
+            "delivery_id": row["delivery_id"],
+        }
+        if row["survey_type"] is not None:
+            item["survey"] = {
+                "campaign": row["survey_campaign"],
+                "question": row["survey_question"],
+                "type": row["survey_type"],
+                "answer": row["survey_answer"],
+                "score": row["survey_score"],
+                "valid": bool(row["survey_valid"]),
+            }
+        messages.append(item)
+    return {
+        "customer_id": customer_id,
+        "name": customer.get("name"),
+        "verified": bool(customer.get("verified")),
+        "timezone": customer.get("timezone"),
+        "status": conversation.get("status"),
+        "needs_attention": bool(conversation.get("needs_attention")),
+        "attention_reason": conversation.get("attention_reason")
+        if conversation.get("needs_attention") else None,
+        "messages": messages,
+    }
+
+
+def close_conversation(store: Store, customer_id: str) -> None:
+    """Close a conversation and clear its attention flag (a new message reopens it)."""
+    store_customers.require_customer(store, customer_id, see=_SEE_CONVERSATIONS)
+    conversation = store_conversations.get_conversation(store, customer_id)
+    if conversation is None:
+        raise NotFoundError(f'customer "{customer_id}" has no conversation yet')
+    with store.write():
+        store_conversations.update_conversation(
+            store, conversation["id"], status="closed", needs_attention=0,
+            attention_reason=None, updated_at=clock.iso(clock.now()),
+        )
+
+
+def reply_allowed(store: Store, customer_id: str, channel: str) -> str | None:
+    """None when a reply may go on ``channel``, else why not (the sending engine's policy:
+    never to an opt-out; to an opt-in, or within 24 hours of the customer writing there)."""
+    status = current_consent_for(store, customer_id, channel)
+    if status == "opted_out":
+        return f"the customer opted out on {channel}"
+    if status == "opted_in":
+        return None
+    since = clock.iso(clock.now() - SERVICE_WINDOW)
+    if store_conversations.wrote_since(store, [(customer_id, channel)], since):
+        return None
+    return f"the customer has not opted in on {channel} nor written there in the last 24 hours"
+
+
+@dataclass(frozen=True)
+class ReplyResult:
+    delivery_id: str
+    channel: str
+    status: str
+    error: str | None
+
+
+def reply(ws: Workspace, customer_id: str, text: str, channel: str | None = None) -> ReplyResult:
+    """An agent's reply: queued and sent at once, on ``channel`` or the one the customer
+    last wrote on; clears the conversation's attention flag."""
+    store, config = ws.store, ws.config
+    customer = store_customers.require_customer(store, customer_id, see=_SEE_CONVERSATIONS)
+    if not text.strip():
+        raise UsageError("the reply text is empty; write what to send")
+    check_reply_text(text)
+    conversation = store_conversations.get_conversation(store, customer_id)
+    if channel is None:
+        channel = _default_reply_channel(store, config, customer, conversation)
+    else:
+        config.channel(channel)
+        why = reply_allowed(store, customer_id, channel)
+        if why:
+            raise UsageError(f"cannot reply to {customer_id} on {channel}: {why}")
+    at = clock.iso(clock.now())
+    with store.write():
+        delivery = sending.enqueue_reply(
+            store, customer_id=customer_id, channel=channel, purpose="agent", text=text
+        )
+        conversation_id = store_conversations.ensure_conversation(store, customer_id, at)
+        store_conversations.update_conversation(
+            store, conversation_id, needs_attention=0, attention_reason=None, updated_at=at
+        )
+    sending.send_deliveries(ws, [delivery])
+    outcome = store_deliveries.delivery_outcome(store, delivery) or {}
+    error = outcome.get("error") or outcome.get("reason")
+    return ReplyResult(delivery, channel, str(outcome.get("status") or "queued"),
+                       str(error) if error else None)
+
+
+def check_reply_text(text: str) -> None:
+    try:
+        check_text(text)
+    except RejectedEvent as exc:
+        raise UsageError(f"the reply text cannot be sent: {exc}") from None
+
+
+def _default_reply_channel(
+    store: Store,
+    config: Config,
+    customer: Mapping[str, Any],
+    conversation: Mapping[str, Any] | None,
+) -> str:
+    customer_id = str(customer["id"])
+    last = conversation.get("last_inbound_channel") if conversation else None
+    if last and last in config.channels:
+        why = reply_allowed(store, customer_id, last)
+        if why is None:
+            return str(last)
+        raise UsageError(
+            f"cannot reply to {customer_id} on {last}, where they last wrote: {why}; "
+            "choose another channel with --channel"
+        )
+    preferred = customer.get("preferred_channel")
+    candidates = [preferred] if preferred in config.channels else []
+    candidates += [c for c in config.channels if c != preferred]
+    for name in candidates:
+        if reply_allowed(store, customer_id, str(name)) is None:
+            return str(name)
+    raise UsageError(
+        f"{customer_id} has not written in and has no channel with consent; "
+        "grant consent first or choose a channel with --channel"
+    )

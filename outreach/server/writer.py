@@ -1,0 +1,198 @@
+"""Where ``outreach serve`` writes: webhooks stored with group commit, replies sent after.
+
+Database work runs in worker threads (``run_in_threadpool``) on one store connection of the
+server's own, serialized by a lock, so webhook bursts queue in memory instead of spinning
+on SQLite's busy handler; another process (``outreach run``) is waited for through the busy
+timeout and BEGIN IMMEDIATE. Webhooks are stored by one writer task with group commit:
+every request that arrives while a transaction runs joins the next one, and is answered
+only after that commit, so a 200 always means "stored".
+
+Replies that inbound messages cause (keyword confirmations, follow-ups, auto-replies) are
+handed to one sender thread with its own workspace, connection and event loop, which sends
+them in bunches (a second's worth at a time): a webhook is answered without waiting for a
+provider, sends never overlap within the server, and the sending engine's database waits
+and set-up never stall the event loop that answers webhooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+
+from .. import sending
+from ..channels.base import InboundEvent
+from ..config import Config
+from ..conversations.inbox import InboundSummary, Inbox, receive
+from ..store import BUSY_TIMEOUT_MS, Store, open_store
+from ..workspace import Workspace
+
+SEND_BATCH = 500
+REPLY_GATHER_SECONDS = 1.0
+WRITE_GROUP = 256
+log = logging.getLogger("outreach.serve")
+T = TypeVar("T")
+
+
+class Database:
+    """The server's one store connection, and the lock that serializes work on it."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.lock = threading.Lock()
+        self._store: Store | None = None
+
+    def store(self) -> Store:
+        """The connection; call with ``lock`` held."""
+        if self._store is None:
+            self._store = open_store(self.config.database)
+            # Take the write lock by polling (see when_unlocked), not SQLite's busy handler.
+            self._store.conn.execute("PRAGMA busy_timeout = 0")
+        return self._store
+
+    def healthy(self) -> bool:
+        with self.lock:
+            self.store().conn.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+        return True
+
+    def close(self) -> None:
+        with self.lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+
+class InboundWriter:
+    """Stores webhook events through one ``Inbox``, many requests per transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._inbox: Inbox | None = None
+        self._inbox_store: Store | None = None
+        self.pending: asyncio.Queue[tuple[list[InboundEvent], asyncio.Future[Any]]] | None = None
+
+    def receive(self, requests: list[list[InboundEvent]]) -> list[InboundSummary]:
+        """Store several requests' events in one transaction (in a worker thread)."""
+        with self.db.lock:
+            store = self.db.store()
+            if self._inbox is None or self._inbox_store is not store:
+                self._inbox = Inbox(store, self.db.config)
+                self._inbox_store = store
+            inbox = self._inbox
+            return when_unlocked(lambda: receive(store, self.db.config, requests, inbox))
+
+    async def submit(self, events: list[InboundEvent]) -> InboundSummary:
+        """Have the writer store one request's events; waits for the commit."""
+        assert self.pending is not None
+        future: asyncio.Future[InboundSummary] = asyncio.get_running_loop().create_future()
+        self.pending.put_nowait((events, future))
+        return await future
+
+    async def write_forever(self) -> None:
+        """Group commit: the requests that arrived while the last transaction ran are stored
+        together in the next one, so one commit serves many concurrent webhooks."""
+        assert self.pending is not None
+        while True:
+            group = [await self.pending.get()]
+            while len(group) < WRITE_GROUP and not self.pending.empty():
+                group.append(self.pending.get_nowait())
+            await self._write(group)
+
+    async def _write(self, group: list[tuple[list[InboundEvent], asyncio.Future[Any]]]) -> None:
+        try:
+            summaries = await run_in_threadpool(self.receive, [events for events, _ in group])
+        except Exception as exc:
+            if len(group) > 1:
+                # one request's failure must not fail the others: store them one by one
+                for item in group:
+                    await self._write([item])
+                return
+            if not group[0][1].done():
+                group[0][1].set_exception(exc)
+            return
+        for (_, future), summary in zip(group, summaries, strict=True):
+            if not future.done():
+                future.set_result(summary)
+
+
+class ReplySender:
+    """One thread that sends queued replies in bunches through the sending engine."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.outbox: queue.Queue[str | None] = queue.Queue()
+        self.thread: threading.Thread | None = None
+
+    def queue(self, delivery_ids: list[str]) -> None:
+        for delivery in delivery_ids:
+            self.outbox.put(delivery)
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._send_forever, name="outreach-replies",
+                                       daemon=True)
+        self.thread.start()
+
+    def stop(self, timeout: float) -> None:
+        """Let replies already accepted go out, then stop the sender thread."""
+        if self.thread is None:
+            return
+        self.outbox.put(None)
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            log.warning("stopping with about %d replies unsent", self.outbox.qsize())
+
+    def _send_forever(self) -> None:
+        """Queued replies, in batches, through the sending engine, with a workspace
+        (database connection) and event loop of its own, so that neither its database
+        waits nor its provider set-up ever hold up the webhook event loop."""
+        sender = Workspace(self.config)
+        stopping = False
+        try:
+            while not stopping:
+                first = self.outbox.get()
+                if first is None:
+                    break
+                # A send pass has a fixed cost (providers, HTTP clients, templates): let the
+                # replies of a burst of webhooks gather and go out in one pass.
+                time.sleep(REPLY_GATHER_SECONDS)
+                batch = [first]
+                while len(batch) < SEND_BATCH and not self.outbox.empty():
+                    item = self.outbox.get_nowait()
+                    if item is None:
+                        stopping = True
+                        break
+                    batch.append(item)
+                try:
+                    sending.send_deliveries(sender, batch)
+                except Exception:  # a failed pass must not stop later replies
+                    log.exception("sending %d replies failed", len(batch))
+        finally:
+            sender.close()
+
+
+def when_unlocked(work: Callable[[], T]) -> T:
+    """Run a write transaction, retrying while another process holds the write lock.
+
+    SQLite's own busy handler sleeps 25-100 ms between tries once it has waited a little,
+    so against a ``run`` that commits every few milliseconds it keeps missing the short gaps
+    between transactions and webhooks starve. Polling every millisecond or two catches them.
+    A failed BEGIN IMMEDIATE has changed nothing, so the whole ``work`` is simply retried.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    pause = 0.0005
+    while True:
+        try:
+            return work()
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.002)
