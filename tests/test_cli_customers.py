@@ -205,3 +205,42 @@ def test_every_customers_command_has_help(
     assert "Usage" in result.stdout
     for option in options:
         assert option in result.stdout
+
+
+def test_unclosed_quote_row_is_rejected_with_its_line_and_the_next_row_imported(
+    cli: Cli, tmp_path: Path
+) -> None:
+    path = tmp_path / "quotes.csv"
+    path.write_text(
+        'id,name,phone\nx1,"Unclosed quote,+31612345678\nx2,Bob,+31612345679\n',
+        encoding="utf-8",
+    )
+    result = cli("customers", "import", str(path))
+    assert result.exit_code == 3
+    assert "1 row rejected" in result.stdout
+    assert result.stderr.splitlines()[0].startswith(
+        'quotes.csv:2: a quoted cell opened on this line is never closed; close the "'
+    )
+    listed = json.loads(cli("customers", "list", "--json").stdout)
+    assert [(c["id"], c["name"]) for c in listed] == [("x2", "Bob")]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "line"),
+    [
+        ("nul.csv", "id,name\nC1,Ann\nC2,Bo\x00b\n", 3),
+        ("nul.jsonl", '{"id": "C1", "name": "Ann"}\n{"id": "C2", "name": "Bo\\u0000b"}\n', 2),
+    ],
+)
+def test_a_nul_byte_in_a_cell_rejects_the_row(
+    cli: Cli, tmp_path: Path, name: str, content: str, line: int
+) -> None:
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    result = cli("customers", "import", str(path))
+    assert result.exit_code == 3
+    assert result.stderr.splitlines()[0] == (
+        f"{name}:{line}: name: contains a NUL byte; remove it (is the file really text?)"
+    )
+    listed = json.loads(cli("customers", "list", "--json").stdout)
+    assert [c["id"] for c in listed] == ["C1"]

@@ -143,14 +143,32 @@ def test_line_numbers_count_physical_lines_of_multiline_cells(imp: Import) -> No
     assert [p.line for p in result.errors] == [5]
 
 
-def test_unclosed_quote_does_not_import_swallowed_rows(imp: Import, workspace: Workspace) -> None:
+def test_unclosed_quote_rejects_its_row_and_reads_the_lines_after_it_as_rows(
+    imp: Import, workspace: Workspace
+) -> None:
     rows = "".join(f"C{i},n{i}\n" for i in range(30))
     result = imp(f'id,name\nA1,"Ann\n{rows}')
-    assert result.created == 0 and result.rejected == 1
-    assert result.errors[0].line == 2 and "not closed" in result.errors[0].reason
+    assert result.rejected == 1 and result.created == 30
+    assert result.errors[0].line == 2 and "not closed within 20 lines" in result.errors[0].reason
+    assert customer(workspace, "C0")["name"] == "n0"
+    # a quote that runs to the end of the file, even a short one, is an error, not a value
     short = imp('id,name\n"B1,Bob\nB2,x\n', name="short.csv")
-    assert short.created == 0
-    assert short.errors[0].column == "id" and "unclosed" in short.errors[0].reason
+    assert (short.rejected, short.created) == (1, 1)
+    assert short.errors[0].line == 2 and "never closed" in short.errors[0].reason
+    assert customer(workspace, "B2")["name"] == "x"
+
+
+def test_a_closed_multiline_cell_at_the_end_of_the_file_is_a_value(
+    imp: Import, workspace: Workspace
+) -> None:
+    result = imp('id,note\nC1,"two\nlines"')
+    assert (result.rejected, result.created) == (0, 1)
+    assert customer(workspace, "C1")["note"] == "two\nlines"
+
+
+def test_unclosed_quote_in_the_header_is_a_usage_error(imp: Import) -> None:
+    with pytest.raises(UsageError, match=r'customers.csv:1: a quoted column name .* close the "'):
+        imp('id,"name\nC1,Ann\n')
 
 
 def test_reimport_updates_given_fields_and_never_clears_or_deletes(

@@ -9,7 +9,9 @@ reading is about bytes and formats, not about customers:
   a byte that is not UTF-8 survives as a lone surrogate, so the validator rejects that
   one row with its line instead of the import crashing at an unknown line.
 - CSV: the delimiter is sniffed from the first 64 KiB (the header line has the last
-  word); a row running over ``MAX_RECORD_LINES`` lines or with extra cells is a bad record.
+  word); a row with extra cells is a bad record, and so is one whose quoted cell is not
+  closed within ``MAX_RECORD_LINES`` lines or before the end of the file: it is rejected
+  at its first line and the lines after it are read again as rows (``_Lines``).
 - JSONL is read line by line; a JSON array element by element with ``raw_decode`` over a
   growing buffer, never the whole file. For JSON the column names come from a first pass
   over every object's keys.
@@ -89,39 +91,114 @@ def _sniff_delimiter(path: Path) -> str:
     return delimiter
 
 
+class _RunawayRecord(Exception):
+    """Raised through csv.reader when one record has taken more than MAX_RECORD_LINES lines."""
+
+
+class _Lines:
+    """The file's lines for ``csv.reader``, keeping those of the record being read.
+
+    A quoted cell that is never closed would make the reader join every following line
+    into one cell. Holding the current record's lines lets the source reject that record
+    at its first line and hand the lines after it to the reader again, so the rows that
+    follow are read as rows. A record is cut off after MAX_RECORD_LINES lines (memory
+    stays bounded), and ``ran_out`` tells that the file ended inside one.
+    """
+
+    __slots__ = ("_again", "_next", "line", "ran_out", "taken")
+
+    def __init__(self, text: TextIO) -> None:
+        self._next = text.__next__
+        self._again: list[str] = []  # reversed: pop() gives the next line
+        self.taken: list[str] = []
+        self.line = 0  # number of the last line handed out
+        self.ran_out = False
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        if len(self.taken) >= MAX_RECORD_LINES:
+            raise _RunawayRecord
+        if self._again:
+            text = self._again.pop()
+        else:
+            try:
+                text = self._next()
+            except StopIteration:
+                if self.taken:
+                    self.ran_out = True
+                raise
+        self.taken.append(text)
+        self.line += 1
+        return text
+
+    def begin(self) -> int:
+        """Start a record; returns the number of its first line."""
+        self.taken.clear()
+        self.ran_out = False
+        return self.line + 1
+
+    def read_again_after_first(self) -> None:
+        """Give back every line of the current record but its first."""
+        rest = self.taken[1:]
+        self._again.extend(reversed(rest))
+        self.line -= len(rest)
+        self.taken.clear()
+
+
 def _csv_source(text: TextIO, delimiter: str, label: str) -> tuple[list[str], Iterator[Record]]:
-    reader = csv.reader(text, delimiter=delimiter)
+    lines = _Lines(text)
+    reader = csv.reader(lines, delimiter=delimiter)
     header: list[str] | None = None
     try:
-        for cells in reader:
+        while header is None:
+            start = lines.begin()
+            cells = next(reader, None)
+            if cells is None:
+                break
+            if lines.ran_out:
+                raise _RunawayRecord
             if any(c.strip() for c in cells):
                 header = cells
-                break
+    except _RunawayRecord:
+        raise UsageError(
+            f'{label}:{start}: a quoted column name in the header is not closed; close the "'
+        ) from None
     except csv.Error as exc:
-        raise UsageError(f"{label}:{reader.line_num}: cannot read the header ({exc})") from None
+        raise UsageError(f"{label}:{lines.line}: cannot read the header ({exc})") from None
     if header is None:
         raise UsageError(
             f"{label} has no header row; the first line names the columns, e.g. id,name,email"
         )
 
     def records() -> Iterator[Record]:
-        prev = reader.line_num
         width = len(header)
         while True:
+            start = lines.begin()
             try:
                 cells = next(reader)
             except StopIteration:
                 return
-            except csv.Error as exc:
-                reason = f"{exc}; check the quoting; import stopped here"
-                yield Record(prev + 1, None, None, reason)
-                return
-            start, prev = prev + 1, reader.line_num
-            if prev - start >= MAX_RECORD_LINES:
+            except _RunawayRecord:
+                lines.read_again_after_first()
                 yield Record(
                     start, None, None,
-                    f"this row runs over {prev - start + 1} lines, so a quoted cell is "
-                    'probably not closed; close the " (or shorten the cell)',
+                    f"a quoted cell opened on this line is not closed within {MAX_RECORD_LINES} "
+                    'lines; close the " (the lines after it were read as rows of their own)',
+                )
+                continue
+            except csv.Error as exc:
+                reason = f"{exc}; check the quoting; import stopped here"
+                yield Record(start, None, None, reason)
+                return
+            if lines.ran_out:
+                # A cell that runs to the end of the file is a missing ", not a value.
+                lines.read_again_after_first()
+                yield Record(
+                    start, None, None,
+                    'a quoted cell opened on this line is never closed; close the " '
+                    "(the lines after it were read as rows of their own)",
                 )
                 continue
             if len(cells) > width and any(c.strip() for c in cells[width:]):

@@ -259,6 +259,9 @@ def _normalise(plan: _Plan, cells: Sequence[Any]) -> _Row | list[tuple[str, str]
                     raise BadCell(
                         f"not UTF-8 (byte {_bad_bytes(raw)}); save the file as UTF-8"
                     ) from None
+                if "\x00" in raw:
+                    # as at ingest: a NUL ends strings in C libraries, mail and SMS gateways
+                    raise BadCell("contains a NUL byte; remove it (is the file really text?)")
                 raw = raw.strip()
                 if not raw:
                     continue
