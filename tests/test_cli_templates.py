@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 from pathlib import Path
 from typing import Any
@@ -133,3 +135,24 @@ def test_templates_commands_have_help(cli: Cli) -> None:
         result = cli("templates", command, "--help")
         assert result.exit_code == 0
         assert "--json" in result.stdout
+
+
+def test_a_line_break_in_data_stays_inside_the_subject_line(ws: Path, cli: Cli) -> None:
+    (ws / "people.csv").write_text(
+        "id,name,email,preferred_channel,locale,opted_in\n"
+        'C1,"Ann\r\nBcc: evil@example.com\n\nInjected body",ann@example.com,email,en,email\n',
+        encoding="utf-8",
+    )
+    assert cli("customers", "import", str(ws / "people.csv")).exit_code == 0
+    for file in ("email.j2", "email.html.j2"):
+        (ws / "templates" / "nps" / file).unlink()
+    write(ws, "nps", "email.j2", "Subject: Hello {{ customer.name }}\n\nHi {{ customer.name }}\n")
+    result = cli("--now", "2026-12-01T09:30:00Z", "run", "nps", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["sent"] == 1
+    [eml] = (ws / "outbox" / "email").glob("*.eml")
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert message["Subject"] == "Hello Ann Bcc: evil@example.com Injected body"
+    assert message["Bcc"] is None
+    # in the text the value is printed as it is
+    assert "Hi Ann\nBcc: evil@example.com\n\nInjected body" in message.get_content()

@@ -488,3 +488,44 @@ def test_example_out_of_hours_formats_next_opening_in_the_customers_language(
                          timezone="Europe/London"), now=NOW, extra={"next_opening": opening})
     assert "maandag om 09:00" in nl.body
     assert "Monday at 08:00" in en.body
+
+
+# --- header values from data --------------------------------------------------------------
+
+BREAKING = "Ann\r\nBcc: x@example.com\x1c\x85\u2028\x00end"
+
+
+@pytest.mark.parametrize(
+    ("source", "subject", "preheader"),
+    [
+        ("Subject: Hi {{ customer.name }}\n\nbody", "Hi Ann Bcc: x@example.com end", None),
+        (
+            "\n{% if customer.plan %}\nSubject: {{ customer.name|upper }}\n{% endif %}\n"
+            "Preheader: {% for p in [customer.name] %}{{ p }}{% endfor %}\n\n\nbody",
+            "ANN BCC: X@EXAMPLE.COM END",
+            "Ann Bcc: x@example.com end",
+        ),
+        (
+            "{% macro who() %}{{ customer.name }}{% endmacro %}Subject: {{ who() }}\n\nbody",
+            "Ann Bcc: x@example.com end",
+            None,
+        ),
+    ],
+)
+def test_values_printed_in_header_lines_are_single_line(
+    ws: Path, config: Config, source: str, subject: str, preheader: str | None
+) -> None:
+    write(ws, "hdr", {"email.j2": source})
+    result = render(config, "hdr", "email", person=customer(name=BREAKING))
+    assert (result.subject, result.preheader, result.body) == (subject, preheader, "body")
+
+
+def test_values_in_the_text_keep_their_line_breaks(ws: Path, config: Config) -> None:
+    write(ws, "hdr", {
+        "email.j2": "Subject: Hi\n\nNote: {{ customer.name }}",
+        "sms.j2": "Note: {{ customer.name }}\n\n{{ customer.name }}",
+    })
+    person = customer(name="two\nlines")
+    assert render(config, "hdr", "email", person=person).body == "Note: two\nlines"
+    # a channel without headers: only the first paragraph's "Name:" lines are single-line
+    assert render(config, "hdr", "sms", person=person).body == "Note: two lines\n\ntwo\nlines"

@@ -31,6 +31,7 @@ from jinja2.utils import missing
 
 from ..errors import RenderError
 from .filters import date_filter, first_name, money_filter
+from .headers import HEADER_FILTER, mark_header_values, single_line
 
 MAX_OUTPUT_CHARS = 64 * 1024
 MAX_RENDER_SECONDS = 0.5
@@ -166,6 +167,8 @@ class _Environment(ImmutableSandboxedEnvironment):
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         tree = super()._parse(source, name, filename)
+        if not _is_html(name):
+            mark_header_values(tree)
         for loop in tree.find_all(nodes.For):
             loop.iter = nodes.Filter(
                 loop.iter, "outreach_guard", [], [], None, None, lineno=loop.lineno
@@ -280,6 +283,7 @@ def build_environment(root: Path) -> ImmutableSandboxedEnvironment:
     for name in ("center", "indent", "format", "replace", "batch", "slice"):
         env.filters[name] = _limited_filter(name, env.filters[name])
     env.filters["outreach_guard"] = _guard
+    env.filters[HEADER_FILTER] = single_line
     env.filters["first_name"] = first_name
     env.filters["date"] = date_filter
     env.filters["money"] = money_filter
