@@ -59,6 +59,14 @@ SCHEMA = {
         "answer": "TEXT", "score": "INTEGER", "valid": "INTEGER", "recorded_at": "TEXT",
     },
     "meta": {"key": "TEXT", "value": "TEXT"},
+    "email_messages": {
+        "message_id": "INTEGER", "kind": "TEXT", "full_text": "TEXT", "raw": "BLOB",
+        "size": "INTEGER", "attachments": "TEXT", "problem": "TEXT",
+    },
+    "mailbox_sync": {
+        "channel": "TEXT", "mailbox": "TEXT", "uidvalidity": "INTEGER", "last_uid": "INTEGER",
+        "updated_at": "TEXT",
+    },
 }
 FIRST_MIGRATIONS = [
     "m001_customers", "m002_consent", "m003_campaigns", "m004_conversations", "m005_meta",
@@ -108,6 +116,31 @@ def test_older_database_is_migrated(tmp_path: Path) -> None:
     try:
         assert "conversations" in store.db.table_names()
         assert not migrations.pending(store.db)
+    finally:
+        store.close()
+
+
+def test_deliveries_of_an_older_database_may_become_bounced(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = Database(path)
+    migrations.apply(db, stop_before="m190_email_replies")
+    db.execute("INSERT INTO customers (id, created_at, updated_at) VALUES ('c', 'x', 'x')")
+    row = ("d1", "c", "t", "sent", "x", "x", "x")
+    sql = ("INSERT INTO deliveries (id, customer_id, template, status, not_before, created_at, "
+           "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+    db.execute(sql, row)
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute(sql, ("d2", *row[1:3], "bounced", *row[4:]))
+    db.conn.commit()
+    db.close()
+    store = open_store(path)
+    try:
+        with store.write():
+            store.conn.execute("UPDATE deliveries SET status = 'bounced' WHERE id = 'd1'")
+            with pytest.raises(sqlite3.IntegrityError):
+                store.conn.execute("UPDATE deliveries SET status = 'nonsense' WHERE id = 'd1'")
+        assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert store.conn.execute("SELECT status FROM deliveries").fetchone()[0] == "bounced"
     finally:
         store.close()
 

@@ -93,6 +93,16 @@ class InboundMessage:
     # for email: the Message-ID this one answers, and the plus-address token it was sent to
     in_reply_to: str | None = None
     reply_token: str | None = None
+    # for email: every Message-ID it refers to (References, oldest first) and its subject
+    references: tuple[str, ...] = ()
+    subject: str | None = None
+    # an out-of-office or other automatic reply: stored, never a keyword, answer or reason
+    # to answer
+    automatic: bool = False
+    # why a person must look at it whatever it says (an email that could not be read)
+    attention: str | None = None
+    # what a provider keeps beside the text (email: full body, raw bytes, attachments)
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -105,6 +115,9 @@ class StatusEvent:
     at: datetime
     error_code: str | None = None
     error_message: str | None = None
+    # a bounce ("bounced"): the address that failed, and whether it failed for good
+    recipient: str | None = None
+    permanent: bool = False
 
 
 InboundEvent = InboundMessage | StatusEvent

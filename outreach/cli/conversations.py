@@ -29,6 +29,9 @@ class IngestFormat(StrEnum):
     whatsapp_cloud = "whatsapp-cloud"
     sunshine = "sunshine"
     webhook = "webhook"
+    eml = "eml"
+    mbox = "mbox"
+    maildir = "maildir"
 
 
 def register(app: typer.Typer) -> None:
@@ -62,8 +65,9 @@ def ingest(
         IngestFormat,
         typer.Option(
             "--format",
-            help="jsonl (normalized lines) or a provider: each line is that provider's own "
-            "webhook payload (Twilio's as form data or a JSON object of its fields).",
+            help="jsonl (normalized lines), a provider (each line is that provider's own "
+            "webhook payload; Twilio's as form data or a JSON object of its fields), or "
+            "email: eml (one message), mbox (a file), maildir (a folder).",
         ),
     ] = IngestFormat.jsonl,
     as_json: JsonOption = False,
@@ -74,7 +78,12 @@ def ingest(
     from ..errors import PartialFailure, UsageError
 
     ws = workspace(ctx)
-    if file == "-":
+    if fmt.value in ("eml", "mbox", "maildir"):
+        from ..mail.files import ingest_mail
+
+        summary = ingest_mail(ws, file, fmt.value, channel)
+        name = "stdin" if file == "-" else Path(file).name
+    elif file == "-":
         if sys.stdin is None or sys.stdin.closed:
             raise UsageError(
                 "replies ingest -: standard input is closed; pipe replies into it or name a file"
@@ -104,7 +113,7 @@ def ingest(
             f"{summary.survey_answers:,} survey answers ({summary.unclear_answers:,} unclear); "
             f"{summary.needs_attention:,} need attention; {summary.replies_sent:,} of "
             f"{len(summary.replies_queued):,} replies sent; {summary.status_updates:,} status "
-            "updates; "
+            f"updates; {summary.automatic:,} automatic replies, {summary.bounces:,} bounces; "
             f"{len(summary.rejected):,} lines rejected.",
             markup=False,
         )
@@ -165,13 +174,22 @@ def list_conversations(
 
 @conversations_app.command("show", epilog="Example: outreach conversations show cust-42")
 def show_conversation(
-    ctx: typer.Context, customer: CustomerArg, as_json: JsonOption = False
+    ctx: typer.Context,
+    customer: CustomerArg,
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Emails as received: the whole body with the quoted "
+                     "history, instead of only the new text."),
+    ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """The whole transcript of one customer, every channel, in order."""
     from ..conversations.agents import show_conversation as show
+    from ..mail.transcript import add_email_details
 
     ws = workspace(ctx)
     data = show(ws.store, customer)
+    add_email_details(ws.store, data, full=full)
     if as_json:
         print_json(data)
         return
@@ -188,8 +206,18 @@ def show_conversation(
         who = "customer" if message["direction"] == "in" else (message["author"] or "outreach")
         line = f"{local_time(message['at'], tz)}  {arrow} {message['channel']:<9} {who}: "
         text = message["text"]
+        email = message.get("email") or {}
+        if full and email.get("full_text"):
+            text = email["full_text"].rstrip()
         if message.get("subject"):
             text = f"[{message['subject']}] {text}"
+        if email.get("kind") == "auto_reply":
+            text = f"(automatic reply) {text}"
+        for attachment in email.get("attachments") or []:
+            text += f"\n[attachment: {attachment['name'] or 'unnamed'}, {attachment['type']}, " \
+                    f"{attachment['size']:,} bytes]"
+        if email.get("problem"):
+            text += f"\n[{email['problem']}]"
         console.print(line + text.replace("\n", "\n" + " " * len(line)), markup=False)
         survey = message.get("survey")
         if survey:

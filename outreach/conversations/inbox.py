@@ -55,7 +55,7 @@ from ..tokens import REPLY_CHANNEL
 
 MAX_TEXT_CHARS = 64 * 1024
 # When the conversation already needs a person, a weaker reason does not hide a stronger one.
-_ATTENTION_RANK = {"opt_out_intent": 3, "unclear_answer": 2, "reply": 1}
+_ATTENTION_RANK = {"opt_out_intent": 3, "unreadable_email": 2, "unclear_answer": 2, "reply": 1}
 _E164 = re.compile(r"\+[1-9]\d{6,14}")
 
 
@@ -76,6 +76,8 @@ class InboundSummary:
     unclear_answers: int = 0
     needs_attention: int = 0
     auto_replies: int = 0
+    automatic: int = 0  # stored out-of-office and other automatic replies
+    bounces: int = 0
     status_updates: int = 0
     status_ignored: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)
@@ -95,6 +97,8 @@ class InboundSummary:
             "unclear_answers": self.unclear_answers,
             "needs_attention": self.needs_attention,
             "auto_replies": self.auto_replies,
+            "automatic": self.automatic,
+            "bounces": self.bounces,
             "status_updates": self.status_updates,
             "status_ignored": self.status_ignored,
             "replies": len(self.replies_queued),
@@ -226,6 +230,11 @@ class Inbox:
 
     def handle(self, event: InboundEvent, summary: InboundSummary) -> None:
         """Apply one event. The caller holds the write transaction."""
+        if isinstance(event, StatusEvent) and event.status == "bounced":
+            from ..mail.bounces import apply_bounce
+
+            apply_bounce(self.store, self.config, event, summary)
+            return
         if isinstance(event, StatusEvent):
             changed = store_deliveries.apply_status(
                 self.store,
@@ -255,7 +264,7 @@ class Inbox:
         name = check_text(message.profile_name) if message.profile_name else None
         customer_id = (
             self._customer_by_token(message.reply_token)
-            or self._customer_by_reference(message.in_reply_to)
+            or self._customer_by_reference(message.in_reply_to, message.references)
             or self._customer_for(channel, address, name, at, summary)
         )
         conversation = self._conversation(customer_id, at)
@@ -269,20 +278,31 @@ class Inbox:
             text=text,
             external_id=message.external_id,
             at=at,
+            subject=message.subject,
         )
         if message_id is None:
             summary.duplicates += 1
             return
         summary.stored += 1
         self._dirty.add(customer_id)
+        if message.extra:
+            from ..store.mail import save_email_parts
+
+            save_email_parts(self.store, [{**message.extra, "message_id": message_id}])
+        if message.automatic:
+            # kept in the transcript, but not the customer writing: no reaction, and the
+            # conversation's state stays as it was
+            summary.automatic += 1
+            return
         conversation["status"] = "open"
         # a file need not be in time order: the latest message names the reply channel
         if not conversation["last_inbound_at"] or at >= conversation["last_inbound_at"]:
             conversation["last_inbound_at"] = at
             conversation["last_inbound_channel"] = channel
         conversation["updated_at"] = max(conversation["updated_at"] or at, at)
-        attention = self._react(customer_id, channel, text, message_id, message.received_at,
-                                summary)
+        attention = message.attention or self._react(
+            customer_id, channel, text, message_id, message.received_at, summary
+        )
         if attention is not None:
             summary.needs_attention += 1
             current = conversation["attention_reason"] if conversation["needs_attention"] else None
@@ -324,12 +344,18 @@ class Inbox:
             self.store, REPLY_CHANNEL, "user", token.lower()
         )
 
-    def _customer_by_reference(self, in_reply_to: str | None) -> str | None:
-        """The customer an email answered, by the Message-ID it quotes (the second route
-        for email replies, when the reply address lost its token)."""
-        if not in_reply_to:
-            return None
-        return store_conversations.customer_of_sent_message(self.store, in_reply_to.strip())
+    def _customer_by_reference(
+        self, in_reply_to: str | None, references: Sequence[str] = ()
+    ) -> str | None:
+        """The customer an email answered, by the Message-IDs it quotes (the second route
+        for email replies, when the reply address lost its token): In-Reply-To first,
+        then References from the newest."""
+        for reference in dict.fromkeys((in_reply_to, *reversed(references))):
+            if reference and reference.strip():
+                found = store_conversations.customer_of_sent_message(self.store, reference.strip())
+                if found:
+                    return found
+        return None
 
     def _customer_for(
         self, channel: str, address: str, name: str | None, at: str, summary: InboundSummary

@@ -280,3 +280,49 @@ def m011_addresses_by_customer(db: Database) -> None:
     # ...) by the planner and the engine; the key (channel, address) made each lookup read
     # every address on the channel.
     db.execute("CREATE INDEX addresses_customer ON addresses(customer_id, channel)")
+
+
+@migrations()
+def m190_email_replies(db: Database) -> None:
+    # What an email reply was besides its new text: the full body (quotes included), the
+    # message as received, attachments' metadata, and why a person should look at it.
+    # mailbox_sync remembers where each channel's IMAP folder was read up to (UIDVALIDITY
+    # + the last UID stored), so a sync from cron reads every message once.
+    db.executescript(
+        """
+        CREATE TABLE email_messages (
+            message_id INTEGER PRIMARY KEY REFERENCES messages(id),
+            kind TEXT NOT NULL CHECK (kind IN ('reply', 'auto_reply')),
+            full_text TEXT,
+            raw BLOB,
+            size INTEGER NOT NULL,
+            attachments TEXT,
+            problem TEXT
+        );
+        CREATE TABLE mailbox_sync (
+            channel TEXT NOT NULL,
+            mailbox TEXT NOT NULL,
+            uidvalidity INTEGER NOT NULL,
+            last_uid INTEGER NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (channel, mailbox)
+        );
+        """
+    )
+    # A bounce marks its delivery 'bounced'. Widening a CHECK list changes nothing stored,
+    # so the table definition is edited in place (the procedure SQLite's ALTER TABLE page
+    # gives for CHECK constraints) instead of copying every delivery into a new table.
+    row = db.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'"
+    ).fetchone()
+    old = "'failed', 'skipped', 'unknown')"
+    if row and "'bounced'" not in row[0] and old in row[0]:
+        new = row[0].replace(old, "'failed', 'skipped', 'unknown', 'bounced')")
+        version = db.execute("PRAGMA schema_version").fetchone()[0]
+        db.execute("PRAGMA writable_schema = ON")
+        db.execute(
+            "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'deliveries'",
+            [new],
+        )
+        db.execute(f"PRAGMA schema_version = {int(version) + 1}")
+        db.execute("PRAGMA writable_schema = OFF")

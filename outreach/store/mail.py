@@ -1,0 +1,109 @@
+"""Email's own rows: what a stored reply was (``email_messages``), where a mailbox sync
+stopped (``mailbox_sync``), and bounces moving their delivery to ``bounced``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from . import Store, marks
+
+# a bounce can arrive after any report of the send, even "delivered" (a relay's answer)
+_BOUNCE_FROM = ("sent", "delivered", "read", "unknown")
+
+
+def save_email_parts(store: Store, rows: Sequence[dict[str, Any]]) -> None:
+    """One ``email_messages`` row per stored email (message_id, kind, full_text, raw, size,
+    attachments, problem). Caller holds the write transaction."""
+    if not rows:
+        return
+    store.conn.executemany(
+        "INSERT OR IGNORE INTO email_messages "
+        "(message_id, kind, full_text, raw, size, attachments, problem) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                row["message_id"], row["kind"], row.get("full_text"), row.get("raw"),
+                int(row.get("size") or 0),
+                json.dumps(row["attachments"]) if row.get("attachments") else None,
+                row.get("problem"),
+            )
+            for row in rows
+        ],
+    )
+
+
+def raw_email(store: Store, message_id: int) -> bytes | None:
+    """The message as received, when it was kept."""
+    row = store.conn.execute(
+        "SELECT raw FROM email_messages WHERE message_id = ?", (message_id,)
+    ).fetchone()
+    return bytes(row[0]) if row and row[0] is not None else None
+
+
+def mailbox_position(store: Store, channel: str, mailbox: str) -> tuple[int, int] | None:
+    """(UIDVALIDITY, last UID stored) of a channel's folder, or None before its first sync."""
+    row = store.conn.execute(
+        "SELECT uidvalidity, last_uid FROM mailbox_sync WHERE channel = ? AND mailbox = ?",
+        (channel, mailbox),
+    ).fetchone()
+    return (int(row[0]), int(row[1])) if row else None
+
+
+def save_mailbox_position(
+    store: Store, channel: str, mailbox: str, uidvalidity: int, last_uid: int, at: str
+) -> None:
+    """Remember the last UID stored; written in the transaction that stored its message,
+    so a sync that dies between batches resumes exactly after what it stored."""
+    store.conn.execute(
+        "INSERT INTO mailbox_sync (channel, mailbox, uidvalidity, last_uid, updated_at) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel, mailbox) DO UPDATE SET "
+        "uidvalidity = excluded.uidvalidity, last_uid = excluded.last_uid, "
+        "updated_at = excluded.updated_at",
+        (channel, mailbox, uidvalidity, last_uid, at),
+    )
+
+
+def bounce_delivery(
+    store: Store, message_id: str, reason: str, error: str | None, at: str
+) -> dict[str, Any] | None:
+    """Move the delivery an email with this Message-ID was, to ``bounced``.
+
+    Returns the delivery (id, customer_id, channel, changed) or None when outreach never
+    sent that Message-ID. Every Message-ID outreach writes is ``<DELIVERY-ID@domain>``.
+    """
+    bare = message_id.strip().strip("<>")
+    row = store.conn.execute(
+        "SELECT id, customer_id, channel FROM deliveries "
+        "WHERE provider_message_id IN (?, ?) OR id = ? LIMIT 1",
+        (f"<{bare}>", bare, bare.split("@")[0]),
+    ).fetchone()
+    if row is None:
+        return None
+    # guarded by the old state: a repeated bounce, or one for a failed send, changes nothing
+    cur = store.conn.execute(
+        f"UPDATE deliveries SET status = 'bounced', reason = ?, error = ?, updated_at = ? "
+        f"WHERE id = ? AND status IN ({marks(_BOUNCE_FROM)})",
+        (reason, error, at, row[0], *_BOUNCE_FROM),
+    )
+    return {"id": row[0], "customer_id": row[1], "channel": row[2], "changed": cur.rowcount > 0}
+
+
+def email_parts_of_customer(store: Store, customer_id: str) -> dict[str, dict[str, Any]]:
+    """(channel, external id) → the email row of each stored email in the customer's
+    conversation, keyed as ``conversations show`` lists messages."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in store.conn.execute(
+        "SELECT m.channel, m.external_id, e.kind, e.full_text, e.size, e.attachments, "
+        "e.problem, e.raw IS NOT NULL FROM messages m "
+        "JOIN email_messages e ON e.message_id = m.id "
+        "WHERE m.customer_id = ? AND m.direction = 'in'",
+        (customer_id,),
+    ):
+        out[f"{row[0]}\x00{row[1]}"] = {
+            "kind": row[2], "full_text": row[3], "size": row[4],
+            "attachments": json.loads(row[5]) if row[5] else [], "problem": row[6],
+            "raw_kept": bool(row[7]),
+        }
+    return out
