@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 from .. import clock
 from ..channels import address_kind
 from ..channels.base import InboundEvent
-from ..errors import UsageError
 from ..conversations.inbox import InboundSummary, Inbox, apply_events
+from ..errors import UsageError
 from ..store import deliveries as store_deliveries
 from .events import email_events
 

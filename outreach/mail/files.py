@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import UsageError
 from ..conversations.inbox import InboundSummary
+from ..errors import UsageError
 from .feed import MailFeed, email_channel
 from .parse import HEAD_BYTES, MAX_MESSAGE_BYTES
 
