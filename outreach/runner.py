@@ -21,21 +21,19 @@ from pathlib import Path
 from typing import Any
 
 from . import clock
-from .campaigns import (
-    Campaign,
-    PlanResult,
+from .campaigns.files import Campaign, load_campaign
+from .campaigns.planner import PlanResult, plan_occurrence
+from .campaigns.schedule import (
     due_occurrences,
     latest_occurrence,
-    load_campaign,
     next_occurrence,
-    plan_occurrence,
     trigger_occurrence,
 )
 from .channels import provider_class
 from .errors import UsageError
 from .lock import workspace_lock
-from .parallel import Helpers
-from .sending import SendSummary, send_due_async
+from .sending.engine import SendSummary, send_due_async
+from .sending.helpers import Helpers
 from .store import deliveries as sql
 from .workspace import Workspace
 

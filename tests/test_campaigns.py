@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from outreach.campaigns import due_occurrences, latest_occurrence, load_campaign, route
+from outreach.campaigns.files import load_campaign, localized_question
+from outreach.campaigns.planner import route
+from outreach.campaigns.schedule import due_occurrences, latest_occurrence
 from outreach.config import load_config
 from outreach.errors import ConfigError, NotFoundError
 from outreach.store import deliveries as sql
@@ -129,8 +131,6 @@ def test_routing_takes_the_first_channel_with_address_and_consent(ws: Path) -> N
 
 
 def test_survey_question_is_asked_in_the_customers_language(ws: Path) -> None:
-    from outreach.campaigns import localized_question
-
     survey = load_campaign(load_config(ws), "nps").survey
     assert survey is not None
     snapshot = survey.snapshot()

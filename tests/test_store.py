@@ -320,10 +320,10 @@ def test_a_claim_reads_what_it_claims_not_the_backlog(store: Store) -> None:
 def test_delivery_ids_never_repeat_within_a_millisecond(monkeypatch: pytest.MonkeyPatch) -> None:
     """300,000 ids in one frozen millisecond are all different (random suffixes of 32 bits
     clashed about ten times at this count)."""
-    import outreach.campaigns as campaigns
+    import outreach.deliveries as deliveries
 
-    monkeypatch.setattr(campaigns.time, "time_ns", lambda: 1_796_000_000_000_000_000)
-    ids = [campaigns.new_delivery_id() for _ in range(300_000)]
+    monkeypatch.setattr(deliveries.time, "time_ns", lambda: 1_796_000_000_000_000_000)
+    ids = [deliveries.new_delivery_id() for _ in range(300_000)]
     assert len(set(ids)) == len(ids)
     assert all(len(i) == 20 for i in ids[:10])
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .. import clock, sending
+from .. import clock, deliveries
+from ..sending.engine import send_deliveries
 from ..channels.base import SERVICE_WINDOW
 from ..config import Config
 from ..errors import NotFoundError, UsageError
@@ -143,14 +144,14 @@ def reply(ws: Workspace, customer_id: str, text: str, channel: str | None = None
             raise UsageError(f"cannot reply to {customer_id} on {channel}: {why}")
     at = clock.iso(clock.now())
     with store.write():
-        delivery = sending.enqueue_reply(
+        delivery = deliveries.enqueue_reply(
             store, customer_id=customer_id, channel=channel, purpose="agent", text=text
         )
         conversation_id = store_conversations.ensure_conversation(store, customer_id, at)
         store_conversations.update_conversation(
             store, conversation_id, needs_attention=0, attention_reason=None, updated_at=at
         )
-    sending.send_deliveries(ws, [delivery])
+    send_deliveries(ws, [delivery])
     outcome = store_deliveries.delivery_outcome(store, delivery) or {}
     error = outcome.get("error") or outcome.get("reason")
     return ReplyResult(delivery, channel, str(outcome.get("status") or "queued"),

@@ -4,7 +4,7 @@
 webhook server (``server.writer``) and ``replies ingest`` (``conversations.ingest``), hand
 it ``InboundMessage`` and ``StatusEvent`` values inside a write transaction, so that a
 message and everything it causes (a consent row, a survey response, a queued reply)
-commit together or not at all. Replies are only *queued* here (``sending.enqueue_reply``);
+commit together or not at all. Replies are only *queued* here (``deliveries.enqueue_reply``);
 the caller sends them after the commit, so the database lock is never held across network
 calls.
 
@@ -39,7 +39,7 @@ from typing import Any
 
 import phonenumbers
 
-from .. import clock, consent, sending
+from .. import clock, consent, deliveries
 from ..answers import parse_answer
 from ..channels import address_kind
 from ..channels.base import InboundEvent, InboundMessage, StatusEvent
@@ -512,7 +512,7 @@ class Inbox:
 
     def _enqueue(self, summary: InboundSummary, customer_id: str, channel: str, purpose: str,
                  **kwargs: Any) -> None:
-        delivery = sending.enqueue_reply(
+        delivery = deliveries.enqueue_reply(
             self.store, customer_id=customer_id, channel=channel, purpose=purpose, **kwargs
         )
         summary.replies_queued.append(delivery)

@@ -23,11 +23,12 @@ from typing import IO, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from .. import clock, sending
+from .. import clock
 from ..channels import provider_class
 from ..channels.base import InboundEvent, InboundMessage, ProviderContext, WebhookRequest
 from ..config import ChannelConfig, Config
 from ..errors import ConfigError, OutreachError, UsageError
+from ..sending.engine import send_deliveries
 from ..store import deliveries as store_deliveries
 from ..workspace import Workspace
 from .inbox import InboundSummary, Inbox, RejectedEvent, apply_events, check_text
@@ -243,7 +244,7 @@ def ingest(
         last_send = time.monotonic()
         if not unsent:
             return
-        result = sending.send_deliveries(ws, unsent)
+        result = send_deliveries(ws, unsent)
         summary.problems.extend(result.problems)
         counts = store_deliveries.delivery_status_counts(store, unsent)
         summary.replies_sent += sum(counts.get(s, 0) for s in ("sent", "delivered", "read"))

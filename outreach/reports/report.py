@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import clock
-from ..campaigns import list_campaigns
+from ..campaigns.files import list_campaigns
 from ..config import read_toml
 from ..errors import NotFoundError
 from ..store import reports as sql

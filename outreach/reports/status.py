@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from .. import clock
-from ..campaigns import due_occurrences, list_campaigns
+from ..campaigns.files import list_campaigns
+from ..campaigns.schedule import due_occurrences
 from ..errors import OutreachError
 from ..store import reports as sql
 from ..store.consent import consent_summary

@@ -27,10 +27,10 @@ from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
-from .. import sending
 from ..channels.base import InboundEvent
 from ..config import Config
 from ..conversations.inbox import InboundSummary, Inbox, receive
+from ..sending.engine import send_deliveries
 from ..store import BUSY_TIMEOUT_MS, Store, open_store
 from ..workspace import Workspace
 
@@ -170,7 +170,7 @@ class ReplySender:
                         break
                     batch.append(item)
                 try:
-                    sending.send_deliveries(sender, batch)
+                    send_deliveries(sender, batch)
                 except Exception:  # a failed pass must not stop later replies
                     log.exception("sending %d replies failed", len(batch))
         finally:

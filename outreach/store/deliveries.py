@@ -313,13 +313,11 @@ def queue_rows(store: Store, limit: int | None) -> Iterator[dict[str, Any]]:
         yield dict(zip(names, row, strict=True))
 
 
-def insert_reply(store: Store, row: dict[str, Any]) -> None:
-    """Insert one non-campaign delivery (follow-up, keyword reply, agent reply)."""
-    cols = list(row)
-    store.conn.execute(
-        f"INSERT INTO deliveries ({', '.join(cols)}) VALUES ({marks(cols)})",
-        tuple(row.values()),
-    )
+def insert_reply(store: Store, row: Sequence[Any]) -> None:
+    """Insert one non-campaign delivery (follow-up, keyword reply, agent reply), in
+    DELIVERY_COLUMNS order."""
+    cols = ", ".join(f'"{c}"' for c in DELIVERY_COLUMNS)
+    store.conn.execute(f"INSERT INTO deliveries ({cols}) VALUES ({marks(DELIVERY_COLUMNS)})", row)
 
 
 # Delivery statuses a status event may move *from*, per target status: a late "sent"

@@ -1,4 +1,4 @@
-"""Helper send processes (``outreach.parallel``): a large run to the outbox is sent from
+"""Helper send processes (``outreach.sending.helpers``): a large run to the outbox is sent from
 more than one process, and still exactly once, whichever process is killed.
 
 The outbox is the witness here: one file per delivery, named by its delivery id, each
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from outreach.parallel import HELPER_MIN, Helpers
+from outreach.sending.helpers import HELPER_MIN, Helpers
 from outreach.workspace import Workspace
 
 from .support import (
@@ -206,7 +206,7 @@ def test_a_helper_that_cannot_start_leaves_everything_to_the_run(
     site.mkdir()
     (site / "sitecustomize.py").write_text(
         "import sys\n"
-        "if 'outreach.parallel' in sys.orig_argv:\n"
+        "if 'outreach.sending.helpers' in sys.orig_argv:\n"
         "    raise SystemExit('helper refused to start (test)')\n"
     )
     result = run_cli(ws, "run", "blast", env={"PYTHONPATH": str(site)})

@@ -28,17 +28,20 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from . import clock
-from .campaigns import localized_question
-from .channels import ADDRESS_COLUMN, address_kind, build_provider
-from .channels.base import SERVICE_WINDOW, OutboundMessage, Provider, ProviderContext
-from .config import ChannelConfig, Rate, Window, zone_or
-from .errors import OutreachError, ProviderError
-from .store import Store
-from .store import deliveries as sql
-from .store.conversations import wrote_since
-from .store.customers import get_customers, user_addresses
-from .workspace import Workspace
+from .. import clock
+from ..campaigns.files import load_campaign, localized_question
+from ..channels import ADDRESS_COLUMN, address_kind, build_provider
+from ..channels.base import SERVICE_WINDOW, OutboundMessage, Provider, ProviderContext
+from ..config import ChannelConfig, Rate, Window, zone_or
+from ..errors import OutreachError, ProviderError
+from ..store import Store
+from ..store import deliveries as sql
+from ..store.customers import get_customers, user_addresses
+from ..store.conversations import wrote_since
+from ..store.meta import signing_key
+from ..templates.render import Renderer
+from ..tokens import make_reply_token, make_unsubscribe_token
+from ..workspace import Workspace
 
 RETRIES_IN_RUN = 3  # attempts of one send within a run
 BACKOFF_BASE = 0.2  # seconds; doubles each attempt, with jitter
@@ -47,7 +50,6 @@ MAX_CLAIMS = 5  # runs that may try a delivery before it is failed for good
 CIRCUIT_THRESHOLD = 8  # consecutive retryable failures that open a channel's circuit
 FLUSH_AT = 2048  # results kept before recording them at once (else every 20 ms, or at a claim)
 PLANNING_POLL = 0.02  # seconds between looks at an empty queue while another process plans
-REPLY_PURPOSES = ("keyword", "follow_up", "auto_reply", "agent")
 
 
 class RateLimiter:
@@ -126,8 +128,6 @@ class _Engine:
         planning_done: asyncio.Event | None = None,
         summary: SendSummary | None = None,
     ) -> None:
-        from .templates.render import Renderer
-
         self.ws = ws
         self.config = ws.config
         self.store: Store = ws.store
@@ -425,8 +425,6 @@ class _Engine:
         return None if wrote_recently else "no_consent"
 
     def _campaign(self, name: str | None) -> Any:
-        from .campaigns import load_campaign
-
         if name is None:
             return None
         if name not in self.campaign_cache:
@@ -444,8 +442,6 @@ class _Engine:
 
     def _signing_key(self) -> bytes:
         if self._key is None:
-            from .store.meta import signing_key
-
             self._key = signing_key(self.store)
         return self._key
 
@@ -459,8 +455,6 @@ class _Engine:
         tz: ZoneInfo,
         wrote_recently: bool,
     ) -> OutboundMessage:
-        from .tokens import make_reply_token, make_unsubscribe_token
-
         context = json.loads(row["context"]) if row.get("context") else {}
         channel = row["channel"]
         public = self.config.server.public_url
@@ -693,54 +687,3 @@ def send_deliveries(ws: Workspace, delivery_ids: Sequence[str]) -> SendSummary:
     if not delivery_ids:
         return SendSummary()
     return asyncio.run(send_due_async(ws, ids=list(delivery_ids)))
-
-
-def enqueue_reply(
-    store: Store,
-    *,
-    customer_id: str,
-    channel: str,
-    purpose: str,
-    template: str | None = None,
-    text: str | None = None,
-    extra: Mapping[str, Any] | None = None,
-    campaign: str | None = None,
-) -> str:
-    """Queue one reply (not a campaign send) for immediate sending; the caller holds the txn.
-
-    ``purpose``: keyword | follow_up | auto_reply | agent. A reply is sent at once,
-    outside any campaign window, and does not count against frequency caps.
-    """
-    from .campaigns import new_delivery_id
-
-    if purpose not in REPLY_PURPOSES:
-        raise ValueError(f"purpose must be one of {REPLY_PURPOSES}")
-    if (template is None) == (text is None):
-        raise ValueError("give either a template or a text")
-    at = clock.iso(clock.now())
-    delivery_id = new_delivery_id()
-    context: dict[str, Any] = {}
-    if text is not None:
-        context["text"] = text
-    if extra:
-        context["extra"] = dict(extra)
-    sql.insert_reply(
-        store,
-        {
-            "id": delivery_id,
-            "campaign": campaign,
-            "occurrence": None,
-            "customer_id": customer_id,
-            "channel": channel,
-            "purpose": purpose,
-            "template": template or "",
-            "counts_for_cap": 0,
-            "window": None,
-            "status": "queued",
-            "not_before": at,
-            "context": json.dumps(context, default=str) if context else None,
-            "created_at": at,
-            "updated_at": at,
-        },
-    )
-    return delivery_id

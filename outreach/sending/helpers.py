@@ -34,17 +34,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from . import clock
-from .campaigns import list_campaigns, load_campaign
-from .channels import provider_class
-from .errors import OutreachError
-from .sending import SendSummary, Tally, send_due_async
-from .store import deliveries as sql
-from .workspace import Workspace
+from .. import clock
+from ..campaigns.files import list_campaigns, load_campaign
+from ..channels import provider_class
+from ..deliveries import Delivery, Status
+from ..errors import OutreachError
+from ..store import deliveries as sql
+from ..workspace import Workspace
+from .engine import SendSummary, Tally, send_due_async
 
 HELPER_MIN = 5000  # planned local deliveries that make helpers worth starting
-_CHANNEL = sql.DELIVERY_COLUMNS.index("channel")
-_STATUS = sql.DELIVERY_COLUMNS.index("status")
 
 
 class Helpers:
@@ -96,13 +95,13 @@ class Helpers:
 
     # -- the run's side ------------------------------------------------------------------
 
-    def planned(self, rows: Sequence[Sequence[Any]]) -> None:
+    def planned(self, rows: Sequence[Delivery]) -> None:
         """A batch of planned deliveries was committed: start helpers once it is worth it."""
         if self.children:
             return
         local = set(self.channels)
         self.planned_local += sum(
-            1 for r in rows if r[_STATUS] == "queued" and r[_CHANNEL] in local
+            1 for r in rows if r.status == Status.QUEUED and r.channel in local
         )
         if self.planned_local >= HELPER_MIN:
             self._start()
@@ -186,7 +185,7 @@ class _Child:
         # a file, not a pipe: a helper that writes much to stderr must never block on it
         errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by wait or close)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "outreach.parallel", str(lock_fd)],
+            [sys.executable, "-m", "outreach.sending.helpers", str(lock_fd)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=errors,
@@ -315,7 +314,7 @@ async def _help(ws: Workspace, job: dict[str, Any]) -> SendSummary:
 
 
 def main() -> int:
-    """``python -m outreach.parallel LOCK_FD``: the job comes as one JSON line on stdin."""
+    """``python -m outreach.sending.helpers LOCK_FD``: the job comes as one JSON line on stdin."""
     os.set_inheritable(int(sys.argv[1]), False)  # held, never passed further
     job = json.loads(sys.stdin.readline())
     if job["now"]:
