@@ -13,10 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from .. import clock, deliveries
-from ..sending.engine import send_deliveries
 from ..channels.base import SERVICE_WINDOW
 from ..config import Config
 from ..errors import NotFoundError, UsageError
+from ..sending.engine import send_deliveries
 from ..store import Store
 from ..store import conversations as store_conversations
 from ..store import customers as store_customers

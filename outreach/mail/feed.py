@@ -82,9 +82,9 @@ class MailFeed:
         self._in_batch = 0
         queued = self.summary.replies_queued[before:]
         if self.send and queued:
-            from .. import sending
+            from ..sending.engine import send_deliveries
 
-            result = sending.send_deliveries(self.ws, queued)
+            result = send_deliveries(self.ws, queued)
             self.summary.problems.extend(result.problems)
             counts = store_deliveries.delivery_status_counts(store, queued)
             self.summary.replies_sent += sum(counts.get(s, 0) for s in ("sent", "delivered",

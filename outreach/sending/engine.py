@@ -36,8 +36,8 @@ from ..config import ChannelConfig, Rate, Window, zone_or
 from ..errors import OutreachError, ProviderError
 from ..store import Store
 from ..store import deliveries as sql
-from ..store.customers import get_customers, user_addresses
 from ..store.conversations import wrote_since
+from ..store.customers import get_customers, user_addresses
 from ..store.meta import signing_key
 from ..templates.render import Renderer
 from ..tokens import make_reply_token, make_unsubscribe_token
