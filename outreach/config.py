@@ -373,6 +373,12 @@ def load_config(root: Path) -> Config:
     channels = {
         cname: _load_channel(cname, section) for cname, section in data.get("channels", {}).items()
     }
+    from .mail.settings import setting_problems  # here: it builds on this module
+
+    for channel in channels.values():
+        problems = setting_problems(channel)
+        if problems:
+            raise ConfigError(f"{name} {problems[0]}")
     srv = data.get("server", {})
     _check_keys(srv, {"public_url", "host", "port"}, f"{name} [server]")
     keywords = dict(DEFAULT_KEYWORDS)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from ..config import ChannelConfig
 from ..errors import ConfigError
+from ..mail.settings import IMAP_SETTINGS, setting_problems
 from .base import AddressKind, Provider, ProviderContext
 
 REGISTRY: dict[str, str] = {
@@ -59,19 +60,25 @@ def check_channel(channel: ChannelConfig, env: Mapping[str, str] | None = None) 
     env = os.environ if env is None else env
     cls = provider_class(channel.provider)
     where = f"[channels.{channel.name}]"
+    # an email channel may also read its replies from an IMAP mailbox (mail/settings.py)
+    extra = {"address"} | (IMAP_SETTINGS if cls.address_kind == "email" or
+                           channel.provider == "outbox" else set())
     problems = [
         f"{where}: unknown setting {key!r} for provider {channel.provider}; known: "
-        + ", ".join(sorted(cls.settings | {"address"}))
+        + ", ".join(sorted(cls.settings | extra))
         for key in sorted(channel.settings)
-        if key not in cls.settings and key != "address"
+        if key not in cls.settings and key not in extra
     ]
     problems += [
         f"{where}: {key} is required for provider {channel.provider}"
         for key in sorted(cls.required_settings)
         if key not in channel.settings
     ]
+    problems += setting_problems(channel)
     for key, var in sorted(channel.settings.items()):
-        if key.endswith("_env") and not env.get(str(var)):
+        # the mailbox's secrets are needed to read replies, not to send (channels check
+        # and replies sync ask for them)
+        if key.endswith("_env") and key not in IMAP_SETTINGS and not env.get(str(var)):
             problems.append(
                 f"{where} {key}: environment variable {var} is not set (or empty); "
                 f"export {var}=… before running"

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..config import ChannelConfig, Config
 from ..errors import ConfigError
+from ..mail.settings import secret_problems
 from . import address_kind, build_provider, check_channel, from_header
 from .base import OutboundMessage, ProviderContext, SendResult
 
@@ -22,7 +23,7 @@ def check_channels(config: Config, only: str | None = None) -> list[dict[str, An
     channels = [config.channel(only)] if only else list(config.channels.values())
     rows = []
     for channel in channels:
-        problems = check_channel(channel, os.environ)
+        problems = check_channel(channel, os.environ) + secret_problems(channel, os.environ)
         row: dict[str, Any] = {"channel": channel.name, "provider": channel.provider}
         try:
             sender = from_header(channel, config.sender_name)

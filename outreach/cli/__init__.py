@@ -23,6 +23,7 @@ from . import consent as consent_cli
 from . import conversations as conversations_cli
 from . import customers as customers_cli
 from . import export as export_cli
+from . import mail as mail_cli  # noqa: F401 - adds replies sync to the replies group
 from . import templates as templates_cli
 from . import workspace as workspace_cli
 from .options import State, state
