@@ -53,7 +53,7 @@ def test_export_format_follows_the_output_suffix(seeded: Path, cli: Cli, tmp_pat
     result = cli("export", "replies", "--output", str(target))
     assert result.exit_code == 0, result.stderr
     assert result.stdout == ""
-    assert "Exported 10 replies rows" in result.stderr
+    assert "Exported 10 replies to" in result.stderr
     rows = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
     assert len(rows) == 10
     assert any(r["text"] == TRICKY for r in rows)  # JSON keeps the text exactly

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -64,10 +65,17 @@ def test_demo_runs_end_to_end_and_again(tmp_path: Path) -> None:
             capture_output=True,
             text=True,
             timeout=180,
+            # a pipe, as a user's: readline (loaded under pytest) exports COLUMNS=80 to
+            # children unless they are given the environment explicitly
+            env=dict(os.environ),
         )
         assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "NPS" in out and "Try next" in out
+    assert "…" not in out  # headings and tables are never cut, in a pipe too
+    assert "4. Replies come in during the day" in out and "and one duplicate" in out
+    # the story is on the demo's clock: so is what it suggests next
+    assert all("--now" in line for line in out.splitlines() if " reply c0" in line)
     assert "10! Love the new app" in out  # the cross-channel answer in the conversation
     report = subprocess.run(
         [sys.executable, "-m", "outreach", "-w", str(folder), "report", "nps", "--json"],

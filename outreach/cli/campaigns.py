@@ -136,10 +136,21 @@ def _print_summary(report: RunReport, timezone: ZoneInfo) -> None:
         if when[:1].isdigit():
             when = local_time(when, timezone)
         console.print(f"[bold]{line.name}[/bold] {when}")
-        console.print(
-            f"  audience {line.audience} · planned {line.planned} · sent {line.sent} · "
-            f"deferred {line.deferred} · failed {line.failed} · unknown {line.unknown}"
-        )
+        if report.dry_run:
+            console.print(
+                f"  audience {line.audience} · would plan {line.planned} · would send "
+                f"{line.planned - line.deferred} · would defer {line.deferred}"
+            )
+        elif getattr(line, "already_planned", False):
+            console.print(
+                f"  already planned by an earlier run · sent {line.sent} · deferred "
+                f"{line.deferred} · failed {line.failed} · unknown {line.unknown}"
+            )
+        else:
+            console.print(
+                f"  audience {line.audience} · planned {line.planned} · sent {line.sent} · "
+                f"deferred {line.deferred} · failed {line.failed} · unknown {line.unknown}"
+            )
         if line.skipped:
             skipped = ", ".join(f"{reason} {n}" for reason, n in sorted(line.skipped.items()))
             console.print(f"  skipped: {skipped}")
@@ -153,14 +164,20 @@ def queue(
     """List deliveries waiting to be sent (queued, deferred) and those whose fate is unknown."""
     from ..store.deliveries import queue_rows
 
-    rows = queue_rows(workspace(ctx).store, limit)
+    ws = workspace(ctx)
+    rows = queue_rows(ws.store, limit)
     if as_json:
         stream_json_list(rows)
         return
     shown = print_table(
         rows,
         ["id", "campaign", "customer_id", "channel", "purpose", "status", "reason", "not_before"],
+        headers=["id", "campaign", "customer", "channel", "purpose", "status", "reason",
+                 "not before"],
         title="Queue",
+        times={"not_before"},
+        tz=ws.config.timezone,
+        optional=["purpose", "channel", "campaign", "customer_id"],
     )
     if not shown:
         console.print("The queue is empty.")

@@ -92,9 +92,14 @@ def show(
     if as_json:
         print_json(report)
         return
-    print_consent(report["current"], f"Consent of {customer}")
+    tz = ws.config.timezone
+    print_consent(report["current"], f"Consent of {customer}", tz)
     print_table(
         report["history"],
         ["recorded_at", "channel", "status", "source", "evidence"],
+        headers=["recorded", "channel", "status", "source", "evidence"],
         title="History (oldest first)",
+        fold={"source", "evidence"},
+        times={"recorded_at"},
+        tz=tz,
     )

@@ -10,7 +10,15 @@ from typing import Annotated, Any
 import typer
 
 from .options import JsonOption, workspace
-from .output import console, local_time, note, print_json, print_table, stream_json_list
+from .output import (
+    console,
+    local_time,
+    note,
+    plural,
+    print_json,
+    print_table,
+    stream_json_list,
+)
 
 replies_app = typer.Typer(
     help="Feed customers' replies in from files or standard input.", no_args_is_help=True
@@ -107,14 +115,20 @@ def ingest(
         for problem in dict.fromkeys(summary.problems):
             note(f"reply not sent: {problem}")
         keywords = ", ".join(f"{w} {n}" for w, n in sorted(summary.keywords.items())) or "none"
+        answers = summary.survey_answers + summary.unclear_answers
+        replies = len(summary.replies_queued)
         console.print(
-            f"{summary.stored:,} messages stored, {summary.duplicates:,} duplicates, "
-            f"{summary.new_contacts:,} new contacts; keywords: {keywords}; "
-            f"{summary.survey_answers:,} survey answers ({summary.unclear_answers:,} unclear); "
-            f"{summary.needs_attention:,} need attention; {summary.replies_sent:,} of "
-            f"{len(summary.replies_queued):,} replies sent; {summary.status_updates:,} status "
-            f"updates; {summary.automatic:,} automatic replies, {summary.bounces:,} bounces; "
-            f"{len(summary.rejected):,} lines rejected.",
+            f"{plural(summary.stored, 'message')} stored, "
+            f"{plural(summary.duplicates, 'duplicate')}, "
+            f"{plural(summary.new_contacts, 'new contact')}; keywords: {keywords}; "
+            f"{plural(answers, 'survey answer')} ({summary.survey_answers:,} valid, "
+            f"{summary.unclear_answers:,} unclear); "
+            f"{plural(summary.needs_attention, 'conversation needs', 'conversations need')} "
+            f"attention; {summary.replies_sent:,} of {replies:,} replies sent; "
+            f"{plural(summary.status_updates, 'status update')}; "
+            f"{plural(summary.automatic, 'automatic reply', 'automatic replies')}, "
+            f"{plural(summary.bounces, 'bounce')}; "
+            f"{plural(len(summary.rejected), 'line')} rejected.",
             markup=False,
         )
     if summary.rejected:
@@ -167,6 +181,8 @@ def list_conversations(
         (people(i) for i in items),
         ["customer_id", "name", "last", "last_channel", "attention", "status"],
         headers=["customer", "name", "last message", "channel", "needs attention", "status"],
+        fold={"name"},
+        optional=["status", "last_channel"],
     )
     if not shown:
         note("No conversations" + (" need attention." if needs_attention else " yet."))

@@ -157,11 +157,14 @@ def _print_summary(result: ImportResult) -> None:
     verb = "Would import" if result.dry_run else "Imported"
     if result.rolled_back:
         verb = "Imported nothing, would have imported"
+    duplicates = (
+        f", {_n(result.duplicates, 'duplicate id')} (last row wins)" if result.duplicates else ""
+    )
     console.print(
         f"{verb} {_n(result.imported, 'customer')} from {result.file} "
         f"({result.created} new, {result.updated} updated); "
-        f"{_n(result.rejected, 'row')} rejected, {_n(result.duplicates, 'duplicate id')} "
-        f"(last row wins); {_n(result.consents, 'consent')} recorded"
+        f"{_n(result.rejected, 'row')} rejected{duplicates}; "
+        f"{_n(result.consents, 'consent')} recorded"
         + (f"; new columns: {', '.join(result.new_columns)}" if result.new_columns else "")
         + ("; nothing written (--dry-run)" if result.dry_run else "")
         + ".",
@@ -195,7 +198,13 @@ def list_(
     if as_json:
         stream_json_list(rows)
         return
-    shown = print_table(_table_rows(rows), [*LIST_COLUMNS, "opted_in"])
+    shown = print_table(
+        _table_rows(rows),
+        [*LIST_COLUMNS, "opted_in"],
+        headers=["id", "name", "email", "phone", "channel", "locale", "time zone", "opted in"],
+        fold={"name", "opted_in"},
+        optional=["timezone", "locale", "preferred_channel", "phone"],
+    )
     note(f"{shown} customers")
 
 
@@ -214,7 +223,7 @@ def show(
 ) -> None:
     """Show one customer: every column, consent per channel, and the conversation."""
     from ..customers.lookup import show_customer
-    from .output import console, print_consent, print_table
+    from .output import console, local_time, print_consent, print_table
 
     ws = workspace(ctx)
     info = show_customer(ws.store, ws.config, customer)
@@ -225,8 +234,9 @@ def show(
         ({"column": k, "value": v} for k, v in info["customer"].items()),
         ["column", "value"],
         title=f"Customer {customer}",
+        fold={"value"},
     )
-    print_consent(info["consent"], "Consent")
+    print_consent(info["consent"], "Consent", ws.config.timezone)
     conversation = info["conversation"]
     if conversation:
         attention = (
@@ -236,7 +246,8 @@ def show(
         )
         console.print(
             f"Conversation: {conversation['status']}, {conversation['messages']} messages, "
-            f"last at {conversation['last_message_at'] or '-'}{attention}; "
+            f"last at {local_time(conversation['last_message_at'], ws.config.timezone) or '-'}"
+            f"{attention}; "
             f"see outreach conversations show {customer}",
             markup=False,
         )

@@ -21,6 +21,7 @@ SEND_AT = "2026-12-01T09:30:00Z"  # Tuesday 10:30 in Amsterdam, 04:30 in New Yor
 DAY_REPLIES_AT = "2026-12-01T15:00:00Z"  # answers during the afternoon
 MORNING_US = "2026-12-01T17:05:00Z"  # 09:05 in Los Angeles: the deferred ones go out
 EVENING_AT = "2026-12-01T19:00:00Z"  # 20:00 in Amsterdam, after business hours
+TRY_AT = "2026-12-01T19:30:00Z"  # after the evening: what the "Try next" lines use
 SHOWN_CUSTOMER = "c007"  # surveyed by SMS, answered on WhatsApp
 
 
@@ -89,14 +90,23 @@ def demo(
         f"[bold]The demo workspace is {folder}.[/bold] Messages sent are files in "
         f"{folder}/outbox/. Try next:"
     )
-    console.print(f"  outreach -w {ws} conversations show c006")
+    # the demo's story happened on its own clock: a reply typed now on the real clock
+    # would land before the customer's message in the transcript
+    console.print(f"  outreach -w {ws} --now {TRY_AT} conversations show c006")
     console.print(f"  outreach -w {ws} export replies --format csv")
-    console.print(f'  outreach -w {ws} reply c037 "Thanks! Take your time." --channel sms')
+    console.print(
+        f'  outreach -w {ws} --now {TRY_AT} reply c037 "Thanks! Take your time." --channel sms'
+    )
 
 
 def step(title: str) -> None:
+    """A heading: the whole title (never cut), then a rule to a readable width."""
+    from rich.text import Text
+
+    width = min(console.width, 90)
+    rule = "─" * max(3, width - len(title) - 1)
     console.print()
-    console.rule(f"[bold]{title}", align="left")
+    console.print(Text(title, style="bold") + Text(f" {rule}", style="rule.line"))
 
 
 def call(args: list[str]) -> None:

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from .options import JsonOption, workspace
-from .output import console, note, print_json
+from .output import console, note, plural, print_json
 
 
 class ExportFormat(StrEnum):
@@ -93,7 +93,8 @@ def _run_export(
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(0) from None
     if output is not None:
-        note(f"Exported {count:,} {kind} rows to {output}.")
+        what = plural(count, "reply", "replies") if kind == "replies" else plural(count, "message")
+        note(f"Exported {what} to {output}.")
 
 
 @export_app.command(
@@ -188,25 +189,36 @@ def render_report(data: dict[str, Any]) -> None:
 
     from ..reports.report import FUNNEL
 
+    occurrences = len(data["occurrences"])
     when = data["occurrence"] or (
-        f"{len(data['occurrences'])} occurrence(s)" if data["occurrences"] else "not sent yet"
+        plural(occurrences, "occurrence") if occurrences else "not sent yet"
     )
+    sent, replied = int(data["sent"]), int(data["replied"])
     console.print(
         f"[bold]{escape(data['campaign'])}[/bold] ({escape(data['kind'] or 'campaign')}, "
         f"{escape(when)}): "
         f"audience {data['audience']:,}, deferred {data['deferred']:,}, "
         f"queued {data['queued']:,}, unknown {data['unknown']:,}, "
-        f"opted out {data['opted_out']:,}, response rate {data['response_rate'] * 100:.1f}%"
+        f"opted out {data['opted_out']:,}, response rate {_pct(replied, sent)} "
+        f"({replied:,} replied of {sent:,} sent)"
     )
     planned = int(data["planned"])
+    # one base for every share, the same as the response rate's: the messages sent. A
+    # provider without receipts (the outbox, SMTP) never reports delivered or read: that
+    # is unknown, not 0 %.
+    receipts = int(data["delivered"]) + int(data["read"]) > 0
     funnel = Table(title="Delivery funnel", header_style="bold", title_justify="left")
-    funnel.add_column("step")
-    funnel.add_column("count", justify="right")
-    funnel.add_column("of planned", justify="right")
+    funnel.add_column("step", no_wrap=True)
+    funnel.add_column("count", justify="right", no_wrap=True)
+    funnel.add_column("of sent", justify="right", no_wrap=True)
     funnel.add_column("", style="blue", no_wrap=True)
     for step in FUNNEL:
         n = int(data[step])
-        funnel.add_row(step, f"{n:,}", _pct(n, planned), _bar(n, planned))
+        if step in ("delivered", "read") and not receipts:
+            funnel.add_row(step, "unknown", "", "(no delivery receipts)")
+            continue
+        share = "" if step == "planned" else _pct(n, sent)
+        funnel.add_row(step, f"{n:,}", share, _bar(n, planned))
     console.print(funnel)
     for title, rows in (
         (f"Failed: {data['failed']:,}", data["failed_by_reason"]),

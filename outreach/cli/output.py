@@ -7,18 +7,38 @@ goes to stderr, so ``--json`` output can be piped.
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 from rich.text import Text
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+# a pipe has no width: tables there are as wide as their content (rich would say 80)
+PIPE_WIDTH = 1000
+
+
+class _Console(Console):
+    """A rich console that gives a pipe or a file the full width of the content."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        if self._width is None and not self.is_terminal and not os.environ.get("COLUMNS"):
+            return ConsoleDimensions(PIPE_WIDTH, size.height)
+        return size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
+
+
+console = _Console(highlight=False, soft_wrap=True)
+err_console = _Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _default(value: Any) -> Any:
@@ -60,26 +80,89 @@ def print_table(
     *,
     title: str | None = None,
     headers: Sequence[str] | None = None,
+    fold: Collection[str] = (),
+    times: Collection[str] = (),
+    tz: Any = None,
+    optional: Sequence[str] = (),
 ) -> int:
-    """A rich table of ``rows``; returns how many rows were shown."""
-    table = Table(title=title, show_lines=False, header_style="bold")
-    for header in headers or columns:
-        table.add_column(header, overflow="fold")
-    count = 0
+    """A rich table of ``rows``; returns how many rows were shown.
+
+    Ids, times, emails and reasons are never broken over lines (a split id cannot be
+    copied): only the free-text columns named in ``fold`` wrap, and when even so the
+    table is wider than the terminal, the ``optional`` columns are left out in that order
+    (a note says which; --json has them all). The stored UTC times of the columns in
+    ``times`` are shown in ``tz``, with the zone.
+    """
+    names = dict(zip(columns, headers or columns, strict=True))
+    cells: list[dict[str, Text]] = []
     for row in rows:
-        # Text, not str: a customer's "[/b]" is data, not rich markup (it would raise).
-        table.add_row(*(Text("" if row.get(c) is None else str(row.get(c))) for c in columns))
-        count += 1
-    console.print(table)
-    return count
+        line = {}
+        for c in columns:
+            value = row.get(c)
+            if c in times and tz is not None and isinstance(value, str):
+                value = local_time(value, tz)
+            # Text, not str: a customer's "[/b]" is data, not rich markup (it would raise).
+            line[c] = Text("" if value is None else str(value))
+        cells.append(line)
+    shown = list(columns)
+    hidden: list[str] = []
+    for column in optional:
+        if _fits(shown, names, fold, cells):
+            break
+        shown.remove(column)
+        hidden.append(names[column])
+    console.print(_table(title, shown, names, fold, cells))
+    if hidden and cells:
+        note(f"(not shown at this width: {', '.join(hidden)}; --json has every column)")
+    return len(cells)
 
 
-def print_consent(current: Mapping[str, Mapping[str, Any]], title: str) -> None:
+def _table(
+    title: str | None,
+    columns: Sequence[str],
+    names: Mapping[str, str],
+    fold: Collection[str],
+    cells: Sequence[Mapping[str, Text]],
+) -> Table:
+    table = Table(title=title, show_lines=False, header_style="bold", title_justify="left")
+    for column in columns:
+        if column in fold:
+            table.add_column(names[column], overflow="fold")
+        else:
+            table.add_column(names[column], no_wrap=True)
+    for line in cells:
+        table.add_row(*(line[c] for c in columns))
+    return table
+
+
+# narrowest a folding column is made before optional columns go
+FOLD_MIN = 10
+
+
+def _fits(
+    columns: Sequence[str],
+    names: Mapping[str, str],
+    fold: Collection[str],
+    cells: Sequence[Mapping[str, Text]],
+) -> bool:
+    """Whether the table fits the console with only its folding columns narrowed."""
+    need = 1 + 3 * len(columns)  # the default box: "│ " before each cell, " │" at the end
+    for c in columns:
+        natural = max([len(names[c]), *(line[c].cell_len for line in cells)])
+        need += min(natural, FOLD_MIN) if c in fold else natural
+    return need <= console.width
+
+
+def print_consent(current: Mapping[str, Mapping[str, Any]], title: str, tz: Any) -> None:
     """A customer's current consent, one row per channel."""
     print_table(
         ({"channel": c, **d} for c, d in current.items()),
         ["channel", "status", "source", "recorded_at"],
+        headers=["channel", "status", "source", "recorded"],
         title=title,
+        fold={"source"},
+        times={"recorded_at"},
+        tz=tz,
     )
 
 
@@ -88,8 +171,18 @@ def local_time(value: str | None, tz: Any) -> str:
     if not value:
         return ""
     from .. import clock
+    from ..errors import UsageError
 
-    return clock.parse_time(value).astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+    try:
+        moment = clock.parse_time(value)
+    except UsageError:  # not a time (a triggered campaign's occurrence label): as it is
+        return value
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """"1 duplicate", "2 duplicates", "1 reply", "3 replies" (``many`` when not +s)."""
+    return f"{count:,} {word if count == 1 else (many or word + 's')}"
 
 
 def note(message: str) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .options import JsonOption, workspace
-from .output import console, note, print_json, print_table
+from .output import console, note, plural, print_json, print_table
 
 app = typer.Typer(
     help="Check and preview message templates (templates/NAME/CHANNEL[.LOCALE].j2).",
@@ -47,7 +47,7 @@ def check(
 
     ws = workspace(ctx)
     results, samples = check_workspace(ws.config, ws.store, names or None, sample)
-    errors = sum(len(r.errors) for r in results)
+    errors = len(dict.fromkeys(p for r in results for p in r.errors))
     if as_json:
         print_json([r.as_dict() for r in results])
     else:
@@ -72,16 +72,16 @@ def check(
             headers=["template", "channel", "languages", "HTML", "result", "SMS", "length",
                      "subject"],
         )
-        for r in results:
-            for problem in r.errors:
-                console.print(f"error: {problem}", markup=False, highlight=False)
-            for warning in r.warnings:
-                console.print(f"warning: {warning}", markup=False, highlight=False)
+        # a file shared by several channels (default.j2, an include) is named once
+        for problem in dict.fromkeys(p for r in results for p in r.errors):
+            note(f"error: {problem}")
+        for warning in dict.fromkeys(w for r in results for w in r.warnings):
+            note(f"warning: {warning}")
     if errors:
+        pairs = sum(1 for r in results if r.errors)
         raise TemplateError(
-            f"{errors} template error{'s' if errors != 1 else ''} "
-            f"in {sum(1 for r in results if r.errors)} template/channel pair(s); "
-            "fix the files named above"
+            f"{plural(errors, 'template error')} "
+            f"in {plural(pairs, 'template/channel pair')}; fix the files named above"
         )
     if not as_json:
         note(f"{len(results)} template/channel pairs checked, no errors.")

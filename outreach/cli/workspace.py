@@ -55,29 +55,30 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Customers, consent per channel, channels, due campaigns, queue, attention needed."""
     from ..reports.status import workspace_status
 
-    info = workspace_status(workspace(ctx))
+    ws = workspace(ctx)
+    info = workspace_status(ws)
     if as_json:
         print_json(info)
         return
-    render_status(info)
+    render_status(info, ws.config.timezone)
 
 
-def render_status(info: dict[str, Any]) -> None:
-    """The status for people: a few small rich tables."""
+def render_status(info: dict[str, Any], tz: Any) -> None:
+    """The status for people: a few small rich tables, times in the workspace zone."""
     from rich.table import Table
     from rich.text import Text
 
-    from .output import console
+    from .output import console, local_time, print_table
 
     def table(title: str, *columns: str, numbers: int = 0) -> Table:
         """A table whose last ``numbers`` columns are right-aligned counts."""
         t = Table(title=title, title_justify="left", header_style="bold")
         for i, column in enumerate(columns):
             right = i >= len(columns) - numbers
-            t.add_column(column, justify="right" if right else "left", overflow="fold")
+            t.add_column(column, justify="right" if right else "left", no_wrap=True)
         return t
 
-    console.print(Text(f"Workspace {info['workspace']} at {info['now']}"))
+    console.print(Text(f"Workspace {info['workspace']} at {local_time(info['now'], tz)}"))
     people = table("Customers", "", "count", numbers=1)
     people.add_row("customers", f"{info['customers']:,}")
     people.add_row("unverified contacts", f"{info['unverified_contacts']:,}")
@@ -103,7 +104,7 @@ def render_status(info: dict[str, Any]) -> None:
     )
     for c in info["campaigns"]:
         campaigns.add_row(
-            Text(c["name"]), "yes" if c["file"] else "no", c["last_occurrence"] or "",
+            Text(c["name"]), "yes" if c["file"] else "no", local_time(c["last_occurrence"], tz),
             str(c["occurrences_planned"]), str(c["occurrences_missed"]),
         )
     console.print(campaigns)
@@ -115,7 +116,8 @@ def render_status(info: dict[str, Any]) -> None:
         console.print("Due now: nothing.")
     else:
         listed = ", ".join(
-            f"{d['campaign']} {d['occurrence']}" + (" (missed)" if d["missed"] else "")
+            f"{d['campaign']} {local_time(d['occurrence'], tz)}"
+            + (" (missed)" if d["missed"] else "")
             for d in due["occurrences"]
         )
         console.print(Text(f"Due now: {listed}"))
@@ -124,20 +126,21 @@ def render_status(info: dict[str, Any]) -> None:
     q = table("Queue", "status", "deliveries", numbers=1)
     for status in ("queued", "deferred", "sending", "unknown"):
         q.add_row(status, f"{queue[status]:,}")
-    q.add_row("next not_before", queue["next_not_before"] or "-")
+    q.add_row("next not before", local_time(queue["next_not_before"], tz) or "-")
     console.print(q)
 
     attention = info["attention"]
-    a = table(
-        f"Conversations needing attention: {attention['total']:,}",
-        "customer", "name", "reason", "channel", "last message",
-    )
-    for row in attention["oldest"]:
-        a.add_row(
-            Text(str(row["customer_id"])), Text(row["customer_name"] or ""),
-            Text(row["reason"] or ""), Text(row["channel"] or ""), row["last_inbound_at"] or "",
-        )
+    title = f"Conversations needing attention: {attention['total']:,}"
     if attention["oldest"]:
-        console.print(a)
+        print_table(
+            attention["oldest"],
+            ["customer_id", "customer_name", "reason", "channel", "last_inbound_at"],
+            headers=["customer", "name", "reason", "channel", "customer wrote"],
+            title=title,
+            fold={"customer_name"},
+            times={"last_inbound_at"},
+            tz=tz,
+            optional=["channel"],
+        )
     else:
-        console.print(f"Conversations needing attention: {attention['total']:,}")
+        console.print(title)
