@@ -36,6 +36,7 @@ class Status(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"  # never sent, with a reason
     UNKNOWN = "unknown"  # the provider may or may not have it
+    BOUNCED = "bounced"  # sent, then returned by the recipient's server (an email DSN)
 
 
 class Purpose(StrEnum):
@@ -66,6 +67,8 @@ MOVES_FROM: Mapping[Status, tuple[Status, ...]] = {
     Status.QUEUED: (Status.SENDING, Status.UNKNOWN),
     # in flight when a run died: the provider may have it
     Status.UNKNOWN: (Status.SENDING,),
+    # a delivery-status report can come back after any report of the send
+    Status.BOUNCED: (Status.SENT, Status.DELIVERED, Status.READ, Status.UNKNOWN),
 }
 
 # what a provider's status report may move a delivery to (a report of "queued" never

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from .. import clock
 from ..channels.base import StatusEvent
 from ..config import Config
+from ..deliveries import MOVES_FROM, Status
 from ..store import Store
 from ..store import customers as store_customers
 from ..store.consent import current_consent_for
@@ -17,6 +18,8 @@ from ..store.mail import bounce_delivery
 
 if TYPE_CHECKING:
     from ..conversations.inbox import InboundSummary
+
+_BOUNCE_FROM = tuple(str(s) for s in MOVES_FROM[Status.BOUNCED])
 
 
 def apply_bounce(store: Store, config: Config, event: StatusEvent, summary: InboundSummary) -> None:
@@ -28,7 +31,7 @@ def apply_bounce(store: Store, config: Config, event: StatusEvent, summary: Inbo
     delivery = None
     if event.provider_message_id:
         delivery = bounce_delivery(store, event.provider_message_id, reason,
-                                   event.error_message, at)
+                                   event.error_message, at, _BOUNCE_FROM)
     if delivery is not None:
         customer_id, channel = str(delivery["customer_id"]), str(delivery["channel"])
         if delivery["changed"]:

@@ -171,6 +171,7 @@ def campaign_report(
         "read": status.get("read", 0),
         "failed": status.get("failed", 0),
         "failed_by_reason": figures["failed"],
+        "bounced": status.get("bounced", 0),
         "deferred": status.get("deferred", 0),
         "queued": status.get("queued", 0) + status.get("sending", 0),
         "unknown": status.get("unknown", 0),

@@ -309,5 +309,11 @@ def _confirm_page(path: str, channel: str) -> HTMLResponse:
 
 def run_server(ws: Workspace, host: str, port: int) -> None:
     """Serve until interrupted (``outreach serve``)."""
+    from ..mail.poll import MailPoller
+
     app = create_app(ws)
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    poller = MailPoller(ws.config).start()  # channels with imap_poll: email replies too
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    finally:
+        poller.stop()

@@ -9,9 +9,6 @@ from typing import Any
 
 from . import Store, marks
 
-# a bounce can arrive after any report of the send, even "delivered" (a relay's answer)
-_BOUNCE_FROM = ("sent", "delivered", "read", "unknown")
-
 
 def save_email_parts(store: Store, rows: Sequence[dict[str, Any]]) -> None:
     """One ``email_messages`` row per stored email (message_id, kind, full_text, raw, size,
@@ -66,9 +63,11 @@ def save_mailbox_position(
 
 
 def bounce_delivery(
-    store: Store, message_id: str, reason: str, error: str | None, at: str
+    store: Store, message_id: str, reason: str, error: str | None, at: str,
+    from_states: Sequence[str],
 ) -> dict[str, Any] | None:
-    """Move the delivery an email with this Message-ID was, to ``bounced``.
+    """Move the delivery an email with this Message-ID was, to ``bounced`` (from one of
+    ``from_states``).
 
     Returns the delivery (id, customer_id, channel, changed) or None when outreach never
     sent that Message-ID. Every Message-ID outreach writes is ``<DELIVERY-ID@domain>``.
@@ -84,8 +83,8 @@ def bounce_delivery(
     # guarded by the old state: a repeated bounce, or one for a failed send, changes nothing
     cur = store.conn.execute(
         f"UPDATE deliveries SET status = 'bounced', reason = ?, error = ?, updated_at = ? "
-        f"WHERE id = ? AND status IN ({marks(_BOUNCE_FROM)})",
-        (reason, error, at, row[0], *_BOUNCE_FROM),
+        f"WHERE id = ? AND status IN ({marks(from_states)})",
+        (reason, error, at, row[0], *from_states),
     )
     return {"id": row[0], "customer_id": row[1], "channel": row[2], "changed": cur.rowcount > 0}
 

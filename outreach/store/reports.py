@@ -42,7 +42,7 @@ CONVERSATION_COLUMNS = (
     "subject", "text", "campaign", "delivery_id", "message_id",
 )
 
-SENT_STATUSES = ("sent", "delivered", "read")
+SENT_STATUSES = ("sent", "delivered", "read", "bounced")  # a bounce was sent first
 
 
 def _time_filter(since: str | None, until: str | None) -> tuple[str, list[Any]]:
@@ -242,7 +242,10 @@ def replied_deliveries(
     )
     sql = (
         f"SELECT count(DISTINCT x.did) FROM (SELECT ({latest}) AS did FROM messages m "
-        "WHERE m.direction = 'in' AND m.at >= ?) x"
+        "WHERE m.direction = 'in' AND m.at >= ? "
+        # an out-of-office is not a reply (README: Email replies)
+        "AND NOT EXISTS (SELECT 1 FROM email_messages e WHERE e.message_id = m.id "
+        "AND e.kind = 'auto_reply')) x"
     )
     params: list[Any] = [campaign, first_sent]
     if occurrence is not None:

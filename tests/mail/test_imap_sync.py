@@ -181,3 +181,38 @@ def test_imap_settings_are_checked_when_the_config_loads(ws: Path, cli: Cli,
 def test_sync_without_a_mailbox_says_what_to_set(cli: Cli) -> None:
     result = cli("replies", "sync")
     assert result.exit_code == 4 and "imap_host" in result.stderr
+
+
+def test_serve_syncs_the_mailbox_on_its_poll_interval(
+    ws: Path, cli: Cli, account: Account
+) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.servers.dovecot import free_port
+
+    env = use_mailbox(ws, account, extra='imap_poll = "1s"\n')
+    account.append(*numbered(2))
+    assert cli("customers", "list").exit_code == 0  # the database exists before serve
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "outreach", "-w", str(ws), "serve", "--port", str(port)],
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}, **env},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while len(stored(ws)) < 2:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "serve never synced the mailbox"
+            time.sleep(0.2)
+        account.append(*numbered(3)[2:])  # a later message: the next interval
+        while len(stored(ws)) < 3:
+            assert time.monotonic() < deadline + 10, "serve synced only once"
+            time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert sorted(stored(ws)) == ["m0@example.org", "m1@example.org", "m2@example.org"]

@@ -188,3 +188,28 @@ def test_mail_formats_need_a_channel_when_there_are_several_email_channels(
 def test_a_missing_mailbox_is_one_line_and_exit_2(ws: Path, cli: Cli) -> None:
     result = cli("replies", "ingest", str(ws / "nope"), "--format", "maildir")
     assert result.exit_code == 2 and "not a Maildir" in result.stderr
+
+
+def report(cli: Cli) -> dict[str, object]:
+    result = cli("--now", LATER, "report", "nps", "--json")
+    assert result.exit_code == 0, result.stderr
+    data: dict[str, object] = json.loads(result.stdout)
+    return data
+
+
+def test_the_report_counts_a_bounce_as_sent_and_bounced(ws: Path, cli: Cli) -> None:
+    sent = send_survey(ws, cli)
+    (ws / "bounce.eml").write_bytes(fixture("bounce_hard.eml", sent))
+    ingest(cli, ws / "bounce.eml", "eml")
+    figures = report(cli)
+    assert figures["sent"] == 1 and figures["bounced"] == 1
+
+
+def test_an_out_of_office_is_not_a_reply_in_the_report(ws: Path, cli: Cli) -> None:
+    sent = send_survey(ws, cli)
+    (ws / "ooo.eml").write_bytes(fixture("out_of_office_en.eml", sent))
+    ingest(cli, ws / "ooo.eml", "eml")
+    assert report(cli)["replied"] == 0
+    (ws / "reply.eml").write_bytes(fixture("outlook_en.eml", sent))
+    ingest(cli, ws / "reply.eml", "eml")
+    assert report(cli)["replied"] == 1
