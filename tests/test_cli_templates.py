@@ -158,3 +158,12 @@ def test_a_line_break_in_data_stays_inside_the_subject_line(ws: Path, cli: Cli) 
     assert message["Bcc"] is None
     # in the text the value is printed as it is
     assert "Hi Ann\nBcc: evil@example.com\n\nInjected body" in message.get_content()
+
+
+def test_a_template_that_mutates_its_data_is_a_template_error(ws: Path, cli: Cli) -> None:
+    add_customers(ws, [["C-1", "Ann", "a@example.com", "+31612345678", "sms", "en", None]])
+    write(ws, "mut", "sms.j2", "{{ dict.update(customer, name='MUTATED') }}{{ customer.name }}")
+    result = cli("templates", "render", "mut", "--customer", "C-1", "--channel", "sms")
+    assert result.exit_code == 4
+    assert "MUTATED" not in result.stdout
+    assert "templates/mut/sms.j2:1: function value has no attribute 'update'" in result.stderr

@@ -529,3 +529,38 @@ def test_values_in_the_text_keep_their_line_breaks(ws: Path, config: Config) -> 
     assert render(config, "hdr", "email", person=person).body == "Note: two\nlines"
     # a channel without headers: only the first paragraph's "Name:" lines are single-line
     assert render(config, "hdr", "sms", person=person).body == "Note: two lines\n\ntwo\nlines"
+
+
+# --- nothing a template reaches is mutable ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ dict.update(customer, name='MUTATED') }}{{ customer.name }}",
+        "{{ dict.setdefault(customer, 'plan', 'MUTATED') }}",
+        "{{ customer.update(name='MUTATED') }}",
+        "{{ dict.__setitem__(customer, 'name', 'MUTATED') }}",
+        "{{ customer.pop('name') }}",
+        "{% set acc = [] %}{% for i in range(3) %}{{ acc.append(i) }}{% endfor %}{{ acc }}",
+        "{% set d = dict(a=1) %}{{ d.update(a=2) }}{{ d }}",
+        "{{ list.append(survey.choices, 'MUTATED') }}",
+    ],
+)
+def test_a_template_cannot_change_what_it_is_given(
+    ws: Path, config: Config, source: str
+) -> None:
+    write(ws, "mut", {"sms.j2": source, "email.j2": "Subject: x\n\n{{ customer.name }}"})
+    person = customer()
+    survey = {"question": "Q?", "choices": ["a"]}
+    renderer = Renderer(config)
+    with pytest.raises(RenderError):
+        renderer.render("mut", "sms", person, survey=survey, now=NOW)
+    assert person["name"] == "Anna de Vries" and survey == {"question": "Q?", "choices": ["a"]}
+    # the next render, of any template, sees the data as it was given
+    assert renderer.render("mut", "email", person, now=NOW).body == "Anna de Vries"
+
+
+def test_dict_in_a_template_still_builds_a_mapping(ws: Path, config: Config) -> None:
+    write(ws, "d", {"sms.j2": "{% set d = dict(a=1, b=2) %}{{ d.a }}{{ d['b'] }}{{ d|length }}"})
+    assert render(config, "d", "sms").body == "122"

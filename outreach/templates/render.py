@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import Template, TemplateNotFound, TemplateSyntaxError
 from jinja2.debug import rewrite_traceback_stack
 from jinja2.exceptions import SecurityError, UndefinedError
-from jinja2.sandbox import safe_range
 
 from .. import clock
 from ..channels import address_kind
@@ -43,6 +42,7 @@ from .sandbox import (
     DEADLINE,
     MAX_OUTPUT_CHARS,
     MAX_RENDER_SECONDS,
+    TEMPLATE_GLOBALS,
     Limit,
     Record,
     build_environment,
@@ -214,8 +214,7 @@ class Renderer:
             raise exc.for_customer(customer_id) from None
         zone = zone_or(customer.get("timezone"), self.config.timezone)
         context: dict[str, Any] = {
-            "range": safe_range,
-            "dict": dict,
+            **TEMPLATE_GLOBALS,
             "customer": Record("customer", customer),
             "campaign": Record("campaign", campaign),
             "survey": Record("survey", survey),

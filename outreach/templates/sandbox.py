@@ -196,6 +196,13 @@ class _Environment(ImmutableSandboxedEnvironment):
             _check_arguments("%", left, right if isinstance(right, tuple) else (right,), {})
         return super().call_binop(context, operator, left, right)
 
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        # A class's methods are unbound: ``dict.update(customer, …)`` would change any
+        # mapping it is handed, which the sandbox's check of bound methods never sees.
+        if isinstance(obj, type):
+            return False
+        return super().is_safe_attribute(obj, attr, value)
+
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         if isinstance(obj, Undefined):
             # ``cycler.__init__``: the real problem is the unknown variable, say that
@@ -214,6 +221,20 @@ class _Environment(ImmutableSandboxedEnvironment):
             called = getattr(__obj, "name", None) or getattr(__obj, "__name__", "a call")
             raise _too_large(f"the result of {called}()")
         return result
+
+
+def new_dict(*args: Any, **kwargs: Any) -> dict[Any, Any]:
+    """``dict(a=1)`` in a template: a new mapping, which the sandbox keeps read-only.
+
+    Not the ``dict`` type itself, whose unbound methods (``dict.update(customer, …)``)
+    would let a template change the data it was given and carry state between loop
+    passes and renders.
+    """
+    return dict(*args, **kwargs)
+
+
+# what every template may call, also put in each render's context
+TEMPLATE_GLOBALS: dict[str, Any] = {"range": safe_range, "dict": new_dict}
 
 
 class _Loader(BaseLoader):
@@ -289,5 +310,5 @@ def build_environment(root: Path) -> ImmutableSandboxedEnvironment:
     env.filters["money"] = money_filter
     # namespace() is the only way to carry a value across loop iterations; without it
     # nothing can double itself forty times. lipsum/cycler/joiner are never messages.
-    env.globals = {"range": safe_range, "dict": dict}
+    env.globals = dict(TEMPLATE_GLOBALS)
     return env
