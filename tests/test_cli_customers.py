@@ -244,3 +244,54 @@ def test_a_nul_byte_in_a_cell_rejects_the_row(
     )
     listed = json.loads(cli("customers", "list", "--json").stdout)
     assert [c["id"] for c in listed] == ["C1"]
+
+
+def test_a_utf16_file_with_a_bom_is_read(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "excel.txt"  # Excel's "Unicode text": UTF-16 with a BOM, tabs
+    path.write_text("id\tname\tlocale\nC1\tRenée\tfr-FR\nC2\tZoë\tnl\n", encoding="utf-16")
+    result = cli("customers", "import", str(path))
+    assert result.exit_code == 0, result.stderr
+    listed = json.loads(cli("customers", "list", "--json").stdout)
+    assert [(c["id"], c["name"]) for c in listed] == [("C1", "Renée"), ("C2", "Zoë")]
+
+
+def test_utf16_without_a_bom_is_refused_with_how_to_save_it(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "people.csv"
+    path.write_bytes("id,name\nC1,Ann\n".encode("utf-16-le"))
+    result = cli("customers", "import", str(path))
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        'error: people.csv is UTF-16 text without a byte-order mark; save it as UTF-8 '
+        '(in Excel: "CSV UTF-8") and import it again'
+    )
+
+
+@pytest.mark.parametrize(
+    ("written", "stored"),
+    [
+        ("en_US.UTF-8", "en-US"),
+        ("de_DE@euro", "de-DE"),
+        ("sr_RS@latin", "sr-Latn-RS"),
+        ("en-US-u-ca-buddhist", "en-US-u-ca-buddhist"),
+        ("EN-us-U-CA-Buddhist", "en-US-u-ca-buddhist"),
+        ("nl_be", "nl-BE"),
+    ],
+)
+def test_posix_locale_names_and_bcp47_extensions_are_stored_as_bcp47(
+    cli: Cli, tmp_path: Path, written: str, stored: str
+) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text(f"id,locale\nC1,{written}\n", encoding="utf-8")
+    result = cli("customers", "import", str(path))
+    assert result.exit_code == 0, result.stderr
+    [row] = json.loads(cli("customers", "list", "--json").stdout)
+    assert row["locale"] == stored
+
+
+@pytest.mark.parametrize("written", ["C.UTF-8", "en-US-u", "xx-YY", "en-US-u-c"])
+def test_locales_that_are_not_bcp47_are_refused(cli: Cli, tmp_path: Path, written: str) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text(f"id,locale\nC1,{written}\n", encoding="utf-8")
+    result = cli("customers", "import", str(path))
+    assert result.exit_code == 3
+    assert f'people.csv:2: locale: "{written}" is not a known BCP 47 locale' in result.stderr

@@ -167,3 +167,17 @@ def test_a_template_that_mutates_its_data_is_a_template_error(ws: Path, cli: Cli
     assert result.exit_code == 4
     assert "MUTATED" not in result.stdout
     assert "templates/mut/sms.j2:1: function value has no attribute 'update'" in result.stderr
+
+
+def test_a_locale_with_a_bcp47_extension_finds_its_language_template(
+    ws: Path, cli: Cli
+) -> None:
+    (ws / "people.csv").write_text(
+        "id,name,phone,locale\nC1,Ann,+31612345678,nl-NL-u-ca-buddhist\n", encoding="utf-8"
+    )
+    assert cli("customers", "import", str(ws / "people.csv")).exit_code == 0
+    write(ws, "hello", "sms.j2", "Hello {{ customer.name }}")
+    write(ws, "hello", "sms.nl.j2", "Hallo {{ customer.name }}")
+    result = cli("templates", "render", "hello", "--customer", "C1", "--channel", "sms")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "Hallo Ann\n"

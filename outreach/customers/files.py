@@ -5,7 +5,8 @@ header (the column names) and an iterator of ``Record(line, element, cells, prob
 that every reported problem can name its line (and JSON element). It is separate because
 reading is about bytes and formats, not about customers:
 
-- Text is opened as UTF-8 with ``utf-8-sig`` (a BOM is dropped) and ``surrogateescape``:
+- Text is opened as UTF-8 with ``utf-8-sig`` (a BOM is dropped), or as UTF-16/32 when a
+  byte-order mark says so (``text_encoding``), and with ``surrogateescape``:
   a byte that is not UTF-8 survives as a lone surrogate, so the validator rejects that
   one row with its line instead of the import crashing at an unknown line.
 - CSV: the delimiter is sniffed from the first 64 KiB (the header line has the last
@@ -19,6 +20,7 @@ reading is about bytes and formats, not about customers:
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -59,25 +61,63 @@ def detect_format(path: Path, given: str | None) -> str:
         return "jsonl"
     if suffix == ".json":
         with path.open("rb") as f:
-            head = f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
-        return "jsonl" if head.startswith(b"{") else "json"
+            raw = f.read(4096)
+        encoding = _bom_encoding(raw) or "utf-8-sig"
+        head = raw.decode(encoding, errors="replace").lstrip("\ufeff \t\r\n")
+        return "jsonl" if head.startswith("{") else "json"
     raise UsageError(
         f"{path.name}: cannot tell the format from the extension; add --format csv, json or jsonl"
     )
 
 
-def _open_text(path: Path, newline: str | None) -> TextIO:
+# UTF-32 LE's mark starts with UTF-16 LE's: test it first
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def _bom_encoding(head: bytes) -> str | None:
+    return next((encoding for bom, encoding in _BOMS if head.startswith(bom)), None)
+
+
+def text_encoding(path: Path, label: str) -> str:
+    """How to decode ``path``: UTF-8 (a BOM is dropped), or UTF-16/32 when a BOM says so.
+
+    Excel's "Unicode text" is UTF-16 with a BOM, so it is read. UTF-16 without one
+    (every other byte NUL in Latin text) cannot be told apart reliably: refused, with how
+    to save the file, instead of reading it as UTF-8 full of NULs.
+    """
+    with path.open("rb") as f:
+        head = f.read(4096)
+    encoding = _bom_encoding(head)
+    if encoding is not None:
+        return encoding
+    half = len(head) // 2
+    if half >= 4:
+        zeros = sorted((head[0::2].count(0), head[1::2].count(0)))
+        if zeros[1] > half * 0.4 and zeros[0] < half * 0.05:
+            raise UsageError(
+                f"{label} is UTF-16 text without a byte-order mark; save it as UTF-8 "
+                '(in Excel: "CSV UTF-8") and import it again'
+            )
+    return "utf-8-sig"
+
+
+def _open_text(path: Path, newline: str | None, encoding: str) -> TextIO:
     # surrogateescape: a non-UTF-8 byte becomes a lone surrogate that the row check reports,
     # instead of a UnicodeDecodeError that would end the import at an unknown line.
     return io.TextIOWrapper(
-        path.open("rb"), encoding="utf-8-sig", errors="surrogateescape", newline=newline
+        path.open("rb"), encoding=encoding, errors="surrogateescape", newline=newline
     )
 
 
-def _sniff_delimiter(path: Path) -> str:
+def _sniff_delimiter(path: Path, encoding: str) -> str:
     with path.open("rb") as f:
         raw = f.read(SNIFF_BYTES)
-    sample = raw.decode("utf-8-sig", errors="replace")
+    sample = raw.decode(encoding, errors="replace")
     if len(raw) == SNIFF_BYTES and "\n" in sample:
         sample = sample[: sample.rindex("\n")]
     first = next((line for line in sample.splitlines() if line.strip()), "")
@@ -300,12 +340,12 @@ def _json_array_objects(text: TextIO, label: str) -> Iterator[_Parsed]:
 
 
 def _json_source(
-    path: Path, fmt: str, label: str
+    path: Path, fmt: str, label: str, encoding: str
 ) -> tuple[list[str], Callable[[], Iterator[Record]]]:
     """The keys of every object (first pass), and a factory of aligned records."""
 
     def objects() -> Iterator[_Parsed]:
-        with _open_text(path, None) as text:
+        with _open_text(path, None, encoding) as text:
             if fmt == "jsonl":
                 yield from _jsonl_objects(text)
             else:
@@ -349,10 +389,11 @@ def read_records(
     # A 50 MB cell is read, then rejected with a reason; past 64 MiB (an unclosed quote
     # swallowing the file) the reader stops instead of growing without bound.
     csv.field_size_limit(MAX_FIELD_CHARS)
+    encoding = text_encoding(path, label)
     if fmt == "csv":
-        text = stack.enter_context(_open_text(path, ""))
-        return _csv_source(text, _sniff_delimiter(path), label)
-    names, factory = _json_source(path, fmt, label)
+        text = stack.enter_context(_open_text(path, "", encoding))
+        return _csv_source(text, _sniff_delimiter(path, encoding), label)
+    names, factory = _json_source(path, fmt, label, encoding)
     records = factory()
     if not names:  # no objects with keys: every record (if any) is a bad row
         names = ["id"]

@@ -19,7 +19,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from ..config import Config, parse_timezone
 from ..errors import ConfigError
-from ..locales import normalize_locale
+from ..locales import normalize_locale, split_extensions, valid_extensions
 
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,15})?")
 _INT64 = 2**63
@@ -216,14 +216,19 @@ class Normaliser:
 
     @staticmethod
     def _parse_locale(text: str) -> str | BadCell:
-        parts = text.replace("_", "-").split("-")
+        tag = normalize_locale(text) or text
+        base, extensions = split_extensions(tag)
         try:
-            Locale.parse("-".join(parts), sep="-")
+            Locale.parse(base, sep="-")
         except (ValueError, TypeError, UnknownLocaleError):
+            known = False
+        else:
+            known = valid_extensions(extensions)
+        if not known:
             return BadCell(
                 f"{show_value(text)} is not a known BCP 47 locale; write it like nl-BE, en or fr-CA"
             )
-        return normalize_locale(text) or text
+        return tag
 
     def timezone(self, value: Any) -> str:
         text = self.text(value)
