@@ -130,3 +130,10 @@ class RenderError(TemplateError):
             self.problem, source=self.source, line=self.line, customer_id=customer_id,
             hint=self.hint,
         )
+
+
+class PayloadError(OutreachError):
+    """A body that is not a payload of the provider it was handed to (a webhook answers 400,
+    an ingested line is rejected with its number)."""
+
+    exit_code = 3

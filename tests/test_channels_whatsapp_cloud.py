@@ -13,7 +13,7 @@ import pytest
 
 from outreach.channels.base import InboundMessage, OutboundMessage, StatusEvent, WebhookRequest
 from outreach.channels.whatsapp_cloud import WhatsAppCloudProvider
-from outreach.errors import ProviderError, SignatureError
+from outreach.errors import PayloadError, ProviderError, SignatureError
 from tests.servers.fixtures import (
     META_APP_SECRET,
     META_PHONE_ID,
@@ -383,8 +383,11 @@ def test_parse_text_button_interactive_and_media_messages() -> None:
         ("wamid.BUTTON", "Stop promotions"),
         ("wamid.INTERACTIVE", "10"),
         ("wamid.LIST", "Very happy"),
+        ("wamid.REACTION", ""),
         ("wamid.IMAGE", "my receipt"),
     ]
+    kinds = [e.kind for e in events]  # type: ignore[union-attr]
+    assert kinds == ["text", "button", "interactive", "interactive", "reaction", "image"]
     first = events[0]
     assert isinstance(first, InboundMessage)
     assert first.address == "+31612345678"
@@ -410,7 +413,11 @@ def test_parse_statuses() -> None:
     )
 
 
-def test_parse_ignores_garbage() -> None:
+def test_parse_refuses_what_is_no_whatsapp_payload_and_skips_broken_parts() -> None:
     request = WebhookRequest("POST", "https://x/", {}, {}, b"not json")
-    assert make().parse(request) == []
-    assert make().parse(signed({"object": "page", "entry": [{"changes": [None]}]})) == []
+    with pytest.raises(PayloadError, match="not valid JSON"):
+        make().parse(request)
+    with pytest.raises(PayloadError, match="whatsapp_business_account"):
+        make().parse(signed({"object": "page", "entry": [{"changes": [None]}]}))
+    assert make().parse(signed({"object": "whatsapp_business_account",
+                                "entry": [{"changes": [None]}]})) == []

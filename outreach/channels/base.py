@@ -103,6 +103,26 @@ class InboundMessage:
     attention: str | None = None
     # what a provider keeps beside the text (email: full body, raw bytes, attachments)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # what arrived (see the kinds below) and what it carries besides text: media (type, url,
+    # content_type, id, filename), a location, contacts, the message an event refers to
+    kind: str = "text"
+    details: Mapping[str, Any] | None = None
+
+
+# Only what a customer wrote is text. TEXT_KINDS are read for keywords and survey answers
+# (a tapped button or list choice is the customer's answer); a media caption is read for
+# keywords only (an image is no score); EVENT_KINDS are kept in the conversation and have
+# no effect at all: a deletion, a reaction, an edit or a system notice is no instruction.
+TEXT_KINDS = frozenset({"text", "button", "interactive"})
+MEDIA_KINDS = frozenset({"image", "audio", "video", "document", "sticker"})
+CONTENT_KINDS = MEDIA_KINDS | {"location", "contacts"}
+EVENT_KINDS = frozenset({"reaction", "revoke", "edit", "system", "unsupported", "number_change"})
+
+
+def media_kind(content_type: str | None) -> str:
+    """The media kind of a MIME type (``image/jpeg`` → ``image``; else ``document``)."""
+    major = (content_type or "").split("/", 1)[0].lower()
+    return major if major in ("image", "audio", "video") else "document"
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import httpx
 
 from .. import clock
 from ..config import ChannelConfig
-from ..errors import ConfigError, ProviderError, SignatureError, UsageError
+from ..errors import ConfigError, PayloadError, ProviderError, SignatureError, UsageError
 from .base import WebhookRequest
 
 # (code, message) of a provider's error body, or None when the body is no error
@@ -71,6 +71,14 @@ def json_body(body: bytes) -> Any:
         return json.loads(body)
     except (ValueError, RecursionError, UnicodeDecodeError):
         return None
+
+
+def json_payload(body: bytes, provider: str) -> Any:
+    """A webhook's JSON body; PayloadError when it is not JSON at all (see ``json_body``)."""
+    data = json_body(body)
+    if data is None:
+        raise PayloadError(f"{provider}: the body is not valid JSON")
+    return data
 
 
 def as_dict(value: Any) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import hmac
 from typing import Any, ClassVar
 
 from ..config import ChannelConfig
-from ..errors import SignatureError
+from ..errors import PayloadError, SignatureError
 from .base import (
     AddressKind,
     InboundEvent,
@@ -31,12 +31,13 @@ from .base import (
     SendResult,
     StatusEvent,
     WebhookRequest,
+    media_kind,
 )
 from .http import (
     HttpChannel,
     as_dict,
     event_time,
-    json_body,
+    json_payload,
     optional_env,
     require_env,
     setting,
@@ -128,12 +129,15 @@ class SunshineProvider:
             raise SignatureError("sunshine: X-API-Key does not match webhook_secret_env", 403)
 
     def parse(self, request: WebhookRequest) -> list[InboundEvent]:
-        data = json_body(request.body)
-        if data is None:
-            return []
-        events: list[InboundEvent] = []
+        data = json_payload(request.body, "sunshine")
         raw_events = data.get("events") if isinstance(data, dict) else None
-        for event in raw_events if isinstance(raw_events, list) else []:
+        if not isinstance(raw_events, list):
+            raise PayloadError(
+                "sunshine: not a Sunshine Conversations webhook (expected a JSON object "
+                '{"events": [...]})'
+            )
+        events: list[InboundEvent] = []
+        for event in raw_events:
             if not isinstance(event, dict):
                 continue
             kind = event.get("type")
@@ -172,9 +176,7 @@ class SunshineProvider:
             return None
         if address.isdigit() and source.get("type") in ("whatsapp", "twilio", "messagebird"):
             address = f"+{address}"
-        text = content.get("text")
-        if text is None:
-            text = content.get("altText") or f"[{content.get('type', 'message')}]"
+        kind, text, details = _content_of(content)
         name = author.get("displayName")
         return InboundMessage(
             channel=self.channel.name,
@@ -183,7 +185,42 @@ class SunshineProvider:
             external_id=str(message["id"]) if message.get("id") else None,
             received_at=event_time(message.get("received") or event.get("createdAt"), "received"),
             profile_name=str(name) if name else None,
+            kind=kind,
+            details=details,
         )
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+
+def _content_of(content: dict[str, Any]) -> tuple[str, str, dict[str, Any] | None]:
+    """(kind, text, details) of a message's ``content``: text (and a form's answers) is
+    text; images and files are media with their URL; a location keeps its coordinates."""
+    kind = str(content.get("type") or "text")
+    if kind == "text":
+        payload = content.get("payload")  # a tapped quick reply
+        return "text", str(content.get("text") or ""), (
+            {"payload": str(payload)} if payload else None)
+    if kind in ("image", "file"):
+        content_type = str(content.get("mediaType") or "")
+        media = {"type": "image" if kind == "image" else media_kind(content_type),
+                 "url": str(content.get("mediaUrl") or ""), "content_type": content_type}
+        # altText describes the media for screen readers: not the customer's words
+        return str(media["type"]), str(content.get("text") or ""), {"media": [media]}
+    if kind == "location":
+        coordinates = as_dict(content.get("coordinates"))
+        place: dict[str, Any] = {}
+        for key, name in (("lat", "latitude"), ("long", "longitude")):
+            value = coordinates.get(key)
+            place[name] = float(value) if isinstance(value, int | float) else None
+        where = as_dict(content.get("location"))
+        for key in ("name", "address"):
+            if where.get(key):
+                place[key] = str(where[key])
+        return "location", "", {"location": place}
+    if kind == "formResponse":
+        return "interactive", str(content.get("textFallback") or ""), {
+            "fields": [{"name": f.get("name"), "label": f.get("label"),
+                        "value": f.get("text") or f.get("email") or f.get("select")}
+                       for f in content.get("fields") or [] if isinstance(f, dict)]}
+    return "unsupported", "", {"type": kind}

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from .. import clock
 from ..config import ChannelConfig
-from ..errors import ConfigError, SignatureError
+from ..errors import ConfigError, PayloadError, SignatureError
 from .base import (
     RECIPIENT_FIELDS,
     AddressKind,
@@ -39,7 +39,7 @@ from .base import (
     SendResult,
     WebhookRequest,
 )
-from .http import HttpChannel, event_time, json_body, require_env, setting
+from .http import HttpChannel, event_time, json_payload, require_env, setting
 
 TOLERANCE_SECONDS = 5 * 60
 
@@ -155,10 +155,14 @@ class WebhookProvider:
         raise SignatureError("webhook: webhook-signature does not match; check secret_env", 403)
 
     def parse(self, request: WebhookRequest) -> list[InboundEvent]:
-        data = json_body(request.body)
-        if data is None:
-            return []
+        data = json_payload(request.body, "webhook")
         items = data if isinstance(data, list) else [data]
+        if not any(isinstance(i, dict) and i.get("from") and i.get("text") is not None
+                   for i in items):
+            raise PayloadError(
+                'webhook: not an inbound message (expected a JSON object {"from": …, '
+                '"text": …} or a list of them)'
+            )
         single = len(items) == 1
         events: list[InboundEvent] = []
         for item in items:

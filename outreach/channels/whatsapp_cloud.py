@@ -14,7 +14,9 @@ retryable like a 429.
 
 Webhooks: ``handshake`` answers Meta's GET subscription check (``hub.verify_token``);
 ``verify`` checks ``X-Hub-Signature-256`` (HMAC-SHA256 of the raw body with the app
-secret) before any JSON is read; ``parse`` reads text, button and interactive replies and
+secret) before any JSON is read; ``parse`` reads every message type (text, button and
+interactive replies as text; media, locations and contacts as what they are; reactions,
+deletions, edits, number changes and system notices as events that are no text) and
 delivery statuses.
 """
 
@@ -28,8 +30,9 @@ from typing import Any, ClassVar
 
 from .. import clock
 from ..config import ChannelConfig
-from ..errors import ProviderError, SignatureError
+from ..errors import PayloadError, ProviderError, SignatureError
 from .base import (
+    MEDIA_KINDS,
     AddressKind,
     InboundEvent,
     InboundMessage,
@@ -39,7 +42,15 @@ from .base import (
     StatusEvent,
     WebhookRequest,
 )
-from .http import HttpChannel, as_dict, json_body, optional_env, require_env, setting, signed_header
+from .http import (
+    HttpChannel,
+    as_dict,
+    json_payload,
+    optional_env,
+    require_env,
+    setting,
+    signed_header,
+)
 
 RATE_LIMIT_CODES = frozenset({"4", "80007", "130429", "131048", "131056"})
 
@@ -167,12 +178,14 @@ class WhatsAppCloudProvider:
             )
 
     def parse(self, request: WebhookRequest) -> list[InboundEvent]:
-        data = json_body(request.body)
-        if data is None:
-            return []
+        data = json_payload(request.body, "whatsapp-cloud")
+        if not isinstance(data, dict) or not isinstance(data.get("entry"), list) or \
+                data.get("object") not in (None, "whatsapp_business_account"):
+            raise PayloadError(
+                "whatsapp-cloud: not a WhatsApp Cloud webhook (expected a JSON object "
+                '{"object": "whatsapp_business_account", "entry": [...]})'
+            )
         events: list[InboundEvent] = []
-        if not isinstance(data, dict):
-            return events
         for entry in _dicts(data.get("entry")):
             for change in _dicts(entry.get("changes")):
                 value = change.get("value")
@@ -196,19 +209,19 @@ class WhatsAppCloudProvider:
         sender = str(item.get("from") or "")
         if not sender:
             return None
-        text = _text_of(item)
-        if text is None:
-            return None
+        kind, text, details = _content_of(item)
         name = names.get(sender)
         context = item.get("context") if isinstance(item.get("context"), dict) else {}
         return InboundMessage(
             channel=self.channel.name,
-            address=sender if sender.startswith("+") else f"+{sender}",
+            address=_plus(sender),
             text=text,
             external_id=str(item.get("id")) if item.get("id") else None,
             received_at=_when(item.get("timestamp")),
             profile_name=str(name) if name else None,
             in_reply_to=str(context["id"]) if context and context.get("id") else None,
+            kind=kind,
+            details=details,
         )
 
     def _status(self, item: dict[str, Any]) -> StatusEvent | None:
@@ -263,24 +276,86 @@ def _dicts(value: Any) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
-def _text_of(item: dict[str, Any]) -> str | None:
-    kind = item.get("type")
-    part = item.get(kind) if isinstance(kind, str) else None
-    part = part if isinstance(part, dict) else {}
+def _plus(wa_id: str) -> str:
+    return wa_id if wa_id.startswith("+") else f"+{wa_id}"
+
+
+def _content_of(item: dict[str, Any]) -> tuple[str, str, dict[str, Any] | None]:
+    """(kind, text, details) of one message object, by its ``type``: only what the customer
+    wrote or tapped becomes text; media, locations and contacts are kept as they are, and
+    events (reactions, deletions, edits, system notices) carry what they refer to."""
+    kind = str(item.get("type") or "unsupported")
+    part = as_dict(item.get(kind))
     if kind == "text":
-        return str(part.get("body") or "")
+        return kind, str(part.get("body") or ""), None
     if kind == "button":
-        return str(part.get("text") or part.get("payload") or "")
+        payload = part.get("payload")
+        return kind, str(part.get("text") or payload or ""), (
+            {"payload": str(payload)} if payload else None)
     if kind == "interactive":
-        for key in ("button_reply", "list_reply"):
+        for key in ("button_reply", "list_reply", "nfm_reply"):
             reply = part.get(key)
             if isinstance(reply, dict):
-                return str(reply.get("title") or reply.get("id") or "")
-        return ""
-    if kind in ("reaction", "unsupported", "system"):
-        return None
-    # media and the rest: keep the caption, or say what arrived
-    return str(part.get("caption") or f"[{kind}]")
+                choice = {"id": str(reply["id"])} if reply.get("id") else None
+                return kind, str(reply.get("title") or reply.get("id") or ""), choice
+        return kind, "", None
+    if kind in MEDIA_KINDS:
+        media = {"type": kind}
+        for key, name in (("id", "id"), ("url", "url"), ("link", "url"),
+                          ("mime_type", "content_type"), ("filename", "filename"),
+                          ("sha256", "sha256")):
+            if part.get(key) and name not in media:
+                media[name] = str(part[key])
+        return kind, str(part.get("caption") or ""), {"media": [media]}
+    if kind == "location":
+        return kind, "", {"location": _location(part)}
+    if kind == "contacts":
+        contacts = [_contact(c) for c in _dicts(item.get("contacts"))]
+        return kind, "", {"contacts": contacts}
+    if kind == "reaction":
+        # an empty emoji takes a reaction away
+        return kind, "", {"reaction": str(part.get("emoji") or ""),
+                          "message_id": str(part.get("message_id") or "")}
+    if kind == "revoke":
+        original = part.get("original_message_id") or part.get("message_id")
+        return kind, "", {"message_id": str(original or "")}
+    if kind == "edit":
+        original = part.get("original_message_id") or part.get("message_id")
+        _, text, details = _content_of({"type": "text", **as_dict(part.get("message"))})
+        return kind, text, {"message_id": str(original or ""), **(details or {})}
+    if kind == "system":
+        new_id = part.get("new_wa_id") or part.get("wa_id")
+        if part.get("type") in ("user_changed_number", "customer_changed_number") and new_id:
+            return "number_change", "", {"new": _plus(str(new_id)),
+                                         "body": str(part.get("body") or "")}
+        return kind, "", {"type": str(part.get("type") or ""),
+                          "body": str(part.get("body") or "")}
+    # "unsupported", "unknown" and types newer than this code: kept, never read as text
+    errors = [{"code": e.get("code"), "title": e.get("title")} for e in _dicts(item.get("errors"))]
+    return "unsupported", "", {"type": kind, **({"errors": errors} if errors else {})}
+
+
+def _location(part: dict[str, Any]) -> dict[str, Any]:
+    place: dict[str, Any] = {}
+    for key in ("latitude", "longitude"):
+        try:
+            place[key] = float(part[key])
+        except (KeyError, TypeError, ValueError):
+            place[key] = None
+    for key in ("name", "address", "url"):
+        if part.get(key):
+            place[key] = str(part[key])
+    return place
+
+
+def _contact(card: dict[str, Any]) -> dict[str, Any]:
+    name = as_dict(card.get("name"))
+    return {
+        "name": str(name.get("formatted_name") or " ".join(
+            str(name[k]) for k in ("first_name", "last_name") if name.get(k))),
+        "phones": [str(p.get("phone") or p.get("wa_id") or "") for p in _dicts(card.get("phones"))],
+        "emails": [str(e.get("email") or "") for e in _dicts(card.get("emails"))],
+    }
 
 
 def _when(timestamp: Any) -> datetime:
