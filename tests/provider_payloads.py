@@ -51,7 +51,8 @@ def _wa(name: str, n: int, message: dict[str, Any]) -> dict[str, Any]:
     return {"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{
         "field": "messages", "value": {
             "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+            "metadata": {"display_phone_number": "15550783881",
+                         "phone_number_id": "106540352242922"},
             "contacts": [{"profile": {"name": "Kerry Fisher"}, "wa_id": wa_id}],
             "messages": [{"from": wa_id, "id": f"wamid.{name}", "timestamp": "1796119200",
                           **message}]}}]}]}

@@ -51,7 +51,7 @@ SCHEMA = {
         "id": "INTEGER", "conversation_id": "INTEGER", "customer_id": "TEXT",
         "direction": "TEXT", "channel": "TEXT", "address": "TEXT", "subject": "TEXT",
         "text": "TEXT", "external_id": "TEXT", "delivery_id": "TEXT", "campaign": "TEXT",
-        "author": "TEXT", "at": "TEXT",
+        "author": "TEXT", "at": "TEXT", "kind": "TEXT", "details": "TEXT",
     },
     "survey_responses": {
         "id": "INTEGER", "message_id": "INTEGER", "delivery_id": "TEXT", "customer_id": "TEXT",

@@ -201,6 +201,7 @@ def show_conversation(
 ) -> None:
     """The whole transcript of one customer, every channel, in order."""
     from ..conversations.agents import show_conversation as show
+    from ..conversations.content import describe
     from ..mail.transcript import add_email_details
 
     ws = workspace(ctx)
@@ -227,6 +228,9 @@ def show_conversation(
             text = email["full_text"].rstrip()
         if message.get("subject"):
             text = f"[{message['subject']}] {text}"
+        content = describe(message.get("kind"), message.get("details"))
+        if content:
+            text = f"{content} {text}".rstrip()
         if email.get("kind") == "auto_reply":
             text = f"(automatic reply) {text}"
         for attachment in email.get("attachments") or []:

@@ -7,6 +7,7 @@ would let it go (``reply_allowed``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -67,6 +68,8 @@ def show_conversation(store: Store, customer_id: str) -> dict[str, Any]:
             "author": row["author"],
             "external_id": row["external_id"],
             "delivery_id": row["delivery_id"],
+            "kind": row["kind"] or "text",
+            "details": json.loads(row["details"]) if row["details"] else None,
         }
         if row["survey_type"] is not None:
             item["survey"] = {

@@ -42,7 +42,7 @@ import phonenumbers
 from .. import clock, consent, deliveries
 from ..answers import parse_answer
 from ..channels import address_kind
-from ..channels.base import InboundEvent, InboundMessage, StatusEvent
+from ..channels.base import EVENT_KINDS, TEXT_KINDS, InboundEvent, InboundMessage, StatusEvent
 from ..config import Config, zone_or
 from ..errors import OutreachError
 from ..keywords import KeywordTable, asks_to_stop
@@ -52,6 +52,7 @@ from ..store import customers as store_customers
 from ..store import deliveries as store_deliveries
 from ..store.consent import current_consent_for
 from ..tokens import REPLY_CHANNEL
+from .numbers import mobile_variants
 
 MAX_TEXT_CHARS = 64 * 1024
 # When the conversation already needs a person, a weaker reason does not hide a stronger one.
@@ -77,6 +78,7 @@ class InboundSummary:
     needs_attention: int = 0
     auto_replies: int = 0
     automatic: int = 0  # stored out-of-office and other automatic replies
+    events: int = 0  # stored reactions, deletions, edits, number changes, system notices
     bounces: int = 0
     status_updates: int = 0
     status_ignored: int = 0
@@ -98,6 +100,7 @@ class InboundSummary:
             "needs_attention": self.needs_attention,
             "auto_replies": self.auto_replies,
             "automatic": self.automatic,
+            "events": self.events,
             "bounces": self.bounces,
             "status_updates": self.status_updates,
             "status_ignored": self.status_ignored,
@@ -191,12 +194,17 @@ class Inbox:
                 by_channel.setdefault(event.channel, set()).add(address)
         ids: set[str] = set()
         for channel, addresses in by_channel.items():
-            found = store_conversations.customers_by_address(
-                self.store, channel, self.address_kind(channel), addresses
-            )
+            kind = self.address_kind(channel)
+            wanted = addresses
+            if kind == "phone":
+                variants = {v for a in addresses for v in mobile_variants(a)}
+                wanted = addresses | variants if variants else addresses
+            found = store_conversations.customers_by_address(self.store, channel, kind, wanted)
             for address in addresses:
                 # "" remembers "not known", so the lookup is not repeated per message
-                self._customers[(channel, address)] = found.get(address, "")
+                self._customers[(channel, address)] = found.get(address) or next(
+                    (found[v] for v in mobile_variants(address) if v in found), ""
+                ) if kind == "phone" else found.get(address, "")
             ids.update(found.values())
         self._prefetched = ids
         if ids:
@@ -268,6 +276,12 @@ class Inbox:
             or self._customer_for(channel, address, name, at, summary)
         )
         conversation = self._conversation(customer_id, at)
+        kind = message.kind or "text"
+        details = dict(message.details) if message.details else None
+        if kind == "number_change":
+            # the record of the change: both numbers, as the customer's address now reads
+            details = {**(details or {}), "old": address,
+                       "new": self.normalize_address(channel, str((details or {}).get("new")))}
         message_id = store_conversations.insert_message(
             self.store,
             conversation_id=conversation["id"],
@@ -279,6 +293,8 @@ class Inbox:
             external_id=message.external_id,
             at=at,
             subject=message.subject,
+            kind=None if kind == "text" else kind,
+            details=json.dumps(details, ensure_ascii=False) if details else None,
         )
         if message_id is None:
             summary.duplicates += 1
@@ -294,6 +310,13 @@ class Inbox:
             # conversation's state stays as it was
             summary.automatic += 1
             return
+        if kind in EVENT_KINDS:
+            # a reaction, a deletion, an edit, a system notice: kept in the transcript, never
+            # a keyword, an answer or a reason to answer
+            summary.events += 1
+            if kind == "number_change" and details and details["new"] != address:
+                self._change_number(customer_id, channel, str(details["new"]), at)
+            return
         conversation["status"] = "open"
         # a file need not be in time order: the latest message names the reply channel
         if not conversation["last_inbound_at"] or at >= conversation["last_inbound_at"]:
@@ -301,7 +324,8 @@ class Inbox:
             conversation["last_inbound_channel"] = channel
         conversation["updated_at"] = max(conversation["updated_at"] or at, at)
         attention = message.attention or self._react(
-            customer_id, channel, text, message_id, message.received_at, summary
+            customer_id, channel, text, message_id, message.received_at, summary,
+            answerable=kind in TEXT_KINDS,
         )
         if attention is not None:
             summary.needs_attention += 1
@@ -364,6 +388,10 @@ class Inbox:
         found = self._customers.get((channel, address))
         if found is None:
             found = store_customers.find_customer_by_address(self.store, channel, kind, address)
+            for variant in mobile_variants(address) if found is None and kind == "phone" else ():
+                found = store_customers.find_customer_by_address(
+                    self.store, channel, kind, variant
+                )
             if found is None and kind == "id" and store_customers.get_customer(
                 self.store, address
             ):
@@ -392,8 +420,13 @@ class Inbox:
         message_id: int,
         received_at: datetime,
         summary: InboundSummary,
+        *,
+        answerable: bool = True,
     ) -> str | None:
-        """Keywords, opt-out intent, survey answer; returns the attention reason, if any."""
+        """Keywords, opt-out intent, survey answer; returns the attention reason, if any.
+
+        A media message's caption is read for keywords, but nothing but text is an answer:
+        an image, a location or a contact card needs a person, not a parser."""
         keyword = self.keywords.match(text)
         if keyword is not None and keyword.kind == "start" and keyword.word == "YES":
             opted_out = current_consent_for(self.store, customer_id, channel) == "opted_out"
@@ -417,10 +450,23 @@ class Inbox:
             return None
         if asks_to_stop(text):
             return "opt_out_intent"
-        survey = self._open_survey(customer_id, received_at)
+        survey = self._open_survey(customer_id, received_at) if answerable else None
         if survey is not None:
             return self._answer(survey, customer_id, channel, text, message_id, summary)
         return "reply"
+
+    def _change_number(self, customer_id: str, channel: str, new: str, at: str) -> None:
+        """A customer's new number (a WhatsApp number change): their address from now on,
+        on every channel that addresses by it, so the next message finds the same customer
+        and the next send goes to the new number."""
+        if self.address_kind(channel) == "phone":
+            store_customers.change_phone(self.store, customer_id, new, at)
+            for name in self.config.channels:
+                if self.address_kind(name) == "phone":
+                    self._customers[(name, new)] = customer_id
+        else:
+            store_customers.add_address(self.store, channel, new, customer_id)
+            self._customers[(channel, new)] = customer_id
 
     def _open_survey(self, customer_id: str, received_at: datetime) -> dict[str, Any] | None:
         candidates = self._surveys.get(customer_id)

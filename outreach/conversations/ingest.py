@@ -27,7 +27,7 @@ from .. import clock
 from ..channels import provider_class
 from ..channels.base import InboundEvent, InboundMessage, ProviderContext, WebhookRequest
 from ..config import ChannelConfig, Config
-from ..errors import ConfigError, OutreachError, UsageError
+from ..errors import ConfigError, OutreachError, PayloadError, UsageError
 from ..sending.engine import send_deliveries
 from ..store import deliveries as store_deliveries
 from ..workspace import Workspace
@@ -207,6 +207,8 @@ def _provider_events(provider: Any, raw: bytes, number: int) -> list[InboundEven
                              query={}, body=body)
     try:
         events: list[InboundEvent] = provider.parse(request)
+    except PayloadError as exc:
+        raise RejectedEvent(f"not a {provider.name} payload: {exc}") from None
     except (OutreachError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise RejectedEvent(f"{provider.name} payload cannot be read ({exc})") from None
     except RecursionError:

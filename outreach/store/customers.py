@@ -217,3 +217,11 @@ def conversation_summary(store: Store, customer_id: str) -> dict[str, Any] | Non
     out = dict(zip([d[0] for d in cur.description], row, strict=True))
     out["needs_attention"] = bool(out["needs_attention"])
     return out
+
+
+def change_phone(store: Store, customer_id: str, phone: str, at: str) -> None:
+    """Give a customer a new phone number (a WhatsApp number change). Caller holds the txn;
+    the conversation keeps the old and new number as the record of the change."""
+    store.conn.execute(
+        "UPDATE customers SET phone = ?, updated_at = ? WHERE id = ?", (phone, at, customer_id)
+    )

@@ -326,3 +326,17 @@ def m190_email_replies(db: Database) -> None:
         )
         db.execute(f"PRAGMA schema_version = {int(version) + 1}")
         db.execute("PRAGMA writable_schema = OFF")
+
+
+@migrations()
+def m160_message_kinds(db: Database) -> None:
+    # What an inbound message was besides its text: its kind (NULL for plain text, else
+    # image, location, contacts, reaction, revoke, edit, number_change, ...) and, as JSON,
+    # what that kind carries (media URLs and types, coordinates, contact cards, the message
+    # a reaction or deletion refers to, the old and new number).
+    db.executescript(
+        """
+        ALTER TABLE messages ADD COLUMN kind TEXT;
+        ALTER TABLE messages ADD COLUMN details TEXT;
+        """
+    )
