@@ -346,6 +346,21 @@ def test_one_click_unsubscribe(served: Served, workspace: Workspace) -> None:
     assert len(consent_history(workspace.store, "anna")) == len(history)
 
 
+def test_one_click_unsubscribe_as_multipart_form_data(served: Served, workspace: Workspace
+                                                      ) -> None:
+    # RFC 8058: the POST body SHOULD be multipart/form-data; mailbox providers send either
+    token = make_unsubscribe_token(signing_key(workspace.store), "anna", "email")
+    wrong = served.http.post(f"/unsubscribe/{token}", files={"List-Unsubscribe": (None, "No")})
+    assert wrong.status_code == 400
+    assert current_consent_for(workspace.store, "anna", "email") == "opted_in"
+    response = served.http.post(f"/unsubscribe/{token}",
+                                files={"List-Unsubscribe": (None, "One-Click")})
+    assert response.status_code == 200, response.text
+    assert response.request.headers["content-type"].startswith("multipart/form-data; boundary=")
+    history = consent_history(workspace.store, "anna")
+    assert (history[-1]["status"], history[-1]["source"]) == ("opted_out", "unsubscribe-link")
+
+
 def test_a_tampered_unsubscribe_token_is_refused(served: Served, workspace: Workspace) -> None:
     key = signing_key(workspace.store)
     token = make_unsubscribe_token(key, "anna", "email")

@@ -20,6 +20,9 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -197,7 +200,7 @@ def create_app(ws: Workspace) -> Starlette:
             body = await _read_body(request, MAX_FORM_BYTES)
         except (BodyTooLarge, ValueError):
             return PlainTextResponse("request body is too large", status_code=413)
-        form = parse_qs(body.decode("utf-8", "replace"))
+        form = _form_fields(body, request.headers.get("content-type", ""))
         if form.get("List-Unsubscribe") != ["One-Click"]:
             return _page("Not unsubscribed",
                          "Use the button on the unsubscribe page to confirm.", 400)
@@ -283,6 +286,27 @@ def _handshake(provider: Any, request: Request) -> Response:
     except SignatureError as exc:
         return PlainTextResponse(str(exc), status_code=exc.status)
     return PlainTextResponse(str(challenge))
+
+
+def _form_fields(body: bytes, content_type: str) -> dict[str, list[str]]:
+    """The fields of a form POST, ``application/x-www-form-urlencoded`` or, as RFC 8058
+    recommends for the one-click unsubscribe, ``multipart/form-data`` (read with the email
+    package's MIME parser, which is what multipart/form-data is)."""
+    if not content_type.lower().lstrip().startswith("multipart/form-data"):
+        return parse_qs(body.decode("utf-8", "replace"))
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1",
+                                                                            "replace")
+    message = BytesParser(policy=policy.HTTP).parsebytes(head + body)
+    fields: dict[str, list[str]] = {}
+    if not isinstance(message, EmailMessage) or not message.is_multipart():
+        return fields
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if isinstance(name, str) and not part.get_filename():
+            payload = part.get_payload(decode=True)
+            value = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+            fields.setdefault(name, []).append(value)
+    return fields
 
 
 def _page(title: str, text: str, status: int) -> HTMLResponse:
