@@ -52,13 +52,22 @@ def parse_duration(text: str, *, where: str) -> timedelta:
 def parse_timezone(name: str, *, where: str) -> ZoneInfo:
     """An IANA zone name → ZoneInfo, with a clear error for a typo."""
     try:
-        if not name or ("/" not in name and name not in ("UTC", "GMT")):
+        if not name or ("/" not in name and name not in _one_word_zones()):
             raise ZoneInfoNotFoundError(name)
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ConfigError(
             f'{where}: "{name}" is not an IANA time zone; write it like Europe/Amsterdam'
         ) from exc
+
+
+@lru_cache(maxsize=1)
+def _one_word_zones() -> frozenset[str]:
+    """IANA names without a slash (UTC, EST, EST5EDT, Japan): the rest of such words
+    ("Amsterdam", a file name) are not zones, though the system may have a file so named."""
+    from zoneinfo import available_timezones
+
+    return frozenset(available_timezones() - {"localtime", "Factory", "posixrules"})
 
 
 def _parse_clock(text: str, *, where: str, allow_24: bool = False) -> time:
@@ -430,6 +439,11 @@ def _load_channel(name: str, section: Any) -> ChannelConfig:
     if not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
         raise ConfigError(f"{where}: channel names are lower-case letters, digits, - and _")
     provider = section.get("provider")
+    if provider is None:
+        raise ConfigError(
+            f'{where}: no provider; add provider = "outbox" (a folder, no account) or one of '
+            f'{", ".join(p for p in PROVIDERS if p != "outbox")}'
+        )
     if provider not in PROVIDERS:
         raise ConfigError(
             f'{where} provider: "{provider}" is not a provider; use one of {", ".join(PROVIDERS)}'

@@ -51,6 +51,7 @@ class CampaignRun:
     failed: int = 0
     unknown: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    already_planned: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -280,6 +281,7 @@ def _line(name: str, occurrence: str, result: PlanResult) -> CampaignRun:
         planned=result.planned,
         deferred=result.deferred,
         skipped=dict(result.skipped),
+        already_planned=result.already_planned,
     )
 
 

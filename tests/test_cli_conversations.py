@@ -45,7 +45,7 @@ REPLIES = jsonl(
     {"channel": "whatsapp", "from": "+31612345602", "text": "9/10",
      "received_at": "2026-12-01T10:05:00Z", "id": "m2"},
     {"channel": "sms", "from": "+31612345609", "text": "STOP",
-     "received_at": "2026-12-01T10:06:00Z", "id": "m3"},
+     "received_at": "2026-12-01T10:04:00Z", "id": "m3"},
 )
 
 

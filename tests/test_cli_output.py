@@ -56,6 +56,27 @@ def test_ingest_summary_counts_what_it_says(sent: Path, cli: Cli) -> None:
     out = cli("--now", "2026-12-01T10:05:00Z", "replies", "ingest", "-", input=REPLIES).stdout
     assert "4 messages stored, 1 duplicate, 1 new contact;" in out
     assert "3 survey answers (1 valid, 2 unclear)" in out
+    # Joost twice and the stranger: two conversations, as `conversations list` shows
+    assert "2 conversations need attention" in out
+    listed = cli("conversations", "list", "--needs-attention", "--json").stdout
+    assert len(json.loads(listed)) == 2
+
+
+def test_a_reply_from_the_future_is_refused(sent: Path, cli: Cli) -> None:
+    line = json.dumps({"channel": "sms", "from": "+31612345601", "text": "9", "id": "f1",
+                       "received_at": "2026-12-01T20:00:00Z"}) + "\n"
+    result = cli("--now", "2026-12-01T10:05:00Z", "replies", "ingest", "-", input=line)
+    assert result.exit_code == 3
+    assert 'stdin:1: "received_at" 2026-12-01T20:00:00Z is in the future' in result.stderr
+    assert "0 messages stored" in result.stdout
+
+
+def test_a_rerun_says_already_planned(sent: Path, cli: Cli) -> None:
+    out = cli("--now", SEND_AT, "run", "nps").stdout
+    assert "already planned by an earlier run" in out
+    assert "audience 0" not in out
+    out = cli("--now", SEND_AT, "run", "nps", "--dry-run").stdout
+    assert "already planned by an earlier run" in out
 
 
 def test_dry_run_says_would_send(sent: Path, cli: Cli) -> None:

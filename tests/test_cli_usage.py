@@ -198,3 +198,51 @@ def test_a_bad_choice_names_the_allowed_values(cli: Cli) -> None:
     assert result.exit_code == 2
     assert "'xml' is not one of 'csv', 'jsonl', 'json'" in result.stderr
     assert "Value error" not in result.stderr
+
+
+# -- errors that say what the user wrote ------------------------------------------------
+
+
+def test_a_channel_without_a_provider_says_so(ws: Path, cli: Cli) -> None:
+    path = ws / "outreach.toml"
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        '[channels.sms]\nprovider = "outbox"\n', "[channels.sms]\n", 1), encoding="utf-8")
+    result = cli("status")
+    assert result.exit_code == 4
+    assert "[channels.sms]: no provider; add provider = \"outbox\"" in result.stderr
+    assert '"None"' not in result.stderr
+
+
+def test_an_audience_error_shows_the_filter_as_written(ws: Path, cli: Cli) -> None:
+    assert cli("customers", "import", str(ws / "customers.csv")).exit_code == 0
+    path = ws / "campaigns" / "nps.toml"
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        'where = "1 = 1"', "where = \"plann = 'pro'\""), encoding="utf-8")
+    result = cli("run", "nps", "--dry-run")
+    assert result.exit_code == 4
+    assert "where \"plann = 'pro'\": no customer column \"plann\"" in result.stderr
+    assert "verified = 1" not in result.stderr
+
+
+def test_a_bad_since_names_the_relative_forms(cli: Cli) -> None:
+    result = cli("export", "replies", "--since", "7x")
+    assert result.exit_code == 2
+    assert "7d" in result.stderr and "12h" in result.stderr
+
+
+@pytest.mark.parametrize("zone", ["EST", "EST5EDT", "Japan", "UTC"])
+def test_one_word_iana_zones_are_accepted(ws: Path, cli: Cli, zone: str) -> None:
+    (ws / "z.csv").write_text(f"id,timezone\nz1,{zone}\n", encoding="utf-8")
+    result = cli("customers", "import", str(ws / "z.csv"))
+    assert result.exit_code == 0, result.stderr
+    path = ws / "outreach.toml"
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        'timezone = "Europe/Amsterdam"', f'timezone = "{zone}"'), encoding="utf-8")
+    assert cli("status").exit_code == 0
+
+
+def test_a_word_that_is_no_zone_is_refused(ws: Path, cli: Cli) -> None:
+    (ws / "z.csv").write_text("id,timezone\nz1,Amsterdam\nz2,localtime\n", encoding="utf-8")
+    result = cli("customers", "import", str(ws / "z.csv"))
+    assert result.exit_code == 3
+    assert result.stderr.count("is not an IANA time zone") == 2

@@ -23,7 +23,7 @@ from ..deliveries import Delivery, Purpose, Status, new_delivery_id
 from ..errors import ConfigError, NotFoundError, TemplateError, UsageError
 from ..store import Store
 from ..store import deliveries as sql
-from ..store.audience import select_customers
+from ..store.audience import select_customers, validate_where
 from ..store.consent import current_consent_many
 from ..store.customers import get_customers, user_addresses
 from ..templates.render import Renderer
@@ -38,6 +38,8 @@ class PlanResult:
     planned: int = 0
     deferred: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    # an earlier run planned this occurrence: nothing new, whatever the audience is now
+    already_planned: bool = False
 
 
 def route(
@@ -95,6 +97,7 @@ def plan_occurrence(
     """
     result = PlanResult()
     if sql.occurrence_status(store, campaign.name, occurrence) == "planned":
+        result.already_planned = True
         return result
     # find the audience first: a bad filter must not leave a half-begun occurrence behind
     events: dict[str, dict[str, Any]] = {}
@@ -111,6 +114,9 @@ def plan_occurrence(
         try:
             # unverified contacts (strangers who wrote in) are never a campaign's audience
             where = f"verified = 1 AND ({campaign.where})" if campaign.where else "verified = 1"
+            if campaign.where:
+                # checked as written, so that an error shows the user's text, not the above
+                validate_where(store, campaign.where)
             stream = select_customers(store, where)
         except UsageError as exc:
             raise ConfigError(f"campaigns/{campaign.name}.toml [audience] {exc}") from None

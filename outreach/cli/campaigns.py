@@ -136,12 +136,14 @@ def _print_summary(report: RunReport, timezone: ZoneInfo) -> None:
         if when[:1].isdigit():
             when = local_time(when, timezone)
         console.print(f"[bold]{line.name}[/bold] {when}")
-        if report.dry_run:
+        if line.already_planned and report.dry_run:
+            console.print("  already planned by an earlier run: nothing new to plan")
+        elif report.dry_run:
             console.print(
                 f"  audience {line.audience} · would plan {line.planned} · would send "
                 f"{line.planned - line.deferred} · would defer {line.deferred}"
             )
-        elif getattr(line, "already_planned", False):
+        elif line.already_planned:
             console.print(
                 f"  already planned by an earlier run · sent {line.sent} · deferred "
                 f"{line.deferred} · failed {line.failed} · unknown {line.unknown}"

@@ -75,7 +75,8 @@ class InboundSummary:
     keywords: dict[str, int] = field(default_factory=dict)
     survey_answers: int = 0
     unclear_answers: int = 0
-    needs_attention: int = 0
+    needs_attention: int = 0  # conversations (not messages) flagged by this batch
+    flagged: set[str] = field(default_factory=set, repr=False)
     auto_replies: int = 0
     automatic: int = 0  # stored out-of-office and other automatic replies
     events: int = 0  # stored reactions, deletions, edits, number changes, system notices
@@ -328,7 +329,9 @@ class Inbox:
             answerable=kind in TEXT_KINDS,
         )
         if attention is not None:
-            summary.needs_attention += 1
+            if customer_id not in summary.flagged:
+                summary.flagged.add(customer_id)
+                summary.needs_attention += 1
             current = conversation["attention_reason"] if conversation["needs_attention"] else None
             if current is None or _ATTENTION_RANK.get(attention, 0) >= _ATTENTION_RANK.get(
                 current, 0

@@ -18,7 +18,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -130,18 +130,31 @@ def parse_normalized(data: Any, config: Config, default_channel: str | None) -> 
     )
 
 
+# a sender's clock a little ahead of ours is not a message from the future
+CLOCK_SKEW = timedelta(minutes=5)
+
+
 def _parse_received(text: str, tz: ZoneInfo) -> datetime:
+    value: datetime | None = None
     try:
         # the common case, fast: a full ISO 8601 time with its offset or Z
         value = datetime.fromisoformat(text)
-        if value.tzinfo is not None:
-            return value.astimezone(UTC)
+        value = value.astimezone(UTC) if value.tzinfo is not None else None
     except ValueError:
         pass
-    try:
-        return clock.parse_time(text, tz, what='"received_at"')
-    except UsageError as exc:
-        raise RejectedEvent(str(exc)) from None
+    if value is None:
+        try:
+            value = clock.parse_time(text, tz, what='"received_at"')
+        except UsageError as exc:
+            raise RejectedEvent(str(exc)) from None
+    now = clock.now()
+    if value > now + CLOCK_SKEW:
+        # stored, it would sort after the agent's answer to it in the transcript
+        raise RejectedEvent(
+            f'"received_at" {clock.iso(value)} is in the future (now is {clock.iso(now)}); '
+            "fix the time, or leave it out to mean now"
+        )
+    return value
 
 
 def _json_type(value: Any) -> str:

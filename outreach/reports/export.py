@@ -61,7 +61,13 @@ def parse_moment(text: str, tz: ZoneInfo, *, what: str) -> datetime:
     """A date, a time, or a relative value like ``7d`` / ``12h`` (that long before now)."""
     if _RELATIVE.fullmatch(text):
         return clock.now() - parse_duration(text, where=what)
-    return clock.parse_time(text, tz, what=what)
+    try:
+        return clock.parse_time(text, tz, what=what)
+    except UsageError:
+        raise UsageError(
+            f'{what} "{text}" is not a time; write it like 2026-12-01, "2026-12-01 10:00" '
+            "(workspace time), 2026-12-01T10:00:00+01:00, or relative: 7d, 12h, 30m, 2w"
+        ) from None
 
 
 def make_filter(
