@@ -32,6 +32,7 @@ from .cases_local import (
     bench_run_100k,
     bench_startup,
 )
+from .cases_mail import bench_imap_idle, bench_imap_sync_10k
 from .cases_network import bench_rate_200, bench_serve_webhooks, bench_smtp, bench_twilio_20k
 from .cases_peers import (
     bench_render_vs_mailmerge,
@@ -59,6 +60,8 @@ BENCHMARKS: dict[str, Callable[[Context], Row]] = {
     "render_vs_mailmerge": bench_render_vs_mailmerge,
     "smtp_vs_mailmerge": bench_smtp_vs_mailmerge,
     "webhooks_vs_apprise": bench_webhooks_vs_apprise,
+    "imap_sync_10k": bench_imap_sync_10k,
+    "imap_idle": bench_imap_idle,
 }
 
 
@@ -81,6 +84,8 @@ TARGETS = {
     "render_vs_mailmerge": ("render: outreach / mailmerge --dry-run", ">= 10x"),
     "smtp_vs_mailmerge": ("SMTP send: outreach / mailmerge", ">= 5x"),
     "webhooks_vs_apprise": ("JSON webhooks: outreach webhook / apprise json://", ">= 10x"),
+    "imap_sync_10k": ("replies sync: first sync from loopback Dovecot", ">= 1,000 msg/s, < 200 MB"),
+    "imap_idle": ("replies sync with nothing new", "< 0.5 s"),
 }
 
 

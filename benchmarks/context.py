@@ -50,18 +50,21 @@ SIZES: dict[str, dict[str, int]] = {
         "run_100k": 100_000, "twilio": 20_000, "rate": 1_000, "smtp": 5_000,
         "serve": 20_000, "serve_run": 20_000, "ingest": 100_000, "export": 1_000_000,
         "export_customers": 100_000, "mm_render": 20_000, "mm_smtp": 1_000, "webhooks": 3_000,
+        "imap": 10_000,
     },
     "quick": {
         "startup": 3, "import_100k": 10_000, "million": 5_000, "render": 10_000,
         "run_100k": 2_000, "twilio": 2_000, "rate": 300, "smtp": 500,
         "serve": 2_000, "serve_run": 1_000, "ingest": 2_000, "export": 20_000,
         "export_customers": 2_000, "mm_render": 2_000, "mm_smtp": 200, "webhooks": 300,
+        "imap": 1_000,
     },
     "tiny": {
         "startup": 1, "import_100k": 200, "million": 200, "render": 200,
         "run_100k": 100, "twilio": 100, "rate": 60, "smtp": 50,
         "serve": 100, "serve_run": 50, "ingest": 100, "export": 500,
         "export_customers": 100, "mm_render": 50, "mm_smtp": 20, "webhooks": 50,
+        "imap": 50,
     },
 }
 # Seconds a single measured child may take before it is killed, and the time after which a

@@ -58,6 +58,9 @@ def sync(
         return
     for r in results:
         s = r.summary
+        if s is None:
+            console.print(f"{r.channel} {r.folder}: nothing new", markup=False)
+            continue
         changed = " (UIDVALIDITY changed: folder read again)" if r.uidvalidity_changed else ""
         console.print(
             f"{r.channel} {r.folder}: {r.fetched:,} new messages{changed}; {s.stored:,} stored, "

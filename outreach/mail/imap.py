@@ -20,7 +20,7 @@ import os
 import socket
 import ssl
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -28,15 +28,17 @@ from imap_tools import BaseMailBox, MailBox, MailBoxStartTls, MailBoxUnencrypted
 from imap_tools.errors import ImapToolsError, MailboxLoginError
 
 from .. import clock
-from ..conversations.inbox import InboundSummary
 from ..errors import ConfigError, PartialFailure, UsageError
 from ..store.mail import mailbox_position, save_mailbox_position
-from .feed import MailFeed
-from .parse import HEAD_BYTES, MAX_MESSAGE_BYTES
 from .settings import MailboxSettings, has_mailbox, mailbox_settings
 
 if TYPE_CHECKING:
+    from ..conversations.inbox import InboundSummary
     from ..workspace import Workspace
+
+# as parse.py's, repeated so that an idle sync never imports the inbox (a third of a second)
+MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+HEAD_BYTES = 256 * 1024
 
 CHUNK = 500  # UIDs per FETCH and per write transaction
 Progress = Callable[[int, int], None]  # (done, total)
@@ -52,12 +54,22 @@ class SyncResult:
     fetched: int = 0
     moved: int = 0
     uidvalidity_changed: bool = False
-    summary: InboundSummary = field(default_factory=InboundSummary)
+    summary: InboundSummary | None = None  # None: nothing was read
 
     def as_dict(self) -> dict[str, Any]:
+        counts = self.summary.as_dict() if self.summary is not None else dict(NOTHING_READ)
         return {"channel": self.channel, "folder": self.folder, "fetched": self.fetched,
                 "moved": self.moved, "uidvalidity_changed": self.uidvalidity_changed,
-                **self.summary.as_dict()}
+                **counts}
+
+
+# InboundSummary().as_dict(), spelled out: an idle sync does not import the inbox
+NOTHING_READ: dict[str, Any] = {
+    "messages": 0, "stored": 0, "duplicates": 0, "new_contacts": 0, "keywords": {},
+    "survey_answers": 0, "unclear_answers": 0, "needs_attention": 0, "auto_replies": 0,
+    "automatic": 0, "bounces": 0, "status_updates": 0, "status_ignored": 0, "replies": 0,
+    "replies_sent": 0, "problems": [], "rejected": [],
+}
 
 
 class _Fetched(MailMessage):
@@ -203,6 +215,8 @@ def _read_folder(
     # "n:*" always matches the newest message, even below n
     uids = [u for u in box.uids(criteria) if int(u) >= start]
     total = len(uids)
+    from .feed import MailFeed
+
     feed = MailFeed(ws, settings.channel, send=send)
     result.summary = feed.summary
     if progress is not None:

@@ -213,3 +213,19 @@ def test_an_out_of_office_is_not_a_reply_in_the_report(ws: Path, cli: Cli) -> No
     (ws / "reply.eml").write_bytes(fixture("outlook_en.eml", sent))
     ingest(cli, ws / "reply.eml", "eml")
     assert report(cli)["replied"] == 1
+
+
+def test_at_night_a_reply_gets_the_out_of_hours_answer_but_an_out_of_office_none(
+    ws: Path, cli: Cli
+) -> None:
+    sent = send_survey(ws, cli)
+    night = "2026-12-01T22:00:00Z"  # 23:00 in Amsterdam: agents are away
+    (ws / "ooo.eml").write_bytes(fixture("out_of_office_nl.eml", sent))
+    result = cli("--now", night, "replies", "ingest", str(ws / "ooo.eml"), "--format", "eml",
+                 "--json")
+    assert json.loads(result.stdout)["replies"] == 0
+    (ws / "reply.eml").write_bytes(fixture("gmail_nl.eml", sent).replace(
+        b"Een 8, de levering", b"Wanneer komt de levering"))
+    result = cli("--now", night, "replies", "ingest", str(ws / "reply.eml"), "--format", "eml",
+                 "--json")
+    assert json.loads(result.stdout)["auto_replies"] == 1
