@@ -67,8 +67,8 @@ class SyncResult:
 NOTHING_READ: dict[str, Any] = {
     "messages": 0, "stored": 0, "duplicates": 0, "new_contacts": 0, "keywords": {},
     "survey_answers": 0, "unclear_answers": 0, "needs_attention": 0, "auto_replies": 0,
-    "automatic": 0, "bounces": 0, "status_updates": 0, "status_ignored": 0, "replies": 0,
-    "replies_sent": 0, "problems": [], "rejected": [],
+    "automatic": 0, "events": 0, "bounces": 0, "status_updates": 0, "status_ignored": 0,
+    "replies": 0, "replies_sent": 0, "problems": [], "rejected": [],
 }
 
 
