@@ -1,8 +1,7 @@
-"""The consent ledger's rules (SPEC §3).
+"""The consent ledger: recording grants and revocations, and reading them back.
 
 Consent is append-only: every grant and revocation is a row; the current consent on a
-channel is the latest row. Nothing is ever sent where the current consent is not
-``opted_in``, and ``sending`` checks again right before each send.
+channel is the latest row. What consent allows is decided in ``policy``.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from . import clock
 from .config import Config
 from .errors import NotFoundError
 from .store import Store
-from .store.consent import append_consent, consent_history, current_consent_for
+from .store.consent import append_consent, consent_history
 from .store.customers import existing_customer_ids, require_customer
 
 Status = Literal["opted_in", "opted_out"]
@@ -44,11 +43,6 @@ def record(
     at = clock.iso(clock.now())
     with store.write():
         return append_consent(store, [(i, channel, status, source, evidence, at) for i in ids])
-
-
-def is_opted_in(store: Store, customer_id: str, channel: str) -> bool:
-    """The check made right before every campaign send."""
-    return current_consent_for(store, customer_id, channel) == OPTED_IN
 
 
 def current_consent_detail(

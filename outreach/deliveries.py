@@ -75,6 +75,14 @@ MOVES_FROM: Mapping[Status, tuple[Status, ...]] = {
 # takes a delivery back from a send pass)
 REPORTED = (Status.SENDING, Status.SENT, Status.DELIVERED, Status.READ, Status.FAILED)
 
+
+
+def reported_from(status: str) -> tuple[Status, ...]:
+    """The states a provider's report of ``status`` may move a delivery from (none: the
+    report changes nothing)."""
+    return MOVES_FROM[Status(status)] if status in REPORTED else ()
+
+
 # states that occupy a frequency-cap slot: sent, or on their way
 CAP_STATES = (
     Status.QUEUED,

@@ -32,8 +32,9 @@ from .campaigns.schedule import (
 from .channels import provider_class
 from .errors import UsageError
 from .lock import workspace_lock
-from .sending.engine import SendSummary, send_due_async
+from .sending.engine import send_due_async
 from .sending.helpers import Helpers
+from .sending.results import SendSummary
 from .store import deliveries as sql
 from .workspace import Workspace
 
@@ -183,10 +184,10 @@ def _run_locked(
     if options.retry_unknown:
         n = sql.retry_unknown(store, at)
         report.notes.append(f"{n} unknown deliveries queued again")
-    helpers = Helpers.for_run(ws, options.campaigns, options.limit, lock_fd, on_progress)
+    helpers = Helpers.for_run(ws, options.campaigns, options.limit, lock_fd, on_progress, at)
     try:
         lines = _plan(ws, work, now, helpers, on_plan)
-        summaries = _send_all(ws, options, helpers, report, on_progress, on_send_start)
+        summaries = _send_all(ws, options, at, helpers, report, on_progress, on_send_start)
     finally:
         if helpers:
             helpers.close()
@@ -232,6 +233,7 @@ def _plan(
 def _send_all(
     ws: Workspace,
     options: RunOptions,
+    started: str,
     helpers: Helpers | None,
     report: RunReport,
     on_progress: Callable[[int], None] | None,
@@ -240,7 +242,7 @@ def _send_all(
     """Send what is due from this process and its helpers; their summaries."""
     if on_send_start:
         on_send_start(_due_count(ws, options))
-    own = asyncio.run(_send(ws, options, on_progress, helpers))
+    own = asyncio.run(_send(ws, options, started, on_progress, helpers))
     if not helpers or not helpers.children:
         return [own]
     count = len(helpers.children)
@@ -258,7 +260,7 @@ def _send_all(
         # a helper died with deliveries claimed: back to the queue, sent by this process
         sql.recover_in_flight(ws.store, helpers.channels, clock.iso(clock.now()))
         if not own.interrupted:
-            summaries.append(asyncio.run(_send(ws, options, on_progress, None)))
+            summaries.append(asyncio.run(_send(ws, options, started, on_progress, None)))
     return summaries
 
 
@@ -293,6 +295,7 @@ def _due_count(ws: Workspace, options: RunOptions) -> int:
 async def _send(
     ws: Workspace,
     options: RunOptions,
+    started: str,
     on_progress: Callable[[int], None] | None,
     helpers: Helpers | None,
 ) -> SendSummary:
@@ -317,6 +320,7 @@ async def _send(
             limit=options.limit,
             stop=stop,
             on_progress=on_progress,
+            run_started=started,
         )
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -24,7 +24,7 @@ from outreach.config import load_config
 from outreach.customers.importer import ImportResult, import_customers
 from outreach.customers.normalise import BadCell, Normaliser
 from outreach.errors import UsageError
-from outreach.store.consent import consent_history
+from outreach.store.consent import consent_history, current_consent_for
 from outreach.store.customers import attribute_columns, get_customer
 from outreach.workspace import Workspace, examples_dir
 
@@ -205,11 +205,11 @@ def test_opted_in_starts_consent_but_never_overrides_the_ledger(
     )
     result = imp("id,opted_in\nC1,sms\nC2,sms\n", name="again.csv")
     assert result.consents == 0
-    assert not consent.is_opted_in(workspace.store, "C2", "sms")
+    assert current_consent_for(workspace.store, "C2", "sms") != "opted_in"
     assert len(consent_history(workspace.store, "C1")) == 2  # nothing appended twice
     # a file without opted_in (or with an empty cell) clears nothing
     imp("id,name,opted_in\nC1,Ann,\n", name="third.csv")
-    assert consent.is_opted_in(workspace.store, "C1", "sms")
+    assert current_consent_for(workspace.store, "C1", "sms") == "opted_in"
 
 
 def test_duplicate_ids_last_row_wins_and_are_reported(imp: Import, workspace: Workspace) -> None:
@@ -263,7 +263,7 @@ def test_json_array_is_streamed_and_errors_name_the_element(
     assert result.created == 1
     assert customer(workspace, "C1")["age"] == 41
     assert customer(workspace, "C1")["vip"] == 1
-    assert consent.is_opted_in(workspace.store, "C1", "sms")
+    assert current_consent_for(workspace.store, "C1", "sms") == "opted_in"
     assert [(p.element, p.column) for p in result.errors] == [(1, "tags"), (2, "phone"), (3, None)]
     assert result.errors[0].format("customers.json").startswith("customers.json:")
     assert "[1]" in result.errors[0].format("customers.json")

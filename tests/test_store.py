@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
+from outreach.deliveries import DUE_STATES
 from outreach.errors import StoreError, UsageError
 from outreach.store import Store, open_store
 from outreach.store.audience import SAFE_FUNCTIONS, select_customers, validate_where
@@ -305,7 +306,7 @@ def test_a_claim_reads_what_it_claims_not_the_backlog(store: Store) -> None:
 
         store.conn.set_progress_handler(count, 100)
         try:
-            claimed = claim_due(store, at, 16, channels=["email"])
+            claimed = claim_due(store, at, 16, channels=["email"], from_states=DUE_STATES)
         finally:
             store.conn.set_progress_handler(None, 0)
         assert len(claimed) == 16

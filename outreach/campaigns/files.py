@@ -18,6 +18,7 @@ from .. import clock
 from ..config import Cap, Config, Rate, Window, parse_duration, read_toml
 from ..errors import ConfigError, NotFoundError, UsageError
 from ..locales import locale_chain
+from ..policy import counts_for_cap
 
 KINDS = ("survey", "notification", "update")
 SURVEY_TYPES = ("nps", "csat", "choice", "yes_no", "text")
@@ -67,8 +68,8 @@ class Campaign:
 
     @property
     def counts_for_cap(self) -> bool:
-        """Transactional notifications are neither counted against nor held back by caps."""
-        return self.kind != "notification"
+        """Whether its deliveries count against (and are held back by) frequency caps."""
+        return counts_for_cap(self.kind)
 
 
 def recurrence(campaign: Campaign, tz: ZoneInfo) -> rrule:

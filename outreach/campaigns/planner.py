@@ -19,8 +19,9 @@ from zoneinfo import ZoneInfo
 from .. import clock
 from ..channels import ADDRESS_COLUMN, address_kind
 from ..config import Cap, Config, Window, zone_or
-from ..deliveries import Delivery, Purpose, Status, new_delivery_id
+from ..deliveries import CAP_STATES, Delivery, Purpose, Status, new_delivery_id
 from ..errors import ConfigError, NotFoundError, TemplateError, UsageError
+from ..policy import REASON_FREQUENCY_CAP, REASON_OPTED_OUT, consent_refusal
 from ..store import Store
 from ..store import deliveries as sql
 from ..store.audience import select_customers, validate_where
@@ -69,13 +70,11 @@ def route(
             field = ADDRESS_COLUMN.get(kind)
             if field is None or not customer.get(field):
                 continue
-        status = consent.get(name)
-        if status == "opted_in":
+        refusal = consent_refusal(Purpose.CAMPAIGN, consent.get(name))
+        if refusal is None:
             return name, None
-        if status == "opted_out":
-            reason = "opted_out"
-        elif reason != "opted_out":
-            reason = "no_consent"
+        if reason != REASON_OPTED_OUT:  # an opt-out anywhere is the reason to report
+            reason = refusal
     return None, reason
 
 
@@ -242,7 +241,8 @@ def _plan_batch(
         if name in reachable and address_kind(channel) == "user"
     }
     usage = [
-        (cap, sql.cap_usage(store, ids, clock.iso(now - cap.period), scope)) for cap, scope in caps
+        (cap, sql.cap_usage(store, ids, clock.iso(now - cap.period), scope, states=CAP_STATES))
+        for cap, scope in caps
     ]
     rows: list[Delivery] = []
     counts_for_cap = int(campaign.counts_for_cap)
@@ -257,7 +257,7 @@ def _plan_batch(
         if channel is not None:
             for cap, counts in usage:
                 if counts.get(cid, 0) >= cap.count:
-                    channel, reason = None, "frequency_cap"
+                    channel, reason = None, REASON_FREQUENCY_CAP
                     break
         if channel is not None:
             tz = zone_or(customer.get("timezone"), config.timezone)

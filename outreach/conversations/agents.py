@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .. import clock, deliveries
+from .. import clock, deliveries, policy
 from ..channels.base import SERVICE_WINDOW
 from ..config import Config
+from ..deliveries import Purpose
 from ..errors import NotFoundError, UsageError
 from ..sending.engine import send_deliveries
 from ..store import Store
@@ -108,17 +109,23 @@ def close_conversation(store: Store, customer_id: str) -> None:
 
 
 def reply_allowed(store: Store, customer_id: str, channel: str) -> str | None:
-    """None when a reply may go on ``channel``, else why not (the sending engine's policy:
-    never to an opt-out; to an opt-in, or within 24 hours of the customer writing there)."""
+    """None when a reply may go on ``channel``, else why not (``policy.may_send``: never to
+    an opt-out; to an opt-in, or within 24 hours of the customer writing there)."""
     status = current_consent_for(store, customer_id, channel)
-    if status == "opted_out":
+    now = clock.now()
+    wrote = policy.needs_recent_contact(Purpose.AGENT, status) and bool(
+        store_conversations.wrote_since(
+            store, [(customer_id, channel)], clock.iso(now - SERVICE_WINDOW)
+        )
+    )
+    decision = policy.may_send(Purpose.AGENT, status, now, wrote_recently=wrote)
+    if decision.reason == policy.REASON_OPTED_OUT:
         return f"the customer opted out on {channel}"
-    if status == "opted_in":
-        return None
-    since = clock.iso(clock.now() - SERVICE_WINDOW)
-    if store_conversations.wrote_since(store, [(customer_id, channel)], since):
-        return None
-    return f"the customer has not opted in on {channel} nor written there in the last 24 hours"
+    if decision.reason is not None:
+        return (
+            f"the customer has not opted in on {channel} nor written there in the last 24 hours"
+        )
+    return None
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from ..answers import parse_answer
 from ..channels import address_kind
 from ..channels.base import EVENT_KINDS, TEXT_KINDS, InboundEvent, InboundMessage, StatusEvent
 from ..config import Config, zone_or
+from ..deliveries import reported_from
 from ..errors import OutreachError
 from ..keywords import KeywordTable, asks_to_stop
 from ..store import Store
@@ -252,6 +253,7 @@ class Inbox:
                 clock.iso(event.at),
                 error=" ".join(p for p in (event.error_code, event.error_message) if p) or None,
                 reason=f"provider:{event.error_code}" if event.error_code else None,
+                from_states=reported_from(event.status),
             )
             if changed:
                 summary.status_updates += 1

@@ -7,7 +7,8 @@ so every view shows the same numbers.
 Definitions (the spec names the figures; these are the choices behind them):
 - audience: customers the audience selected (as recorded per occurrence; else deliveries).
 - planned: deliveries meant to be sent, i.e. not skipped at planning time (skips found at
-  send time, ``template_error`` and ``opted_out``, stay in planned so the funnel holds).
+  send time, ``template_error``, ``opted_out`` and ``expired``, stay in planned so the
+  funnel holds).
 - sent counts sent+delivered+read; delivered counts delivered+read.
 - opted_out: customers of the campaign with a consent revocation, on any channel, recorded
   at or after the campaign's first send.
@@ -35,7 +36,7 @@ from .output import atomic_output
 
 FUNNEL = ("planned", "sent", "delivered", "read", "replied")
 # Skips that happen at send time, after the delivery was planned.
-_SEND_TIME_SKIPS = ("template_error", "opted_out")
+_SEND_TIME_SKIPS = ("template_error", "opted_out", "expired")
 
 
 def known_campaigns(ws: Workspace) -> list[str]:

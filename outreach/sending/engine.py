@@ -1,4 +1,4 @@
-"""The sending engine: claim due deliveries, check consent and window, render, send.
+"""The sending engine: claim due deliveries, decide, render, send, record.
 
 Exactly-once rests on the delivery states. A delivery is claimed (``queued``/``deferred``
 → ``sending``) in a transaction that also re-reads the customer's current consent, so a
@@ -6,110 +6,46 @@ STOP recorded a moment ago stops the send. It is recorded (``sending`` → ``sen
 ``failed`` | ``skipped`` | ``deferred`` | ``queued`` again) only after the provider
 answered. A process that dies in between leaves ``sending`` rows that the next run turns
 into ``unknown`` (or back into ``queued`` where a resend cannot duplicate). Per channel,
-at most ``concurrency`` deliveries are ``sending`` at once, which bounds how many can end
-up ``unknown``.
+at most a budget of deliveries are ``sending`` at once, which bounds how many can end up
+``unknown``.
 
-Retryable provider errors are retried with exponential backoff and jitter, honouring
-Retry-After; a channel that keeps failing opens its circuit and the run stops sending on
-it, leaving the rest queued for a later run.
+Each claimed batch is read once (customers, recent contact, staleness), then every
+delivery goes through ``decide`` (the pure decision), ``Composer.message`` and
+``channel.send_one`` (retries, backoff, circuit); results are recorded in batches, in the
+transaction of the next claim.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
-import random
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from .. import clock
-from ..campaigns.files import load_campaign, localized_question
 from ..channels import ADDRESS_COLUMN, address_kind, build_provider
-from ..channels.base import SERVICE_WINDOW, OutboundMessage, Provider, ProviderContext
-from ..config import ChannelConfig, Rate, Window, zone_or
-from ..errors import OutreachError, ProviderError
-from ..store import Store
+from ..channels.base import SERVICE_WINDOW, OutboundMessage, ProviderContext
+from ..config import Window, zone_or
+from ..deliveries import DUE_STATES, Purpose, Status
+from ..errors import OutreachError
+from ..policy import needs_recent_contact
 from ..store import deliveries as sql
 from ..store.conversations import wrote_since
 from ..store.customers import get_customers, user_addresses
-from ..store.meta import signing_key
-from ..templates.render import Renderer
-from ..tokens import make_reply_token, make_unsubscribe_token
 from ..workspace import Workspace
+from .channel import Channel, RateLimiter, send_one
+from .compose import Composer
+from .decide import decide
+from .results import Result, SendSummary
 
-RETRIES_IN_RUN = 3  # attempts of one send within a run
-BACKOFF_BASE = 0.2  # seconds; doubles each attempt, with jitter
-MAX_RETRY_AFTER = 60.0  # a longer Retry-After requeues the delivery for a later run
-MAX_CLAIMS = 5  # runs that may try a delivery before it is failed for good
-CIRCUIT_THRESHOLD = 8  # consecutive retryable failures that open a channel's circuit
 FLUSH_AT = 2048  # results kept before recording them at once (else every 20 ms, or at a claim)
 PLANNING_POLL = 0.02  # seconds between looks at an empty queue while another process plans
 
-
-class RateLimiter:
-    """A token bucket of depth one: sends are spaced evenly at ``rate``.
-
-    Each acquire reserves the next slot, so the long-run rate is exact and there is no
-    burst at start (a burst would break a provider's per-second limit).
-    """
-
-    def __init__(self, rate: Rate) -> None:
-        self.interval = 1.0 / rate.per_second
-        self.next_slot = 0.0
-
-    async def acquire(self) -> None:
-        now = time.monotonic()
-        slot = max(now, self.next_slot)
-        self.next_slot = slot + self.interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
-
-
-@dataclass
-class Tally:
-    """Counts for one (campaign, occurrence) in this run (deferred and unknown ones are
-    counted from the database afterwards, where earlier passes' count too)."""
-
-    sent: int = 0
-    failed: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class SendSummary:
-    """What a send pass did, per (campaign, occurrence), plus problems for people."""
-
-    tallies: dict[tuple[str | None, str | None], Tally] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-    interrupted: int = 0  # the signal that stopped the pass, or 0
-
-    @property
-    def sent(self) -> int:
-        """Campaign messages sent, over every occurrence."""
-        return sum(t.sent for t in self.tallies.values())
-
-    def tally(self, row: Mapping[str, Any]) -> Tally:
-        key = (row.get("campaign"), row.get("occurrence"))
-        if key not in self.tallies:
-            self.tallies[key] = Tally()
-        return self.tallies[key]
-
-
-@dataclass
-class _Channel:
-    config: ChannelConfig
-    provider: Provider
-    limiter: RateLimiter | None
-    budget: int
-    semaphore: asyncio.Semaphore
-    consecutive_failures: int = 0
-    open: bool = False
+# how old a delivery's occurrence is, its campaign's ``late`` and its survey's ``expires``
+_Staleness = tuple[timedelta | None, timedelta | None, timedelta | None]
+_FRESH: _Staleness = (None, None, None)
 
 
 class _Engine:
@@ -127,10 +63,10 @@ class _Engine:
         channels: Sequence[str] | None = None,
         planning_done: asyncio.Event | None = None,
         summary: SendSummary | None = None,
+        run_started: str | None = None,
     ) -> None:
-        self.ws = ws
         self.config = ws.config
-        self.store: Store = ws.store
+        self.store = ws.store
         self.campaign_filter = campaigns
         self.ids = ids
         self.left = limit
@@ -140,46 +76,16 @@ class _Engine:
         # set by another process when planning has finished: until then an empty queue
         # means "not planned yet", not "done"
         self.planning_done = planning_done
-        self.renderer = Renderer(ws.config)
+        # deliveries created before this are an earlier run's: they may have gone stale
+        self.run_started = run_started or clock.iso(clock.now())
         self.summary = summary if summary is not None else SendSummary()
-        self.channels: dict[str, _Channel] = {}
-        self.updates: list[dict[str, Any]] = []
-        self.outbound: list[dict[str, Any]] = []
-        self.campaign_cache: dict[str, Any] = {}
-        self.campaign_limiters: dict[str, RateLimiter | None] = {}
+        self.composer = Composer(ws.config, ws.store)
         self.context = ProviderContext.of(ws.config, os.environ)
-        self._key: bytes | None = None
-        self.claimed: dict[str, int] = {}  # channel → claimed and not yet recorded
-        self.finished: dict[str, int] = {}  # channel → of those, finished (awaiting the flush)
-        self.ready: dict[str, asyncio.Event] = {}  # set when a worker may flush and claim
-        self.low_water: dict[str, int] = {}
-        self.channel_of: dict[str, str] = {}  # delivery id → channel, until recorded
+        self.channels: dict[str, Channel] = {}
+        self.results: list[Result] = []
+        self.outbound: list[dict[str, Any]] = []
+        self.campaign_limiters: dict[str, RateLimiter | None] = {}
         self.windows: dict[str, Window] = {}
-        self.surveys: dict[tuple[str, str], dict[str, Any] | None] = {}
-
-    # -- set-up ---------------------------------------------------------------------------
-
-    def channel(self, name: str) -> _Channel:
-        if name not in self.channels:
-            config = self.config.channel(name)
-            provider = build_provider(config, self.context)
-            # claimed and not yet recorded: a provider that cannot send twice (files,
-            # idempotency keys) works through larger batches, so fewer transactions
-            budget = max(config.concurrency, 1024) if provider.idempotent else config.concurrency
-            self.channels[name] = _Channel(
-                config=config,
-                provider=provider,
-                limiter=RateLimiter(config.rate) if config.rate else None,
-                budget=budget,
-                semaphore=asyncio.Semaphore(config.concurrency),
-            )
-        return self.channels[name]
-
-    async def close(self) -> None:
-        for ch in self.channels.values():
-            # closing must not hide the run's result
-            with contextlib.suppress(Exception):
-                await ch.provider.aclose()
 
     # -- the pass -------------------------------------------------------------------------
 
@@ -189,65 +95,49 @@ class _Engine:
             workers = []
             for name in self.only_channels or self.config.channels:
                 try:
-                    self.channel(name)
+                    config = self.config.channel(name)
+                    self.channels[name] = Channel.of(config, build_provider(config, self.context))
                 except OutreachError as exc:
                     self.summary.problems.append(f"channel {name}: {exc}")
                     continue
-                workers.append(asyncio.create_task(self._channel_worker(name)))
+                workers.append(asyncio.create_task(self._channel_worker(self.channels[name])))
             if workers:
                 await asyncio.gather(*workers)
         finally:
             flusher.cancel()
             self._flush()
-            await self.close()
+            await self._close()
         return self.summary
 
-    async def _channel_worker(self, name: str) -> None:
-        ch = self.channels[name]
+    async def _close(self) -> None:
+        for ch in self.channels.values():
+            # closing must not hide the run's result
+            with contextlib.suppress(Exception):
+                await ch.provider.aclose()
+
+    async def _channel_worker(self, ch: Channel) -> None:
         inflight: set[asyncio.Task[None]] = set()
-        self.claimed[name] = 0
-        self.finished[name] = 0
-        self.ready[name] = asyncio.Event()
-        low_water = self.low_water[name] = max(1, ch.budget // 2)
         while True:
             # local sends never wait, so without this the loop would not see a signal (or
             # anything else) before the queue is empty
             await asyncio.sleep(0)
             if self.stop.is_set() or ch.open or self.left == 0:
                 break
-            in_flight = self.claimed[name] > self.finished[name]
-            if ch.budget - self.claimed[name] < low_water and in_flight:
-                await self._wait_for_results(name)
+            if ch.budget - ch.claimed < ch.low_water and ch.in_flight:
+                await self._wait_for_results(ch)
                 continue
-            with self.store.write():
-                # what has finished is recorded in the transaction of the next claim: one
-                # commit instead of two, and the other processes wait for the lock once
-                recorded = self._flush(report=False)
-                free = ch.budget - self.claimed[name]
-                want = free if self.left is None else min(free, self.left)
-                # read before the claim: once set, every planned row is committed and visible
-                planned = self.planning_done is None or self.planning_done.is_set()
-                rows = sql.claim_due(
-                    self.store,
-                    clock.iso(clock.now()),
-                    want,
-                    campaigns=self.campaign_filter,
-                    channels=[name],
-                    ids=self.ids,
-                )
-            if recorded and self.on_progress:
-                self.on_progress(recorded)
+            rows, planned = self._claim(ch)
             if not rows:
-                if self.claimed[name]:
+                if ch.claimed:
                     # nothing left to claim: let what is in flight finish
-                    await self._wait_for_results(name, drained=True)
+                    await self._wait_for_results(ch, drained=True)
                     continue
                 if planned:
                     break
                 await _first_of(self.planning_done, self.stop, timeout=PLANNING_POLL)
                 continue
-            self.claimed[name] += len(rows)
-            ready = self._prepare(name, rows)
+            ch.claimed += len(rows)
+            ready = self._prepare(ch, rows)
             if self.left is not None:
                 self.left -= len(ready)
             for row, message in ready:
@@ -261,359 +151,228 @@ class _Engine:
         if inflight:
             await asyncio.gather(*inflight)
 
-    async def _wait_for_results(self, channel: str, *, drained: bool = False) -> None:
+    def _claim(self, ch: Channel) -> tuple[list[dict[str, Any]], bool]:
+        """Record what has finished and claim the next batch, in one transaction; the rows,
+        and whether planning had finished before the claim."""
+        with self.store.write():
+            # one commit instead of two, and the other processes wait for the lock once
+            recorded = self._flush(report=False)
+            free = ch.budget - ch.claimed
+            want = free if self.left is None else min(free, self.left)
+            # read before the claim: once set, every planned row is committed and visible
+            planned = self.planning_done is None or self.planning_done.is_set()
+            rows = sql.claim_due(
+                self.store,
+                clock.iso(clock.now()),
+                want,
+                campaigns=self.campaign_filter,
+                channels=[ch.name],
+                ids=self.ids,
+                from_states=DUE_STATES,
+            )
+        if recorded and self.on_progress:
+            self.on_progress(recorded)
+        return rows, planned
+
+    async def _wait_for_results(self, ch: Channel, *, drained: bool = False) -> None:
         """Wait until enough of this channel's sends have finished (all, when ``drained``),
         then record them.
 
         Recording frees their slots, so the worker can claim the next batch at once instead
         of idling until the periodic flush (which made each batch wait up to 20 ms).
         """
-        event = self.ready[channel]
-        while not self._enough_finished(channel, drained=drained):
-            event.clear()
+        while not ch.enough_finished(drained=drained):
+            ch.ready.clear()
             try:
-                await asyncio.wait_for(event.wait(), timeout=0.5)
+                await asyncio.wait_for(ch.ready.wait(), timeout=0.5)
             except TimeoutError:
                 break  # re-check the queue now and then: retries may have come due
         self._flush()
-
-    def _enough_finished(self, channel: str, *, drained: bool = False) -> bool:
-        in_flight = self.claimed[channel] - self.finished[channel]
-        if drained or in_flight == 0:
-            return in_flight == 0
-        return in_flight <= self.channels[channel].budget - self.low_water[channel]
 
     async def _flush_periodically(self) -> None:
         while True:
             await asyncio.sleep(0.02)
             self._flush()
 
-    def _finish(self, row: Mapping[str, Any], **update: Any) -> None:
-        update.setdefault("at", clock.iso(clock.now()))
-        self.updates.append({"id": row["id"], **update})
-        channel = row.get("channel")
-        if channel in self.finished:
-            self.finished[channel] += 1
-            self.ready[channel].set()
-        tally = self.summary.tally(row)
-        status = update["status"]
-        if row.get("purpose") != "campaign":
-            pass
-        elif status == "sent":
-            tally.sent += 1
-        elif status == "failed":
-            tally.failed += 1
-        elif status == "unknown":
-            self.summary.problems.append(f"{row['channel']}: {update.get('error')}")
-        elif status == "skipped":
-            reason = update.get("reason") or "unknown"
-            tally.skipped[reason] = tally.skipped.get(reason, 0) + 1
-        if len(self.updates) >= FLUSH_AT:
+    def _finish(self, row: Mapping[str, Any], result: Result) -> None:
+        self.results.append(result)
+        ch = self.channels.get(result.channel)
+        if ch is not None:
+            ch.finish()
+        self.summary.count(row, result)
+        if len(self.results) >= FLUSH_AT:
             self._flush()
 
     def _flush(self, *, report: bool = True) -> int:
         """Record the finished sends; how many. ``report=False``: the caller holds the
         transaction and reports the progress once it has committed."""
-        if not self.updates:
+        if not self.results:
             return 0
-        updates, outbound = self.updates, self.outbound
-        self.updates, self.outbound = [], []
-        sql.record_results(self.store, updates, outbound)
-        for u in updates:
-            channel = self.channel_of.pop(u["id"], None)
-            if channel is not None:
-                self.claimed[channel] -= 1
-                self.finished[channel] -= 1
+        results, outbound = self.results, self.outbound
+        self.results, self.outbound = [], []
+        sql.record_results(self.store, results, outbound)
+        per_channel: dict[str, int] = {}
+        for r in results:
+            per_channel[r.channel] = per_channel.get(r.channel, 0) + 1
+        for name, n in per_channel.items():
+            if name in self.channels:
+                self.channels[name].recorded(n)
         if report and self.on_progress:
-            self.on_progress(len(updates))
-        return len(updates)
+            self.on_progress(len(results))
+        return len(results)
 
-    # -- per delivery -----------------------------------------------------------------------
+    # -- per batch and per delivery -------------------------------------------------------
 
     def _prepare(
-        self, channel: str, rows: list[dict[str, Any]]
+        self, ch: Channel, rows: list[dict[str, Any]]
     ) -> list[tuple[dict[str, Any], OutboundMessage]]:
-        """Consent, window, address and rendering, before anything leaves the machine, for
-        one claimed batch (a claim is always of one channel)."""
-        ch = self.channels[channel]
+        """Decide and render a claimed batch (always of one channel) before anything
+        leaves the machine; what to send."""
         kind = address_kind(ch.config)
         field_name = ADDRESS_COLUMN.get(kind)
         ids = [r["customer_id"] for r in rows]
         customers = get_customers(self.store, ids)
         now = clock.now()
         recent = self._wrote_recently(ch, rows, now)
+        staleness = self._staleness(rows, now)
         # platform user ids, for a channel that addresses people that way
-        users = user_addresses(self.store, channel, ids) if kind == "user" else {}
+        users = user_addresses(self.store, ch.name, ids) if kind == "user" else {}
+        default_zone = self.config.timezone
         ready: list[tuple[dict[str, Any], OutboundMessage]] = []
         for row in rows:
-            self.channel_of[row["id"]] = row["channel"]
-            customer = customers.get(row["customer_id"])
-            if customer is None:
-                self._finish(row, status="failed", reason="no_customer")
-                continue
-            wrote = row["customer_id"] in recent
-            refusal = self._consent_refusal(row, wrote)
-            if refusal:
-                self._finish(row, status="skipped", reason=refusal)
-                continue
-            tz = zone_or(customer.get("timezone"), self.config.timezone)
-            if row["purpose"] == "campaign" and row.get("window"):
-                window = self.windows.get(row["window"])
-                if window is None:
-                    window = Window.parse(row["window"], where="delivery window")
-                    self.windows[row["window"]] = window
-                if not window.contains(now.astimezone(tz)):
-                    # never defer to now or earlier: the pass would claim the row again
-                    opening = max(window.next_opening(now, tz), now + timedelta(seconds=1))
-                    self._finish(row, status="deferred", not_before=clock.iso(opening))
-                    continue
-            if row["attempts"] > MAX_CLAIMS:
+            cid = row["customer_id"]
+            customer = customers.get(cid)
+            tz = zone_or(customer.get("timezone"), default_zone) if customer else default_zone
+            if kind == "user":
+                address = users.get(cid)
+            else:
+                address = customer.get(field_name) if customer and field_name else None
+            age, late, expires = staleness.get((row["campaign"], row["occurrence"]), _FRESH)
+            wrote = cid in recent
+            verdict = decide(
+                row,
+                customer=customer,
+                address=address,
+                now=now,
+                tz=tz,
+                wrote_recently=wrote,
+                window=self._window(row),
+                age=age if row["created_at"] < self.run_started else None,
+                late=late,
+                expires=expires,
+            )
+            if verdict is not None:
+                not_before = verdict.not_before
                 self._finish(
                     row,
-                    status="failed",
-                    reason="retries_exhausted",
-                    error="gave up after repeated temporary failures",
+                    Result(
+                        row["id"],
+                        ch.name,
+                        verdict.status,
+                        clock.iso(clock.now()),
+                        reason=verdict.reason,
+                        error=verdict.error,
+                        not_before=clock.iso(not_before) if not_before else None,
+                    ),
                 )
                 continue
-            if kind == "user":
-                address = users.get(row["customer_id"])
-            else:
-                address = customer.get(field_name) if field_name else None
-            if not address:
-                self._finish(row, status="skipped", reason="no_address")
-                continue
+            assert customer is not None and address  # decide refuses a delivery without
             try:
-                message = self._render(row, customer, kind, str(address), now, tz, wrote)
+                message = self.composer.message(row, customer, kind, str(address), now, tz, wrote)
             except OutreachError as exc:
-                self._finish(row, status="skipped", reason="template_error", error=str(exc))
+                self._finish(
+                    row,
+                    Result(
+                        row["id"],
+                        ch.name,
+                        Status.SKIPPED,
+                        clock.iso(clock.now()),
+                        reason="template_error",
+                        error=str(exc),
+                    ),
+                )
                 self.summary.problems.append(str(exc))
                 continue
             ready.append((row, message))
         return ready
 
-    def _wrote_recently(
-        self, ch: _Channel, rows: list[dict[str, Any]], now: datetime
-    ) -> set[str]:
+    def _window(self, row: Mapping[str, Any]) -> Window | None:
+        text = row.get("window")
+        if row["purpose"] != Purpose.CAMPAIGN or not text:
+            return None
+        window = self.windows.get(text)
+        if window is None:
+            window = self.windows[text] = Window.parse(text, where="delivery window")
+        return window
+
+    def _wrote_recently(self, ch: Channel, rows: list[dict[str, Any]], now: datetime) -> set[str]:
         """Customers of this batch (one channel's) who wrote on it in the last 24 hours,
         asked once per batch and only where it matters: on a channel with a customer
-        service window, and for replies that only that could allow (see _consent_refusal)."""
+        service window, and for replies that only that could allow (policy)."""
         pairs = [
-            (row["customer_id"], ch.config.name)
+            (row["customer_id"], ch.name)
             for row in rows
-            if ch.provider.service_window
-            or (
-                row["purpose"] not in ("campaign", "keyword")
-                and row.get("consent") not in ("opted_in", "opted_out")
-            )
+            if ch.provider.service_window or needs_recent_contact(row["purpose"], row["consent"])
         ]
         if not pairs:
             return set()
         return {cid for cid, _ in wrote_since(self.store, pairs, clock.iso(now - SERVICE_WINDOW))}
 
-    def _consent_refusal(self, row: Mapping[str, Any], wrote_recently: bool) -> str | None:
-        consent = row.get("consent")
-        purpose = row["purpose"]
-        if purpose == "keyword":
-            return None  # the one confirmation of a STOP or START goes out regardless
-        if consent == "opted_out":
-            return "opted_out"
-        if consent == "opted_in":
-            return None
-        if purpose == "campaign":
-            return "no_consent"
-        # a reply on a channel the customer wrote on within a day answers them there
-        return None if wrote_recently else "no_consent"
-
-    def _campaign(self, name: str | None) -> Any:
-        if name is None:
-            return None
-        if name not in self.campaign_cache:
-            try:
-                self.campaign_cache[name] = load_campaign(self.config, name)
-            except OutreachError:
-                self.campaign_cache[name] = None
-        return self.campaign_cache[name]
-
-    def _survey(self, campaign: str, occurrence: str) -> dict[str, Any] | None:
-        key = (campaign, occurrence)
-        if key not in self.surveys:
-            self.surveys[key] = sql.occurrence_survey(self.store, campaign, occurrence)
-        return self.surveys[key]
-
-    def _signing_key(self) -> bytes:
-        if self._key is None:
-            self._key = signing_key(self.store)
-        return self._key
-
-    def _render(
-        self,
-        row: Mapping[str, Any],
-        customer: Mapping[str, Any],
-        kind: str,
-        address: str,
-        now: datetime,
-        tz: ZoneInfo,
-        wrote_recently: bool,
-    ) -> OutboundMessage:
-        context = json.loads(row["context"]) if row.get("context") else {}
-        channel = row["channel"]
-        public = self.config.server.public_url
-        unsubscribe_url = None
-        if public:
-            token = make_unsubscribe_token(self._signing_key(), row["customer_id"], channel)
-            unsubscribe_url = f"{public}/unsubscribe/{token}"
-        campaign = self._campaign(row.get("campaign"))
-        if row["purpose"] == "agent":
-            body, subject, html, preheader = context["text"], None, None, None
-            if kind == "email":
-                subject = f"Re: your message to {self.config.sender_name}"
-        else:
-            survey = None
-            if row["purpose"] == "campaign" and row.get("occurrence"):
-                survey = self._survey(row["campaign"], row["occurrence"])
-                if survey:
-                    survey = {
-                        **survey,
-                        "question": localized_question(survey, customer.get("locale")),
-                    }
-            rendered = self.renderer.render(
-                row["template"],
-                channel,
-                customer,
-                campaign={"name": row.get("campaign"), "kind": campaign.kind if campaign else None},
-                survey=survey,
-                unsubscribe_url=unsubscribe_url,
-                now=now.astimezone(tz),
-                extra=_extra(context),
+    def _staleness(
+        self, rows: list[dict[str, Any]], now: datetime
+    ) -> dict[tuple[str, str], _Staleness]:
+        """Per campaign occurrence of this batch: its age and the campaign's limits, read
+        once per occurrence (a triggered send's occurrence has no time: never stale)."""
+        out: dict[tuple[str, str], _Staleness] = {}
+        for row in rows:
+            key = (row["campaign"], row["occurrence"])
+            if key in out or row["purpose"] != Purpose.CAMPAIGN:
+                continue
+            campaign_name, occurrence = key
+            if not occurrence or not occurrence[:1].isdigit():
+                out[key] = _FRESH
+                continue
+            campaign = self.composer.campaign(campaign_name)
+            survey = self.composer.survey(campaign_name, occurrence)
+            expires = survey.get("expires_seconds") if survey else None
+            out[key] = (
+                now - clock.parse_time(occurrence),
+                campaign.late if campaign else None,
+                timedelta(seconds=expires) if expires is not None else None,
             )
-            body, subject, html, preheader = (
-                rendered.body,
-                rendered.subject,
-                rendered.html,
-                rendered.preheader,
-            )
-        return OutboundMessage(
-            delivery_id=row["id"],
-            channel=channel,
-            customer_id=row["customer_id"],
-            to=address,
-            body=body,
-            subject=subject,
-            html=html,
-            preheader=preheader,
-            campaign=row.get("campaign"),
-            customer_name=customer.get("name"),
-            unsubscribe_url=unsubscribe_url,
-            reply_token=make_reply_token(self._signing_key(), row["customer_id"])
-            if kind == "email"
-            else None,
-            whatsapp_template=_whatsapp_template(campaign, customer),
-            in_service_window=wrote_recently,
-            status_callback=f"{public}/webhooks/{channel}" if public else None,
-            customer=customer,
+        return out
+
+    async def _send(self, ch: Channel, row: dict[str, Any], message: OutboundMessage) -> None:
+        result = await send_one(
+            ch,
+            row,
+            message,
+            stop=self.stop,
+            campaign_limiter=self._campaign_limiter(row.get("campaign")),
+            problems=self.summary.problems,
         )
-
-    async def _send(self, ch: _Channel, row: dict[str, Any], message: OutboundMessage) -> None:
-        limiter = self._campaign_limiter(row.get("campaign"))
-        async with ch.semaphore:
-            for attempt in range(RETRIES_IN_RUN):
-                if ch.limiter:
-                    await ch.limiter.acquire()
-                if limiter:
-                    await limiter.acquire()
-                if ch.open or self.stop.is_set():
-                    # not sent: back to the queue, as if never claimed
-                    self._finish(row, status="queued", attempts_back=True)
-                    return
-                try:
-                    result = await ch.provider.send(message)
-                except ProviderError as exc:
-                    if exc.ambiguous and not ch.provider.idempotent:
-                        # the provider may have the message: a resend could duplicate it
-                        self._note_failure(ch, row, exc)
-                        self._finish(
-                            row,
-                            status="unknown",
-                            reason=exc.code or "ambiguous",
-                            error=f"{exc} (the provider may have accepted it; resend "
-                            "with outreach run --retry-unknown)",
-                        )
-                        return
-                    if exc.code == "whatsapp_window":
-                        self._finish(
-                            row, status="skipped", reason="whatsapp_window", error=str(exc)
-                        )
-                        return
-                    if not exc.retryable:
-                        ch.consecutive_failures = 0
-                        self._finish(
-                            row, status="failed", reason=exc.code or "rejected", error=str(exc)
-                        )
-                        self.summary.problems.append(f"{row['channel']}: {exc}")
-                        return
-                    self._note_failure(ch, row, exc)
-                    delay = _backoff(attempt, exc.retry_after)
-                    if attempt + 1 == RETRIES_IN_RUN or delay > MAX_RETRY_AFTER or ch.open:
-                        later = clock.now() + timedelta(seconds=max(delay, 60 * (attempt + 1)))
-                        self._finish(
-                            row,
-                            status="queued",
-                            not_before=clock.iso(later),
-                            error=str(exc),
-                            reason=exc.code or "retrying",
-                        )
-                        return
-                    await asyncio.sleep(delay)
-                    continue
-                except Exception as exc:
-                    self._finish(
-                        row,
-                        status="failed",
-                        reason="provider_bug",
-                        error=f"{type(exc).__name__}: {exc}"[:500],
-                    )
-                    self.summary.problems.append(f"{row['channel']}: unexpected {exc!r}")
-                    return
-                ch.consecutive_failures = 0
-                at = clock.iso(clock.now())
-                self._finish(
-                    row,
-                    status="sent",
-                    provider_message_id=result.provider_message_id,
-                    sent_at=at,
-                    at=at,
-                )
-                self.outbound.append(
-                    {
-                        "customer_id": row["customer_id"],
-                        "channel": row["channel"],
-                        "address": message.to,
-                        "subject": message.subject,
-                        "text": message.body,
-                        "delivery_id": row["id"],
-                        "campaign": row.get("campaign"),
-                        "author": row["purpose"],
-                        "at": at,
-                        "reply_token": message.reply_token,
-                    }
-                )
-                return
-
-    def _note_failure(self, ch: _Channel, row: Mapping[str, Any], exc: ProviderError) -> None:
-        """Count a temporary failure; enough in a row open the channel's circuit."""
-        ch.consecutive_failures += 1
-        if ch.consecutive_failures >= CIRCUIT_THRESHOLD and not ch.open:
-            ch.open = True
-            self.summary.problems.append(
-                f"channel {row['channel']}: circuit open after {ch.consecutive_failures} "
-                f"failures in a row ({exc}); its remaining messages stay queued for the next run"
+        self._finish(row, result)
+        if result.status is Status.SENT:
+            self.outbound.append(
+                {
+                    "customer_id": row["customer_id"],
+                    "channel": row["channel"],
+                    "address": message.to,
+                    "subject": message.subject,
+                    "text": message.body,
+                    "delivery_id": row["id"],
+                    "campaign": row.get("campaign"),
+                    "author": row["purpose"],
+                    "at": result.at,
+                    "reply_token": message.reply_token,
+                }
             )
 
     def _campaign_limiter(self, name: str | None) -> RateLimiter | None:
         if name is None:
             return None
         if name not in self.campaign_limiters:
-            campaign = self._campaign(name)
+            campaign = self.composer.campaign(name)
             rate = campaign.rate if campaign else None
             self.campaign_limiters[name] = RateLimiter(rate) if rate else None
         return self.campaign_limiters[name]
@@ -629,27 +388,6 @@ async def _first_of(*events: asyncio.Event | None, timeout: float) -> None:
             w.cancel()
 
 
-def _backoff(attempt: int, retry_after: float | None) -> float:
-    if retry_after is not None:
-        return max(0.0, retry_after)
-    return float(BACKOFF_BASE * (2**attempt) * random.uniform(0.5, 1.5))
-
-
-def _extra(context: Mapping[str, Any]) -> dict[str, Any]:
-    extra = dict(context.get("extra") or {})
-    if "event" in context:
-        extra["event"] = context["event"]
-    return extra
-
-
-def _whatsapp_template(campaign: Any, customer: Mapping[str, Any]) -> dict[str, Any] | None:
-    spec = getattr(campaign, "whatsapp_template", None)
-    if not spec:
-        return None
-    params = [str(customer.get(str(p), p) or "") for p in spec.get("parameters", [])]
-    return {"name": spec.get("name"), "language": spec.get("language", "en"), "parameters": params}
-
-
 async def send_due_async(
     ws: Workspace,
     *,
@@ -661,12 +399,15 @@ async def send_due_async(
     channels: Sequence[str] | None = None,
     planning_done: asyncio.Event | None = None,
     summary: SendSummary | None = None,
+    run_started: str | None = None,
 ) -> SendSummary:
     """Send every due delivery (or just ``ids``, due or not), honouring consent and windows.
 
     ``channels`` limits the pass to those channels; with ``planning_done``, an empty queue
     is polled until that event is set (a helper process sending while the run plans).
     ``summary``, when given, is the one filled in, so a caller can read it as it grows.
+    ``run_started``: when the run began (default: now); deliveries planned before it are
+    an earlier run's, and are not sent once stale.
     """
     engine = _Engine(
         ws,
@@ -678,6 +419,7 @@ async def send_due_async(
         channels=channels,
         planning_done=planning_done,
         summary=summary,
+        run_started=run_started,
     )
     return await engine.run()
 

@@ -41,7 +41,8 @@ from ..deliveries import Delivery, Status
 from ..errors import OutreachError
 from ..store import deliveries as sql
 from ..workspace import Workspace
-from .engine import SendSummary, Tally, send_due_async
+from .engine import send_due_async
+from .results import SendSummary, Tally
 
 HELPER_MIN = 5000  # planned local deliveries that make helpers worth starting
 
@@ -56,8 +57,10 @@ class Helpers:
         channels: list[str],
         lock_fd: int,
         on_progress: Callable[[int], None] | None,
+        run_started: str | None = None,
     ) -> None:
         self.ws = ws
+        self.run_started = run_started
         self.campaigns = list(campaigns) if campaigns else None
         self.channels = channels
         self.lock_fd = lock_fd
@@ -73,6 +76,7 @@ class Helpers:
         limit: int | None,
         lock_fd: int,
         on_progress: Callable[[int], None] | None,
+        run_started: str | None = None,
     ) -> Helpers | None:
         """Helpers for this run, or None where one process must send everything."""
         config = ws.config
@@ -91,7 +95,7 @@ class Helpers:
                     return None
             except OutreachError:
                 continue  # the run itself reports a campaign it cannot load
-        return cls(ws, campaigns, channels, lock_fd, on_progress)
+        return cls(ws, campaigns, channels, lock_fd, on_progress, run_started)
 
     # -- the run's side ------------------------------------------------------------------
 
@@ -155,6 +159,7 @@ class Helpers:
             "now": now.isoformat() if (now := clock.fixed()) else None,
             "campaigns": self.campaigns,
             "channels": self.channels,
+            "run_started": self.run_started,
         }
         for _ in range(self.ws.config.processes - 1):
             self.children.append(_Child.start(job, self.lock_fd, self.on_progress))
@@ -308,6 +313,7 @@ async def _help(ws: Workspace, job: dict[str, Any]) -> SendSummary:
         planning_done=planned,
         on_progress=recorded,
         summary=summary,
+        run_started=job.get("run_started"),
     )
     summary.interrupted = received[0] if received else 0
     return summary

@@ -2,18 +2,17 @@
 
 Every state change of a delivery is one UPDATE guarded by its old state, so that two
 processes (a ``run`` and ``serve`` sending a reply) can never both send the same delivery.
+Which moves are allowed is the domain's table (``deliveries.MOVES_FROM``): the callers
+pass the old states a move may start from, so the rules live in one place.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from . import Store, chunks, marks
-
-# states that occupy a frequency-cap slot: sent, or on their way
-CAP_STATES = ("queued", "deferred", "sending", "sent", "delivered", "read", "unknown")
 
 
 def occurrence_status(store: Store, campaign: str, occurrence: str) -> str | None:
@@ -112,15 +111,21 @@ def insert_deliveries(store: Store, rows: Sequence[Sequence[Any]]) -> int:
 
 
 def cap_usage(
-    store: Store, ids: Sequence[str], since: str, campaign: str | None = None
+    store: Store,
+    ids: Sequence[str],
+    since: str,
+    campaign: str | None = None,
+    *,
+    states: Sequence[str],
 ) -> dict[str, int]:
-    """customer → cap-counting campaign deliveries since ``since`` (optionally one campaign)."""
+    """customer → cap-counting campaign deliveries in ``states`` since ``since`` (optionally
+    of one campaign)."""
     out: dict[str, int] = {}
-    states = ", ".join(f"'{s}'" for s in CAP_STATES)
+    in_states = ", ".join(f"'{s}'" for s in states)
     for chunk in chunks(ids):
         sql = (
             f"SELECT customer_id, count(*) FROM deliveries WHERE customer_id IN ({marks(chunk)}) "
-            f"AND counts_for_cap = 1 AND status IN ({states}) "
+            f"AND counts_for_cap = 1 AND status IN ({in_states}) "
             f"AND coalesce(sent_at, not_before) >= ?"
         )
         params: list[Any] = [*chunk, since]
@@ -171,7 +176,7 @@ CLAIMED = ", ".join(
     f"d.{c}"
     for c in (
         "id", "campaign", "occurrence", "customer_id", "channel", "purpose", "template",
-        "window", "attempts", "context", "not_before",
+        "window", "attempts", "context", "not_before", "created_at",
     )
 )
 
@@ -184,8 +189,10 @@ def claim_due(
     campaigns: Sequence[str] | None = None,
     channels: Sequence[str] | None = None,
     ids: Sequence[str] | None = None,
+    from_states: Sequence[str],
 ) -> list[dict[str, Any]]:
-    """Move up to ``limit`` due deliveries to ``sending`` and return them with consent.
+    """Move up to ``limit`` due deliveries (in ``from_states``) to ``sending`` and return
+    them with consent.
 
     One transaction: select due rows, re-read each customer's current consent on the
     delivery's channel (the check right before the send), and mark them ``sending`` with an
@@ -215,11 +222,9 @@ def claim_due(
         f"FROM deliveries d WHERE {status} = ? AND {' AND '.join(where)} "
         "ORDER BY d.not_before, d.id LIMIT ?"
     )
-    sql = (
-        f"SELECT * FROM (SELECT * FROM ({per_status}) UNION ALL SELECT * FROM ({per_status})) "
-        "ORDER BY not_before, id LIMIT ?"
-    )
-    params = ["queued", *params, limit, "deferred", *params, limit, limit]
+    union = " UNION ALL ".join(f"SELECT * FROM ({per_status})" for _ in from_states)
+    sql = f"SELECT * FROM ({union}) ORDER BY not_before, id LIMIT ?"
+    params = [*(p for state in from_states for p in (state, *params, limit)), limit]
     # other processes wait for this transaction: do in it only what must be done in it
     with store.write() as conn:
         cur = conn.execute(sql, params)
@@ -230,35 +235,56 @@ def claim_due(
             # +status: look the ids up by key; on status SQLite would scan the whole backlog
             conn.execute(
                 "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = ? "
-                f"WHERE id IN ({marks(found)}) AND +status IN ('queued', 'deferred')",
-                [now, *(r[key] for r in found)],
+                f"WHERE id IN ({marks(found)}) AND +status IN ({marks(from_states)})",
+                [now, *(r[key] for r in found), *from_states],
             )
     return [dict(zip(names, r, strict=True)) for r in found]
 
 
+class SendResult(Protocol):
+    """What the sending engine records of one claimed delivery."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def at(self) -> str: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def provider_message_id(self) -> str | None: ...
+    @property
+    def sent_at(self) -> str | None: ...
+    @property
+    def not_before(self) -> str | None: ...
+    @property
+    def attempts_back(self) -> bool: ...
+
+
 def record_results(
     store: Store,
-    updates: Sequence[dict[str, Any]],
+    updates: Sequence[SendResult],
     outbound: Sequence[dict[str, Any]],
 ) -> None:
-    """Write send results in one transaction, each guarded by the ``sending`` state.
-
-    ``updates``: id, status, and optionally reason, error, provider_message_id, sent_at,
-    not_before. ``outbound``: messages to append to conversations (sent ones).
-    """
+    """Write send results in one transaction, each guarded by the ``sending`` state (every
+    result is of a claimed delivery). ``outbound``: messages to append to conversations
+    (sent ones)."""
     from .conversations import record_outbound
 
     params = [
         (
-            u["status"],
-            u.get("reason"),
-            u.get("error"),
-            u.get("provider_message_id"),
-            u.get("sent_at"),
-            u.get("not_before"),
-            int(bool(u.get("attempts_back"))),
-            u["at"],
-            u["id"],
+            u.status,
+            u.reason,
+            u.error,
+            u.provider_message_id,
+            u.sent_at,
+            u.not_before,
+            int(u.attempts_back),
+            u.at,
+            u.id,
         )
         for u in updates
     ]  # built before the transaction, which other processes wait for
@@ -320,18 +346,6 @@ def insert_reply(store: Store, row: Sequence[Any]) -> None:
     store.conn.execute(f"INSERT INTO deliveries ({cols}) VALUES ({marks(DELIVERY_COLUMNS)})", row)
 
 
-# Delivery statuses a status event may move *from*, per target status: a late "sent"
-# callback never undoes "delivered", and only a message still on its way can fail.
-# ``unknown`` (in flight when a run died) is resolved by any proof that it went out.
-_MOVES_FROM: dict[str, tuple[str, ...]] = {
-    "sending": ("queued",),
-    "sent": ("queued", "sending", "unknown"),
-    "delivered": ("queued", "sending", "sent", "unknown"),
-    "read": ("queued", "sending", "sent", "delivered", "unknown"),
-    "failed": ("queued", "sending", "sent"),
-}
-
-
 def apply_status(
     store: Store,
     provider_message_id: str,
@@ -339,12 +353,15 @@ def apply_status(
     at: str,
     error: str | None = None,
     reason: str | None = None,
+    *,
+    from_states: Sequence[str],
 ) -> int:
-    """Move the delivery with this provider message id to ``status``, never backwards.
+    """Move the delivery with this provider message id to ``status`` from one of
+    ``from_states`` (a late "sent" callback never undoes "delivered").
 
     Returns how many deliveries changed (0 for an unknown id, a stale or repeated event).
     """
-    sources = _MOVES_FROM.get(status)
+    sources = tuple(from_states)
     if not sources:
         return 0
     states = marks(sources)

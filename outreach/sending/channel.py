@@ -1,0 +1,206 @@
+"""One channel in a send pass: its provider, rate limit and circuit, and one send with its
+retries.
+
+Retryable provider errors are retried with exponential backoff and jitter, honouring
+Retry-After; a channel that keeps failing opens its circuit and the pass stops sending on
+it, leaving the rest queued for a later run. An ambiguous failure (the provider may have
+the message) on a provider that cannot deduplicate is ``unknown``, never retried here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from .. import clock
+from ..channels.base import OutboundMessage, Provider
+from ..config import ChannelConfig, Rate
+from ..deliveries import Status
+from ..errors import ProviderError
+from .results import Result
+
+RETRIES_IN_RUN = 3  # attempts of one send within a run
+BACKOFF_BASE = 0.2  # seconds; doubles each attempt, with jitter
+MAX_RETRY_AFTER = 60.0  # a longer Retry-After requeues the delivery for a later run
+CIRCUIT_THRESHOLD = 8  # consecutive retryable failures that open a channel's circuit
+
+
+class RateLimiter:
+    """A token bucket of depth one: sends are spaced evenly at ``rate``.
+
+    Each acquire reserves the next slot, so the long-run rate is exact and there is no
+    burst at start (a burst would break a provider's per-second limit).
+    """
+
+    def __init__(self, rate: Rate) -> None:
+        self.interval = 1.0 / rate.per_second
+        self.next_slot = 0.0
+
+    async def acquire(self) -> None:
+        now = time.monotonic()
+        slot = max(now, self.next_slot)
+        self.next_slot = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
+@dataclass
+class Channel:
+    """A channel's provider and its state in one pass.
+
+    ``budget`` bounds the deliveries claimed and not yet recorded (so how many a crash can
+    leave ``unknown``); once fewer than ``low_water`` are free, the worker waits for
+    results before it claims again.
+    """
+
+    config: ChannelConfig
+    provider: Provider
+    limiter: RateLimiter | None
+    budget: int
+    semaphore: asyncio.Semaphore
+    claimed: int = 0  # claimed and not yet recorded
+    finished: int = 0  # of those, finished (awaiting the flush)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)  # a result came in
+    consecutive_failures: int = 0
+    open: bool = False  # the circuit: no more sends on it in this pass
+
+    @classmethod
+    def of(cls, config: ChannelConfig, provider: Provider) -> Channel:
+        # a provider that cannot send twice (files, idempotency keys) works through larger
+        # batches, so fewer transactions
+        budget = max(config.concurrency, 1024) if provider.idempotent else config.concurrency
+        return cls(
+            config=config,
+            provider=provider,
+            limiter=RateLimiter(config.rate) if config.rate else None,
+            budget=budget,
+            semaphore=asyncio.Semaphore(config.concurrency),
+        )
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def low_water(self) -> int:
+        return max(1, self.budget // 2)
+
+    @property
+    def in_flight(self) -> int:
+        return self.claimed - self.finished
+
+    def enough_finished(self, *, drained: bool = False) -> bool:
+        """Whether enough sends have finished to claim again (all of them, ``drained``)."""
+        in_flight = self.in_flight
+        if drained or in_flight == 0:
+            return in_flight == 0
+        return in_flight <= self.budget - self.low_water
+
+    def finish(self) -> None:
+        self.finished += 1
+        self.ready.set()
+
+    def recorded(self, n: int) -> None:
+        self.claimed -= n
+        self.finished -= n
+
+    def note_failure(self, exc: ProviderError) -> str | None:
+        """Count a temporary failure; enough in a row open the circuit (the problem line)."""
+        self.consecutive_failures += 1
+        if self.consecutive_failures >= CIRCUIT_THRESHOLD and not self.open:
+            self.open = True
+            return (
+                f"channel {self.name}: circuit open after {self.consecutive_failures} "
+                f"failures in a row ({exc}); its remaining messages stay queued for the next run"
+            )
+        return None
+
+
+async def send_one(
+    ch: Channel,
+    row: Mapping[str, Any],
+    message: OutboundMessage,
+    *,
+    stop: asyncio.Event,
+    campaign_limiter: RateLimiter | None,
+    problems: list[str],
+) -> Result:
+    """Send one message, retrying what may be retried within the pass; its result."""
+    delivery_id, channel = row["id"], row["channel"]
+
+    def result(status: Status, **fields: Any) -> Result:
+        return Result(delivery_id, channel, status, clock.iso(clock.now()), **fields)
+
+    async with ch.semaphore:
+        for attempt in range(RETRIES_IN_RUN):
+            if ch.limiter:
+                await ch.limiter.acquire()
+            if campaign_limiter:
+                await campaign_limiter.acquire()
+            if ch.open or stop.is_set():
+                # not sent: back to the queue, as if never claimed
+                return result(Status.QUEUED, attempts_back=True)
+            try:
+                sent = await ch.provider.send(message)
+            except ProviderError as exc:
+                if exc.ambiguous and not ch.provider.idempotent:
+                    # the provider may have the message: a resend could duplicate it
+                    _add(problems, ch.note_failure(exc))
+                    return result(
+                        Status.UNKNOWN,
+                        reason=exc.code or "ambiguous",
+                        error=f"{exc} (the provider may have accepted it; resend "
+                        "with outreach run --retry-unknown)",
+                    )
+                if exc.code == "whatsapp_window":
+                    return result(Status.SKIPPED, reason="whatsapp_window", error=str(exc))
+                if not exc.retryable:
+                    ch.consecutive_failures = 0
+                    problems.append(f"{channel}: {exc}")
+                    return result(Status.FAILED, reason=exc.code or "rejected", error=str(exc))
+                _add(problems, ch.note_failure(exc))
+                delay = backoff(attempt, exc.retry_after)
+                if attempt + 1 == RETRIES_IN_RUN or delay > MAX_RETRY_AFTER or ch.open:
+                    later = clock.now() + timedelta(seconds=max(delay, 60 * (attempt + 1)))
+                    return result(
+                        Status.QUEUED,
+                        not_before=clock.iso(later),
+                        error=str(exc),
+                        reason=exc.code or "retrying",
+                    )
+                await asyncio.sleep(delay)
+                continue
+            except Exception as exc:
+                problems.append(f"{channel}: unexpected {exc!r}")
+                return result(
+                    Status.FAILED,
+                    reason="provider_bug",
+                    error=f"{type(exc).__name__}: {exc}"[:500],
+                )
+            ch.consecutive_failures = 0
+            at = clock.iso(clock.now())
+            return Result(
+                delivery_id,
+                channel,
+                Status.SENT,
+                at,
+                provider_message_id=sent.provider_message_id,
+                sent_at=at,
+            )
+    raise AssertionError("unreachable: every attempt returns or continues")
+
+
+def backoff(attempt: int, retry_after: float | None) -> float:
+    if retry_after is not None:
+        return max(0.0, retry_after)
+    return float(BACKOFF_BASE * (2**attempt) * random.uniform(0.5, 1.5))
+
+
+def _add(problems: list[str], line: str | None) -> None:
+    if line is not None:
+        problems.append(line)
