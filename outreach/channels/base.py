@@ -43,6 +43,10 @@ class OutboundMessage:
     # the provider's status callback URL, when [server] public_url is set
     status_callback: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # email replies: the Message-ID (bare) of the customer's email this answers, and the
+    # delivery whose email the customer answered; they become In-Reply-To and References
+    in_reply_to: str | None = None
+    answers_delivery: str | None = None
     # the customer's stored fields, for a provider that hands the receiver who it is for
     # (the webhook provider passes RECIPIENT_FIELDS on)
     customer: Mapping[str, Any] = field(default_factory=dict)

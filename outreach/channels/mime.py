@@ -5,6 +5,7 @@ over SMTP carry the same headers:
 
 - ``Message-ID`` is ``<delivery-id@domain>`` (the sender's domain): replies quote it in
   ``In-Reply-To``/``References``, a second route to the conversation;
+- ``In-Reply-To``/``References`` on a reply, so it threads with what it answers;
 - ``Reply-To`` is the plus-address ``local+TOKEN@domain`` of the reply address when the
   message has a ``reply_token``, so a reply names its conversation;
 - ``List-Unsubscribe`` + ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058)
@@ -153,6 +154,11 @@ def render_email(
         headers.append(("Reply-To", plus_address(reply_to or sender, message.reply_token)))
     elif reply_to:
         headers.append(("Reply-To", _address_header(reply_to)))
+    thread = _thread(message, message_id_domain or domain_of(sender))
+    if thread:
+        # oldest first (RFC 5322 3.6.4): the email of ours they answered, then theirs
+        headers.append(("In-Reply-To", thread[-1]))
+        headers.append(("References", " ".join(thread)))
     if message.unsubscribe_url:
         headers.append(("List-Unsubscribe", f"<{message.unsubscribe_url}>"))
         headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
@@ -170,6 +176,16 @@ def render_email(
         f"{top}\n--{boundary}\n{text[0]}\n{text[1]}\n--{boundary}\n{html[0]}\n{html[1]}\n"
         f"--{boundary}--\n"
     ).encode()
+
+
+def _thread(message: OutboundMessage, domain: str) -> list[str]:
+    """The Message-IDs a reply refers to: the delivery it answers, the customer's email."""
+    thread = []
+    if message.answers_delivery:
+        thread.append(message_id(message.answers_delivery, domain))
+    if message.in_reply_to and "@" in message.in_reply_to and message.in_reply_to.isascii():
+        thread.append(f"<{message.in_reply_to.strip('<> ')}>")
+    return thread
 
 
 def _text_part(text: str, subtype: str) -> tuple[str, str]:

@@ -20,6 +20,7 @@ from ..deliveries import Purpose
 from ..errors import OutreachError
 from ..store import Store
 from ..store import deliveries as sql
+from ..store.conversations import email_thread
 from ..store.meta import signing_key
 from ..templates.render import Renderer
 from ..tokens import make_reply_token, make_unsubscribe_token
@@ -77,10 +78,15 @@ class Composer:
             token = make_unsubscribe_token(self._signing_key(), row["customer_id"], channel)
             unsubscribe_url = f"{public}/unsubscribe/{token}"
         campaign = self.campaign(row.get("campaign"))
+        thread: dict[str, Any] = {}
+        reply_subject = None
+        if kind == "email" and row["purpose"] != Purpose.CAMPAIGN:
+            # a reply answers the customer's email: its subject, and headers that thread it
+            thread = email_thread(self.store, row["customer_id"], channel)
+            reply_subject = _re(thread.get("in_subject") or thread.get("out_subject")
+                                or f"your message to {self.config.sender_name}")
         if row["purpose"] == Purpose.AGENT:
-            body, subject, html, preheader = context["text"], None, None, None
-            if kind == "email":
-                subject = f"Re: your message to {self.config.sender_name}"
+            body, subject, html, preheader = context["text"], reply_subject, None, None
         else:
             survey = None
             if row["purpose"] == Purpose.CAMPAIGN and row.get("occurrence"):
@@ -99,6 +105,7 @@ class Composer:
                 unsubscribe_url=unsubscribe_url,
                 now=now.astimezone(tz),
                 extra=_extra(context),
+                reply_subject=reply_subject,
             )
             body, subject, html, preheader = (
                 rendered.body,
@@ -125,7 +132,15 @@ class Composer:
             in_service_window=wrote_recently,
             status_callback=f"{public}/webhooks/{channel}" if public else None,
             customer=customer,
+            in_reply_to=thread.get("in_id"),
+            answers_delivery=thread.get("out_delivery"),
         )
+
+
+def _re(subject: str) -> str:
+    """``Re: subject``, once: a subject that already answers something keeps its ``Re:``."""
+    subject = " ".join(subject.split())
+    return subject if subject[:3].lower() == "re:" else f"Re: {subject}"
 
 
 def _extra(context: Mapping[str, Any]) -> dict[str, Any]:

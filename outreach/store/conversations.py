@@ -348,3 +348,28 @@ def survey_candidates_for(
             item = dict(zip(names, row, strict=True))
             out.setdefault(item.pop("customer_id"), []).append(item)
     return out
+
+
+def email_thread(store: Store, customer_id: str, channel: str) -> dict[str, Any]:
+    """What a reply on ``channel`` answers: the customer's latest message there (``in_subject``,
+    ``in_id``: its Message-ID) and outreach's latest message there with a subject
+    (``out_subject``, ``out_delivery``). Read through the conversation's own index, so a reply
+    costs two short lookups whatever the size of the table."""
+    conversation = "(SELECT id FROM conversations WHERE customer_id = ?)"
+    latest_in = store.conn.execute(
+        f"SELECT subject, external_id FROM messages WHERE conversation_id = {conversation} "
+        "AND channel = ? AND direction = 'in' ORDER BY at DESC, id DESC LIMIT 1",
+        (customer_id, channel),
+    ).fetchone()
+    latest_out = store.conn.execute(
+        f"SELECT subject, delivery_id FROM messages WHERE conversation_id = {conversation} "
+        "AND channel = ? AND direction = 'out' AND subject IS NOT NULL "
+        "AND delivery_id IS NOT NULL ORDER BY at DESC, id DESC LIMIT 1",
+        (customer_id, channel),
+    ).fetchone()
+    thread: dict[str, Any] = {}
+    if latest_in is not None:
+        thread["in_subject"], thread["in_id"] = latest_in
+    if latest_out is not None:
+        thread["out_subject"], thread["out_delivery"] = latest_out
+    return thread

@@ -204,8 +204,13 @@ class Renderer:
         unsubscribe_url: str | None = None,
         now: datetime | None = None,
         extra: Mapping[str, Any] | None = None,
+        reply_subject: str | None = None,
     ) -> Rendered:
-        """Render template ``name`` for ``customer`` on ``channel``; RenderError on failure."""
+        """Render template ``name`` for ``customer`` on ``channel``; RenderError on failure.
+
+        ``reply_subject`` is the subject of an email that answers another (``Re: …``): a
+        template without a ``Subject:`` line (a ``default.j2`` for every channel) gets it,
+        instead of failing as an email without subject."""
         customer_id = customer.get("id")
         locale = customer.get("locale")
         try:
@@ -230,7 +235,8 @@ class Renderer:
         text = self._run(entry.text, context, entry.source, customer_id)
         if not entry.email:
             return Rendered(body=text.strip(), source=entry.source)
-        subject, preheader, body = parse_email(text, entry.source, customer_id)
+        subject, preheader, body = parse_email(text, entry.source, customer_id,
+                                               default_subject=reply_subject)
         html = None
         if entry.html is not None:
             html = self._run(entry.html, context, str(entry.html.filename), customer_id).strip()
@@ -301,8 +307,11 @@ def _wrap(exc: BaseException, source: str, customer_id: Any) -> RenderError:
     return RenderError(problem, source=where, line=line, customer_id=customer_id)
 
 
-def parse_email(text: str, source: str, customer_id: Any = None) -> tuple[str, str | None, str]:
-    """Split rendered email text into (subject, preheader, body)."""
+def parse_email(
+    text: str, source: str, customer_id: Any = None, *, default_subject: str | None = None
+) -> tuple[str, str | None, str]:
+    """Split rendered email text into (subject, preheader, body); text without header
+    lines is all body under ``default_subject`` when one is given."""
     text = text.lstrip("\r\n")
     blank = _BLANK_LINE.search(text)
     head, body = (text[: blank.start()], text[blank.end() :]) if blank else (text, "")
@@ -310,6 +319,8 @@ def parse_email(text: str, source: str, customer_id: Any = None) -> tuple[str, s
     for line in head.splitlines():
         match = _HEADER.fullmatch(line.strip())
         if not match or match[1].lower() not in ("subject", "preheader"):
+            if not headers and default_subject:
+                return default_subject, None, text.strip()
             if not headers:
                 raise RenderError(
                     "missing Subject: header",
