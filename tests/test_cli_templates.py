@@ -181,3 +181,21 @@ def test_a_locale_with_a_bcp47_extension_finds_its_language_template(
     result = cli("templates", "render", "hello", "--customer", "C1", "--channel", "sms")
     assert result.exit_code == 0, result.stderr
     assert result.stdout == "Hallo Ann\n"
+
+
+def test_render_uses_the_campaign_that_sends_the_template(ws: Path, cli: Cli) -> None:
+    assert cli("customers", "import", str(ws / "customers.csv")).exit_code == 0
+    result = cli("templates", "render", "nps", "--customer", "c001")  # Dutch, by SMS
+    assert result.exit_code == 0, result.stderr
+    # the question as campaigns/nps.toml translates it, not a made-up English one
+    assert "Hoe waarschijnlijk is het dat je Acme aanbeveelt aan een vriend of collega?" in (
+        result.stdout
+    )
+    assert "(campaign nps)" in result.stderr
+    other = cli("templates", "render", "nps", "--customer", "c016", "--campaign", "csat")
+    assert other.exit_code == 0, other.stderr
+    csat = (ws / "campaigns" / "csat.toml").read_text(encoding="utf-8")
+    question = next(line for line in csat.splitlines() if line.startswith("question"))
+    assert question.split('"')[1] in other.stdout
+    data = json.loads(cli("templates", "render", "nps", "--customer", "c001", "--json").stdout)
+    assert data["campaign"] == "nps"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from .options import JsonOption, workspace
 from .output import console, note, plural, print_json, print_table
+
+if TYPE_CHECKING:
+    from ..campaigns.files import Campaign
+    from ..config import Config
 
 app = typer.Typer(
     help="Check and preview message templates (templates/NAME/CHANNEL[.LOCALE].j2).",
@@ -105,18 +109,30 @@ def render(
             "first configured one).",
         ),
     ] = None,
+    campaign: Annotated[
+        str | None,
+        typer.Option(
+            "--campaign",
+            metavar="NAME",
+            help="Render with this campaign's name, kind and survey question (translated "
+            "for the customer), as a real send would (default: the campaign that uses the "
+            "template, if one does; else sample values).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Print one rendered message (campaign, survey and event values are sample data)."""
+    """Print one rendered message, with the real context of the campaign that sends it."""
     from ..templates.checks import preview
 
     ws = workspace(ctx)
-    result = preview(ws.config, ws.store, name, customer, channel)
+    used_by = _campaign_of(ws.config, name, campaign)
+    result = preview(ws.config, ws.store, name, customer, channel, used_by)
     if as_json:
         print_json(result.as_dict())
         return
     message = result.message
-    note(f"{message.source} for customer {result.customer_id} on {result.channel}")
+    context = f"campaign {result.campaign}" if result.campaign else "sample campaign values"
+    note(f"{message.source} for customer {result.customer_id} on {result.channel} ({context})")
     out = []
     if message.subject is not None:
         out.append(f"Subject: {message.subject}")
@@ -133,6 +149,29 @@ def render(
             f"SMS: {result.encoding}, {result.segments} segment"
             f"{'s' if result.segments != 1 else ''}, {len(message.body)} characters"
         )
+
+
+def _campaign_of(config: Config, template: str, name: str | None) -> Campaign | None:
+    """The campaign named, else the campaign that sends ``template`` (one of its own name
+    first), or whose survey follows up with it; broken campaign files are left to `run` and
+    `templates check` to report."""
+    from ..campaigns.files import list_campaigns, load_campaign
+    from ..errors import OutreachError
+
+    if name is not None:
+        return load_campaign(config, name)
+    names = sorted(list_campaigns(config), key=lambda n: n != template)
+    follows: Campaign | None = None
+    for candidate in names:
+        try:
+            loaded = load_campaign(config, candidate)
+        except OutreachError:
+            continue
+        if loaded.template == template:
+            return loaded
+        if follows is None and loaded.survey is not None and loaded.survey.follow_up == template:
+            follows = loaded
+    return follows
 
 
 def _languages(sources: list[str]) -> str:

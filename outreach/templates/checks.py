@@ -22,6 +22,7 @@ from ..store.customers import require_customer
 from .render import TEMPLATE_SUFFIX, Rendered, Renderer
 
 if TYPE_CHECKING:
+    from ..campaigns.files import Campaign
     from ..config import Config
     from ..store import Store
 
@@ -287,11 +288,13 @@ class Preview:
     message: Rendered
     encoding: str | None = None
     segments: int | None = None
+    campaign: str | None = None  # whose values filled the context; None: sample values
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "template": self.template, "channel": self.channel,
-            "customer_id": self.customer_id, "source": self.message.source,
+            "customer_id": self.customer_id, "campaign": self.campaign,
+            "source": self.message.source,
             "subject": self.message.subject, "preheader": self.message.preheader,
             "body": self.message.body, "html": self.message.html,
             "encoding": self.encoding, "segments": self.segments,
@@ -299,11 +302,18 @@ class Preview:
 
 
 def preview(
-    config: Config, store: Store, name: str, customer_id: str, channel: str | None = None
+    config: Config,
+    store: Store,
+    name: str,
+    customer_id: str,
+    channel: str | None = None,
+    campaign: Campaign | None = None,
 ) -> Preview:
     """Render ``name`` for one stored customer on ``channel`` (default: their preferred one).
 
-    Campaign, survey and event values are sample data, as in `templates check`.
+    With ``campaign``, its name, kind and survey (the question in the customer's language)
+    fill the context, as in a real send; otherwise they are sample data, as in `templates
+    check`. Event values are always sample data.
     """
     customer = require_customer(store, customer_id)
     if channel is None:
@@ -313,16 +323,26 @@ def preview(
             raise UsageError("no channel is configured in outreach.toml; add [channels.NAME]")
     config.channel(channel)
     now = clock.now()
+    context = sample_campaign(name)
+    survey: dict[str, Any] | None = sample_survey(name, config.sender_name)
+    if campaign is not None:
+        from ..campaigns.files import localized_question
+
+        context = {"name": campaign.name, "kind": campaign.kind}
+        survey = None
+        if campaign.survey is not None:
+            snapshot = campaign.survey.snapshot()
+            survey = {**snapshot, "question": localized_question(snapshot, customer.get("locale"))}
     message = Renderer(config).render(
-        name, channel, customer, campaign=sample_campaign(name),
-        survey=sample_survey(name, config.sender_name),
+        name, channel, customer, campaign=context, survey=survey,
         unsubscribe_url="https://example.com/unsubscribe/sample", now=now,
         extra=sample_extra(config, now),
     )
     encoding = segments = None
     if channel_medium(config, channel) == "sms":
         encoding, segments = sms_segments(message.body)
-    return Preview(name, channel, customer_id, message, encoding, segments)
+    return Preview(name, channel, customer_id, message, encoding, segments,
+                   campaign.name if campaign is not None else None)
 
 
 # --- SMS segments -----------------------------------------------------------------------
