@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -133,3 +135,60 @@ def test_commands_have_help(cli: Cli, args: list[str]) -> None:
     result = cli(*args, "--help")
     assert result.exit_code == 0
     assert "Usage" in result.stdout
+
+
+@pytest.fixture
+def umask_022() -> object:
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_output_files_honour_the_umask(
+    seeded: Path, cli: Cli, tmp_path: Path, umask_022: object
+) -> None:
+    target, page = tmp_path / "replies.csv", tmp_path / "nps.html"
+    assert cli("export", "replies", "--output", str(target)).exit_code == 0
+    assert cli("report", "nps", "--html", str(page)).exit_code == 0
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert stat.S_IMODE(page.stat().st_mode) == 0o644
+    # a file that is replaced keeps its mode
+    target.chmod(0o600)
+    assert cli("export", "replies", "--output", str(target)).exit_code == 0
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("args", "name"),
+    [([], "replies.xlsx"), (["--format", "json"], "replies.csv"), (["--format", "csv"], "r.json")],
+)
+def test_an_extension_that_names_another_format_is_refused(
+    seeded: Path, cli: Cli, tmp_path: Path, args: list[str], name: str
+) -> None:
+    result = cli("export", "replies", *args, "--output", str(tmp_path / name))
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --output ") and "would hold" in result.stderr
+    assert not (tmp_path / name).exists()
+
+
+def test_excel_csv_starts_with_a_byte_order_mark(seeded: Path, cli: Cli, tmp_path: Path) -> None:
+    target = tmp_path / "replies.csv"
+    assert cli("export", "replies", "--excel", "-o", str(target)).exit_code == 0
+    data = target.read_bytes()
+    assert data.startswith(b"\xef\xbb\xbfreceived_at,")
+    plain = cli("export", "replies").stdout
+    assert plain.startswith("received_at,")
+    result = cli("export", "replies", "--excel", "--format", "json")
+    assert result.exit_code == 2 and "--excel is for CSV" in result.stderr
+
+
+def test_export_has_the_providers_message_id(ws: Path, cli: Cli) -> None:
+    line = json.dumps({"channel": "sms", "from": "+31612345678", "text": "hi", "id": "SM123",
+                       "received_at": "2026-12-01T10:00:00Z"})
+    assert cli("--now", "2026-12-01T10:01:00Z", "replies", "ingest", "-", input=line).exit_code == 0
+    rows = json.loads(cli("export", "replies", "--format", "json").stdout)
+    assert rows[0]["provider_message_id"] == "SM123"
+    assert isinstance(rows[0]["message_id"], int)
+    assert "Exported 1 reply to" in cli(
+        "export", "replies", "-o", str(ws / "one.csv")
+    ).stderr

@@ -195,7 +195,8 @@ def test_replies_have_one_row_per_inbound_message_with_spec_columns(space: Works
     rows = _rows(space, campaign=None, since=None, until=None)
     assert list(rows[0]) == [
         "received_at", "customer_id", "customer_name", "channel", "campaign", "question",
-        "answer", "text", "conversation_id", "message_id", "kind", "details",
+        "answer", "text", "conversation_id", "message_id", "provider_message_id", "kind",
+        "details",
     ]
     assert [(r["customer_id"], r["text"]) for r in rows] == [
         ("c3", "hello?"), ("c1", "9"), ("c2", "what is this about?"), ("c2", "eight or nine"),
@@ -256,7 +257,8 @@ def test_conversations_export_every_message_in_transcript_order(space: Workspace
     rows = _rows(space, "conversations", campaign=None, since=None, until=None)
     assert list(rows[0]) == [
         "conversation_id", "customer_id", "customer_name", "direction", "channel", "at",
-        "subject", "text", "campaign", "delivery_id", "message_id", "kind", "details",
+        "subject", "text", "campaign", "delivery_id", "message_id", "provider_message_id",
+        "kind", "details",
     ]
     assert [(r["customer_id"], r["direction"], r["text"]) for r in rows] == [
         ("c1", "out", "How likely…?"), ("c1", "in", "9"), ("c1", "out", "Thanks!"),

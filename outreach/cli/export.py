@@ -56,6 +56,15 @@ OutputOption = Annotated[
     ),
 ]
 
+ExcelOption = Annotated[
+    bool,
+    typer.Option(
+        "--excel",
+        help="Start the CSV with a UTF-8 byte order mark, so that Excel shows accented "
+        "names right (other tools do not need it).",
+    ),
+]
+
 export_app = typer.Typer(
     help="Stream reply logs and transcripts as CSV, JSON lines or JSON.",
     no_args_is_help=True,
@@ -79,6 +88,7 @@ def _run_export(
     until: str | None,
     fmt: ExportFormat | None,
     output: Path | None,
+    excel: bool,
 ) -> None:
     from ..reports.export import export, format_for, make_filter
 
@@ -86,7 +96,7 @@ def _run_export(
     flt = make_filter(ws, campaign, since, until)
     chosen = format_for(fmt.value if fmt else None, output)
     try:
-        count = export(ws, kind, flt, chosen, output=output, stdout=sys.stdout)
+        count = export(ws, kind, flt, chosen, output=output, stdout=sys.stdout, excel=excel)
     except BrokenPipeError:
         # `outreach export replies | head`: the reader has all it wanted. Point stdout at
         # devnull so that the interpreter's final flush does not fail a second time.
@@ -107,10 +117,11 @@ def export_replies(
     until: UntilOption = None,
     fmt: FormatOption = None,
     output: OutputOption = None,
+    excel: ExcelOption = False,
 ) -> None:
     """One row per inbound message: received_at, customer, channel, campaign, question,
-    answer, text, conversation_id, message_id."""
-    _run_export(ctx, "replies", campaign, since, until, fmt, output)
+    answer, text, conversation_id, message_id, provider_message_id, kind, details."""
+    _run_export(ctx, "replies", campaign, since, until, fmt, output, excel)
 
 
 @export_app.command(
@@ -124,9 +135,10 @@ def export_conversations(
     until: UntilOption = None,
     fmt: FormatOption = None,
     output: OutputOption = None,
+    excel: ExcelOption = False,
 ) -> None:
     """One row per message, both directions, ordered by conversation then time."""
-    _run_export(ctx, "conversations", campaign, since, until, fmt, output)
+    _run_export(ctx, "conversations", campaign, since, until, fmt, output, excel)
 
 
 def report(

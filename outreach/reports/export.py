@@ -110,11 +110,21 @@ def csv_cell(value: Any) -> Any:
 
 
 def write_rows(
-    rows: Iterable[Sequence[Any]], columns: Sequence[str], fmt: str, out: IO[str]
+    rows: Iterable[Sequence[Any]],
+    columns: Sequence[str],
+    fmt: str,
+    out: IO[str],
+    *,
+    excel: bool = False,
 ) -> int:
-    """Write ``rows`` to ``out`` as csv, jsonl or json; returns how many rows."""
+    """Write ``rows`` to ``out`` as csv, jsonl or json; returns how many rows.
+
+    ``excel``: a CSV starts with a UTF-8 byte order mark, the only way Excel reads UTF-8.
+    """
     count = 0
     if fmt == "csv":
+        if excel:
+            out.write("\ufeff")
         writer = csv.writer(out)
         writer.writerow(columns)
         starts = _FORMULA_START
@@ -143,14 +153,31 @@ def write_rows(
     return count
 
 
+# extensions that say nothing about the format: written as --format (default csv) says
+_PLAIN_SUFFIXES = ("", "txt", "log", "out")
+
+
 def format_for(fmt: str | None, output: Path | None) -> str:
-    """The format given, else the output file's suffix (.csv, .jsonl, .json), else csv."""
-    if fmt:
-        if fmt not in FORMATS:
-            raise UsageError(f'--format {fmt}: not a format; use one of {", ".join(FORMATS)}')
-        return fmt
+    """The format given, else the output file's suffix (.csv, .jsonl, .json), else csv.
+
+    A suffix naming another format (.xlsx, or .csv with --format json) is refused: the
+    file would open as garbage in whatever that suffix starts.
+    """
+    if fmt and fmt not in FORMATS:
+        raise UsageError(f'--format {fmt}: not a format; use one of {", ".join(FORMATS)}')
     suffix = output.suffix.lower().lstrip(".") if output else ""
-    return suffix if suffix in FORMATS else "csv"
+    if suffix in _PLAIN_SUFFIXES:
+        return fmt or "csv"
+    if fmt is None and suffix in FORMATS:
+        return suffix
+    if suffix != fmt:
+        written = fmt or "csv"
+        raise UsageError(
+            f"--output {output}: a .{suffix} file would hold {written}; name it "
+            f".{written}{' (spreadsheets open it)' if written == 'csv' else ''}"
+            + ("" if fmt else f", or give --format {'|'.join(FORMATS)}")
+        )
+    return fmt
 
 
 def export(
@@ -161,12 +188,15 @@ def export(
     *,
     output: Path | None = None,
     stdout: IO[str] | None = None,
+    excel: bool = False,
 ) -> int:
     """Run one export to ``output`` (atomically) or to ``stdout``; returns the row count."""
     columns = columns_of(kind)
+    if excel and fmt != "csv":
+        raise UsageError(f"--excel is for CSV (a byte order mark), not {fmt}; drop one of them")
     if output is None:
         if stdout is None:
             raise UsageError("export: nowhere to write; give --output FILE")
-        return write_rows(iter_rows(ws, kind, flt), columns, fmt, stdout)
+        return write_rows(iter_rows(ws, kind, flt), columns, fmt, stdout, excel=excel)
     with atomic_output(output) as out:
-        return write_rows(iter_rows(ws, kind, flt), columns, fmt, out)
+        return write_rows(iter_rows(ws, kind, flt), columns, fmt, out, excel=excel)

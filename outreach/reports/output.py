@@ -40,6 +40,8 @@ def atomic_output(path: Path, *, what: str = "--output") -> Iterator[IO[str]]:
         ) from None
     tmp = Path(tmp_name)
     try:
+        # mkstemp makes the file 0600; the result is shared like any file the user writes
+        os.fchmod(fd, _mode_for(path))
         # newline="" lets the csv module write its own RFC 4180 line endings.
         with open(fd, "w", encoding="utf-8", newline="") as out:
             yield out
@@ -49,6 +51,16 @@ def atomic_output(path: Path, *, what: str = "--output") -> Iterator[IO[str]]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _mode_for(path: Path) -> int:
+    """The mode of the file being replaced, else what the umask gives a new file."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
 
 
 def _sweep_leftovers(folder: Path, prefix: str) -> None:

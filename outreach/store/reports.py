@@ -37,11 +37,12 @@ _LATEST_CAMPAIGN = (
 # position is unchanged: kind is "text" or what arrived, details JSON (media URLs, coordinates, ...)
 REPLY_COLUMNS = (
     "received_at", "customer_id", "customer_name", "channel", "campaign", "question",
-    "answer", "text", "conversation_id", "message_id", "kind", "details",
+    "answer", "text", "conversation_id", "message_id", "provider_message_id", "kind", "details",
 )
 CONVERSATION_COLUMNS = (
     "conversation_id", "customer_id", "customer_name", "direction", "channel", "at",
-    "subject", "text", "campaign", "delivery_id", "message_id", "kind", "details",
+    "subject", "text", "campaign", "delivery_id", "message_id", "provider_message_id", "kind",
+    "details",
 )
 
 SENT_STATUSES = ("sent", "delivered", "read", "bounced")  # a bounce was sent first
@@ -82,7 +83,8 @@ def iter_replies(
         "SELECT m.at AS received_at, m.customer_id, c.name AS customer_name, m.channel, "
         f"coalesce(sr.campaign, m.campaign, {_LATEST_CAMPAIGN}) AS campaign, "
         "sr.question, CASE WHEN sr.valid THEN sr.answer END AS answer, m.text, "
-        "m.conversation_id, m.id AS message_id, coalesce(m.kind, 'text'), m.details "
+        "m.conversation_id, m.id AS message_id, m.external_id, coalesce(m.kind, 'text'), "
+        "m.details "
         "FROM messages m "
         "LEFT JOIN customers c ON c.id = m.customer_id "
         "LEFT JOIN survey_responses sr ON sr.message_id = m.id "
@@ -115,7 +117,8 @@ def iter_conversation_messages(
         "m.subject, m.text, "
         "coalesce(m.campaign, sr.campaign, d.campaign, "
         f"CASE WHEN m.direction = 'in' THEN {_LATEST_CAMPAIGN} END), "
-        "m.delivery_id, m.id, coalesce(m.kind, 'text'), m.details "
+        "m.delivery_id, m.id, coalesce(m.external_id, d.provider_message_id), "
+        "coalesce(m.kind, 'text'), m.details "
         "FROM messages m "
         "LEFT JOIN customers c ON c.id = m.customer_id "
         "LEFT JOIN deliveries d ON d.id = m.delivery_id "
