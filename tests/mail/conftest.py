@@ -33,15 +33,14 @@ def account(dovecot: Dovecot) -> Account:
     return dovecot.account()
 
 
-def use_mailbox(ws: Path, account: Account, *, port: int | None = None, extra: str = "") -> dict[
-    str, str
-]:
+def use_mailbox(ws: Path, account: Account, *, port: int | None = None, extra: str = "",
+                security: str = "none") -> dict[str, str]:
     """Point the workspace's email channel at ``account``; the env it needs."""
     toml = ws / "outreach.toml"
     text = toml.read_text(encoding="utf-8")
     settings = (
         f'imap_host = "127.0.0.1"\nimap_port = {port or account.port}\n'
-        'imap_security = "none"\nimap_username_env = "IMAP_USER"\n'
+        f'imap_security = "{security}"\nimap_username_env = "IMAP_USER"\n'
         f'imap_password_env = "IMAP_PASSWORD"\n{extra}'
     )
     toml.write_text(text.replace('[channels.email]\nprovider = "outbox"\n',

@@ -216,3 +216,39 @@ def test_serve_syncs_the_mailbox_on_its_poll_interval(
         proc.terminate()
         proc.wait(10)
     assert sorted(stored(ws)) == ["m0@example.org", "m1@example.org", "m2@example.org"]
+
+
+@pytest.mark.parametrize("security", ["tls", "starttls"])
+def test_a_sync_over_tls_checks_the_servers_certificate(
+    ws: Path, cli: Cli, account: Account, security: str
+) -> None:
+    send_survey(ws, cli)
+    port = account.tls_port if security == "tls" else account.port
+    env = use_mailbox(ws, account, port=port, security=security)
+    account.append(*numbered(2))
+    # the server's certificate is signed by a CA this machine does not trust
+    refused = cli("replies", "sync", env=env)
+    assert refused.exit_code == 4 and "TLS" in refused.stderr, refused.stderr
+    assert account.password not in refused.stderr
+    trusted = {**env, "SSL_CERT_FILE": str(account.ca_file)}
+    assert sync(cli, trusted)["stored"] == 2
+
+
+def test_a_first_sync_reports_its_progress_in_chunks(
+    ws: Path, cli: Cli, account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from outreach.workspace import Workspace
+
+    send_survey(ws, cli)
+    env = use_mailbox(ws, account)
+    account.append(*numbered(25))
+    monkeypatch.setattr(imap, "CHUNK", 10)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    seen: list[tuple[int, int]] = []
+    workspace = Workspace.load(ws)
+    try:
+        imap.sync(workspace, progress=lambda done, total: seen.append((done, total)))
+    finally:
+        workspace.close()
+    assert seen == [(0, 25), (10, 25), (20, 25), (25, 25)]

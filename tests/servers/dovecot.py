@@ -35,7 +35,9 @@ state_dir = {root}/state
 log_path = {root}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+ssl = yes
+ssl_cert = <{root}/cert.pem
+ssl_key = <{root}/key.pem
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 first_valid_uid = 1
@@ -56,7 +58,9 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
+    ssl = yes
   }}
 }}
 service anvil {{
@@ -84,10 +88,12 @@ def free_port() -> int:
 @dataclass
 class Account:
     host: str
-    port: int
+    port: int  # IMAP, STARTTLS offered
     user: str
     password: str
     maildir: Path
+    tls_port: int = 0  # IMAPS
+    ca_file: Path | None = None  # the test CA that signed the server's certificate
 
     def client(self) -> imaplib.IMAP4:
         client = imaplib.IMAP4(self.host, self.port, timeout=10)
@@ -137,6 +143,7 @@ class Dovecot:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.port = free_port()
+        self.tls_port = free_port()
         self._users = itertools.count(1)
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -157,9 +164,16 @@ class Dovecot:
             uid, gid = me.pw_uid, me.pw_gid
             users = (f"default_login_user = {me.pw_name}\n"
                      f"default_internal_user = {me.pw_name}\n")
+        import trustme
+
+        authority = trustme.CA()
+        issued = authority.issue_cert("127.0.0.1", "localhost")
+        issued.cert_chain_pems[0].write_to_path(str(self.root / "cert.pem"))
+        issued.private_key_pem.write_to_path(str(self.root / "key.pem"))
+        authority.cert_pem.write_to_path(str(self.root / "ca.pem"))
         conf = self.root / "dovecot.conf"
         conf.write_text(_CONFIG.format(root=self.root, uid=uid, gid=gid, port=self.port,
-                                       users=users))
+                                       tls_port=self.tls_port, users=users))
         self.process = subprocess.Popen(
             [DOVECOT, "-F", "-c", str(conf)], stdout=subprocess.DEVNULL,
             stderr=open(self.root / "stderr.log", "wb"),  # noqa: SIM115 - lives with it
@@ -190,7 +204,8 @@ class Dovecot:
         assert number <= MAX_USERS, "raise MAX_USERS"
         user = f"user{number}"
         password = f"pw-{user}-secret"
-        return Account("127.0.0.1", self.port, user, password, self.root / "mail" / user)
+        return Account("127.0.0.1", self.port, user, password, self.root / "mail" / user,
+                       self.tls_port, self.root / "ca.pem")
 
 
 class DroppingProxy:
