@@ -84,6 +84,11 @@ class RunReport:
     def unknown(self) -> int:
         return sum(c.unknown for c in self.campaigns)
 
+    @property
+    def template_errors(self) -> int:
+        """Messages skipped because their template failed for that customer."""
+        return sum(c.skipped.get("template_error", 0) for c in self.campaigns)
+
     def as_json(self) -> dict[str, Any]:
         return {
             "campaigns": [c.as_json() for c in self.campaigns],

@@ -100,7 +100,8 @@ def test_report_json(seeded: Path, cli: Cli) -> None:
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     assert (data["sent"], data["replied"], data["nps"]) == (6, 5, 66.7)
-    assert data["skipped"] == {"frequency_cap": 1, "no_consent": 1, "template_error": 1}
+    assert data["skipped"] == {"frequency_cap": 1, "no_consent": 1}
+    assert data["failed_by_reason"]["template_error"] == 1
 
 
 def test_report_terminal_shows_funnel_bars_and_nps(seeded: Path, cli: Cli) -> None:

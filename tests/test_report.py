@@ -91,9 +91,10 @@ def test_first_occurrence_figures(space: Workspace) -> None:
     clock.set_now("2026-12-24T12:00:00Z")
     r = campaign_report(space, "nps", O1)
     assert (r["audience"], r["planned"], r["sent"], r["delivered"], r["read"]) == (11, 9, 5, 3, 1)
-    assert r["failed"] == 2
-    assert r["failed_by_reason"] == {"21211: invalid 'To' number": 2}
-    assert r["skipped"] == {"frequency_cap": 1, "no_consent": 1, "template_error": 1}
+    # the template error was meant to go: a failure, not a skip
+    assert r["failed"] == 3
+    assert r["failed_by_reason"] == {"21211: invalid 'To' number": 2, "template_error": 1}
+    assert r["skipped"] == {"frequency_cap": 1, "no_consent": 1}
     assert r["deferred"] == 1
     assert r["opted_out"] == 1  # c4 only
     # c1 c2 c3 c4 wrote after the send; c5 only before it, c6's send failed; c1's December

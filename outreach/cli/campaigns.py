@@ -118,10 +118,10 @@ def run(
     if report.interrupted:
         note("interrupted: deliveries not yet sent stay queued for the next run")
         raise typer.Exit(128 + report.interrupted)
-    if report.failed or report.unknown:
+    if report.failed or report.unknown or report.template_errors:
         raise PartialFailure(
-            f"{report.failed} failed, {report.unknown} unknown; see outreach queue and "
-            "outreach report CAMPAIGN"
+            f"{report.failed} failed, {report.template_errors} template errors, "
+            f"{report.unknown} unknown; see outreach queue and outreach report CAMPAIGN"
         )
 
 

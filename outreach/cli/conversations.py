@@ -81,7 +81,8 @@ def ingest(
     as_json: JsonOption = False,
 ) -> None:
     """Store replies, apply keywords and survey answers, send confirmations; the same
-    message id twice is stored once. Exit 3 when some lines were rejected."""
+    message id twice is stored once. Exit 3 when some lines were rejected or a reply was
+    not sent."""
     from ..conversations.ingest import ingest as run_ingest
     from ..errors import PartialFailure, UsageError
 
@@ -131,12 +132,21 @@ def ingest(
             f"{plural(len(summary.rejected), 'line')} rejected.",
             markup=False,
         )
+    partial: list[str] = []
     if summary.rejected:
-        raise PartialFailure(
+        partial.append(
             f"{name}: {len(summary.rejected):,} lines were rejected (first: line "
             f"{summary.rejected[0][0]}: {summary.rejected[0][1]}); fix them and ingest again "
             "(already stored messages are not duplicated)"
         )
+    unsent = len(summary.replies_queued) - summary.replies_sent
+    if unsent > 0:
+        why = summary.problems[0] if summary.problems else "see outreach queue"
+        partial.append(
+            f"{unsent:,} of {len(summary.replies_queued):,} replies were not sent ({why})"
+        )
+    if partial:
+        raise PartialFailure("; ".join(partial))
 
 
 @conversations_app.command("list", epilog="Example: outreach conversations list --needs-attention")

@@ -28,8 +28,7 @@ from ..channels import provider_class
 from ..channels.base import InboundEvent, InboundMessage, ProviderContext, WebhookRequest
 from ..config import ChannelConfig, Config
 from ..errors import ConfigError, OutreachError, PayloadError, UsageError
-from ..sending.engine import send_deliveries
-from ..store import deliveries as store_deliveries
+from ..sending.engine import send_replies
 from ..workspace import Workspace
 from .inbox import InboundSummary, Inbox, RejectedEvent, apply_events, check_text
 
@@ -254,15 +253,14 @@ def ingest(
     unsent: list[str] = []
     last_send = time.monotonic()
 
-    def send_replies() -> None:
+    def send_waiting() -> None:
         nonlocal last_send
         last_send = time.monotonic()
         if not unsent:
             return
-        result = send_deliveries(ws, unsent)
-        summary.problems.extend(result.problems)
-        counts = store_deliveries.delivery_status_counts(store, unsent)
-        summary.replies_sent += sum(counts.get(s, 0) for s in ("sent", "delivered", "read"))
+        sent, problems = send_replies(ws, unsent)
+        summary.replies_sent += sent
+        summary.problems.extend(problems)
         unsent.clear()
 
     def flush(final: bool = False) -> None:
@@ -275,7 +273,7 @@ def ingest(
         # enough are waiting or the oldest has waited a few seconds (a slow stdin stream).
         if send and (final or len(unsent) >= REPLY_BUNCH
                      or time.monotonic() - last_send >= REPLY_DELAY_SECONDS):
-            send_replies()
+            send_waiting()
 
     for number, raw in _lines(stream):
         if raw is None:

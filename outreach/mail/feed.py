@@ -18,7 +18,6 @@ from ..channels import address_kind
 from ..channels.base import InboundEvent
 from ..conversations.inbox import InboundSummary, Inbox, apply_events
 from ..errors import UsageError
-from ..store import deliveries as store_deliveries
 from .events import email_events
 
 if TYPE_CHECKING:
@@ -82,13 +81,11 @@ class MailFeed:
         self._in_batch = 0
         queued = self.summary.replies_queued[before:]
         if self.send and queued:
-            from ..sending.engine import send_deliveries
+            from ..sending.engine import send_replies
 
-            result = send_deliveries(self.ws, queued)
-            self.summary.problems.extend(result.problems)
-            counts = store_deliveries.delivery_status_counts(store, queued)
-            self.summary.replies_sent += sum(counts.get(s, 0) for s in ("sent", "delivered",
-                                                                        "read"))
+            sent, problems = send_replies(self.ws, queued)
+            self.summary.replies_sent += sent
+            self.summary.problems.extend(problems)
 
     def maybe_flush(self) -> None:
         if self._in_batch >= self.batch_size:

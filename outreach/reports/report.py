@@ -10,6 +10,8 @@ Definitions (the spec names the figures; these are the choices behind them):
   send time, ``template_error``, ``opted_out`` and ``expired``, stay in planned so the
   funnel holds).
 - sent counts sent+delivered+read; delivered counts delivered+read.
+- failed counts failed deliveries and messages skipped as ``template_error`` (by reason
+  in ``failed_by_reason``): both were meant to go and need someone to fix something.
 - opted_out: customers of the campaign with a consent revocation, on any channel, recorded
   at or after the campaign's first send.
 - replied: sent deliveries after which the customer wrote, each inbound message counted
@@ -152,8 +154,15 @@ def campaign_report(
         kind, survey = _survey_from_file(ws, campaign)
     figures = sql.delivery_figures(store, campaign, occurrence)
     status = figures["by_status"]
-    skipped: dict[str, int] = figures["skipped"]
+    skipped: dict[str, int] = dict(figures["skipped"])
     total = sum(status.values())
+    planned = total - sum(n for r, n in skipped.items() if r not in _SEND_TIME_SKIPS)
+    # a message whose template failed for its customer was meant to go and did not: a
+    # failure to fix, not a skip by a rule
+    failed_by_reason: dict[str, int] = dict(figures["failed"])
+    template_errors = skipped.pop("template_error", 0)
+    if template_errors:
+        failed_by_reason["template_error"] = template_errors
     sent = sum(status.get(s, 0) for s in sql.SENT_STATUSES)
     first_sent = figures["first_sent"]
     replied = sql.replied_deliveries(store, campaign, occurrence, first_sent) if first_sent else 0
@@ -166,12 +175,12 @@ def campaign_report(
         "generated_at": clock.iso(clock.now()),
         "first_sent_at": first_sent,
         "audience": recorded_audience or total,
-        "planned": total - sum(n for r, n in skipped.items() if r not in _SEND_TIME_SKIPS),
+        "planned": planned,
         "sent": sent,
         "delivered": status.get("delivered", 0) + status.get("read", 0),
         "read": status.get("read", 0),
-        "failed": status.get("failed", 0),
-        "failed_by_reason": figures["failed"],
+        "failed": status.get("failed", 0) + template_errors,
+        "failed_by_reason": failed_by_reason,
         "bounced": status.get("bounced", 0),
         "deferred": status.get("deferred", 0),
         "queued": status.get("queued", 0) + status.get("sending", 0),

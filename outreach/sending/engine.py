@@ -40,6 +40,7 @@ from .compose import Composer
 from .decide import decide
 from .results import Result, SendSummary
 
+SENT_STATES = (Status.SENT, Status.DELIVERED, Status.READ)
 FLUSH_AT = 2048  # results kept before recording them at once (else every 20 ms, or at a claim)
 PLANNING_POLL = 0.02  # seconds between looks at an empty queue while another process plans
 
@@ -429,3 +430,26 @@ def send_deliveries(ws: Workspace, delivery_ids: Sequence[str]) -> SendSummary:
     if not delivery_ids:
         return SendSummary()
     return asyncio.run(send_due_async(ws, ids=list(delivery_ids)))
+
+
+def send_replies(ws: Workspace, delivery_ids: Sequence[str]) -> tuple[int, list[str]]:
+    """Send these queued replies now: how many went out, and a line for each that did not,
+    saying why (read back in one query)."""
+    if not delivery_ids:
+        return 0, []
+    summary = send_deliveries(ws, delivery_ids)
+    sent = 0
+    why: list[str] = []
+    for row in sql.delivery_outcomes(ws.store, delivery_ids):
+        if row["status"] in SENT_STATES:
+            sent += 1
+            continue
+        cause = row["reason"] or row["status"]
+        error = row["error"]
+        why.append(
+            f"reply to {row['customer_id']} on {row['channel']}: {cause}"
+            + (f" ({error})" if error and error != cause else "")
+        )
+    # the pass's own problems (a channel that could not start), unless a line says it
+    problems = [p for p in summary.problems if not any(p in line for line in why)]
+    return sent, problems + why

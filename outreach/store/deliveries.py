@@ -393,6 +393,20 @@ def delivery_outcome(store: Store, delivery_id: str) -> dict[str, Any] | None:
     return {"status": row[0], "reason": row[1], "error": row[2], "channel": row[3]}
 
 
+def delivery_outcomes(store: Store, delivery_ids: Iterable[str]) -> list[dict[str, Any]]:
+    """id, customer_id, channel, status, reason and error of these deliveries."""
+    out: list[dict[str, Any]] = []
+    for chunk in chunks(list(delivery_ids)):
+        cur = store.conn.execute(
+            "SELECT id, customer_id, channel, status, reason, error FROM deliveries "
+            f"WHERE id IN ({marks(chunk)})",
+            chunk,
+        )
+        names = [d[0] for d in cur.description]
+        out.extend(dict(zip(names, row, strict=True)) for row in cur)
+    return out
+
+
 def delivery_status_counts(store: Store, delivery_ids: Iterable[str]) -> dict[str, int]:
     """status → how many of these deliveries have it."""
     counts: dict[str, int] = {}
