@@ -38,15 +38,8 @@ from ..config import zone_or
 from ..errors import RenderError
 from ..locales import locale_chain
 from .filters import LOCALE_KEY, ZONE_KEY, babel_locale
-from .sandbox import (
-    DEADLINE,
-    MAX_OUTPUT_CHARS,
-    MAX_RENDER_SECONDS,
-    TEMPLATE_GLOBALS,
-    Limit,
-    Record,
-    build_environment,
-)
+from .limits import BUDGET, MAX_OUTPUT_CHARS, MAX_RENDER_SECONDS, MAX_SPENT, Limit
+from .sandbox import TEMPLATE_GLOBALS, Record, build_environment
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -247,14 +240,14 @@ class Renderer:
     def _run(
         self, template: Template, context: dict[str, Any], source: str, customer_id: Any
     ) -> str:
-        token = DEADLINE.set(time.perf_counter() + MAX_RENDER_SECONDS)
+        token = BUDGET.set([time.perf_counter() + MAX_RENDER_SECONDS, MAX_SPENT])
         try:
             pieces: list[str] = []
             size = 0
             output = template.root_render_func(template.new_context(context, shared=True))
             # counted in batches (C-level islice/sum) so a message costs no Python per piece;
             # memory before a check is at most a batch of pieces
-            while chunk := list(islice(output, 64)):
+            while chunk := list(islice(output, 16)):
                 size += sum(map(len, chunk))
                 if size > MAX_OUTPUT_CHARS:
                     raise RenderError(
@@ -277,7 +270,7 @@ class Renderer:
         except (Exception, RecursionError) as exc:
             raise _wrap(exc, source, customer_id) from None
         finally:
-            DEADLINE.reset(token)
+            BUDGET.reset(token)
 
 
 def _wrap(exc: BaseException, source: str, customer_id: Any) -> RenderError:

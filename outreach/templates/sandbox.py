@@ -5,53 +5,53 @@ or stall a run. Beyond Jinja's sandbox (no ``_`` attributes, no mutation of list
 dicts), the environment here
 - loads and includes only files inside ``templates/`` (no absolute paths, ``..`` or symlinks
   that lead out);
-- wraps every ``for`` loop's iterable, and checks on every call, a per-render deadline
-  (``MAX_RENDER_SECONDS``, set by the renderer in ``DEADLINE``), so nested loops and
-  recursive macros end;
-- refuses operations whose result would exceed ``MAX_OUTPUT_CHARS`` before doing them
-  (``'x' * 10**9``, huge widths and paddings, ``replace`` blow-ups, giant powers);
-- has no ``namespace()``, so nothing can grow from one loop iteration to the next.
+- wraps every ``for`` loop's iterable, and checks on every call and operator, the render's
+  deadline, so nested loops and recursive macros end;
+- bounds every value a template makes (``limits.py``): operators, ``~``, list and dict
+  literals, string methods, the filters that can grow a value, and the buffers that
+  collect macro and block output, each before or right after it allocates;
+- has no ``namespace()`` and no way to change a value, so nothing can grow from one loop
+  iteration to the next.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextvars import ContextVar
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from jinja2 import BaseLoader, StrictUndefined, TemplateNotFound, Undefined, nodes
-from jinja2.exceptions import SecurityError
+from jinja2 import (
+    BaseLoader,
+    StrictUndefined,
+    TemplateNotFound,
+    Undefined,
+    nodes,
+    pass_eval_context,
+)
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.nodes import EvalContext
 from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing
+from jinja2.visitor import NodeTransformer
 
 from ..errors import RenderError
 from .filters import date_filter, first_name, money_filter
 from .headers import HEADER_FILTER, mark_header_values, single_line
-
-MAX_OUTPUT_CHARS = 64 * 1024
-MAX_RENDER_SECONDS = 0.5
-# a padding width above this is never a message, only an attack
-MAX_WIDTH = 10_000
-
-DEADLINE: ContextVar[float] = ContextVar("outreach_template_deadline", default=0.0)
-# printf fields wider than MAX_WIDTH or with a computed width (%*d), and str.format specs
-# likewise ({:>99999}, {:>{w}}): the only ways a format string can blow up
-_WIDE_FORMAT = re.compile(
-    r"""%(?:\([^)]*\))?[-+\ \#0]*(?:\d{5,}|\*|\d*\.(?:\d{5,}|\*))  # printf width/precision
-    | \{[^{}]*:[^{}]*(?:\d{5,}|\{)                           # str.format spec""",
-    re.VERBOSE,
+from .limits import (
+    BOUNDED_FILTERS,
+    BoundedBuffer,
+    bounded_concat,
+    bounded_filter,
+    check_binop,
+    check_deadline,
+    check_str_method,
+    checked,
+    guard,
+    safe_range,
 )
-# string methods and filters whose numeric argument is an output width or count
-_WIDTH_TAKING = frozenset({"center", "ljust", "rjust", "zfill", "batch", "slice"})
-
-
-class Limit(SecurityError):
-    """A template tried to use more time or output than one message may."""
 
 
 class Record(dict[str, Any]):
@@ -91,67 +91,61 @@ class _Undefined(StrictUndefined):
         return f"{type(obj).__name__} value has no attribute {name!r}"
 
 
-def _check_deadline() -> None:
-    if time.perf_counter() > DEADLINE.get():
-        raise Limit(
-            f"rendering took over {MAX_RENDER_SECONDS} s (a loop that never ends?)"
-        )
+class _CodeGenerator(CodeGenerator):
+    """Jinja's code generator, collecting block and macro output in a ``BoundedBuffer``."""
+
+    def buffer(self, frame: Frame) -> None:
+        frame.buffer = self.temporary_identifier()
+        self.writeline(f"{frame.buffer} = environment.new_buffer()")
 
 
-def _guard(iterable: Any) -> Iterator[Any]:
-    """Wraps every for loop's iterable: a loop cannot outlive the render deadline."""
-    for count, item in enumerate(iterable):
-        if count & 63 == 0:
-            _check_deadline()
-        yield item
+class _BoundValues(NodeTransformer):
+    """Routes the ways a template builds a value from others through the limits.
+
+    ``a ~ b`` becomes ``bounded_concat``; a list, tuple or dict written with variables in
+    it (``[s, s, s]``) is weighed once made. Literals of constants are as large as the
+    template that holds them, and are left alone.
+    """
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        items = nodes.Tuple(node.nodes, "load", lineno=node.lineno)
+        return nodes.Filter(items, "outreach_concat", [], [], None, None, lineno=node.lineno)
+
+    def visit_List(self, node: nodes.List) -> nodes.Node:
+        return self._weighed(self.generic_visit(node), node.items)
+
+    def visit_Tuple(self, node: nodes.Tuple) -> nodes.Node:
+        if node.ctx != "load":
+            return self.generic_visit(node)
+        return self._weighed(self.generic_visit(node), node.items)
+
+    def visit_Dict(self, node: nodes.Dict) -> nodes.Node:
+        parts = [p for pair in node.items for p in (pair.key, pair.value)]
+        return self._weighed(self.generic_visit(node), parts)
+
+    @staticmethod
+    def _weighed(node: nodes.Node, parts: list[nodes.Expr]) -> nodes.Node:
+        if all(isinstance(p, nodes.Const) for p in parts):
+            return node
+        return nodes.Filter(node, "outreach_weighed", [], [], None, None, lineno=node.lineno)
 
 
-def _too_large(what: str) -> Limit:
-    return Limit(f"{what} would make the message larger than {MAX_OUTPUT_CHARS} characters")
+@pass_eval_context
+def _concat_filter(eval_ctx: EvalContext, items: tuple[Any, ...]) -> str:
+    return bounded_concat(items, eval_ctx.autoescape)
 
 
-def _check_arguments(
-    name: str, target: Any, args: Sequence[Any], kwargs: Mapping[str, Any]
-) -> None:
-    """Refuse a string operation before it allocates more than a message may hold."""
-    values = [*args, *kwargs.values()]
-    if name in _WIDTH_TAKING:
-        for value in values:
-            if isinstance(value, int) and abs(value) > MAX_WIDTH:
-                raise Limit(f"{name}(): a width of {value} is too large for a message")
-    if not isinstance(target, str):
-        return
-    if name in ("format", "format_map", "%") and _WIDE_FORMAT.search(target):
-        raise _too_large(f"{name} with a field wider than {MAX_WIDTH} or a computed width")
-    if name == "expandtabs":
-        size = len(target) * (int(values[0]) if values else 8)
-        if size > MAX_OUTPUT_CHARS:
-            raise _too_large("expandtabs()")
-    elif name == "replace" and len(values) >= 2:
-        old, new = str(values[0]), str(values[1])
-        hits = target.count(old) if old else len(target) + 1
-        if len(target) + hits * max(0, len(new) - len(old)) > MAX_OUTPUT_CHARS:
-            raise _too_large("replace()")
-    elif name == "indent" and values:
-        width = values[0]
-        pad = len(width) if isinstance(width, str) else int(width)
-        if len(target) + (target.count("\n") + 1) * pad > MAX_OUTPUT_CHARS:
-            raise _too_large("indent")
-
-
-def _limited_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
-    def wrapper(value: Any, *args: Any, **kwargs: Any) -> Any:
-        _check_arguments(name, value if isinstance(value, str) else None, args, kwargs)
-        return func(value, *args, **kwargs)
-
-    wrapper.__name__ = func.__name__
-    return wrapper
+def _weighed_filter(value: Any) -> Any:
+    return checked(value, "this list or dict")
 
 
 class _Environment(ImmutableSandboxedEnvironment):
     """The sandbox plus time and size limits (see the module docstring)."""
 
-    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+    code_generator_class = _CodeGenerator
+    new_buffer = staticmethod(BoundedBuffer)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         """``customer.plan``: the record's field first, where jinja tries the attribute
@@ -169,6 +163,7 @@ class _Environment(ImmutableSandboxedEnvironment):
         tree = super()._parse(source, name, filename)
         if not _is_html(name):
             mark_header_values(tree)
+        _BoundValues().visit(tree)
         for loop in tree.find_all(nodes.For):
             loop.iter = nodes.Filter(
                 loop.iter, "outreach_guard", [], [], None, None, lineno=loop.lineno
@@ -176,25 +171,11 @@ class _Environment(ImmutableSandboxedEnvironment):
         return tree
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                if (
-                    isinstance(seq, str | list | tuple)
-                    and isinstance(times, int)
-                    and len(seq) * times > MAX_OUTPUT_CHARS
-                ):
-                    raise _too_large("repeating a value")
-        elif operator == "**":
-            if (
-                isinstance(left, int)
-                and isinstance(right, int)
-                and abs(left) > 1
-                and right * max(abs(left), 2).bit_length() > 4096
-            ):
-                raise Limit(f"{left} ** {right} is too large a number")
-        elif operator == "%" and isinstance(left, str):
-            _check_arguments("%", left, right if isinstance(right, tuple) else (right,), {})
-        return super().call_binop(context, operator, left, right)
+        check_binop(operator, left, right)
+        result = super().call_binop(context, operator, left, right)
+        if isinstance(result, str | list | tuple):
+            return checked(result, f"the result of {operator}")
+        return result
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         # A class's methods are unbound: ``dict.update(customer, …)`` would change any
@@ -210,16 +191,17 @@ class _Environment(ImmutableSandboxedEnvironment):
         return super().unsafe_undefined(obj, attribute)
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        _check_deadline()
+        check_deadline()
         target = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)
         if isinstance(target, str):
-            _check_arguments(getattr(__obj, "__name__", "call"), target, args, kwargs)
+            name = getattr(__obj, "__name__", "call")
+            args = tuple(check_str_method(name, target, args, kwargs))
         result = super().call(__context, __obj, *args, **kwargs)
         # a macro's output is built in memory before it is printed: check it here, or a
         # macro that calls itself twice doubles its size at every level
-        if isinstance(result, str) and len(result) > MAX_OUTPUT_CHARS:
+        if isinstance(result, str | list | tuple | dict):
             called = getattr(__obj, "name", None) or getattr(__obj, "__name__", "a call")
-            raise _too_large(f"the result of {called}()")
+            return checked(result, f"the result of {called}()")
         return result
 
 
@@ -301,9 +283,11 @@ def build_environment(root: Path) -> ImmutableSandboxedEnvironment:
         auto_reload=False,
         cache_size=-1,
     )
-    for name in ("center", "indent", "format", "replace", "batch", "slice"):
-        env.filters[name] = _limited_filter(name, env.filters[name])
-    env.filters["outreach_guard"] = _guard
+    for name, before in BOUNDED_FILTERS.items():
+        env.filters[name] = bounded_filter(name, env.filters[name], before)
+    env.filters["outreach_guard"] = guard
+    env.filters["outreach_concat"] = _concat_filter
+    env.filters["outreach_weighed"] = _weighed_filter
     env.filters[HEADER_FILTER] = single_line
     env.filters["first_name"] = first_name
     env.filters["date"] = date_filter
