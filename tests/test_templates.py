@@ -14,8 +14,8 @@ from outreach.config import Config, load_config
 from outreach.errors import RenderError
 from outreach.locales import locale_chain
 from outreach.templates.checks import check_templates, sms_segments
-from outreach.templates.render import Renderer
 from outreach.templates.limits import MAX_OUTPUT_CHARS
+from outreach.templates.render import Renderer
 
 NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 

@@ -64,6 +64,9 @@ PAYLOADS = {
     "{{ s|e|e }}{% endfor %}",
     "dict of big values": S + "{{ dict(a=s, b=s, c=s, d=s) }}",
     "split into many items": "{{ ('a ' * 30000).split() * 100 }}",
+    "repeating bytes": S + "{{ s.encode('utf-32') * 60000 }}",
+    "tojson indent": "{{ range(5000)|list|tojson(indent=1000000) }}",
+    "urlize target": S + "{{ ('a.b ' * 10000)|urlize(target=s) }}",
 }
 
 CHILD = r"""

@@ -93,7 +93,7 @@ def too_large(what: str) -> Limit:
 
 def weight(value: Any, cap: int = MAX_VALUE) -> int:
     """About ``len(str(value))``; counting stops once it passes ``cap``."""
-    if isinstance(value, str):
+    if isinstance(value, str | bytes):
         return len(value)
     if isinstance(value, bool) or value is None:
         return 5
@@ -115,7 +115,7 @@ def weight(value: Any, cap: int = MAX_VALUE) -> int:
 
 def checked(value: Any, what: str) -> Any:
     """``value``, just made: refused past MAX_VALUE, charged when it is large."""
-    size = len(value) if isinstance(value, str) else weight(value)
+    size = len(value) if isinstance(value, str | bytes) else weight(value)
     if size > _SMALL:
         if size > MAX_VALUE:
             raise too_large(what)
@@ -164,7 +164,7 @@ def check_binop(operator: str, left: Any, right: Any) -> None:
     if operator == "*":
         for seq, times in ((left, right), (right, left)):
             if (
-                isinstance(seq, str | list | tuple)
+                isinstance(seq, str | bytes | list | tuple)
                 and isinstance(times, int)
                 and times > 1
                 and weight(seq, MAX_VALUE // times + 1) * times > MAX_VALUE
@@ -178,8 +178,8 @@ def check_binop(operator: str, left: Any, right: Any) -> None:
             raise Limit("multiplying these numbers gives too large a number")
     elif operator == "+":
         if (
-            isinstance(left, str | list | tuple)
-            and isinstance(right, str | list | tuple)
+            isinstance(left, str | bytes | list | tuple)
+            and isinstance(right, str | bytes | list | tuple)
             and weight(left) + weight(right) > MAX_VALUE
         ):
             raise too_large("joining these values")
@@ -297,6 +297,20 @@ def _wordwrap_before(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any
     return args
 
 
+def _tojson_before(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    check_widths("tojson", [*args[1:], *kwargs.values()])  # indent=10**6 on every line
+    return args
+
+
+def _urlize_before(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    # target= and rel= are written into every link: at most one link per 4 characters
+    text = str(args[0])
+    extra = sum(len(str(v)) for v in (*args[2:], *kwargs.values()) if isinstance(v, str))
+    if len(text) * 3 + (len(text) // 4 + 1) * extra > MAX_VALUE:
+        raise too_large("urlize")
+    return args
+
+
 def _sum_before(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
     items = take_items(args[0], "sum")
     start = args[2] if len(args) > 2 else kwargs.get("start", 0)
@@ -329,13 +343,15 @@ BOUNDED_FILTERS: dict[str, _Before | None] = {
     "join": _join_before,
     "wordwrap": _wordwrap_before,
     "sum": _sum_before,
+    "tojson": _tojson_before,
+    "urlize": _urlize_before,
     **{name: _items_before(name) for name in (
         "list", "sort", "unique", "reverse", "groupby", "dictsort", "last", "min", "max",
         "random",
     )},
     **dict.fromkeys((
-        "string", "tojson", "pprint", "escape", "e", "forceescape", "urlencode", "urlize",
-        "xmlattr", "upper", "lower", "title", "capitalize", "truncate", "filesizeformat",
+        "string", "pprint", "escape", "e", "forceescape", "urlencode", "xmlattr", "upper",
+        "lower", "title", "capitalize", "truncate", "filesizeformat",
     )),
 }
 

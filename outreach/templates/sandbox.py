@@ -173,7 +173,7 @@ class _Environment(ImmutableSandboxedEnvironment):
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         check_binop(operator, left, right)
         result = super().call_binop(context, operator, left, right)
-        if isinstance(result, str | list | tuple):
+        if isinstance(result, str | bytes | list | tuple):
             return checked(result, f"the result of {operator}")
         return result
 
@@ -199,7 +199,7 @@ class _Environment(ImmutableSandboxedEnvironment):
         result = super().call(__context, __obj, *args, **kwargs)
         # a macro's output is built in memory before it is printed: check it here, or a
         # macro that calls itself twice doubles its size at every level
-        if isinstance(result, str | list | tuple | dict):
+        if isinstance(result, str | bytes | list | tuple | dict):
             called = getattr(__obj, "name", None) or getattr(__obj, "__name__", "a call")
             return checked(result, f"the result of {called}()")
         return result
