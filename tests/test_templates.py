@@ -510,6 +510,11 @@ BREAKING = "Ann\r\nBcc: x@example.com\x1c\x85\u2028\x00end"
             "Ann Bcc: x@example.com end",
             None,
         ),
+        (
+            "{% set b %}\n\nNote{% endset %}Subject: {{ customer.name }}\n\nbody",
+            "Ann Bcc: x@example.com end",
+            None,
+        ),
     ],
 )
 def test_values_printed_in_header_lines_are_single_line(

@@ -49,8 +49,8 @@ class _Scan:
                 return
             if isinstance(node, nodes.Output):
                 self._output(node)
-            elif isinstance(node, nodes.Macro | nodes.CallBlock):
-                continue  # a definition prints nothing where it stands
+            elif isinstance(node, nodes.Macro | nodes.CallBlock | nodes.AssignBlock):
+                continue  # a definition or {% set %} block prints nothing where it stands
             else:
                 # if/for/with/filter blocks: their bodies in source order
                 self.walk([c for c in node.iter_child_nodes() if isinstance(c, nodes.Stmt)])
