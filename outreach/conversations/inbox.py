@@ -180,6 +180,9 @@ class Inbox:
         self._dirty: set[str] = set()
         self._surveys: dict[str, list[dict[str, Any]]] = {}
         self._prefetched: set[str] = set()
+        # email routes of the batch: reply token / quoted Message-ID → customer ("" = none)
+        self._tokens: dict[str, str] = {}
+        self._references: dict[str, str] = {}
 
     def begin_batch(self, events: Sequence[InboundEvent] = ()) -> None:
         """Forget what an earlier transaction saw and fetch, a few queries for the whole
@@ -208,12 +211,36 @@ class Inbox:
                     (found[v] for v in mobile_variants(address) if v in found), ""
                 ) if kind == "phone" else found.get(address, "")
             ids.update(found.values())
+        ids.update(self._prefetch_email_routes(events))
         self._prefetched = ids
         if ids:
             self._conversations.update(store_conversations.conversations_for(self.store, ids))
             surveys = store_conversations.survey_candidates_for(self.store, ids)
             for customer_id in ids:
                 self._surveys[customer_id] = surveys.get(customer_id, [])
+
+    def _prefetch_email_routes(self, events: Sequence[InboundEvent]) -> set[str]:
+        """Who the batch's reply tokens and quoted Message-IDs name, two queries for the
+        batch; "" remembers "not ours". Returns the customers found."""
+        from ..store.mail import customers_by_reply_token, customers_by_sent_message
+
+        self._tokens.clear()
+        self._references.clear()
+        tokens: set[str] = set()
+        references: set[str] = set()
+        for event in events:
+            if isinstance(event, InboundMessage):
+                if event.reply_token:
+                    tokens.add(event.reply_token.lower())
+                references.update(r.strip().strip("<>") for r in (event.in_reply_to,
+                                  *event.references) if r and r.strip())
+        if tokens:
+            found = customers_by_reply_token(self.store, sorted(tokens))
+            self._tokens.update({t: found.get(t, "") for t in tokens})
+        if references:
+            found = customers_by_sent_message(self.store, sorted(references))
+            self._references.update({r: found.get(r, "") for r in references})
+        return {c for c in (*self._tokens.values(), *self._references.values()) if c}
 
     def end_batch(self) -> None:
         """Write the conversations this batch changed. Call before COMMIT."""
@@ -369,6 +396,9 @@ class Inbox:
         token it hands out), or None for a token it never gave."""
         if not token:
             return None
+        known = self._tokens.get(token.lower())
+        if known is not None:
+            return known or None
         return store_customers.find_customer_by_address(
             self.store, REPLY_CHANNEL, "user", token.lower()
         )
@@ -381,7 +411,9 @@ class Inbox:
         then References from the newest."""
         for reference in dict.fromkeys((in_reply_to, *reversed(references))):
             if reference and reference.strip():
-                found = store_conversations.customer_of_sent_message(self.store, reference.strip())
+                known = self._references.get(reference.strip().strip("<>"))
+                found = known if known is not None else \
+                    store_conversations.customer_of_sent_message(self.store, reference.strip())
                 if found:
                     return found
         return None

@@ -229,3 +229,28 @@ def test_at_night_a_reply_gets_the_out_of_hours_answer_but_an_out_of_office_none
     result = cli("--now", night, "replies", "ingest", str(ws / "reply.eml"), "--format", "eml",
                  "--json")
     assert json.loads(result.stdout)["auto_replies"] == 1
+
+
+def test_a_batch_finds_its_tokens_and_references_in_a_few_queries(ws: Path, cli: Cli) -> None:
+    from outreach.mail.files import ingest_mail
+    from outreach.workspace import Workspace
+
+    sent = send_survey(ws, cli)
+    box = mailbox.mbox(ws / "in.mbox")
+    for i in range(60):
+        raw = fixture("outlook_en.eml", sent).replace(b"AM9PR07MB72831A2B", f"n{i}-".encode())
+        if i % 2:  # half lost their token: found by the Message-ID they answer
+            raw = raw.replace(sent.token.encode(), b"")
+        box.add(raw)
+    box.close()
+    workspace = Workspace.load(ws)
+    statements: list[str] = []
+    workspace.store.conn.set_trace_callback(statements.append)
+    try:
+        summary = ingest_mail(workspace, str(ws / "in.mbox"), "mbox", send=False)
+    finally:
+        workspace.close()
+    assert summary.stored == 60 and summary.new_contacts == 0
+    lookups = [s for s in statements if s.startswith("SELECT") and
+               ("FROM addresses" in s or "FROM deliveries" in s)]
+    assert len(lookups) < 10, lookups[:5]
