@@ -67,6 +67,10 @@ PAYLOADS = {
     "repeating bytes": S + "{{ s.encode('utf-32') * 60000 }}",
     "tojson indent": "{{ range(5000)|list|tojson(indent=1000000) }}",
     "urlize target": S + "{{ ('a.b ' * 10000)|urlize(target=s) }}",
+    # rendered as the HTML part of an email: every {{ }} is escaped on output
+    "html: autoescape in a loop": "{% set s = '<' * 60000 %}{% for i in range(100000) %}"
+    "{{ s }}{% endfor %}",
+    "html: markup joined with ~": "{% set s = '<' * 20000 %}{{ ('<b>'|safe) ~ s ~ s ~ s }}",
 }
 
 CHILD = r"""
@@ -77,14 +81,20 @@ from outreach.errors import RenderError
 from outreach.templates.render import Renderer
 
 ws, payloads = Path(sys.argv[1]), json.loads(sys.stdin.read())
-for index, source in enumerate(payloads.values()):
+channels = {}
+for index, (name, source) in enumerate(payloads.items()):
     folder = ws / "templates" / f"attack{index}"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "sms.j2").write_text(source, encoding="utf-8")
+    if name.startswith("html:"):
+        (folder / "email.j2").write_text("Subject: x\n\ntext", encoding="utf-8")
+        (folder / "email.html.j2").write_text(source, encoding="utf-8")
+        channels[name] = "email"
+    else:
+        (folder / "sms.j2").write_text(source, encoding="utf-8")
 (ws / "templates" / "warm").mkdir(exist_ok=True)
 (ws / "templates" / "warm" / "sms.j2").write_text("{{ now|date }} {{ 'a' ~ 1 }}")
 renderer = Renderer(load_config(ws))
-customer = {"id": "C-1", "name": "Ann", "locale": "en"}
+customer = {"id": "C-1", "name": "Ann", "email": "ann@example.com"}
 renderer.render("warm", "sms", customer)  # imports and caches filled before the cap
 with open("/proc/self/status") as status:
     size = next(int(l.split()[1]) for l in status if l.startswith("VmSize:")) * 1024
@@ -92,8 +102,9 @@ cap = size + 512 * 1024 * 1024
 resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 tracemalloc.start()
 for index, name in enumerate(payloads):
+    channel = channels.get(name, "sms")
     try:
-        renderer.compile(f"attack{index}/sms.j2")
+        renderer.compile(f"attack{index}/{'email.html' if channel == 'email' else 'sms'}.j2")
     except RenderError:
         pass
     print(json.dumps({"started": name}), flush=True)
@@ -101,7 +112,7 @@ for index, name in enumerate(payloads):
     tracemalloc.reset_peak()
     started = time.perf_counter()
     try:
-        body = renderer.render(f"attack{index}", "sms", customer).body
+        body = renderer.render(f"attack{index}", channel, customer).body
         outcome = {"rendered": len(body)}
     except RenderError as exc:
         outcome = {"error": str(exc)}

@@ -385,6 +385,9 @@ def bounded_concat(items: tuple[Any, ...], markup: bool) -> str:
         pieces.append(text)
     if markup and any(hasattr(p, "__html__") for p in pieces):
         joined: str = Markup("").join(pieces)  # escapes the pieces that are not markup
+        size = len(joined)
+        if size > MAX_VALUE:
+            raise too_large("joining these values with ~")
     else:
         joined = "".join(pieces)
     if size > _SMALL:
