@@ -222,9 +222,9 @@ def test_ingest_whatsapp_cloud_and_webhook_payloads(prepared: Path, cli: Cli) ->
 def test_a_reply_that_cannot_be_rendered_is_reported_and_consent_still_recorded(
     prepared: Path, cli: Cli
 ) -> None:
-    import shutil
-
-    shutil.rmtree(prepared / "templates" / "stop_confirmation")
+    # a missing template falls back to the built-in text; a broken one cannot be sent
+    (prepared / "templates" / "stop_confirmation" / "sms.j2").write_text(
+        "{{ customer.no_such_column }}", encoding="utf-8")
     stop = jsonl({"channel": "sms", "from": "+31612345601", "text": "STOP",
                   "received_at": OPEN, "id": "t1"})
     result = cli("--now", OPEN, "replies", "ingest", "-", input=stop)

@@ -61,7 +61,7 @@ def check(
             {
                 "template": r.template,
                 "channel": r.channel,
-                "languages": _languages(r.sources),
+                "languages": "built-in: en, nl" if r.builtin else _languages(r.sources),
                 "html": "yes" if any(".html" in s for s in r.sources) else "",
                 "ok": "error" if r.errors else ("warning" if r.warnings else "ok"),
                 "sms": f"{r.encoding}, {r.segments} seg" if r.encoding else "",
@@ -81,6 +81,13 @@ def check(
             note(f"error: {problem}")
         for warning in dict.fromkeys(w for r in results for w in r.warnings):
             note(f"warning: {warning}")
+        fallbacks: dict[str, list[str]] = {}
+        for r in results:
+            if r.builtin:
+                fallbacks.setdefault(r.channel, []).append(r.template)
+        for channel, replies in fallbacks.items():
+            note(f"{channel}: no {', '.join(replies)} template; the built-in text (English, "
+                 f"Dutch) answers; add templates/NAME/{channel}.j2 for your own")
     if errors:
         pairs = sum(1 for r in results if r.errors)
         raise TemplateError(

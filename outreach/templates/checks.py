@@ -19,6 +19,7 @@ from ..channels import address_kind
 from ..errors import RenderError, UsageError
 from ..store.audience import select_customers
 from ..store.customers import require_customer
+from .builtin import BUILTIN_TEXTS
 from .render import TEMPLATE_SUFFIX, Rendered, Renderer
 
 if TYPE_CHECKING:
@@ -93,10 +94,12 @@ class TemplateCheck:
     segments: int | None = None
     max_length: int = 0
     max_subject: int | None = None
+    builtin: bool = False  # the workspace has no file: the built-in text is used
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "template": self.template, "channel": self.channel, "sources": self.sources,
+            "builtin": self.builtin,
             "renders": self.renders, "errors": self.errors, "warnings": self.warnings,
             "encoding": self.encoding, "segments": self.segments,
             "max_length": self.max_length, "max_subject_length": self.max_subject,
@@ -182,6 +185,38 @@ def check_templates(
                 result.errors.append(str(exc))
             if result.errors or result.warnings:
                 results.append(result)
+    if not names:
+        results += _check_builtin(renderer, customers, extra, moment)
+    return results
+
+
+def _check_builtin(
+    renderer: Renderer,
+    customers: Sequence[Mapping[str, Any]],
+    extra: Mapping[str, Any],
+    now: datetime,
+) -> list[TemplateCheck]:
+    """A row per (reply, channel) that falls back to the built-in text, rendered in each
+    of its languages, so the check shows which channels answer STOP, START, HELP and out of
+    hours with outreach's own words."""
+    results = []
+    for channel in renderer.config.channels:
+        for name in BUILTIN_TEXTS:
+            if not renderer.uses_builtin(name, channel):
+                continue
+            result = TemplateCheck(template=name, channel=channel, builtin=True)
+            for language in BUILTIN_TEXTS[name]:
+                for customer in customers[:1]:
+                    try:
+                        msg = renderer.render(name, channel, {**customer, "locale": language},
+                                              now=now, extra=extra)
+                    except RenderError as exc:
+                        result.errors.append(str(exc))
+                        continue
+                    result.sources.append(msg.source)
+                    result.renders += 1
+                    result.max_length = max(result.max_length, len(msg.body))
+            results.append(result)
     return results
 
 

@@ -37,6 +37,7 @@ from ..channels import address_kind
 from ..config import zone_or
 from ..errors import RenderError
 from ..locales import locale_chain
+from .builtin import BUILTIN_TEXTS, LANGUAGE_NAMES, builtin_language
 from .filters import LOCALE_KEY, ZONE_KEY, babel_locale
 from .limits import BUDGET, MAX_OUTPUT_CHARS, MAX_RENDER_SECONDS, MAX_SPENT, Limit
 from .sandbox import TEMPLATE_GLOBALS, Record, build_environment
@@ -66,6 +67,7 @@ class _Entry:
     html: Template | None
     email: bool
     source: str
+    builtin: bool = False  # one of BUILTIN_TEXTS: the workspace has no file for it
 
 
 def _channel_is_email(config: Config, channel: str) -> bool:
@@ -168,9 +170,24 @@ class Renderer:
         except TemplateNotFound as exc:
             raise RenderError(str(exc.message or exc), source=f"templates/{relative}") from None
 
+    def uses_builtin(self, name: str, channel: str) -> bool:
+        """Does ``name`` on ``channel`` fall back to its built-in text (no file for it)?"""
+        return name in BUILTIN_TEXTS and not self.exists(name, channel)
+
+    def _builtin_entry(self, name: str, channel: str, locale: str | None) -> _Entry:
+        language = builtin_language(name, locale)
+        try:
+            text = self.env.from_string(BUILTIN_TEXTS[name][language])
+        except TemplateSyntaxError as exc:  # a bug here, not in the workspace
+            raise RenderError(f"built-in {name}: {exc.message}") from None
+        return _Entry(text=text, html=None, email=self.is_email(channel),
+                      source=f"built-in {name} ({LANGUAGE_NAMES[language]})", builtin=True)
+
     def _entry(self, name: str, channel: str, locale: str | None) -> _Entry:
         key = (name, channel, locale)
         entry = self._entries.get(key)
+        if entry is None and name in BUILTIN_TEXTS and not self.exists(name, channel, locale):
+            entry = self._entries[key] = self._builtin_entry(name, channel, locale)
         if entry is None:
             file, matched = self._find(name, channel, locale)
             email = self.is_email(channel)
@@ -228,6 +245,8 @@ class Renderer:
         text = self._run(entry.text, context, entry.source, customer_id)
         if not entry.email:
             return Rendered(body=text.strip(), source=entry.source)
+        if entry.builtin:
+            reply_subject = reply_subject or self.config.sender_name
         subject, preheader, body = parse_email(text, entry.source, customer_id,
                                                default_subject=reply_subject)
         html = None
