@@ -53,7 +53,7 @@ from ..store import customers as store_customers
 from ..store import deliveries as store_deliveries
 from ..store.consent import current_consent_for
 from ..tokens import REPLY_CHANNEL
-from .numbers import mobile_variants
+from .numbers import VARIANT_PREFIXES, mobile_variants
 
 MAX_TEXT_CHARS = 64 * 1024
 # When the conversation already needs a person, a weaker reason does not hide a stronger one.
@@ -200,16 +200,18 @@ class Inbox:
         ids: set[str] = set()
         for channel, addresses in by_channel.items():
             kind = self.address_kind(channel)
-            wanted = addresses
-            if kind == "phone":
-                variants = {v for a in addresses for v in mobile_variants(a)}
-                wanted = addresses | variants if variants else addresses
-            found = store_conversations.customers_by_address(self.store, channel, kind, wanted)
+            variants = {
+                v for a in addresses if a[:3] in VARIANT_PREFIXES for v in mobile_variants(a)
+            } if kind == "phone" else set()
+            found = store_conversations.customers_by_address(
+                self.store, channel, kind, addresses | variants if variants else addresses
+            )
             for address in addresses:
+                hit = found.get(address)
+                if hit is None and variants:
+                    hit = next((found[v] for v in mobile_variants(address) if v in found), None)
                 # "" remembers "not known", so the lookup is not repeated per message
-                self._customers[(channel, address)] = found.get(address) or next(
-                    (found[v] for v in mobile_variants(address) if v in found), ""
-                ) if kind == "phone" else found.get(address, "")
+                self._customers[(channel, address)] = hit or ""
             ids.update(found.values())
         ids.update(self._prefetch_email_routes(events))
         self._prefetched = ids
@@ -306,12 +308,10 @@ class Inbox:
             or self._customer_for(channel, address, name, at, summary)
         )
         conversation = self._conversation(customer_id, at)
-        kind = message.kind or "text"
-        details = dict(message.details) if message.details else None
-        if kind == "number_change":
-            # the record of the change: both numbers, as the customer's address now reads
-            details = {**(details or {}), "old": address,
-                       "new": self.normalize_address(channel, str((details or {}).get("new")))}
+        kind = message.kind
+        # plain text, the common case, writes no kind or details at all
+        content = {} if kind == "text" else self._content(message, channel, address)
+        new_address = content.pop("new_address", None) if content else None
         message_id = store_conversations.insert_message(
             self.store,
             conversation_id=conversation["id"],
@@ -323,8 +323,7 @@ class Inbox:
             external_id=message.external_id,
             at=at,
             subject=message.subject,
-            kind=None if kind == "text" else kind,
-            details=json.dumps(details, ensure_ascii=False) if details else None,
+            **content,
         )
         if message_id is None:
             summary.duplicates += 1
@@ -344,8 +343,8 @@ class Inbox:
             # a reaction, a deletion, an edit, a system notice: kept in the transcript, never
             # a keyword, an answer or a reason to answer
             summary.events += 1
-            if kind == "number_change" and details and details["new"] != address:
-                self._change_number(customer_id, channel, str(details["new"]), at)
+            if new_address and new_address != address:
+                self._change_number(customer_id, channel, new_address, at)
             return
         conversation["status"] = "open"
         # a file need not be in time order: the latest message names the reply channel
@@ -491,6 +490,18 @@ class Inbox:
         if survey is not None:
             return self._answer(survey, customer_id, channel, text, message_id, summary)
         return "reply"
+
+    def _content(self, message: InboundMessage, channel: str, address: str) -> dict[str, Any]:
+        """The ``kind`` and ``details`` (JSON) columns of a message that is not plain text;
+        a number change records both numbers, as the customer's address now reads."""
+        details = dict(message.details or {})
+        fields: dict[str, Any] = {"kind": message.kind}
+        if message.kind == "number_change":
+            details["old"] = address
+            details["new"] = fields["new_address"] = self.normalize_address(
+                channel, str(details.get("new") or ""))
+        fields["details"] = json.dumps(details, ensure_ascii=False) if details else None
+        return fields
 
     def _change_number(self, customer_id: str, channel: str, new: str, at: str) -> None:
         """A customer's new number (a WhatsApp number change): their address from now on,

@@ -14,6 +14,9 @@ without a second lookup.
 
 from __future__ import annotations
 
+# the country codes that have variants: a cheap test before calling mobile_variants
+VARIANT_PREFIXES = frozenset({"+52", "+55"})
+
 
 def mobile_variants(e164: str) -> tuple[str, ...]:
     """The other E.164 forms of ``e164`` that may name the same mobile, or ``()``."""

@@ -40,7 +40,7 @@ def insert_message(store: Store, **fields: Any) -> int | None:
     """Append one message; returns its id, or None when an inbound duplicate was ignored.
 
     ``fields``: conversation_id, customer_id, direction ('in'|'out'), channel, text, at, and
-    optionally address, subject, external_id, delivery_id, campaign, author.
+    optionally address, subject, external_id, delivery_id, campaign, author, kind, details.
     """
     cols = list(fields)
     cur = store.conn.execute(
