@@ -28,60 +28,72 @@ from tests.provider_payloads import CASES, PHONES, Case
 from tests.servers.fixtures import (
     ENV,
     META_APP_SECRET,
+    META_PHONE_ID,
     SUNSHINE_APP,
     SUNSHINE_KEY_ID,
     SUNSHINE_WEBHOOK_SECRET,
     TWILIO_SID,
     TWILIO_TOKEN,
 )
+from tests.servers.fixtures import meta_server as meta_server
+from tests.servers.fixtures import sunshine_server as sunshine_server
+from tests.servers.fixtures import twilio_server as twilio_server
+from tests.servers.meta import MetaEmulator
+from tests.servers.sunshine import SunshineEmulator
+from tests.servers.twilio import TwilioEmulator
 
 SURVEY_AT = "2026-12-01T09:30:00Z"  # Tuesday 10:30 in Amsterdam: the NPS survey goes out
 REPLIES_AT = "2026-12-01T10:00:00Z"  # inside business hours: no automatic replies
-CLOSED_PORT = "http://127.0.0.1:9"
 
-CHANNELS = f"""
+CHANNELS = """
 [channels.sms]
 provider = "twilio"
-account_sid = "{TWILIO_SID}"
+account_sid = "{twilio_sid}"
 auth_token_env = "TWILIO_AUTH_TOKEN"
 from = "+3197010000000"
-base_url = "{CLOSED_PORT}"
+base_url = "{twilio}"
 
 [channels.wa]
 provider = "twilio"
-account_sid = "{TWILIO_SID}"
+account_sid = "{twilio_sid}"
 auth_token_env = "TWILIO_AUTH_TOKEN"
 from = "+3197010000000"
 whatsapp = true
-base_url = "{CLOSED_PORT}"
+base_url = "{twilio}"
 
 [channels.whatsapp]
 provider = "whatsapp-cloud"
-phone_number_id = "106540352242922"
+phone_number_id = "{meta_phone_id}"
 access_token_env = "WHATSAPP_TOKEN"
 app_secret_env = "WHATSAPP_APP_SECRET"
 verify_token_env = "WHATSAPP_VERIFY_TOKEN"
-base_url = "{CLOSED_PORT}"
+base_url = "{meta}"
 
 [channels.messenger]
 provider = "sunshine"
-app_id = "{SUNSHINE_APP}"
-key_id = "{SUNSHINE_KEY_ID}"
+app_id = "{sunshine_app}"
+key_id = "{sunshine_key_id}"
 key_secret_env = "SUNSHINE_KEY_SECRET"
 webhook_secret_env = "SUNSHINE_WEBHOOK_SECRET"
 integration_id = "5e4af71a81966cfff3ef6550"
-base_url = "{CLOSED_PORT}"
+base_url = "{sunshine}"
 """
 
 
-def configure(ws: Path, cli: Cli) -> None:
-    """Provider channels beside the outbox email, a customer per case, and an NPS survey
-    sent to every one of them by email (so each has an open survey when it writes)."""
+def configure(ws: Path, cli: Cli, urls: dict[str, str]) -> None:
+    """Provider channels (on the loopback emulators, which receive the follow-ups) beside
+    the outbox email, a customer per case, and an NPS survey sent to every one of them by
+    email (so each has an open survey when it writes)."""
     toml = (ws / "outreach.toml").read_text(encoding="utf-8")
     start = toml.index("[channels.sms]")
     end = toml.index("[server]")
-    (ws / "outreach.toml").write_text(toml[:start] + CHANNELS.lstrip() + "\n" + toml[end:],
+    channels = CHANNELS.format(twilio_sid=TWILIO_SID, meta_phone_id=META_PHONE_ID,
+                               sunshine_app=SUNSHINE_APP, sunshine_key_id=SUNSHINE_KEY_ID,
+                               **urls)
+    (ws / "outreach.toml").write_text(toml[:start] + channels.lstrip() + "\n" + toml[end:],
                                       encoding="utf-8")
+    # the follow-up on the channels the examples have no file for (wa, messenger)
+    (ws / "templates" / "nps_thanks" / "default.j2").write_text("Thanks!", encoding="utf-8")
     rows = ["id,name,email,phone,preferred_channel,locale,timezone,opted_in"]
     rows += [f"p_{name},Kerry {name},{name}@example.nl,{phone},email,en-GB,Europe/Amsterdam,"
              "email;sms;wa;whatsapp;messenger" for name, phone in sorted(PHONES.items())]
@@ -169,8 +181,10 @@ class Serve:
 
 
 @pytest.fixture
-def configured(ws: Path, cli: Cli) -> Path:
-    configure(ws, cli)
+def configured(ws: Path, cli: Cli, twilio_server: TwilioEmulator, meta_server: MetaEmulator,
+               sunshine_server: SunshineEmulator) -> Path:
+    configure(ws, cli, {"twilio": twilio_server.url, "meta": meta_server.url,
+                        "sunshine": sunshine_server.url})
     return ws
 
 
@@ -229,7 +243,9 @@ def test_replies_ingest_keeps_every_documented_message_type_as_what_it_is(
 ) -> None:
     summaries = ingest_all(configured, cli, CASES)
     assert all(s["rejected"] == [] for s in summaries), summaries
-    assert sum(s["survey_answers"] for s in summaries) == sum(1 for c in CASES if c.answer)
+    answers = sum(1 for c in CASES if c.answer)
+    assert sum(s["survey_answers"] for s in summaries) == answers
+    assert sum(s["replies_sent"] for s in summaries) == answers  # the follow-ups
     assert sum(s["unclear_answers"] for s in summaries) == 0
     assert sum(s["keywords"].get("STOP", 0) for s in summaries) == 0
     assert sum(s["status_updates"] + s["status_ignored"] for s in summaries) == \
