@@ -365,6 +365,7 @@ def bounded_filter(
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        check_deadline()  # weighing a result costs up to MAX_VALUE steps: not 64 per loop check
         if before is not None:
             args = (*args[:skip], *before(args[skip:], kwargs))
         return checked(func(*args, **kwargs), what)
