@@ -143,3 +143,25 @@ def test_templates_check_names_a_shared_broken_file_once_on_stderr(ws: Path, cli
     lines = [line for line in result.stderr.splitlines() if "default.j2:1" in line]
     assert len(lines) == 1, result.stderr
     assert result.stderr.splitlines()[-1].startswith("error: 1 template error in ")
+
+
+def test_a_customer_without_a_name_is_thanked_without_there(ws: Path, cli: Cli) -> None:
+    (ws / "anon.csv").write_text(
+        "id,phone,preferred_channel,locale,opted_in\nn1,+31612345699,sms,en,sms\n"
+        "n2,+31612345698,sms,nl,sms\n", encoding="utf-8")
+    assert cli("customers", "import", str(ws / "anon.csv")).exit_code == 0
+    assert cli("--now", SEND_AT, "run", "nps").exit_code == 0
+    replies = "".join(
+        json.dumps({"channel": "sms", "from": number, "text": "9", "id": f"t{i}",
+                    "received_at": "2026-12-01T10:00:00Z"}) + "\n"
+        for i, number in enumerate(["+31612345699", "+31612345698"])
+    )
+    result = cli("--now", "2026-12-01T10:01:00Z", "replies", "ingest", "-", input=replies)
+    assert result.exit_code == 0, result.stderr
+    bodies = [json.loads(p.read_text(encoding="utf-8"))["body"]
+              for p in (ws / "outbox" / "sms").glob("*.json")]
+    thanks = [b for b in bodies if b.startswith(("Thank", "Bedankt"))]
+    assert len(thanks) == 2, bodies
+    assert any(b.startswith("Thank you! ") for b in thanks)
+    assert any(b.startswith("Bedankt! ") for b in thanks)
+    assert not any("there" in b or "daar" in b for b in thanks)
