@@ -100,7 +100,11 @@ def init_workspace(folder: Path, *, force: bool = False) -> list[Path]:
 
 
 # the README's tour works on these right after `outreach init`
-SAMPLES = {"customers.csv": "demo/customers.csv", "replies.jsonl": "samples/replies.jsonl"}
+SAMPLES = {
+    "customers.csv": "demo/customers.csv",
+    "replies.jsonl": "samples/replies.jsonl",
+    "shipped.csv": "samples/shipped.csv",
+}
 
 
 def _copy_examples(folder: Path) -> list[Path]:

@@ -26,7 +26,7 @@ RUN_EPILOG = """\b
 Examples:
   outreach run nps                  the nps campaign's latest occurrence
   outreach run --due                cron: every occurrence due now
-  outreach run shipped --customers orders.csv   a triggered notification
+  outreach run shipped --customers shipped.csv  a triggered notification
   outreach run nps --dry-run --now 2026-12-01T10:00   what would happen then
 """
 

@@ -52,7 +52,7 @@ def _record(ctx: typer.Context, customers: list[str], channel: str, status: str,
 
 
 @app.command(
-    "grant", epilog="Example: outreach consent grant C1 C2 --channel sms --source web-form"
+    "grant", epilog="Example: outreach consent grant c001 c002 --channel sms --source web-form"
 )
 def grant(
     ctx: typer.Context,
@@ -65,7 +65,7 @@ def grant(
     _record(ctx, customers, channel, "opted_in", source, evidence)
 
 
-@app.command("revoke", epilog="Example: outreach consent revoke C1 --channel sms --source phone")
+@app.command("revoke", epilog="Example: outreach consent revoke c001 --channel sms --source phone")
 def revoke(
     ctx: typer.Context,
     customers: CustomersArg,
@@ -77,7 +77,7 @@ def revoke(
     _record(ctx, customers, channel, "opted_out", source, evidence)
 
 
-@app.command("show", epilog="Example: outreach consent show C1 --json")
+@app.command("show", epilog="Example: outreach consent show c001 --json")
 def show(
     ctx: typer.Context,
     customer: Annotated[str, typer.Argument(help="Customer id.")],

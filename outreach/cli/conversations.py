@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
     """Add the replies and conversations groups and the reply and serve commands."""
     app.add_typer(replies_app, name="replies")
     app.add_typer(conversations_app, name="conversations")
-    app.command("reply", epilog='Example: outreach reply cust-42 "Thanks, fixed it!"')(reply)
+    app.command("reply", epilog='Example: outreach reply c001 "Thanks, fixed it!"')(reply)
     app.command("serve", epilog="Example: outreach serve --port 8787")(serve)
 
 
@@ -198,7 +198,7 @@ def list_conversations(
         note("No conversations" + (" need attention." if needs_attention else " yet."))
 
 
-@conversations_app.command("show", epilog="Example: outreach conversations show cust-42")
+@conversations_app.command("show", epilog="Example: outreach conversations show c001")
 def show_conversation(
     ctx: typer.Context,
     customer: CustomerArg,
@@ -257,7 +257,7 @@ def show_conversation(
             )
 
 
-@conversations_app.command("close", epilog="Example: outreach conversations close cust-42")
+@conversations_app.command("close", epilog="Example: outreach conversations close c001")
 def close_conversation(ctx: typer.Context, customer: CustomerArg) -> None:
     """Close a conversation and clear its attention flag; a new message reopens it."""
     from ..conversations.agents import close_conversation as close

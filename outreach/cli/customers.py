@@ -215,7 +215,7 @@ def _table_rows(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         yield row
 
 
-@app.command("show", epilog="Example: outreach customers show C1042")
+@app.command("show", epilog="Example: outreach customers show c001")
 def show(
     ctx: typer.Context,
     customer: Annotated[str, typer.Argument(help="Customer id.")],

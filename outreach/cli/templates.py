@@ -100,7 +100,7 @@ def check(
 
 @app.command(
     "render",
-    epilog="Example: outreach templates render nps --customer C-1001 --channel sms",
+    epilog="Example: outreach templates render nps --customer c001 --channel sms",
 )
 def render(
     ctx: typer.Context,
