@@ -21,7 +21,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .errors import ConfigError
 
 CONFIG_FILE = "outreach.toml"
-PROVIDERS = ("outbox", "smtp", "twilio", "whatsapp-cloud", "sunshine", "webhook")
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -438,15 +437,18 @@ def _load_channel(name: str, section: Any) -> ChannelConfig:
         raise ConfigError(f"{where}: expected a table of settings")
     if not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
         raise ConfigError(f"{where}: channel names are lower-case letters, digits, - and _")
+    # imported here: the registry's settings checks import this module
+    from .channels import LOCAL_PROVIDER, REGISTRY
+
     provider = section.get("provider")
     if provider is None:
         raise ConfigError(
-            f'{where}: no provider; add provider = "outbox" (a folder, no account) or one of '
-            f'{", ".join(p for p in PROVIDERS if p != "outbox")}'
+            f'{where}: no provider; add provider = "{LOCAL_PROVIDER}" (a folder, no account) '
+            f'or one of {", ".join(p for p in REGISTRY if p != LOCAL_PROVIDER)}'
         )
-    if provider not in PROVIDERS:
+    if provider not in REGISTRY:
         raise ConfigError(
-            f'{where} provider: "{provider}" is not a provider; use one of {", ".join(PROVIDERS)}'
+            f'{where} provider: "{provider}" is not a provider; use one of {", ".join(REGISTRY)}'
         )
     settings = {
         k: v for k, v in section.items() if k not in {"provider", "rate", "concurrency", "timeout"}

@@ -63,8 +63,10 @@ class ProviderError(OutreachError):
     ``retry_after`` is the provider's own hint in seconds, when it gave one. ``code`` is the
     provider's error code (Twilio 21211, Meta 131047, SMTP 550, ...). ``ambiguous`` means
     the request reached the provider but no answer came back (a read timeout, a reset
-    after sending): the message may or may not exist, so a resend could duplicate it. The
-    message must never contain a secret.
+    after sending): the message may or may not exist, so a resend could duplicate it.
+    ``skip`` means the message was not sent and cannot be as it stands (a closed customer
+    service window and no template to use instead): the delivery is recorded skipped, with
+    ``code`` as its reason, rather than failed. The message must never contain a secret.
     """
 
     exit_code = 3
@@ -77,12 +79,14 @@ class ProviderError(OutreachError):
         code: str | None = None,
         retry_after: float | None = None,
         ambiguous: bool = False,
+        skip: bool = False,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.code = code
         self.retry_after = retry_after
         self.ambiguous = ambiguous
+        self.skip = skip
 
 
 class SignatureError(OutreachError):

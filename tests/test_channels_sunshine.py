@@ -77,7 +77,7 @@ def test_notification_wire_format(sunshine_server: SunshineEmulator) -> None:
 
 def test_whatsapp_template_outside_the_window(sunshine_server: SunshineEmulator) -> None:
     template = {"name": "shipping", "language": "en", "parameters": ["Anna"], "namespace": "ns1"}
-    send(make(sunshine_server), message(whatsapp_template=template))
+    send(make(sunshine_server), message(extra={"whatsapp_template": template}))
     body = sunshine_server.requests[0].json()
     assert body["messageSchema"] == "whatsapp"
     assert body["message"] == {

@@ -90,7 +90,7 @@ def test_free_text_inside_the_window(meta_server: MetaEmulator) -> None:
 
 
 def test_approved_template_outside_the_window(meta_server: MetaEmulator) -> None:
-    send(make(meta_server), message(whatsapp_template=TEMPLATE))
+    send(make(meta_server), message(extra={"whatsapp_template": TEMPLATE}))
     body = meta_server.requests[0].json()
     assert body["type"] == "template"
     assert body["to"] == "31612345678"
@@ -108,7 +108,7 @@ def test_approved_template_outside_the_window(meta_server: MetaEmulator) -> None
 
 def test_named_template_parameters(meta_server: MetaEmulator) -> None:
     template = {"name": "nps", "language": "en_US", "parameters": {"first_name": "Anna"}}
-    send(make(meta_server), message(whatsapp_template=template))
+    send(make(meta_server), message(extra={"whatsapp_template": template}))
     [component] = meta_server.requests[0].json()["template"]["components"]
     assert component["parameters"] == [
         {"type": "text", "parameter_name": "first_name", "text": "Anna"}
@@ -120,6 +120,7 @@ def test_outside_window_without_template_fails_before_any_request(
 ) -> None:
     error = send_error(make(meta_server), message())
     assert error.code == "whatsapp_window" and not error.retryable
+    assert error.skip  # the engine records it skipped (reason whatsapp_window), not failed
     assert "outside the 24-hour window and no whatsapp_template configured" in str(error)
     assert meta_server.requests == []
 
@@ -357,19 +358,25 @@ def test_verify_without_app_secret_configured_refuses() -> None:
     assert info.value.status == 403
 
 
+def get(query: dict[str, str]) -> WebhookRequest:
+    return WebhookRequest(method="GET", url="https://example.com/webhooks/whatsapp",
+                          headers={}, query=query, body=b"")
+
+
 def test_handshake_returns_the_challenge() -> None:
     query = {
         "hub.mode": "subscribe",
         "hub.verify_token": META_VERIFY_TOKEN,
         "hub.challenge": "1158201444",
     }
-    assert make().handshake(query) == "1158201444"
+    answer = make().handshake(get(query))
+    assert (answer.status, answer.body, answer.media_type) == (200, "1158201444", "text/plain")
 
 
 def test_handshake_with_wrong_token_is_403() -> None:
     query = {"hub.mode": "subscribe", "hub.verify_token": "guess", "hub.challenge": "1"}
     with pytest.raises(SignatureError) as info:
-        make().handshake(query)
+        make().handshake(get(query))
     assert info.value.status == 403
     assert META_VERIFY_TOKEN not in str(info.value)
 

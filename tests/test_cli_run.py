@@ -10,8 +10,10 @@ import pytest
 
 from outreach.lock import workspace_lock
 from tests.conftest import Cli
-from tests.servers.fixtures import ENV, SUNSHINE_APP, SUNSHINE_KEY_ID
+from tests.servers.fixtures import ENV, META_PHONE_ID, SUNSHINE_APP, SUNSHINE_KEY_ID
+from tests.servers.fixtures import meta_server as meta_server
 from tests.servers.fixtures import sunshine_server as sunshine_server
+from tests.servers.meta import MetaEmulator
 from tests.servers.sunshine import SunshineEmulator
 
 # 1 December 2026, 10:30 in Amsterdam, 04:30 in New York, 20:30 in Sydney
@@ -306,3 +308,38 @@ def test_sunshine_sends_free_text_inside_the_service_window_and_the_template_out
     assert sent["+31612345601"] == {"type": "text", "text": "Hi Anna de Vries, news from Acme."}
     assert sent["+31612345602"]["type"] == "template"
     assert sent["+31612345602"]["template"]["name"] == "news"
+
+
+def test_a_send_the_provider_refuses_as_unsendable_is_recorded_skipped_with_its_code(
+    imported: Path, cli: Cli, meta_server: MetaEmulator
+) -> None:
+    """WhatsApp Cloud outside the service window and no template: the provider's skipping
+    ProviderError makes the delivery ``skipped`` with its code as the reason, not failed,
+    and nothing is requested; the customer who wrote in the window gets the text."""
+    add_news_campaign(
+        imported, cli, "wa",
+        f'provider = "whatsapp-cloud"\nphone_number_id = "{META_PHONE_ID}"\n'
+        f'access_token_env = "WHATSAPP_TOKEN"\nbase_url = "{meta_server.url}"\n',
+    )
+    conn = sqlite3.connect(imported / "outreach.db")
+    conversation = conn.execute(
+        "INSERT INTO conversations (customer_id, status, needs_attention, created_at, "
+        "updated_at) VALUES ('nl1', 'open', 0, '2026-12-01T08:00:00Z', '2026-12-01T08:00:00Z')"
+    ).lastrowid
+    conn.execute(
+        "INSERT INTO messages (conversation_id, customer_id, direction, channel, text, at) "
+        "VALUES (?, 'nl1', 'in', 'wa', 'is there news?', '2026-12-01T08:00:00Z')",
+        (conversation,),
+    )
+    conn.commit()
+    conn.close()
+    result = cli("--now", NOW, "run", "news", "--json", env=ENV)
+    assert result.exit_code == 0, result.stderr
+    assert [r.json()["to"] for r in meta_server.requests] == ["31612345601"]
+    conn = sqlite3.connect(imported / "outreach.db")
+    rows = dict(conn.execute(
+        "SELECT customer_id, status || ':' || coalesce(reason, '') FROM deliveries "
+        "WHERE campaign = 'news' AND customer_id IN ('nl1', 'nl2')"
+    ).fetchall())
+    conn.close()
+    assert rows == {"nl1": "sent:", "nl2": "skipped:whatsapp_window"}

@@ -301,6 +301,22 @@ def test_meta_handshake(served: Served) -> None:
     assert wrong.status_code == 403
 
 
+def test_a_get_on_a_channel_without_a_handshake_is_405(served: Served) -> None:
+    for channel in ("sms", "hooks", "email"):
+        response = served.http.get(f"/webhooks/{channel}", params={"hub.challenge": "1158"})
+        assert (response.status_code, response.text) == (405, "this channel has no GET handshake")
+
+
+def test_a_json_webhook_is_answered_with_what_it_stored(served: Served) -> None:
+    """Every provider but Twilio (TwiML, above) gets the default answer: the counts."""
+    body, headers = standard_webhook({"from": "anna", "text": "hello"}, "msg_counts")
+    response = served.http.post("/webhooks/hooks", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"messages": 1, "stored": 1, "duplicates": 0, "status_updates": 0,
+                               "rejected": 0}
+
+
 def test_meta_signed_inbound_message(served: Served, workspace: Workspace) -> None:
     import hashlib
     import hmac

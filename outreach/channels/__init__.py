@@ -1,6 +1,8 @@
 """The provider registry: an explicit map from provider name to its class, imported on use.
 
-Adding a provider is one module and one line here; nothing else changes.
+It is the one list of provider names: ``config`` checks ``provider = …`` against it and
+``replies ingest --format`` offers its names. Adding a provider is one module and one line
+here; nothing else changes.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Mapping
 from ..config import ChannelConfig
 from ..errors import ConfigError
 from ..mail.settings import IMAP_SETTINGS, setting_problems
-from .base import AddressKind, Provider, ProviderContext
+from .base import AddressKind, Medium, Provider, ProviderContext
 
 REGISTRY: dict[str, str] = {
     "outbox": "outreach.channels.outbox:OutboxProvider",
@@ -22,6 +24,8 @@ REGISTRY: dict[str, str] = {
     "sunshine": "outreach.channels.sunshine:SunshineProvider",
     "webhook": "outreach.channels.webhook:WebhookProvider",
 }
+# the embedded provider: files in a folder, no account needed
+LOCAL_PROVIDER = "outbox"
 
 
 def provider_class(name: str) -> type[Provider]:
@@ -44,15 +48,28 @@ ADDRESS_COLUMN = {"email": "email", "phone": "phone", "id": "id"}
 def address_kind(channel: ChannelConfig) -> AddressKind:
     """Which customer field addresses people on this channel.
 
-    ``address = "email" | "phone" | "user" | "id"`` in the channel's settings wins; the
-    outbox, which stands in for any provider, guesses from the channel's name.
+    ``address = "email" | "phone" | "user" | "id"`` in the channel's settings wins, else
+    the provider decides (the outbox, which stands in for any provider, guesses from the
+    channel's name).
     """
     explicit = channel.settings.get("address")
     if explicit in ("email", "phone", "user", "id"):
         return explicit  # type: ignore[no-any-return]
-    if channel.provider == "outbox":
-        return "email" if "mail" in channel.name else "phone"
-    return provider_class(channel.provider).address_kind
+    return provider_class(channel.provider).channel_address_kind(channel)
+
+
+def medium(channel: ChannelConfig) -> Medium:
+    """``email``, ``whatsapp``, ``sms`` or ``other``: which length rules a channel's
+    messages follow."""
+    if channel.settings.get("whatsapp") is True:  # Twilio's WhatsApp sender, for one
+        return "whatsapp"
+    found = provider_class(channel.provider).medium(channel)
+    if found is not None:
+        return found
+    kind = address_kind(channel)
+    if kind == "email":
+        return "email"
+    return "sms" if kind == "phone" else "other"
 
 
 def check_channel(channel: ChannelConfig, env: Mapping[str, str] | None = None) -> list[str]:

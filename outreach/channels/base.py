@@ -1,21 +1,26 @@
-"""The one small interface every channel provider implements.
+"""The provider base class and the message types that cross it.
 
 A provider turns a rendered ``OutboundMessage`` into a request to its service and, for
-webhooks it receives, verifies authenticity and parses the body into ``InboundMessage`` and
-``StatusEvent`` values. Providers never touch the store; ``sending`` and ``inbound`` do.
+webhooks it receives, verifies authenticity, parses the body into ``InboundMessage`` and
+``StatusEvent`` values and says what to answer (``WebhookResponse``). The web server and
+``replies ingest`` only call this interface; none of them asks for a provider by name.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Self
 
 from ..config import ChannelConfig, Config
+from ..errors import SignatureError
 
 # How a provider addresses a customer: which customer field holds the address.
 AddressKind = Literal["email", "phone", "user", "id"]
+# Which length rules a channel's messages follow.
+Medium = Literal["email", "whatsapp", "sms", "other"]
 
 
 @dataclass(frozen=True)
@@ -35,10 +40,8 @@ class OutboundMessage:
     unsubscribe_url: str | None = None
     # a token that identifies the conversation, for a Reply-To plus-address
     reply_token: str | None = None
-    # WhatsApp Cloud: the approved template to use outside the 24-hour window
-    # {"name": ..., "language": ..., "parameters": [...]}
-    whatsapp_template: Mapping[str, Any] | None = None
-    # WhatsApp Cloud: the customer wrote on this channel within the last 24 hours
+    # the customer wrote on this channel within SERVICE_WINDOW (set for providers with a
+    # ``service_window``, which may send free text only then)
     in_service_window: bool = False
     # the provider's status callback URL, when [server] public_url is set
     status_callback: str | None = None
@@ -50,6 +53,9 @@ class OutboundMessage:
     # the customer's stored fields, for a provider that hands the receiver who it is for
     # (the webhook provider passes RECIPIENT_FIELDS on)
     customer: Mapping[str, Any] = field(default_factory=dict)
+    # provider-only fields, by the names the providers read (e.g. ``whatsapp_template``,
+    # the campaign's approved template for outside the service window)
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 # what a receiver needs to reach the customer itself: every field a channel may address by
@@ -147,41 +153,98 @@ class StatusEvent:
 InboundEvent = InboundMessage | StatusEvent
 
 
-class Provider(Protocol):
-    """A channel provider. Implementations declare their limits as class attributes."""
+@dataclass(frozen=True)
+class WebhookResponse:
+    """What the server answers a provider's webhook or handshake, framework-independent."""
+
+    body: str
+    status: int = 200
+    media_type: str = "text/plain"
+
+
+class Provider:
+    """A channel provider: the base every provider module subclasses.
+
+    A provider declares its name and settings and implements ``send``; everything else has
+    a default here that fits a provider without inbound webhooks, so a provider overrides
+    only what differs. Providers never touch the store; ``sending`` and
+    ``conversations`` do.
+    """
 
     name: ClassVar[str]
-    address_kind: ClassVar[AddressKind]
+    address_kind: ClassVar[AddressKind] = "phone"
     # True when resending the same delivery id cannot produce a second message
     # (an idempotency key, or a file named by delivery id)
-    idempotent: ClassVar[bool]
-    # True when free text may only go to a customer who wrote within the last 24 hours
+    idempotent: ClassVar[bool] = False
+    # True when free text may only go to a customer who wrote within SERVICE_WINDOW
     # (WhatsApp's customer service window): the engine sets ``in_service_window`` for it
-    service_window: ClassVar[bool]
+    service_window: ClassVar[bool] = False
     # True when a send is local work (writing a file), not a wait on a network: such
     # channels are worth sending from more than one process (``[sending] processes``)
-    local: ClassVar[bool]
+    local: ClassVar[bool] = False
+    # True when the provider calls webhooks that ``parse`` reads (and ``replies ingest
+    # --format NAME`` can read a file of)
+    receives_webhooks: ClassVar[bool] = False
+    # True when those webhooks are HTML form posts, not JSON: a JSON object in an ingest
+    # file then stands for the form's fields
+    form_webhooks: ClassVar[bool] = False
     # settings keys this provider accepts (besides provider, rate, concurrency, timeout)
-    settings: ClassVar[frozenset[str]]
-    required_settings: ClassVar[frozenset[str]]
+    settings: ClassVar[frozenset[str]] = frozenset()
+    required_settings: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, channel: ChannelConfig, context: ProviderContext) -> None: ...
+    def __init__(self, channel: ChannelConfig, context: ProviderContext) -> None:
+        self.channel = channel
+
+    @classmethod
+    def for_parsing(cls, channel: ChannelConfig) -> Self:
+        """An instance that can only ``parse`` (for ``replies ingest``): no secrets, no
+        clients, no settings checks, since an ingested file is trusted input whose
+        signatures are not checked. ``parse`` must therefore need nothing but
+        ``self.channel``."""
+        provider = cls.__new__(cls)
+        Provider.__init__(provider, channel, _PARSING)
+        return provider
+
+    @classmethod
+    def channel_address_kind(cls, channel: ChannelConfig) -> AddressKind:
+        """Which customer field addresses people on ``channel`` (unless its settings say)."""
+        return cls.address_kind
+
+    @classmethod
+    def medium(cls, channel: ChannelConfig) -> Medium | None:
+        """Which length rules ``channel``'s messages follow, when the provider knows better
+        than the channel's address kind (email → email, phone → sms, else other)."""
+        return None
 
     async def send(self, message: OutboundMessage) -> SendResult:
         """Send one message; raise ``ProviderError(retryable=...)`` on failure."""
-        ...
+        raise NotImplementedError
 
     def verify(self, request: WebhookRequest) -> None:
         """Raise ``SignatureError`` unless the request is authentic."""
-        ...
+        raise SignatureError(
+            f"the {self.name} provider receives no webhooks; use replies ingest", 404
+        )
 
     def parse(self, request: WebhookRequest) -> list[InboundEvent]:
         """Inbound messages and status events in a verified webhook request."""
-        ...
+        return []
+
+    def handshake(self, request: WebhookRequest) -> WebhookResponse | None:
+        """The answer to a GET on the channel's webhook URL (a subscription check), or
+        None when the provider has none; raise ``SignatureError`` to refuse it."""
+        return None
+
+    def webhook_response(self, stored: Mapping[str, int]) -> WebhookResponse:
+        """The answer to a webhook whose events were stored; ``stored`` counts what they
+        did (messages, stored, duplicates, status_updates, rejected)."""
+        return WebhookResponse(
+            json.dumps(dict(stored), separators=(",", ":")), media_type="application/json"
+        )
 
     async def aclose(self) -> None:
         """Close connections (HTTP clients, SMTP sessions)."""
-        ...
+        return None
 
 
 @dataclass(frozen=True)
@@ -202,3 +265,7 @@ class ProviderContext:
             public_url=config.server.public_url,
             sender_name=config.sender_name,
         )
+
+
+# the context of a provider built only to parse (Provider.for_parsing)
+_PARSING = ProviderContext(workspace_root="", env={})

@@ -15,28 +15,34 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..config import ChannelConfig
-from ..errors import ProviderError, SignatureError
+from ..errors import ProviderError
 from .base import (
     AddressKind,
-    InboundEvent,
+    Medium,
     OutboundMessage,
+    Provider,
     ProviderContext,
     SendResult,
-    WebhookRequest,
 )
 
 
-class OutboxProvider:
+class OutboxProvider(Provider):
     name: ClassVar[str] = "outbox"
-    address_kind: ClassVar[AddressKind] = "phone"
     idempotent: ClassVar[bool] = True
-    service_window: ClassVar[bool] = False
     local: ClassVar[bool] = True
     settings: ClassVar[frozenset[str]] = frozenset({"path"})
-    required_settings: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def channel_address_kind(cls, channel: ChannelConfig) -> AddressKind:
+        # the outbox stands in for any provider: a channel named like mail is email
+        return "email" if "mail" in channel.name else "phone"
+
+    @classmethod
+    def medium(cls, channel: ChannelConfig) -> Medium | None:
+        return "whatsapp" if "whatsapp" in channel.name else None
 
     def __init__(self, channel: ChannelConfig, context: ProviderContext) -> None:
-        self.channel = channel
+        super().__init__(channel, context)
         folder = Path(context.workspace_root) / str(channel.settings.get("path", "outbox"))
         self.folder = folder / channel.name
         self._prefix = f"{self.folder}{os.sep}"  # file names are joined per message: keep it cheap
@@ -73,15 +79,6 @@ class OutboxProvider:
                 retryable=False,
             ) from None
         return SendResult(provider_message_id=f"outbox:{message.delivery_id}")
-
-    def verify(self, request: WebhookRequest) -> None:
-        raise SignatureError("the outbox provider receives no webhooks; use replies ingest", 404)
-
-    def parse(self, request: WebhookRequest) -> list[InboundEvent]:
-        return []
-
-    async def aclose(self) -> None:
-        return None
 
 
 def _write_atomically(target: str, data: bytes) -> None:

@@ -24,14 +24,13 @@ from typing import Any, ClassVar
 import aiosmtplib
 
 from ..config import ChannelConfig
-from ..errors import ConfigError, ProviderError, SignatureError
+from ..errors import ConfigError, ProviderError
 from .base import (
     AddressKind,
-    InboundEvent,
     OutboundMessage,
+    Provider,
     ProviderContext,
     SendResult,
-    WebhookRequest,
 )
 from .http import optional_env, redact, setting
 from .mime import (
@@ -47,20 +46,17 @@ from .mime import (
 _DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 
 
-class SmtpProvider:
+class SmtpProvider(Provider):
     name: ClassVar[str] = "smtp"
     address_kind: ClassVar[AddressKind] = "email"
-    idempotent: ClassVar[bool] = False
-    service_window: ClassVar[bool] = False
-    local: ClassVar[bool] = False
     settings: ClassVar[frozenset[str]] = frozenset(
         {"host", "port", "security", "username_env", "password_env", "from", "reply_to"}
     )
     required_settings: ClassVar[frozenset[str]] = frozenset({"host", "from"})
 
     def __init__(self, channel: ChannelConfig, context: ProviderContext) -> None:
+        super().__init__(channel, context)
         where = f"[channels.{channel.name}]"
-        self.channel = channel
         self.host = setting(channel, "host")
         self.security = str(channel.settings.get("security", "starttls"))
         if self.security not in _DEFAULT_PORTS:
@@ -244,12 +240,6 @@ class SmtpProvider:
             retryable=True,
             code="smtp",
         )
-
-    def verify(self, request: WebhookRequest) -> None:
-        raise SignatureError("the smtp provider receives no webhooks; use replies ingest", 404)
-
-    def parse(self, request: WebhookRequest) -> list[InboundEvent]:
-        return []
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []

@@ -23,10 +23,10 @@ from typing import Any, ClassVar
 from ..config import ChannelConfig
 from ..errors import PayloadError, SignatureError
 from .base import (
-    AddressKind,
     InboundEvent,
     InboundMessage,
     OutboundMessage,
+    Provider,
     ProviderContext,
     SendResult,
     StatusEvent,
@@ -60,12 +60,10 @@ def _sunshine_error(body: object) -> tuple[str | None, str | None] | None:
     return None
 
 
-class SunshineProvider:
+class SunshineProvider(Provider):
     name: ClassVar[str] = "sunshine"
-    address_kind: ClassVar[AddressKind] = "phone"
-    idempotent: ClassVar[bool] = False
     service_window: ClassVar[bool] = True
-    local: ClassVar[bool] = False
+    receives_webhooks: ClassVar[bool] = True
     settings: ClassVar[frozenset[str]] = frozenset(
         {"app_id", "key_id", "key_secret_env", "webhook_secret_env", "integration_id", "base_url"}
     )
@@ -74,7 +72,7 @@ class SunshineProvider:
     )
 
     def __init__(self, channel: ChannelConfig, context: ProviderContext) -> None:
-        self.channel = channel
+        super().__init__(channel, context)
         self.app_id = setting(channel, "app_id")
         self.integration_id = setting(channel, "integration_id")
         key_secret = require_env(channel, context.env, "key_secret_env")
@@ -94,7 +92,7 @@ class SunshineProvider:
             "destination": {"integrationId": self.integration_id, "destinationId": message.to},
             "author": {"role": "appMaker"},
         }
-        template = message.whatsapp_template
+        template = message.extra.get("whatsapp_template")
         if template and template.get("name") and not message.in_service_window:
             wa_template = template_object(template)
             if template.get("namespace"):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -27,14 +28,15 @@ from .. import clock
 from ..config import ChannelConfig
 from ..errors import ConfigError, PayloadError, SignatureError
 from .base import (
-    AddressKind,
     InboundEvent,
     InboundMessage,
     OutboundMessage,
+    Provider,
     ProviderContext,
     SendResult,
     StatusEvent,
     WebhookRequest,
+    WebhookResponse,
     media_kind,
 )
 from .http import HttpChannel, require_env, setting
@@ -52,6 +54,7 @@ _STATUS = {
     "canceled": "failed",
 }
 _HASHES = {"HMAC_SHA1": hashlib.sha1, "HMAC_SHA256": hashlib.sha256}
+_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
 def _twilio_error(body: object) -> tuple[str | None, str | None] | None:
@@ -60,19 +63,17 @@ def _twilio_error(body: object) -> tuple[str | None, str | None] | None:
     return None
 
 
-class TwilioProvider:
+class TwilioProvider(Provider):
     name: ClassVar[str] = "twilio"
-    address_kind: ClassVar[AddressKind] = "phone"
-    idempotent: ClassVar[bool] = False
-    service_window: ClassVar[bool] = False
-    local: ClassVar[bool] = False
+    receives_webhooks: ClassVar[bool] = True
+    form_webhooks: ClassVar[bool] = True
     settings: ClassVar[frozenset[str]] = frozenset(
         {"account_sid", "auth_token_env", "from", "messaging_service_sid", "whatsapp", "base_url"}
     )
     required_settings: ClassVar[frozenset[str]] = frozenset({"account_sid", "auth_token_env"})
 
     def __init__(self, channel: ChannelConfig, context: ProviderContext) -> None:
-        self.channel = channel
+        super().__init__(channel, context)
         self.account_sid = setting(channel, "account_sid")
         self.auth_token = require_env(channel, context.env, "auth_token_env")
         self.whatsapp = bool(channel.settings.get("whatsapp", False))
@@ -181,6 +182,10 @@ class TwilioProvider:
             "twilio: not a Twilio webhook (neither a message with From and Body nor a status "
             "callback with MessageSid and MessageStatus)"
         )
+
+    def webhook_response(self, stored: Mapping[str, int]) -> WebhookResponse:
+        # an empty TwiML document: reply with nothing (replies go out through the API)
+        return WebhookResponse(_TWIML, media_type="text/xml")
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -35,6 +35,7 @@ from .base import (
     InboundEvent,
     InboundMessage,
     OutboundMessage,
+    Provider,
     ProviderContext,
     SendResult,
     WebhookRequest,
@@ -62,17 +63,16 @@ def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
-class WebhookProvider:
+class WebhookProvider(Provider):
     name: ClassVar[str] = "webhook"
     address_kind: ClassVar[AddressKind] = "id"
     idempotent: ClassVar[bool] = True
-    service_window: ClassVar[bool] = False
-    local: ClassVar[bool] = False
+    receives_webhooks: ClassVar[bool] = True
     settings: ClassVar[frozenset[str]] = frozenset({"url", "secret_env"})
     required_settings: ClassVar[frozenset[str]] = frozenset({"url", "secret_env"})
 
     def __init__(self, channel: ChannelConfig, context: ProviderContext) -> None:
-        self.channel = channel
+        super().__init__(channel, context)
         self.url = setting(channel, "url")
         if not self.url.startswith(("http://", "https://")):
             raise ConfigError(f"[channels.{channel.name}] url: expected an http(s):// URL")

@@ -3,9 +3,9 @@
 Sends are ``POST {base_url}/{api_version}/{phone_number_id}/messages`` with a Bearer token
 and a JSON body; ``to`` is the number without ``+``. Meta allows free text only inside the
 24-hour customer service window (``message.in_service_window``); outside it the campaign's
-approved template (``message.whatsapp_template``: name, language, parameters) is sent. When
-neither is possible the send fails with code ``whatsapp_window`` before any request, and
-the engine records the skip reason ``whatsapp_window``.
+approved template (``message.extra["whatsapp_template"]``: name, language, parameters) is
+sent. When neither is possible the send is refused before any request with a skipping
+``ProviderError`` (code ``whatsapp_window``), which the engine records as the skip reason.
 
 Meta's error body ``{"error": {"code", "message", "error_data": {"details"}}}`` gives the
 ProviderError code (131047 window closed, 131026 undeliverable, 190 token expired, ...).
@@ -33,14 +33,16 @@ from ..config import ChannelConfig
 from ..errors import PayloadError, ProviderError, SignatureError
 from .base import (
     MEDIA_KINDS,
-    AddressKind,
     InboundEvent,
     InboundMessage,
+    Medium,
     OutboundMessage,
+    Provider,
     ProviderContext,
     SendResult,
     StatusEvent,
     WebhookRequest,
+    WebhookResponse,
 )
 from .http import (
     HttpChannel,
@@ -73,12 +75,10 @@ def _meta_error(body: object) -> tuple[str | None, str | None] | None:
     return (str(code) if code is not None else None), text
 
 
-class WhatsAppCloudProvider:
+class WhatsAppCloudProvider(Provider):
     name: ClassVar[str] = "whatsapp-cloud"
-    address_kind: ClassVar[AddressKind] = "phone"
-    idempotent: ClassVar[bool] = False
     service_window: ClassVar[bool] = True
-    local: ClassVar[bool] = False
+    receives_webhooks: ClassVar[bool] = True
     settings: ClassVar[frozenset[str]] = frozenset(
         {
             "phone_number_id",
@@ -91,8 +91,12 @@ class WhatsAppCloudProvider:
     )
     required_settings: ClassVar[frozenset[str]] = frozenset({"phone_number_id", "access_token_env"})
 
+    @classmethod
+    def medium(cls, channel: ChannelConfig) -> Medium | None:
+        return "whatsapp"
+
     def __init__(self, channel: ChannelConfig, context: ProviderContext) -> None:
-        self.channel = channel
+        super().__init__(channel, context)
         self.phone_number_id = setting(channel, "phone_number_id")
         token = require_env(channel, context.env, "access_token_env")
         self.app_secret = optional_env(channel, context.env, "app_secret_env")
@@ -119,13 +123,14 @@ class WhatsAppCloudProvider:
                 "type": "text",
                 "text": {"body": message.body, "preview_url": False},
             }
-        template = message.whatsapp_template
+        template = message.extra.get("whatsapp_template")
         if not template or not template.get("name"):
             raise ProviderError(
                 f"whatsapp-cloud: {message.to} is outside the 24-hour window and no "
                 "whatsapp_template configured; add whatsapp_template to the campaign",
                 retryable=False,
                 code="whatsapp_window",
+                skip=True,
             )
         return {
             "messaging_product": "whatsapp",
@@ -149,18 +154,19 @@ class WhatsAppCloudProvider:
 
     # -- webhooks -----------------------------------------------------------------
 
-    def handshake(self, query: Mapping[str, str]) -> str:
+    def handshake(self, request: WebhookRequest) -> WebhookResponse:
         """Meta's GET subscription check: the challenge if the verify token matches."""
         if self.verify_token is None:
             raise SignatureError(
                 f"whatsapp-cloud: [channels.{self.channel.name}] has no verify_token_env", 403
             )
+        query = request.query
         given = query.get("hub.verify_token", "")
         if query.get("hub.mode") != "subscribe" or not hmac.compare_digest(
             given.encode(), self.verify_token.encode()
         ):
             raise SignatureError("whatsapp-cloud: hub.verify_token does not match", 403)
-        return query.get("hub.challenge", "")
+        return WebhookResponse(query.get("hub.challenge", ""))
 
     def verify(self, request: WebhookRequest) -> None:
         header, secret = signed_header(

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..channels import REGISTRY
 from .options import JsonOption, workspace
 from .output import (
     console,
@@ -31,15 +32,13 @@ conversations_app = typer.Typer(
 CustomerArg = Annotated[str, typer.Argument(help="The customer id (or an unverified contact id).")]
 
 
-class IngestFormat(StrEnum):
-    jsonl = "jsonl"
-    twilio = "twilio"
-    whatsapp_cloud = "whatsapp-cloud"
-    sunshine = "sunshine"
-    webhook = "webhook"
-    eml = "eml"
-    mbox = "mbox"
-    maildir = "maildir"
+# normalized JSON lines, the webhook payloads of a provider (one that receives none is
+# refused by ingest in one line), or emails; built from the registry, so mypy cannot list
+# its members
+IngestFormat = StrEnum(  # type: ignore[misc]
+    "IngestFormat", {name: name for name in ("jsonl", *REGISTRY, "eml", "mbox", "maildir")}
+)
+_JSONL = IngestFormat("jsonl")
 
 
 def register(app: typer.Typer) -> None:
@@ -77,7 +76,7 @@ def ingest(
             "webhook payload; Twilio's as form data or a JSON object of its fields), or "
             "email: eml (one message), mbox (a file), maildir (a folder).",
         ),
-    ] = IngestFormat.jsonl,
+    ] = _JSONL,
     as_json: JsonOption = False,
 ) -> None:
     """Store replies, apply keywords and survey answers, send confirmations; the same

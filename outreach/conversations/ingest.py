@@ -14,7 +14,6 @@ held in memory); a bad line is rejected with its number and the rest are kept.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -25,9 +24,9 @@ from zoneinfo import ZoneInfo
 
 from .. import clock
 from ..channels import provider_class
-from ..channels.base import InboundEvent, InboundMessage, ProviderContext, WebhookRequest
+from ..channels.base import InboundEvent, InboundMessage, Provider, WebhookRequest
 from ..config import ChannelConfig, Config
-from ..errors import ConfigError, OutreachError, PayloadError, UsageError
+from ..errors import OutreachError, PayloadError, UsageError
 from ..sending.engine import send_replies
 from ..workspace import Workspace
 from .inbox import InboundSummary, Inbox, RejectedEvent, apply_events, check_text
@@ -161,15 +160,16 @@ def _json_type(value: Any) -> str:
             bool: "true/false", type(None): "null"}.get(type(value), type(value).__name__)
 
 
-# settings a provider insists on when it is built only to parse payloads
-_PLACEHOLDERS = {"from": "+10000000000", "url": "http://localhost/", "base_url": "http://localhost/"}
-
-
-def _provider_parser(ws: Workspace, fmt: str, channel: str | None) -> Any:
-    """The provider class ``fmt`` set up for ``channel``, for parsing only (no secrets needed:
-    an ingested file is trusted input, its signatures are not checked)."""
+def _provider_parser(ws: Workspace, fmt: str, channel: str | None) -> Provider:
+    """The provider ``fmt`` set up for ``channel``, for parsing only (no secrets needed: an
+    ingested file is trusted input, its signatures are not checked)."""
     config = ws.config
     cls = provider_class(fmt)
+    if not cls.receives_webhooks:
+        raise UsageError(
+            f"--format {fmt}: that provider receives no webhooks, so there are no payloads "
+            "of its own to read; use --format jsonl, or eml, mbox or maildir for emails"
+        )
     if channel is None:
         using = [c.name for c in config.channels.values() if c.provider == fmt]
         if len(using) != 1:
@@ -179,31 +179,16 @@ def _provider_parser(ws: Workspace, fmt: str, channel: str | None) -> Any:
             )
         channel = using[0]
     base = config.channel(channel)
-    settings: dict[str, Any] = dict(base.settings) if base.provider == fmt else {}
-    env = dict(os.environ)
-    for key in sorted(cls.settings | cls.required_settings):
-        if key.endswith("_env"):
-            var = str(settings.get(key) or f"OUTREACH_INGEST_{key.upper()}")
-            settings[key] = var
-            if not env.get(var):
-                env[var] = "whsec_aW5nZXN0LXBsYWNlaG9sZGVy"  # valid for every provider
-        elif key not in settings and (key in cls.required_settings or key == "from"):
-            settings[key] = _PLACEHOLDERS.get(key, "ingest")
-    fake = ChannelConfig(name=channel, provider=fmt, settings=settings)
-    context = ProviderContext.of(config, env)
-    try:
-        return cls(fake, context)
-    except ConfigError as exc:
-        raise UsageError(f"--format {fmt}: cannot read payloads for channel {channel}: {exc}") \
-            from None
+    settings = dict(base.settings) if base.provider == fmt else {}
+    return cls.for_parsing(ChannelConfig(name=channel, provider=fmt, settings=settings))
 
 
-def _provider_events(provider: Any, raw: bytes, number: int) -> list[InboundEvent]:
+def _provider_events(provider: Provider, raw: bytes, number: int) -> list[InboundEvent]:
     data = _decode_object(raw, number) if raw.lstrip()[:1] in (b"{", b"[", b'"') else None
     if data is not None and not isinstance(data, dict):
         raise RejectedEvent(f"expected a JSON object, got {_json_type(data)}")
-    if provider.name == "twilio" and isinstance(data, dict):
-        # a line may hold Twilio's form parameters as a JSON object
+    if provider.form_webhooks and isinstance(data, dict):
+        # a line may hold a form post's fields (Twilio's parameters) as a JSON object
         body = urlencode({str(k): str(v) for k, v in data.items()}).encode()
         content_type = "application/x-www-form-urlencoded"
     else:
@@ -218,7 +203,7 @@ def _provider_events(provider: Any, raw: bytes, number: int) -> list[InboundEven
     request = WebhookRequest(method="POST", url="", headers={"content-type": content_type},
                              query={}, body=body)
     try:
-        events: list[InboundEvent] = provider.parse(request)
+        events = provider.parse(request)
     except PayloadError as exc:
         raise RejectedEvent(f"not a {provider.name} payload: {exc}") from None
     except (OutreachError, ValueError, KeyError, TypeError, AttributeError) as exc:

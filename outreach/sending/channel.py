@@ -157,8 +157,8 @@ async def send_one(
                         error=f"{exc} (the provider may have accepted it; resend "
                         "with outreach run --retry-unknown)",
                     )
-                if exc.code == "whatsapp_window":
-                    return result(Status.SKIPPED, reason="whatsapp_window", error=str(exc))
+                if exc.skip:
+                    return result(Status.SKIPPED, reason=exc.code or "skipped", error=str(exc))
                 if not exc.retryable:
                     ch.consecutive_failures = 0
                     problems.append(f"{channel}: {exc}")

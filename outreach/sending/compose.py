@@ -128,8 +128,8 @@ class Composer:
             reply_token=make_reply_token(self._signing_key(), row["customer_id"])
             if kind == "email"
             else None,
-            whatsapp_template=_whatsapp_template(campaign, customer),
             in_service_window=wrote_recently,
+            extra=_provider_extra(campaign, customer),
             status_callback=f"{public}/webhooks/{channel}" if public else None,
             customer=customer,
             in_reply_to=thread.get("in_id"),
@@ -150,11 +150,13 @@ def _extra(context: Mapping[str, Any]) -> dict[str, Any]:
     return extra
 
 
-def _whatsapp_template(
-    campaign: Campaign | None, customer: Mapping[str, Any]
-) -> dict[str, Any] | None:
+def _provider_extra(campaign: Campaign | None, customer: Mapping[str, Any]) -> dict[str, Any]:
+    """``OutboundMessage.extra``: the campaign's provider-only settings, filled in for this
+    customer (a ``whatsapp_template``'s parameters name customer fields)."""
     spec = campaign.whatsapp_template if campaign else None
     if not spec:
-        return None
+        return {}
     params = [str(customer.get(str(p), p) or "") for p in spec.get("parameters", [])]
-    return {"name": spec.get("name"), "language": spec.get("language", "en"), "parameters": params}
+    template = {"name": spec.get("name"), "language": spec.get("language", "en"),
+                "parameters": params}
+    return {"whatsapp_template": template}

@@ -23,7 +23,6 @@ from contextlib import asynccontextmanager, suppress
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from typing import Any
 from urllib.parse import parse_qs
 
 import uvicorn
@@ -35,7 +34,7 @@ from starlette.routing import Route
 
 from .. import consent
 from ..channels import build_provider
-from ..channels.base import Provider, ProviderContext, WebhookRequest
+from ..channels.base import Provider, ProviderContext, WebhookRequest, WebhookResponse
 from ..errors import ConfigError, NotFoundError, OutreachError, SignatureError
 from ..store.consent import current_consent_for
 from ..store.meta import signing_key
@@ -47,7 +46,6 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_FORM_BYTES = 64 * 1024
 SHUTDOWN_SEND_SECONDS = 15.0
 log = logging.getLogger("outreach.serve")
-_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
 class BodyTooLarge(Exception):
@@ -133,20 +131,14 @@ def create_app(ws: Workspace) -> Starlette:
             log.error("webhook for %s: %s", channel, exc)
             return PlainTextResponse(f"channel {channel} is not ready", status_code=503)
         if request.method == "GET":
-            return _handshake(provider, request)
+            return _handshake(provider, _webhook_request(server, request, b""))
         try:
             body = await _read_body(request, MAX_BODY_BYTES)
         except BodyTooLarge:
             return PlainTextResponse("request body is too large", status_code=413)
         except ValueError:
             return PlainTextResponse("bad Content-Length", status_code=400)
-        webhook_request = WebhookRequest(
-            method=request.method,
-            url=_called_url(server, request),
-            headers={k.lower(): v for k, v in request.headers.items()},
-            query=dict(request.query_params),
-            body=body,
-        )
+        webhook_request = _webhook_request(server, request, body)
         try:
             provider.verify(webhook_request)
         except SignatureError as exc:
@@ -174,15 +166,13 @@ def create_app(ws: Workspace) -> Starlette:
                                      or summary.status_updates or summary.status_ignored):
             reasons = "; ".join(reason for _, reason in summary.rejected)
             return PlainTextResponse(f"rejected: {reasons}", status_code=400)
-        if provider.name == "twilio":
-            return Response(_TWIML, media_type="text/xml")
-        return JSONResponse({
+        return _answer(provider.webhook_response({
             "messages": summary.messages,
             "stored": summary.stored,
             "duplicates": summary.duplicates,
             "status_updates": summary.status_updates,
             "rejected": len(summary.rejected),
-        })
+        }))
 
     async def unsubscribe(request: Request) -> Response:
         token = request.path_params["token"]
@@ -269,6 +259,16 @@ def _payload_problem(body: bytes) -> str | None:
     return None
 
 
+def _webhook_request(server: _Server, request: Request, body: bytes) -> WebhookRequest:
+    return WebhookRequest(
+        method=request.method,
+        url=_called_url(server, request),
+        headers={k.lower(): v for k, v in request.headers.items()},
+        query=dict(request.query_params),
+        body=body,
+    )
+
+
 def _called_url(server: _Server, request: Request) -> str:
     public = server.config.server.public_url
     if not public:
@@ -277,15 +277,18 @@ def _called_url(server: _Server, request: Request) -> str:
     return public + request.url.path + (f"?{query}" if query else "")
 
 
-def _handshake(provider: Any, request: Request) -> Response:
-    handshake = getattr(provider, "handshake", None)
-    if handshake is None:
-        return PlainTextResponse("this channel has no GET handshake", status_code=405)
+def _handshake(provider: Provider, request: WebhookRequest) -> Response:
     try:
-        challenge = handshake(dict(request.query_params))
+        answer = provider.handshake(request)
     except SignatureError as exc:
         return PlainTextResponse(str(exc), status_code=exc.status)
-    return PlainTextResponse(str(challenge))
+    if answer is None:
+        return PlainTextResponse("this channel has no GET handshake", status_code=405)
+    return _answer(answer)
+
+
+def _answer(answer: WebhookResponse) -> Response:
+    return Response(answer.body, status_code=answer.status, media_type=answer.media_type)
 
 
 def _form_fields(body: bytes, content_type: str) -> dict[str, list[str]]:

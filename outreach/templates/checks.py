@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .. import clock
-from ..channels import address_kind
+from ..channels import medium
 from ..errors import RenderError, UsageError
 from ..store.audience import select_customers
 from ..store.customers import require_customer
@@ -108,15 +108,7 @@ class TemplateCheck:
 
 def channel_medium(config: Config, channel: str) -> str:
     """``email``, ``whatsapp``, ``sms`` or ``other``: which length rules apply."""
-    cfg = config.channel(channel)
-    if cfg.provider == "whatsapp-cloud" or cfg.settings.get("whatsapp") is True or (
-        cfg.provider == "outbox" and "whatsapp" in cfg.name
-    ):
-        return "whatsapp"
-    kind = address_kind(cfg)
-    if kind == "email":
-        return "email"
-    return "sms" if kind == "phone" else "other"
+    return medium(config.channel(channel))
 
 
 def template_names(config: Config) -> list[str]:

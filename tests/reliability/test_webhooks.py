@@ -27,7 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
-from outreach.channels import build_provider
+from outreach import clock
+from outreach.channels import build_provider, provider_class
 from outreach.channels.base import WebhookRequest
 from outreach.channels.webhook import decode_secret, sign
 from outreach.config import ChannelConfig
@@ -263,6 +264,12 @@ PROVIDERS = {
     for name, (p, s) in PROVIDER_SETTINGS.items()
 }
 
+# the same providers built only to parse (replies ingest): no settings, no secrets
+PARSERS = {
+    name: provider_class(p).for_parsing(ChannelConfig(name=name, provider=p, settings={}))
+    for name, (p, _) in PROVIDER_SETTINGS.items()
+}
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
@@ -342,3 +349,23 @@ def test_fuzz_parse_raises_nothing_but_outreach_errors(
     # the point: nothing but an OutreachError may escape a provider's parser
     with suppress(OutreachError):
         _parse(channel, body, headers)
+
+
+def _outcome(parse: Callable[[], Any]) -> Any:
+    try:
+        return parse()
+    except OutreachError as exc:
+        return type(exc), str(exc)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(channel=st.sampled_from(list(PROVIDERS)), body=bodies)
+def test_fuzz_a_provider_built_only_to_parse_reads_what_the_configured_one_reads(
+    channel: str, body: bytes
+) -> None:
+    request = WebhookRequest(method="POST", url=f"https://hooks.example/webhooks/{channel}",
+                             headers={}, query={}, body=body)
+    clock.set_now("2026-12-01T09:00:00Z")  # parsers stamp some events with now (reset after)
+    assert _outcome(lambda: PARSERS[channel].parse(request)) == _outcome(
+        lambda: PROVIDERS[channel].parse(request)
+    )
