@@ -64,6 +64,7 @@ class RunReport:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     missed: list[tuple[str, str]] = field(default_factory=list)
+    broken: list[str] = field(default_factory=list)  # campaign files --due could not load
     recovered_unknown: int = 0
     interrupted: int = 0  # the signal that stopped the run, or 0
     dry_run: bool = False
@@ -98,6 +99,7 @@ class RunReport:
             "unknown": self.unknown,
             "dry_run": self.dry_run,
             "missed": [{"name": n, "occurrence": o} for n, o in self.missed],
+            "broken": self.broken,
             "problems": self.problems,
         }
 
@@ -159,7 +161,8 @@ def _run_locked(
             continue
         work.append((campaign, occurrence, None))
     if options.due:
-        for due in due_occurrences(config, store, now):
+        broken = report.broken
+        for due in due_occurrences(config, store, now, on_broken=lambda e: broken.append(str(e))):
             if due.missed:
                 report.missed.append((due.campaign.name, due.occurrence))
                 if not options.dry_run:

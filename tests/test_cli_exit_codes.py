@@ -71,3 +71,22 @@ def test_ingest_whose_replies_all_went_exits_0(prepared: Path, cli: Cli) -> None
     result = cli("--now", OPEN, "replies", "ingest", "-", input=stop)
     assert result.exit_code == 0, result.stderr
     assert "1 of 1 replies sent" in result.stdout
+
+
+def test_run_due_sends_the_valid_campaigns_and_names_every_broken_file(
+    imported: Path, cli: Cli
+) -> None:
+    campaigns = imported / "campaigns"
+    (campaigns / "bad_kind.toml").write_text('kind = "newsletter"\ntemplate = "nps"\n')
+    (campaigns / "bad_key.toml").write_text('template = "nps"\ncolour = "red"\n')
+    (campaigns / "no_template.toml").write_text('template = "missing"\n')
+    result = cli("--now", NOW, "run", "--due", "--json")
+    assert result.exit_code == 4, result.stderr
+    data = json.loads(result.stdout)
+    assert data["sent"] == 2  # nps, due on 1 December, went out all the same
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 3
+    for name in ("bad_kind", "bad_key", "no_template"):
+        assert sum(f"campaigns/{name}.toml" in line for line in lines) == 1
+    # asked for by name, a broken campaign is still an error at once
+    assert cli("--now", NOW, "run", "bad_kind").exit_code == 4

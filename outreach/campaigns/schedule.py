@@ -7,7 +7,7 @@ triggered send, the hash of its ``--customers`` file); planning is keyed on it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from .. import clock
 from ..config import Config
+from ..errors import OutreachError
 from ..store import Store
 from ..store import deliveries as sql
 from .files import Campaign, list_campaigns, load_campaign, recurrence
@@ -45,16 +46,31 @@ class Due:
     missed: bool = False
 
 
-def due_occurrences(config: Config, store: Store, now: datetime) -> list[Due]:
+def due_occurrences(
+    config: Config,
+    store: Store,
+    now: datetime,
+    *,
+    on_broken: Callable[[OutreachError], None] | None = None,
+) -> list[Due]:
     """``run --due``: for each campaign, its unplanned occurrences up to ``now``.
 
     A machine that was off for a while must not fire every occurrence it slept through:
     only the latest unplanned one is planned, older ones are recorded as missed, and with
     ``late`` set the latest is missed too when it is older than that.
+
+    A campaign file that does not load is passed to ``on_broken`` and the others are
+    still due (without ``on_broken``, its error is raised).
     """
     out: list[Due] = []
     for name in list_campaigns(config):
-        campaign = load_campaign(config, name)
+        try:
+            campaign = load_campaign(config, name)
+        except OutreachError as exc:
+            if on_broken is None:
+                raise
+            on_broken(exc)
+            continue
         if campaign.start is None:
             continue  # triggered campaigns (run NAME --customers FILE) are never due
         known = sql.known_occurrences(store, name)

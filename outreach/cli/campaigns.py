@@ -83,7 +83,7 @@ def run(
 
     With no CAMPAIGN and no --due, sends what is already queued and whose window is open.
     """
-    from ..errors import PartialFailure
+    from ..errors import ConfigError, PartialFailure
     from ..runner import RunOptions
     from ..runner import run as run_campaigns
 
@@ -118,6 +118,12 @@ def run(
     if report.interrupted:
         note("interrupted: deliveries not yet sent stay queued for the next run")
         raise typer.Exit(128 + report.interrupted)
+    if report.broken:
+        # every broken file, one line each; the valid campaigns were run all the same
+        *others, last = report.broken
+        for line in others:
+            note(f"error: {line}")
+        raise ConfigError(last)
     if report.failed or report.unknown or report.template_errors:
         raise PartialFailure(
             f"{report.failed} failed, {report.template_errors} template errors, "
