@@ -122,14 +122,16 @@ def run(
     on_plan: Callable[[str], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     on_send_start: Callable[[int], None] | None = None,
+    on_stop: Callable[[], None] | None = None,
 ) -> RunReport:
-    """Plan and send; see the module docstring for the order of things."""
+    """Plan and send; see the module docstring for the order of things. ``on_stop`` is
+    called when a signal asks the run to stop (once it has stopped, ``interrupted``)."""
     if options.customers_file and len(options.campaigns) != 1:
         raise UsageError(
             "--customers needs exactly one campaign: outreach run NAME --customers FILE"
         )
     with workspace_lock(ws.root, options.wait) as lock_fd:
-        return _run_locked(ws, options, lock_fd, on_plan, on_progress, on_send_start)
+        return _run_locked(ws, options, lock_fd, on_plan, on_progress, on_send_start, on_stop)
 
 
 def _run_locked(
@@ -139,6 +141,7 @@ def _run_locked(
     on_plan: Callable[[str], None] | None,
     on_progress: Callable[[int], None] | None,
     on_send_start: Callable[[int], None] | None,
+    on_stop: Callable[[], None] | None,
 ) -> RunReport:
     config, store = ws.config, ws.store
     now = clock.now()
@@ -195,7 +198,9 @@ def _run_locked(
     helpers = Helpers.for_run(ws, options.campaigns, options.limit, lock_fd, on_progress, at)
     try:
         lines = _plan(ws, work, now, helpers, on_plan)
-        summaries = _send_all(ws, options, at, helpers, report, on_progress, on_send_start)
+        summaries = _send_all(
+            ws, options, at, helpers, report, on_progress, on_send_start, on_stop
+        )
     finally:
         if helpers:
             helpers.close()
@@ -246,15 +251,16 @@ def _send_all(
     report: RunReport,
     on_progress: Callable[[int], None] | None,
     on_send_start: Callable[[int], None] | None,
+    on_stop: Callable[[], None] | None,
 ) -> list[SendSummary]:
     """Send what is due from this process and its helpers; their summaries."""
     if on_send_start:
         on_send_start(_due_count(ws, options))
-    own = asyncio.run(_send(ws, options, started, on_progress, helpers))
+    own = asyncio.run(_send(ws, options, started, on_progress, helpers, on_stop))
     if not helpers or not helpers.children:
         return [own]
     count = len(helpers.children)
-    with _stopping_helpers_on_signal(helpers) as received:
+    with _stopping_helpers_on_signal(helpers, on_stop) as received:
         theirs, problems = helpers.finish()
     if received:
         own.interrupted = own.interrupted or received[0]
@@ -268,7 +274,7 @@ def _send_all(
         # a helper died with deliveries claimed: back to the queue, sent by this process
         sql.recover_in_flight(ws.store, helpers.channels, clock.iso(clock.now()))
         if not own.interrupted:
-            summaries.append(asyncio.run(_send(ws, options, started, on_progress, None)))
+            summaries.append(asyncio.run(_send(ws, options, started, on_progress, None, None)))
     return summaries
 
 
@@ -306,12 +312,15 @@ async def _send(
     started: str,
     on_progress: Callable[[int], None] | None,
     helpers: Helpers | None,
+    on_stop: Callable[[], None] | None,
 ) -> SendSummary:
     stop = asyncio.Event()
     received: list[int] = []
     loop = asyncio.get_running_loop()
 
     def on_signal(sig: int) -> None:
+        if not received and on_stop:
+            on_stop()
         received.append(sig)
         stop.set()
         if helpers:
@@ -339,12 +348,16 @@ async def _send(
 
 
 @contextlib.contextmanager
-def _stopping_helpers_on_signal(helpers: Helpers) -> Iterator[list[int]]:
+def _stopping_helpers_on_signal(
+    helpers: Helpers, on_stop: Callable[[], None] | None
+) -> Iterator[list[int]]:
     """While the run waits for its helpers, SIGINT and SIGTERM stop them (instead of
     killing the run before it has recorded their results)."""
     received: list[int] = []
 
     def on_signal(sig: int, _frame: object) -> None:
+        if not received and on_stop:
+            on_stop()
         received.append(sig)
         helpers.stop(sig)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
@@ -104,6 +104,7 @@ def run(
             options,
             on_progress=bar.advance,
             on_send_start=bar.set_total,
+            on_stop=lambda: _stopping(bar),
         )
     if as_json:
         print_json(report.as_json())
@@ -129,6 +130,12 @@ def run(
             f"{report.failed} failed, {report.template_errors} template errors, "
             f"{report.unknown} unknown; see outreach queue and outreach report CAMPAIGN"
         )
+
+
+def _stopping(bar: Any) -> None:
+    """A signal asked the run to stop: say so at once, and stop the bar moving."""
+    bar.stop()
+    note("stopping… (what is being sent is finished and recorded; the rest stays queued)")
 
 
 def _print_summary(report: RunReport, timezone: ZoneInfo) -> None:

@@ -223,13 +223,23 @@ class _NoProgress:
     def set_total(self, total: int | None) -> None:
         return None
 
+    def stop(self) -> None:
+        return None
+
 
 class _Advance:
     def __init__(self, bar: Any, task: Any) -> None:
         self.bar, self.task = bar, task
+        self.stopped = False
 
     def advance(self, n: int = 1) -> None:
-        self.bar.advance(self.task, n)
+        if not self.stopped:
+            self.bar.advance(self.task, n)
 
     def set_total(self, total: int | None) -> None:
         self.bar.update(self.task, total=total)
+
+    def stop(self) -> None:
+        """Stop drawing (a run asked to stop): what follows is not progress."""
+        self.stopped = True
+        self.bar.stop()

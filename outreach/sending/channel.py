@@ -10,6 +10,7 @@ the message) on a provider that cannot deduplicate is ``unknown``, never retried
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Mapping
@@ -41,12 +42,17 @@ class RateLimiter:
         self.interval = 1.0 / rate.per_second
         self.next_slot = 0.0
 
-    async def acquire(self) -> None:
+    async def acquire(self, stop: asyncio.Event) -> None:
+        """Wait for the next slot, or until ``stop`` is set (a stopped run must not wait
+        for the slots of every delivery it had claimed)."""
+        if stop.is_set():
+            return
         now = time.monotonic()
         slot = max(now, self.next_slot)
         self.next_slot = slot + self.interval
         if slot > now:
-            await asyncio.sleep(slot - now)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), slot - now)
 
 
 @dataclass
@@ -139,9 +145,9 @@ async def send_one(
     async with ch.semaphore:
         for attempt in range(RETRIES_IN_RUN):
             if ch.limiter:
-                await ch.limiter.acquire()
+                await ch.limiter.acquire(stop)
             if campaign_limiter:
-                await campaign_limiter.acquire()
+                await campaign_limiter.acquire(stop)
             if ch.open or stop.is_set():
                 # not sent: back to the queue, as if never claimed
                 return result(Status.QUEUED, attempts_back=True)
