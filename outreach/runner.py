@@ -30,6 +30,7 @@ from .campaigns.schedule import (
     trigger_occurrence,
 )
 from .channels import provider_class
+from .deliveries import Status
 from .errors import UsageError
 from .lock import workspace_lock
 from .sending.engine import send_due_async
@@ -210,8 +211,8 @@ def _run_locked(
         _add_tallies(lines, summary)
     for campaign_name, occurrence, by_status in sql.summarize(store, list(lines)):
         line = lines[(campaign_name, occurrence)]
-        line.deferred = by_status.get("deferred", 0)
-        line.unknown = by_status.get("unknown", 0)
+        line.deferred = by_status.get(Status.DEFERRED, 0)
+        line.unknown = by_status.get(Status.UNKNOWN, 0)
     report.campaigns = list(lines.values())
     return report
 
