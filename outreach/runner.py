@@ -283,7 +283,11 @@ def _add_tallies(lines: dict[tuple[str, str], CampaignRun], summary: SendSummary
     for (campaign_name, occurrence), tally in summary.tallies.items():
         if campaign_name is None or occurrence is None:
             continue
-        line = lines.setdefault((campaign_name, occurrence), CampaignRun(campaign_name, occurrence))
+        # an occurrence this run did not plan: its deliveries were planned by an earlier one
+        line = lines.setdefault(
+            (campaign_name, occurrence),
+            CampaignRun(campaign_name, occurrence, already_planned=True),
+        )
         line.sent += tally.sent
         line.failed += tally.failed
         for reason, n in tally.skipped.items():

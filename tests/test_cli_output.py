@@ -77,6 +77,9 @@ def test_a_rerun_says_already_planned(sent: Path, cli: Cli) -> None:
     assert "audience 0" not in out
     out = cli("--now", SEND_AT, "run", "nps", "--dry-run").stdout
     assert "already planned by an earlier run" in out
+    # cron, once Olivia's window opens in New York: sends what the first run planned
+    out = cli("--now", "2026-12-01T14:05:00Z", "run", "--due").stdout
+    assert "already planned by an earlier run · sent 1 · deferred 0" in out
 
 
 def test_dry_run_says_would_send(sent: Path, cli: Cli) -> None:
