@@ -168,3 +168,18 @@ def test_a_customer_without_a_name_is_thanked_without_there(ws: Path, cli: Cli) 
     assert any(b.startswith("Thank you! ") for b in thanks)
     assert any(b.startswith("Bedankt! ") for b in thanks)
     assert not any("there" in b or "daar" in b for b in thanks)
+
+
+def test_an_agents_email_reply_has_a_subject_in_the_customers_language(
+    ws: Path, cli: Cli
+) -> None:
+    assert cli("customers", "import", str(ws / "customers.csv")).exit_code == 0
+    # c003 (Dutch, email) has never written: nothing to answer "Re:" to
+    result = cli("reply", "c003", "We hebben je bestelling gevonden.", "--channel", "email")
+    assert result.exit_code == 0, result.stderr
+    mail = next((ws / "outbox" / "email").glob("*.eml")).read_text(encoding="utf-8")
+    assert "Subject: Re: je bericht aan Acme" in mail
+    result = cli("reply", "c017", "We found your order.", "--channel", "email")  # en-US
+    assert result.exit_code == 0, result.stderr
+    subjects = [p.read_text(encoding="utf-8") for p in (ws / "outbox" / "email").glob("*.eml")]
+    assert any("Subject: Re: your message to Acme" in s for s in subjects)

@@ -28,6 +28,7 @@ from outreach.store.consent import consent_history, current_consent_for
 from outreach.store.meta import signing_key
 from outreach.tokens import make_unsubscribe_token, read_unsubscribe_token
 from outreach.workspace import Workspace
+from tests.conftest import Cli
 from tests.servers.fixtures import (
     ENV,
     META_APP_SECRET,
@@ -558,3 +559,23 @@ def test_deeply_nested_signed_json_is_400_not_500(served: Served) -> None:
     response = served.http.post("/webhooks/hooks", content=body, headers=headers)
     assert response.status_code == 400
     assert served.http.get("/healthz").status_code == 200
+
+
+def test_the_unsubscribe_page_speaks_the_customers_language(
+    served: Served, workspace: Workspace, cli: Cli, tmp_path: Path
+) -> None:
+    (tmp_path / "nl.csv").write_text("id,locale\nanna,nl-NL\n", encoding="utf-8")
+    assert cli("customers", "import", str(tmp_path / "nl.csv")).exit_code == 0
+    token = make_unsubscribe_token(signing_key(workspace.store), "anna", "email")
+    page = served.http.get(f"/unsubscribe/{token}")
+    assert '<html lang="nl">' in page.text and "Geen berichten meer ontvangen via email?" in (
+        page.text
+    )
+    assert ">Afmelden</button>" in page.text
+    done = served.http.post(f"/unsubscribe/{token}", content=b"List-Unsubscribe=One-Click")
+    assert "Afgemeld" in done.text and "Je krijgt geen berichten meer van" in done.text
+    # joost has no locale: English
+    english = served.http.get(
+        f"/unsubscribe/{make_unsubscribe_token(signing_key(workspace.store), 'joost', 'sms')}"
+    )
+    assert "Stop receiving messages on sms?" in english.text

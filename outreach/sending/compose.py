@@ -18,6 +18,7 @@ from ..channels.base import OutboundMessage
 from ..config import Config
 from ..deliveries import Purpose
 from ..errors import OutreachError
+from ..phrases import phrase
 from ..store import Store
 from ..store import deliveries as sql
 from ..store.conversations import email_thread
@@ -83,8 +84,10 @@ class Composer:
         if kind == "email" and row["purpose"] != Purpose.CAMPAIGN:
             # a reply answers the customer's email: its subject, and headers that thread it
             thread = email_thread(self.store, row["customer_id"], channel)
-            reply_subject = _re(thread.get("in_subject") or thread.get("out_subject")
-                                or f"your message to {self.config.sender_name}")
+            reply_subject = _re(
+                thread.get("in_subject") or thread.get("out_subject")
+                or phrase("reply_subject", customer.get("locale"), sender=self.config.sender_name)
+            )
         if row["purpose"] == Purpose.AGENT:
             body, subject, html, preheader = context["text"], reply_subject, None, None
         else:

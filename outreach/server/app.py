@@ -36,7 +36,9 @@ from .. import consent
 from ..channels import build_provider
 from ..channels.base import Provider, ProviderContext, WebhookRequest, WebhookResponse
 from ..errors import ConfigError, NotFoundError, OutreachError, SignatureError
+from ..phrases import language, phrase
 from ..store.consent import current_consent_for
+from ..store.customers import get_customers
 from ..store.meta import signing_key
 from ..tokens import read_unsubscribe_token
 from ..workspace import Workspace
@@ -70,6 +72,13 @@ class _Server:
                 store = self.db.store()
                 self._key = when_unlocked(lambda: signing_key(store))
             return self._key
+
+    def customer_locale(self, customer_id: str) -> str | None:
+        """The customer's locale, for the unsubscribe page's language (None: unknown)."""
+        with self.db.lock:
+            found = get_customers(self.db.store(), [customer_id]).get(customer_id)
+        locale = found.get("locale") if found else None
+        return locale if isinstance(locale, str) else None
 
     def unsubscribe(self, customer_id: str, channel: str, evidence: str) -> bool:
         """Record the opt-out; False when the customer already was opted out there."""
@@ -184,16 +193,17 @@ def create_app(ws: Workspace) -> Starlette:
                          "link from the message, or reply STOP to it.", 404)
         if channel not in server.config.channels:
             return _page("Unknown channel", "These messages are no longer sent.", 410)
+        locale = await run_in_threadpool(server.customer_locale, customer_id)
         if request.method == "GET":
-            return _confirm_page(request.url.path, channel)
+            return _confirm_page(request.url.path, channel, locale)
         try:
             body = await _read_body(request, MAX_FORM_BYTES)
         except (BodyTooLarge, ValueError):
             return PlainTextResponse("request body is too large", status_code=413)
         form = _form_fields(body, request.headers.get("content-type", ""))
         if form.get("List-Unsubscribe") != ["One-Click"]:
-            return _page("Not unsubscribed",
-                         "Use the button on the unsubscribe page to confirm.", 400)
+            return _page(phrase("not_unsubscribed_title", locale),
+                         phrase("not_unsubscribed_text", locale), 400, locale)
         try:
             await run_in_threadpool(
                 server.unsubscribe, customer_id, channel, f"one-click POST {request.url.path}"
@@ -202,9 +212,9 @@ def create_app(ws: Workspace) -> Starlette:
             return _page("Invalid link", "This unsubscribe link is not valid.", 404)
         except sqlite3.OperationalError:
             return PlainTextResponse("database busy, retry later", status_code=503)
-        return _page("Unsubscribed",
-                     f"You will get no more messages from {server.config.sender_name} on "
-                     f"{channel}.", 200)
+        return _page(phrase("unsubscribed_title", locale),
+                     phrase("unsubscribed_text", locale, sender=server.config.sender_name,
+                            channel=channel), 200, locale)
 
     async def healthz(request: Request) -> Response:
         try:
@@ -312,9 +322,9 @@ def _form_fields(body: bytes, content_type: str) -> dict[str, list[str]]:
     return fields
 
 
-def _page(title: str, text: str, status: int) -> HTMLResponse:
+def _page(title: str, text: str, status: int, locale: str | None = None) -> HTMLResponse:
     return HTMLResponse(
-        "<!doctype html><html><head><meta charset=\"utf-8\">"
+        f'<!doctype html><html lang="{language(locale)}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)}</title></head><body>"
         f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>",
@@ -322,15 +332,17 @@ def _page(title: str, text: str, status: int) -> HTMLResponse:
     )
 
 
-def _confirm_page(path: str, channel: str) -> HTMLResponse:
+def _confirm_page(path: str, channel: str, locale: str | None) -> HTMLResponse:
+    title = html.escape(phrase("unsubscribe_title", locale))
     return HTMLResponse(
-        "<!doctype html><html><head><meta charset=\"utf-8\">"
+        f'<!doctype html><html lang="{language(locale)}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        "<title>Unsubscribe</title></head><body><h1>Unsubscribe</h1>"
-        f"<p>Stop receiving messages on {html.escape(channel)}?</p>"
+        f"<title>{title}</title></head><body><h1>{title}</h1>"
+        f"<p>{html.escape(phrase('unsubscribe_question', locale, channel=channel))}</p>"
         f'<form method="post" action="{html.escape(path)}">'
         '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
-        '<button type="submit">Unsubscribe</button></form></body></html>'
+        f'<button type="submit">{html.escape(phrase("unsubscribe_button", locale))}</button>'
+        "</form></body></html>"
     )
 
 
