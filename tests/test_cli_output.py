@@ -183,3 +183,12 @@ def test_an_agents_email_reply_has_a_subject_in_the_customers_language(
     assert result.exit_code == 0, result.stderr
     subjects = [p.read_text(encoding="utf-8") for p in (ws / "outbox" / "email").glob("*.eml")]
     assert any("Subject: Re: your message to Acme" in s for s in subjects)
+
+
+def test_the_html_report_says_receipts_are_unknown(sent: Path, cli: Cli) -> None:
+    page = sent / "nps.html"
+    assert cli("--now", "2026-12-01T19:00:00Z", "report", "nps", "--html", str(page)).exit_code == 0
+    text = page.read_text(encoding="utf-8")
+    assert "1 occurrence ·" in text and "occurrence(s)" not in text
+    assert "delivered, read: unknown (no delivery receipts" in text
+    assert "<div>delivered</div>" not in text

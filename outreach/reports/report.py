@@ -263,9 +263,15 @@ def render_html(report: dict[str, Any]) -> str:
     """A self-contained HTML page (inline CSS, CSS bars, no external assets)."""
     e = html.escape
     name = str(report["campaign"])
+    count = len(report["occurrences"])
     when = report["occurrence"] or (
-        f"{len(report['occurrences'])} occurrence(s)" if report["occurrences"] else "not sent yet"
+        f"{count} occurrence{'' if count == 1 else 's'}" if count else "not sent yet"
     )
+    # a provider without receipts (the outbox, SMTP) never reports delivered or read:
+    # unknown, not an empty bar
+    receipts = int(report["delivered"]) + int(report["read"]) > 0
+    funnel = [(step, int(report[step])) for step in FUNNEL
+              if receipts or step not in ("delivered", "read")]
     cards = [
         ("audience", f"{report['audience']:,}"),
         ("sent", f"{report['sent']:,}"),
@@ -288,7 +294,9 @@ def render_html(report: dict[str, Any]) -> str:
         *(f"<div class=card><b>{v}</b><span>{e(k)}</span></div>" for k, v in cards),
         "</div>",
         "<h2>Delivery funnel</h2>",
-        _bars([(step, int(report[step])) for step in FUNNEL], int(report["planned"])),
+        _bars(funnel, int(report["planned"])),
+        "" if receipts else
+        "<p class=meta>delivered, read: unknown (no delivery receipts from these channels)</p>",
         "<h2>Failures by reason</h2>",
         _table(report["failed_by_reason"], "reason"),
         "<h2>Skipped by reason</h2>",
