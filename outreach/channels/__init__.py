@@ -114,7 +114,7 @@ def build_provider(channel: ChannelConfig, context: ProviderContext) -> Provider
 def from_header(channel: ChannelConfig, sender_name: str) -> str | None:
     """The ``From`` header an email channel's messages carry (None for other channels), as
     its provider writes it; ConfigError when the ``from`` setting is not an address."""
-    from .mime import sender_header
+    from .mime import sender_header  # here: the registry is imported by outreach --help
 
     if address_kind(channel) != "email":
         return None

@@ -24,6 +24,7 @@ from .base import (
     ProviderContext,
     SendResult,
 )
+from .mime import mailbox, render_email
 
 
 class OutboxProvider(Provider):
@@ -95,8 +96,6 @@ def _write_atomically(target: str, data: bytes) -> None:
 
 
 def _email_bytes(message: OutboundMessage, sender_name: str) -> bytes:
-    from .mime import render_email
-
     return render_email(
         message, sender=_sender(sender_name), message_id_domain="outreach.local"
     )
@@ -104,6 +103,4 @@ def _email_bytes(message: OutboundMessage, sender_name: str) -> bytes:
 
 @lru_cache(maxsize=16)
 def _sender(sender_name: str) -> str:
-    from .mime import mailbox
-
     return mailbox(sender_name, "outbox@localhost")

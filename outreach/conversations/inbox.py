@@ -47,11 +47,13 @@ from ..config import Config, zone_or
 from ..deliveries import reported_from
 from ..errors import OutreachError
 from ..keywords import KeywordTable, asks_to_stop
+from ..mail.bounces import apply_bounce
 from ..store import Store
 from ..store import conversations as store_conversations
 from ..store import customers as store_customers
 from ..store import deliveries as store_deliveries
 from ..store.consent import current_consent_for
+from ..store.mail import customers_by_reply_token, customers_by_sent_message, save_email_parts
 from ..tokens import REPLY_CHANNEL
 from .numbers import VARIANT_PREFIXES, mobile_variants
 
@@ -224,8 +226,6 @@ class Inbox:
     def _prefetch_email_routes(self, events: Sequence[InboundEvent]) -> set[str]:
         """Who the batch's reply tokens and quoted Message-IDs name, two queries for the
         batch; "" remembers "not ours". Returns the customers found."""
-        from ..store.mail import customers_by_reply_token, customers_by_sent_message
-
         self._tokens.clear()
         self._references.clear()
         tokens: set[str] = set()
@@ -270,8 +270,6 @@ class Inbox:
     def handle(self, event: InboundEvent, summary: InboundSummary) -> None:
         """Apply one event. The caller holds the write transaction."""
         if isinstance(event, StatusEvent) and event.status == "bounced":
-            from ..mail.bounces import apply_bounce
-
             apply_bounce(self.store, self.config, event, summary)
             return
         if isinstance(event, StatusEvent):
@@ -331,8 +329,6 @@ class Inbox:
         summary.stored += 1
         self._dirty.add(customer_id)
         if message.extra:
-            from ..store.mail import save_email_parts
-
             save_email_parts(self.store, [{**message.extra, "message_id": message_id}])
         if message.automatic:
             # kept in the transcript, but not the customer writing: no reaction, and the

@@ -36,6 +36,7 @@ from .. import consent
 from ..channels import build_provider
 from ..channels.base import Provider, ProviderContext, WebhookRequest, WebhookResponse
 from ..errors import ConfigError, NotFoundError, OutreachError, SignatureError
+from ..mail.poll import MailPoller
 from ..phrases import language, phrase
 from ..store.consent import current_consent_for
 from ..store.customers import get_customers
@@ -348,8 +349,6 @@ def _confirm_page(path: str, channel: str, locale: str | None) -> HTMLResponse:
 
 def run_server(ws: Workspace, host: str, port: int) -> None:
     """Serve until interrupted (``outreach serve``)."""
-    from ..mail.poll import MailPoller
-
     app = create_app(ws)
     poller = MailPoller(ws.config).start()  # channels with imap_poll: email replies too
     try:
