@@ -48,6 +48,7 @@ secret_env = "WEBHOOK_SECRET"
 CUSTOMERS = """id,name,email,phone,preferred_channel,locale,timezone,opted_in
 anna,Anna de Vries,anna@example.nl,+31612345601,whatsapp,nl-NL,Europe/Amsterdam,whatsapp;sms
 mx1,María López,maria@example.mx,+525512345678,whatsapp,es-MX,America/Mexico_City,whatsapp
+mx2,Juan Pérez,juan@example.mx,+52 1 33 1234 5678,whatsapp,es-MX,America/Mexico_City,whatsapp
 br1,Ana Souza,ana@example.br,+5511987654321,whatsapp,pt-BR,America/Sao_Paulo,whatsapp
 br2,Loja Centro,loja@example.br,+551134567890,whatsapp,pt-BR,America/Sao_Paulo,whatsapp
 """
@@ -169,6 +170,8 @@ def test_a_whatsapp_number_change_moves_the_customer_and_keeps_the_conversation(
 
 @pytest.mark.parametrize(("wa_id", "customer"), [
     ("5215512345678", "mx1"),  # WhatsApp keeps Mexico's old mobile 1
+    ("5213312345678", "mx2"),  # imported as +52 1 33…: stored as +52 33…, matched
+    ("523312345678", "mx2"),  # and as written today
     ("551187654321", "br1"),  # an account from before Brazil's ninth digit
     ("5511987654321", "br1"),  # and the number as stored
     ("551134567890", "br2"),  # a landline is matched as it is
@@ -180,6 +183,13 @@ def test_mexican_and_brazilian_whatsapp_ids_match_the_stored_customer(
     code, summary = ingest(prepared, cli, "whatsapp-cloud", [line], "whatsapp")
     assert (code, summary["stored"], summary["new_contacts"]) == (0, 1, 0), summary
     assert [m["text"] for m in inbound(cli, customer)] == ["hola"]
+
+
+def test_a_mexican_mobile_written_with_its_old_1_is_imported_in_todays_form(
+    prepared: Path, cli: Cli
+) -> None:
+    customer = json.loads(cli("customers", "show", "mx2", "--json").stdout)["customer"]
+    assert customer["phone"] == "+523312345678"
 
 
 def test_a_landline_is_not_taken_for_a_mobile_without_its_ninth_digit(

@@ -121,6 +121,11 @@ class Normaliser:
         except self._phone_error:
             pass
         stripped = text.lstrip()
+        digits = _NON_DIGITS.sub("", stripped)
+        if stripped.startswith("+") and len(digits) == 13 and digits.startswith("521"):
+            # a Mexican mobile in its pre-2019 form (+52 1 …), as WhatsApp still writes it:
+            # stored in today's form, which inbound WhatsApp ids (521…) are matched against
+            return self.phone("+52" + digits[3:])
         if stripped.startswith(("+", "00")):
             raise BadCell(
                 f"{show_value(text)} is not a valid phone number; check the digits after the +"
