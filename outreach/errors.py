@@ -56,6 +56,10 @@ class StoreError(OutreachError):
     exit_code = 4
 
 
+class StoreBusy(StoreError):
+    """Another process held the database's write lock past the busy timeout (retry later)."""
+
+
 class ProviderError(OutreachError):
     """A channel provider refused or failed a send.
 

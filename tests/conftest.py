@@ -13,7 +13,7 @@ from outreach.cli import app
 
 Cli = Callable[..., Result]
 
-pytest_plugins = ["tests.servers.fixtures"]
+pytest_plugins = ["tests.servers.fixtures", "tests.postgresql"]
 
 
 @pytest.fixture(autouse=True)

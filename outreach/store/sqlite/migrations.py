@@ -10,20 +10,6 @@ from sqlite_utils import Database, Migrations
 
 migrations = Migrations("outreach")
 
-# The columns of ``customers`` that outreach itself owns; anything else is an attribute.
-CUSTOMER_COLUMNS = (
-    "id",
-    "name",
-    "email",
-    "phone",
-    "preferred_channel",
-    "locale",
-    "timezone",
-    "verified",
-    "created_at",
-    "updated_at",
-)
-
 
 @migrations()
 def m001_customers(db: Database) -> None:
@@ -253,9 +239,7 @@ def m009_inbound_by_customer(db: Database) -> None:
     # Before each send the engine asks whether the customer wrote on that channel in the
     # last 24 hours (WhatsApp's service window, replies without consent); without this
     # index every such question read every inbound message.
-    db.execute(
-        "CREATE INDEX messages_customer_in ON messages(customer_id, channel, direction, at)"
-    )
+    db.execute("CREATE INDEX messages_customer_in ON messages(customer_id, channel, direction, at)")
 
 
 @migrations()

@@ -18,17 +18,42 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import UsageError
-from . import Store
+from ...errors import UsageError
+from ..rows import column_names, to_dicts
+
+if TYPE_CHECKING:
+    from . import SqliteStore
 
 PAGE_SIZE = 500
 SAFE_FUNCTIONS = frozenset(
     {
-        "lower", "upper", "length", "substr", "substring", "trim", "ltrim", "rtrim",
-        "coalesce", "ifnull", "abs", "round", "date", "time", "datetime", "strftime",
-        "julianday", "like", "glob", "instr", "replace", "min", "max", "typeof", "nullif",
+        "lower",
+        "upper",
+        "length",
+        "substr",
+        "substring",
+        "trim",
+        "ltrim",
+        "rtrim",
+        "coalesce",
+        "ifnull",
+        "abs",
+        "round",
+        "date",
+        "time",
+        "datetime",
+        "strftime",
+        "julianday",
+        "like",
+        "glob",
+        "instr",
+        "replace",
+        "min",
+        "max",
+        "typeof",
+        "nullif",
         "iif",
     }
 )
@@ -63,9 +88,8 @@ class _Guard:
                     f'reading "{arg1}" is not allowed; a filter can only use customer columns'
                 )
             elif action == sqlite3.SQLITE_FUNCTION:
-                self.denied = (
-                    f"function {arg2}() is not allowed; use "
-                    + ", ".join(sorted(SAFE_FUNCTIONS))
+                self.denied = f"function {arg2}() is not allowed; use " + ", ".join(
+                    sorted(SAFE_FUNCTIONS)
                 )
             else:
                 what = _ACTIONS.get(action, f"action {action}")
@@ -93,7 +117,7 @@ def _sql(where: str | None, columns: str, *, after: bool) -> str:
     return sql + " ORDER BY id LIMIT ?"
 
 
-def _columns_sql(store: Store, columns: Sequence[str] | None) -> str:
+def _columns_sql(store: SqliteStore, columns: Sequence[str] | None) -> str:
     if columns is None:
         return "*"
     known = {c.name.lower(): c.name for c in store.db["customers"].columns}
@@ -107,7 +131,7 @@ def _columns_sql(store: Store, columns: Sequence[str] | None) -> str:
 
 
 def _guarded(
-    store: Store, where: str | None, sql: str, params: Sequence[Any]
+    store: SqliteStore, where: str | None, sql: str, params: Sequence[Any]
 ) -> sqlite3.Cursor:
     guard = _Guard()
     conn = store.conn
@@ -122,7 +146,7 @@ def _guarded(
     raise UsageError(_explain(store, where or "", guard, error))
 
 
-def _explain(store: Store, where: str, guard: _Guard, exc: Exception) -> str:
+def _explain(store: SqliteStore, where: str, guard: _Guard, exc: Exception) -> str:
     shown = where.strip().replace("\n", " ")
     shown = shown if len(shown) <= 80 else shown[:80] + "…"
     text = str(exc)
@@ -132,9 +156,7 @@ def _explain(store: Store, where: str, guard: _Guard, exc: Exception) -> str:
         names = [c.name for c in store.db["customers"].columns]
         reason = f'no customer column "{missing[1]}"; columns are {", ".join(names)}'
     elif missing := re.match(r"no such function: (.+)", text):
-        reason = f"function {missing[1]}() is not allowed; use " + ", ".join(
-            sorted(SAFE_FUNCTIONS)
-        )
+        reason = f"function {missing[1]}() is not allowed; use " + ", ".join(sorted(SAFE_FUNCTIONS))
     elif "one statement" in text or 'near ";"' in text:
         reason = "a filter is one condition; remove the ';' and what follows"
     else:
@@ -142,7 +164,7 @@ def _explain(store: Store, where: str, guard: _Guard, exc: Exception) -> str:
     return f'where "{shown}": {reason}'
 
 
-def validate_where(store: Store, where: str | None) -> None:
+def validate_where(store: SqliteStore, where: str | None) -> None:
     """Raise UsageError unless ``where`` is a read-only condition over customer columns."""
     where = _clean(where)
     if where is None:
@@ -151,7 +173,7 @@ def validate_where(store: Store, where: str | None) -> None:
 
 
 def select_customers(
-    store: Store,
+    store: SqliteStore,
     where: str | None,
     *,
     limit: int | None = None,
@@ -169,12 +191,12 @@ def select_customers(
     validate_where(store, where)
     page = min(PAGE_SIZE, limit) if limit is not None else PAGE_SIZE
     cursor = _guarded(store, where, first_sql, [page])
-    names = [d[0] for d in cursor.description]
+    names = column_names(cursor)
     return _pages(store, where, next_sql, names, cursor.fetchall(), page, limit)
 
 
 def _pages(
-    store: Store,
+    store: SqliteStore,
     where: str | None,
     sql: str,
     names: list[str],
@@ -184,8 +206,7 @@ def _pages(
 ) -> Iterator[dict[str, Any]]:
     left = limit
     while True:
-        for row in rows:
-            yield dict(zip(names, row, strict=True))
+        yield from to_dicts(names, rows)
         if len(rows) < size:
             return
         if left is not None:

@@ -1,0 +1,433 @@
+"""The store interface: what the rest of outreach may ask of a database, whatever the engine.
+
+A ``Store`` is grouped by concern, as the tables are: ``store.customers``, ``store.consent``,
+``store.deliveries``, ``store.conversations``, ``store.reports``, ``store.meta``. Each
+implementation (``sqlite/`` today) provides every method with the same guarantees, and
+``tests/store/`` holds the contract each must pass. Nothing outside ``store/`` sees a
+connection, a cursor or SQL.
+
+Rows come back as plain dicts (or tuples where a stream is written straight to a file), so
+that callers never depend on one driver's row type. Times are UTC ISO 8601 text
+(``clock.iso``). A method documented "caller holds the transaction" must run inside
+``with store.write():``, so that everything one piece of work changes commits or rolls back
+together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+# The columns of ``customers`` that outreach itself owns; anything else is an attribute.
+CUSTOMER_COLUMNS = (
+    "id",
+    "name",
+    "email",
+    "phone",
+    "preferred_channel",
+    "locale",
+    "timezone",
+    "verified",
+    "created_at",
+    "updated_at",
+)
+
+# A planned delivery as the planner hands it to ``Deliveries.insert_deliveries``.
+DELIVERY_COLUMNS = (
+    "id",
+    "campaign",
+    "occurrence",
+    "customer_id",
+    "channel",
+    "purpose",
+    "template",
+    "counts_for_cap",
+    "window",
+    "status",
+    "reason",
+    "not_before",
+    "context",
+    "created_at",
+    "updated_at",
+)
+
+# States that occupy a frequency-cap slot: sent, or on their way.
+CAP_STATES = ("queued", "deferred", "sending", "sent", "delivered", "read", "unknown")
+
+SENT_STATUSES = ("sent", "delivered", "read")
+
+# The tuples ``Reports.iter_replies`` and ``Reports.iter_conversation_messages`` yield.
+REPLY_COLUMNS = (
+    "received_at",
+    "customer_id",
+    "customer_name",
+    "channel",
+    "campaign",
+    "question",
+    "answer",
+    "text",
+    "conversation_id",
+    "message_id",
+)
+CONVERSATION_COLUMNS = (
+    "conversation_id",
+    "customer_id",
+    "customer_name",
+    "direction",
+    "channel",
+    "at",
+    "subject",
+    "text",
+    "campaign",
+    "delivery_id",
+    "message_id",
+)
+
+# (customer, channel, status, source, evidence, recorded_at): one consent ledger row.
+ConsentRow = tuple[str, str, str, str, str | None, str]
+
+
+class Customers(Protocol):
+    """Customers, their attribute columns, extra addresses and audience selection."""
+
+    def attribute_columns(self) -> list[str]:
+        """The customer columns that came from import files (everything not built in)."""
+        ...
+
+    def all_columns(self) -> list[str]:
+        """Every customer column, built-in ones first."""
+        ...
+
+    def ensure_columns(self, names: Sequence[str]) -> None:
+        """Add attribute columns that do not exist yet (names compare case-insensitively)."""
+        ...
+
+    def upsert_customers(
+        self, columns: Sequence[str], rows: Sequence[Sequence[Any]], at: str
+    ) -> tuple[int, int]:
+        """Insert or update customers; (created, updated). None keeps the stored value.
+        Caller holds the transaction."""
+        ...
+
+    def get_customer(self, customer_id: str) -> dict[str, Any] | None: ...
+
+    def require_customer(
+        self, customer_id: str, *, see: str = "outreach customers list"
+    ) -> dict[str, Any]:
+        """``get_customer``, or NotFoundError naming the command that lists the known ones."""
+        ...
+
+    def get_customers(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
+
+    def existing_customer_ids(self, ids: Sequence[str]) -> set[str]: ...
+
+    def count_customers(self) -> dict[str, int]:
+        """{"customers": verified, "unverified_contacts": unverified}."""
+        ...
+
+    def find_customer_by_address(self, channel: str, kind: str, address: str) -> str | None:
+        """The id of the customer known by ``address`` on ``channel`` (``kind``: email,
+        phone or user)."""
+        ...
+
+    def customers_by_address(
+        self, channel: str, kind: str, addresses: Iterable[str]
+    ) -> dict[str, str]:
+        """address → customer id for many addresses, with ``find_customer_by_address``'s
+        precedence (the channel's addresses, then the column, verified and oldest first)."""
+        ...
+
+    def user_addresses(self, channel: str, ids: Sequence[str]) -> dict[str, str]:
+        """customer id → the platform user id that reaches them on ``channel``."""
+        ...
+
+    def add_address(self, channel: str, address: str, customer_id: str) -> None: ...
+
+    def create_contact(self, customer_id: str, fields: dict[str, Any], at: str) -> None:
+        """Insert an unverified contact (someone who wrote in from an unknown address)."""
+        ...
+
+    # An import's memory of the ids it has seen, kept by the store rather than in Python.
+    def begin_import_scratch(self) -> None: ...
+
+    def import_ids_seen(self, ids: Sequence[str]) -> dict[str, int]: ...
+
+    def remember_import_ids(self, rows: Sequence[tuple[str, int]]) -> None: ...
+
+    def end_import_scratch(self) -> None: ...
+
+    def validate_where(self, where: str | None) -> None:
+        """UsageError unless ``where`` is a read-only condition over customer columns."""
+        ...
+
+    def select_customers(
+        self,
+        where: str | None,
+        *,
+        limit: int | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Customers matching ``where``, by id, streamed; the filter is checked by the call."""
+        ...
+
+
+class ConsentLedger(Protocol):
+    """The consent ledger: append-only; the current consent is the latest row."""
+
+    def append_consent(self, rows: Iterable[ConsentRow]) -> int:
+        """Append ledger rows; returns how many. Caller holds the transaction."""
+        ...
+
+    def current_consent_for(self, customer_id: str, channel: str) -> str | None: ...
+
+    def current_consent_many(self, ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """customer id → {channel: current status}."""
+        ...
+
+    def customers_with_history(self, ids: Sequence[str], channel: str) -> set[str]: ...
+
+    def consent_history(self, customer_id: str) -> list[dict[str, Any]]:
+        """Every ledger row of a customer, oldest first."""
+        ...
+
+    def consent_summary(self) -> dict[str, dict[str, int]]:
+        """channel → {status: customers} over current consent."""
+        ...
+
+
+class Deliveries(Protocol):
+    """Occurrences and deliveries: planning, claiming, recording results, status events.
+
+    Every state change of a delivery is guarded by its old state, so two processes can
+    never both send the same delivery.
+    """
+
+    def occurrence_status(self, campaign: str, occurrence: str) -> str | None: ...
+
+    def begin_occurrence(
+        self, campaign: str, occurrence: str, kind: str, survey: dict[str, Any] | None, at: str
+    ) -> None:
+        """Record that planning of an occurrence started (idempotent)."""
+        ...
+
+    def finish_occurrence(self, campaign: str, occurrence: str, audience: int) -> None: ...
+
+    def record_missed(self, campaign: str, occurrence: str, kind: str, at: str) -> None: ...
+
+    def known_occurrences(self, campaign: str) -> dict[str, str]:
+        """occurrence → status for one campaign."""
+        ...
+
+    def occurrence_survey(self, campaign: str, occurrence: str) -> dict[str, Any] | None: ...
+
+    def insert_deliveries(self, rows: Sequence[Sequence[Any]]) -> int:
+        """Insert planned deliveries (DELIVERY_COLUMNS order); one per (campaign,
+        occurrence, customer): a key already there is kept. Caller holds the transaction."""
+        ...
+
+    def insert_reply(self, row: dict[str, Any]) -> None:
+        """Insert one non-campaign delivery (follow-up, keyword or agent reply)."""
+        ...
+
+    def count_due(self, now: str, channels: Sequence[str] | None = None) -> int: ...
+
+    def cap_usage(
+        self, ids: Sequence[str], since: str, campaign: str | None = None
+    ) -> dict[str, int]:
+        """customer → cap-counting campaign deliveries since ``since``."""
+        ...
+
+    def claim_due(
+        self,
+        now: str,
+        limit: int,
+        *,
+        campaigns: Sequence[str] | None = None,
+        channels: Sequence[str] | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Move up to ``limit`` due deliveries to ``sending`` and return them, each with the
+        customer's current ``consent`` on its channel and ``attempts`` as before this claim.
+        No two claimers ever get the same delivery."""
+        ...
+
+    def record_results(
+        self, updates: Sequence[dict[str, Any]], outbound: Sequence[dict[str, Any]]
+    ) -> None:
+        """Write send results, each guarded by the ``sending`` state, and append the sent
+        messages to their conversations, in one transaction."""
+        ...
+
+    def recover_in_flight(self, idempotent_channels: Iterable[str], at: str) -> dict[str, int]:
+        """``sending`` rows left by a dead process become ``unknown`` (``queued`` on
+        idempotent channels); {"requeued": n, "unknown": n}."""
+        ...
+
+    def retry_unknown(self, at: str) -> int: ...
+
+    def apply_status(
+        self,
+        provider_message_id: str,
+        status: str,
+        at: str,
+        error: str | None = None,
+        reason: str | None = None,
+    ) -> int:
+        """Move the delivery with this provider id to ``status``, never backwards; how many
+        changed. Caller holds the transaction."""
+        ...
+
+    def customer_of_sent_message(self, provider_message_id: str) -> str | None: ...
+
+    def delivery_outcome(self, delivery_id: str) -> dict[str, Any] | None: ...
+
+    def delivery_status_counts(self, delivery_ids: Iterable[str]) -> dict[str, int]: ...
+
+    def summarize(
+        self, keys: Iterable[tuple[str, str]]
+    ) -> Iterator[tuple[str, str, dict[str, int]]]:
+        """Per (campaign, occurrence): campaign deliveries by status."""
+        ...
+
+    def queue_rows(self, limit: int | None) -> Iterator[dict[str, Any]]:
+        """Deliveries still to be sent, or whose fate is unknown, soonest first."""
+        ...
+
+
+class Conversations(Protocol):
+    """Conversations (one per customer), their messages and survey responses.
+
+    Writing methods expect the caller to hold the transaction, so that one inbound message
+    with everything it causes commits or rolls back as a whole.
+    """
+
+    def get_conversation(self, customer_id: str) -> dict[str, Any] | None: ...
+
+    def conversations_for(self, customer_ids: Iterable[str]) -> dict[str, dict[str, Any]]: ...
+
+    def ensure_conversation(self, customer_id: str, at: str) -> int: ...
+
+    def create_conversation(self, customer_id: str, at: str) -> int: ...
+
+    def update_conversation(self, conversation_id: int, **fields: Any) -> None: ...
+
+    def save_conversations(self, rows: Iterable[Mapping[str, Any]]) -> None: ...
+
+    def insert_message(self, **fields: Any) -> int | None:
+        """Append one message; its id, or None for an inbound duplicate (same channel and
+        provider id), which is not stored."""
+        ...
+
+    def record_outbound(self, rows: list[dict[str, Any]]) -> None: ...
+
+    def insert_survey_response(self, **fields: Any) -> None: ...
+
+    def open_survey_candidates(self, customer_id: str) -> list[dict[str, Any]]: ...
+
+    def survey_candidates_for(
+        self, customer_ids: Iterable[str]
+    ) -> dict[str, list[dict[str, Any]]]: ...
+
+    def wrote_since(self, pairs: Iterable[tuple[str, str]], since: str) -> set[tuple[str, str]]:
+        """Which (customer id, channel) pairs have an inbound message at or after ``since``."""
+        ...
+
+    def list_conversations(
+        self, *, needs_attention: bool = False, since: str | None = None
+    ) -> Iterator[dict[str, Any]]: ...
+
+    def transcript(self, customer_id: str) -> list[dict[str, Any]]: ...
+
+    def conversation_summary(self, customer_id: str) -> dict[str, Any] | None: ...
+
+
+class Reports(Protocol):
+    """Reads for exports, campaign reports and the workspace status; nothing writes."""
+
+    def iter_replies(
+        self, *, campaign: str | None, since: str | None, until: str | None
+    ) -> Iterator[tuple[Any, ...]]:
+        """One tuple per inbound message (REPLY_COLUMNS), oldest first, streamed."""
+        ...
+
+    def iter_conversation_messages(
+        self, *, campaign: str | None, since: str | None, until: str | None
+    ) -> Iterator[tuple[Any, ...]]:
+        """One tuple per message (CONVERSATION_COLUMNS), streamed."""
+        ...
+
+    def campaign_in_store(self, campaign: str) -> bool: ...
+
+    def stored_campaigns(self) -> list[str]: ...
+
+    def occurrences(self, campaign: str) -> list[dict[str, Any]]: ...
+
+    def delivery_figures(self, campaign: str, occurrence: str | None) -> dict[str, Any]: ...
+
+    def opted_out_after(self, campaign: str, occurrence: str | None, first_sent: str) -> int: ...
+
+    def replied_deliveries(self, campaign: str, occurrence: str | None, first_sent: str) -> int: ...
+
+    def survey_answers(
+        self, campaign: str, occurrence: str | None
+    ) -> list[tuple[str | None, int | None, int]]: ...
+
+    def planned_occurrences(self) -> dict[str, dict[str, Any]]: ...
+
+    def queue_figures(self) -> dict[str, Any]: ...
+
+    def attention_figures(self, limit: int = 10) -> dict[str, Any]: ...
+
+
+class Meta(Protocol):
+    """Workspace-wide facts."""
+
+    def signing_key(self) -> bytes:
+        """The key that signs unsubscribe tokens, made on first use and kept."""
+        ...
+
+
+class Store(Protocol):
+    """An open workspace database."""
+
+    customers: Customers
+    consent: ConsentLedger
+    deliveries: Deliveries
+    conversations: Conversations
+    reports: Reports
+    meta: Meta
+
+    @property
+    def name(self) -> str:
+        """How messages name this database (a file name, or host/database; no password)."""
+        ...
+
+    def applied_migrations(self) -> list[str]:
+        """Names of the schema migrations this database has, in the order applied."""
+        ...
+
+    def write(self) -> AbstractContextManager[object]:
+        """One write transaction; nested uses join the outer one."""
+        ...
+
+    def when_unlocked(self, work: Callable[[], T]) -> T:
+        """Run ``work`` (a whole write transaction), retrying while another process holds
+        the lock; StoreBusy once the busy timeout has passed."""
+        ...
+
+    def poll_for_locks(self) -> None:
+        """Tune for a process that retries with ``when_unlocked`` (``serve``)."""
+        ...
+
+    def check(self) -> None:
+        """Raise StoreError unless the database answers (a health check)."""
+        ...
+
+    def use_large_cache(self) -> None:
+        """More cache for writing a large plan with its indexes (the planner asks)."""
+        ...
+
+    def close(self) -> None: ...

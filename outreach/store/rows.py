@@ -1,0 +1,66 @@
+"""The one way rows leave a cursor as dicts, and batching of ``IN (…)`` lists.
+
+Every implementation builds dicts here, from the cursor's own column names (any DB-API
+cursor: sqlite3 and psycopg alike), never by zipping ``cursor.description`` by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+class Cursor(Protocol):
+    """What a DB-API cursor offers that these helpers use."""
+
+    @property
+    def description(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def fetchone(self) -> Any: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+def column_names(cursor: Cursor) -> list[str]:
+    """The names of the cursor's result columns."""
+    return [d[0] for d in cursor.description]
+
+
+def iter_dicts(cursor: Cursor) -> Iterator[dict[str, Any]]:
+    """Each remaining row of ``cursor`` as a dict, streamed."""
+    names = column_names(cursor)
+    for row in cursor:
+        yield dict(zip(names, row, strict=True))
+
+
+def to_dicts(names: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    """Rows fetched earlier (``column_names`` taken then) as dicts: a claim fetches inside
+    its transaction and builds dicts after it, so other processes wait less."""
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def dicts(cursor: Cursor) -> list[dict[str, Any]]:
+    """Every remaining row of ``cursor`` as a dict."""
+    return list(iter_dicts(cursor))
+
+
+def one_dict(cursor: Cursor) -> dict[str, Any] | None:
+    """The next row of ``cursor`` as a dict, or None."""
+    row = cursor.fetchone()
+    return None if row is None else dict(zip(column_names(cursor), row, strict=True))
+
+
+def chunks(values: Sequence[T], size: int = 900) -> Iterator[list[T]]:
+    """``values`` in lists of at most ``size``, for ``IN (…)`` queries: an engine takes a
+    bounded number of parameters per statement."""
+    for start in range(0, len(values), size):
+        yield list(values[start : start + size])
+
+
+def marks(values: Sequence[object]) -> str:
+    """``?, ?, …``: one placeholder per value."""
+    return ", ".join("?" for _ in values)

@@ -1,0 +1,462 @@
+"""The store contract: what every implementation guarantees, tested through the interface.
+
+Each test runs once per implementation (``backend`` in conftest.py). Nothing here writes
+SQL except where a guarantee is about what the interface refuses to allow (a newer schema,
+a rewrite of the consent ledger); those go through the backend's raw connection.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from outreach.errors import NotFoundError, StoreError, UsageError
+from outreach.store import DELIVERY_COLUMNS, REPLY_COLUMNS, Store
+from tests.store.conftest import Backend
+
+AT = "2026-12-01T10:00:00Z"
+LATER = "2026-12-01T11:00:00Z"
+CUSTOMER = ["id", "name", "email", "phone"]
+
+
+def add_customers(store: Store, n: int, prefix: str = "c") -> list[str]:
+    ids = [f"{prefix}{i:05d}" for i in range(n)]
+    rows = [[cid, f"Name {cid}", f"{cid}@example.com", f"+3161234{i:04d}"] for i, cid in
+            enumerate(ids)]
+    with store.write():
+        store.customers.upsert_customers(CUSTOMER, rows, AT)
+    return ids
+
+
+def delivery(
+    delivery_id: str, customer: str, *, occurrence: str = AT, channel: str = "sms",
+    not_before: str = AT, campaign: str = "nps", counts_for_cap: int = 1,
+) -> tuple[Any, ...]:
+    values = {
+        "id": delivery_id, "campaign": campaign, "occurrence": occurrence,
+        "customer_id": customer, "channel": channel, "purpose": "campaign",
+        "template": "nps", "counts_for_cap": counts_for_cap, "status": "queued",
+        "not_before": not_before, "created_at": AT, "updated_at": AT,
+    }
+    return tuple(values.get(c) for c in DELIVERY_COLUMNS)
+
+
+def plan(store: Store, customers: list[str], **kwargs: Any) -> list[str]:
+    ids = [f"d-{cid}-{kwargs.get('occurrence', AT)}-{kwargs.get('channel', 'sms')}"
+           for cid in customers]
+    with store.write():
+        store.deliveries.insert_deliveries(
+            [delivery(did, cid, **kwargs) for did, cid in zip(ids, customers, strict=True)]
+        )
+    return ids
+
+
+# ------------------------------------------------------------------------- migrations
+
+
+def test_a_new_database_has_every_migration_and_reopening_applies_none(
+    backend: Backend,
+) -> None:
+    first = backend.open()
+    applied = first.applied_migrations()
+    first.close()
+    assert applied[0] == "m001_customers"
+    assert len(set(applied)) == len(applied)
+    again = backend.open()
+    try:
+        assert again.applied_migrations() == applied
+    finally:
+        again.close()
+
+
+def test_a_database_written_by_a_newer_outreach_is_refused(backend: Backend) -> None:
+    backend.open().close()
+    table = "_sqlite_migrations" if backend.name == "sqlite" else "outreach_migrations"
+    backend.raw(
+        f"INSERT INTO {table} (migration_set, name, applied_at) "
+        "VALUES ('outreach', 'm999_from_the_future', '2030-01-01')"
+    )
+    with pytest.raises(StoreError, match=r"written by a newer outreach .*m999"):
+        backend.open()
+
+
+def test_the_database_answers_a_health_check(store: Store) -> None:
+    store.check()
+    assert store.name
+
+
+# -------------------------------------------------------------------------- customers
+
+
+def test_upsert_creates_then_updates_and_none_keeps_the_stored_value(store: Store) -> None:
+    store.customers.ensure_columns(["plan"])
+    with store.write():
+        created = store.customers.upsert_customers(
+            ["id", "name", "plan"], [["a", "Anna", "pro"], ["b", "Bo", "free"]], AT
+        )
+    assert created == (2, 0)
+    with store.write():
+        again = store.customers.upsert_customers(
+            ["id", "name", "plan"], [["a", None, "free"], ["c", "Cy", None]], LATER
+        )
+    assert again == (1, 1)
+    anna = store.customers.require_customer("a")
+    assert (anna["name"], anna["plan"], anna["updated_at"]) == ("Anna", "free", LATER)
+    assert anna["created_at"] == AT
+    assert store.customers.attribute_columns() == ["plan"]
+    assert set(store.customers.get_customers(["a", "b", "zz"])) == {"a", "b"}
+    assert store.customers.existing_customer_ids(["a", "zz"]) == {"a"}
+    assert store.customers.count_customers() == {"customers": 3, "unverified_contacts": 0}
+    with pytest.raises(NotFoundError, match='customer "zz" does not exist'):
+        store.customers.require_customer("zz")
+
+
+def test_ensure_columns_is_case_insensitive_and_idempotent(store: Store) -> None:
+    store.customers.ensure_columns(["Plan", "age"])
+    store.customers.ensure_columns(["plan", "AGE", "age"])
+    assert [c.lower() for c in store.customers.attribute_columns()] == ["plan", "age"]
+
+
+def test_customers_are_found_by_address_verified_and_oldest_first(store: Store) -> None:
+    with store.write():
+        store.customers.upsert_customers(
+            CUSTOMER, [["a", "A", "Anna@Example.com", "+31600000001"]], AT
+        )
+        store.customers.create_contact("x", {"email": "anna@example.com"}, LATER)
+        store.customers.add_address("chat", "U-77", "a")
+    find = store.customers.find_customer_by_address
+    assert find("email", "email", "ANNA@example.com") == "a"
+    assert find("sms", "phone", "+31600000001") == "a"
+    assert find("chat", "user", "U-77") == "a"
+    assert find("chat", "user", "U-78") is None
+    assert store.customers.customers_by_address(
+        "email", "email", ["anna@example.com", "nobody@example.com"]
+    ) == {"anna@example.com": "a"}
+    assert store.customers.user_addresses("chat", ["a", "x"]) == {"a": "U-77"}
+    assert store.customers.count_customers() == {"customers": 1, "unverified_contacts": 1}
+
+
+def test_an_import_remembers_the_ids_it_has_seen(store: Store) -> None:
+    store.customers.begin_import_scratch()
+    store.customers.remember_import_ids([("a", 2), ("b", 3)])
+    store.customers.remember_import_ids([("a", 9)])
+    assert store.customers.import_ids_seen(["a", "b", "c"]) == {"a": 2, "b": 3}
+    store.customers.end_import_scratch()
+    store.customers.begin_import_scratch()
+    assert store.customers.import_ids_seen(["a"]) == {}
+    store.customers.end_import_scratch()
+
+
+def test_select_customers_streams_pages_and_honours_limit_and_columns(store: Store) -> None:
+    store.customers.ensure_columns(["plan"])
+    rows = [[f"c{i:04d}", "pro" if i % 2 else "free"] for i in range(1, 1201)]
+    with store.write():
+        store.customers.upsert_customers(["id", "plan"], rows, AT)
+    pro = store.customers.select_customers("plan = 'pro'")
+    assert isinstance(pro, Iterator)
+    ids = [r["id"] for r in pro]
+    assert len(ids) == 600 and ids == sorted(ids)
+    assert len(list(store.customers.select_customers(None, limit=501))) == 501
+    assert next(store.customers.select_customers("plan = 'pro'", columns=["plan"])) == {
+        "id": "c0001", "plan": "pro"
+    }
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "id IN (SELECT customer_id FROM consent)",
+        "(SELECT count(*) FROM customers) > 0",
+        "1 = 1; DELETE FROM customers",
+        "no_such_column = 1",
+    ],
+)
+def test_a_filter_can_only_read_customer_columns(store: Store, where: str) -> None:
+    add_customers(store, 2)
+    with pytest.raises(UsageError, match="where"):
+        store.customers.validate_where(where)
+    assert store.customers.count_customers()["customers"] == 2
+
+
+# ---------------------------------------------------------------------------- consent
+
+
+def test_the_consent_ledger_only_grows_and_the_latest_row_is_current(
+    store: Store, backend: Backend
+) -> None:
+    add_customers(store, 2)
+    with store.write():
+        store.consent.append_consent([
+            ("c00000", "sms", "opted_in", "import", None, AT),
+            ("c00000", "sms", "opted_out", "keyword", "STOP", LATER),
+            ("c00001", "email", "opted_in", "import", None, AT),
+        ])
+    assert store.consent.current_consent_for("c00000", "sms") == "opted_out"
+    assert store.consent.current_consent_for("c00000", "email") is None
+    assert store.consent.current_consent_many(["c00000", "c00001"]) == {
+        "c00000": {"sms": "opted_out"}, "c00001": {"email": "opted_in"},
+    }
+    assert store.consent.customers_with_history(["c00000", "c00001"], "sms") == {"c00000"}
+    history = store.consent.consent_history("c00000")
+    assert [(h["status"], h["evidence"]) for h in history] == [
+        ("opted_in", None), ("opted_out", "STOP"),
+    ]
+    assert store.consent.consent_summary() == {
+        "email": {"opted_in": 1}, "sms": {"opted_out": 1},
+    }
+    for sql in ("UPDATE consent SET status = 'opted_in'", "DELETE FROM consent"):
+        with pytest.raises(Exception, match="append-only"):
+            backend.raw(sql)
+    assert len(store.consent.consent_history("c00000")) == 2
+
+
+# ------------------------------------------------------------------------- deliveries
+
+
+def test_planning_is_idempotent_by_campaign_occurrence_and_customer(store: Store) -> None:
+    ids = add_customers(store, 3)
+    with store.write():
+        assert store.deliveries.insert_deliveries(
+            [delivery(f"d{i}", cid) for i, cid in enumerate(ids)]
+        ) == 3
+    with store.write():
+        # a re-plan after a crash: new delivery ids, the same keys, nothing inserted
+        assert store.deliveries.insert_deliveries(
+            [delivery(f"e{i}", cid) for i, cid in enumerate(ids)]
+        ) == 0
+        # another occurrence is another key
+        assert store.deliveries.insert_deliveries([delivery("f0", ids[0], occurrence=LATER)]) == 1
+    assert store.deliveries.count_due(LATER) == 4
+    # a delivery id taken twice is an error, never a customer silently left out
+    with pytest.raises(Exception), store.write():  # noqa: B017
+        store.deliveries.insert_deliveries([delivery("d0", ids[0], campaign="other")])
+    assert store.deliveries.count_due(LATER) == 4
+
+
+def test_occurrences_begin_once_finish_and_keep_their_survey(store: Store) -> None:
+    survey = {"question": "How likely?", "type": "nps"}
+    store.deliveries.begin_occurrence("nps", AT, "scheduled", survey, AT)
+    store.deliveries.begin_occurrence("nps", AT, "scheduled", None, LATER)
+    assert store.deliveries.occurrence_status("nps", AT) == "planning"
+    store.deliveries.finish_occurrence("nps", AT, 12)
+    store.deliveries.record_missed("nps", LATER, "scheduled", LATER)
+    assert store.deliveries.known_occurrences("nps") == {AT: "planned", LATER: "missed"}
+    assert store.deliveries.occurrence_survey("nps", AT) == survey
+    assert store.deliveries.occurrence_survey("nps", LATER) is None
+    assert store.reports.occurrences("nps")[0]["audience"] == 12
+
+
+def test_a_claim_takes_due_deliveries_in_order_with_current_consent(store: Store) -> None:
+    ids = add_customers(store, 3)
+    with store.write():
+        store.consent.append_consent([(ids[0], "sms", "opted_in", "import", None, AT)])
+    plan(store, ids[:1], not_before=AT)
+    plan(store, ids[1:2], not_before="2026-12-01T09:00:00Z")
+    plan(store, ids[2:], not_before="2026-12-02T00:00:00Z")  # not due yet
+    claimed = store.deliveries.claim_due(LATER, 10)
+    assert [c["customer_id"] for c in claimed] == [ids[1], ids[0]]
+    assert claimed[1]["consent"] == "opted_in" and claimed[0]["consent"] is None
+    assert claimed[0]["attempts"] == 0  # claims before this one
+    assert store.deliveries.claim_due(LATER, 10) == []  # already sending
+    assert store.deliveries.claim_due(LATER, 10, channels=[]) == []
+    assert store.reports.queue_figures()["sending"] == 2
+
+
+def test_two_claimers_never_get_the_same_delivery(backend: Backend) -> None:
+    setup = backend.open()
+    ids = add_customers(setup, 400)
+    plan(setup, ids)
+    setup.close()
+    claimed: list[list[str]] = [[], []]
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def claimer(n: int) -> None:
+        store = backend.open()
+        try:
+            start.wait()
+            while batch := store.deliveries.claim_due(LATER, 7):
+                claimed[n].extend(d["id"] for d in batch)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=claimer, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    everything = claimed[0] + claimed[1]
+    assert len(everything) == len(set(everything)) == 400
+
+
+def test_results_are_recorded_only_over_sending(store: Store) -> None:
+    ids = add_customers(store, 2)
+    plan(store, ids)
+    first, second = store.deliveries.claim_due(LATER, 10)
+    store.deliveries.record_results(
+        [{"id": first["id"], "status": "sent", "provider_message_id": "SM1", "sent_at": LATER,
+          "at": LATER}],
+        [{"customer_id": first["customer_id"], "channel": "sms", "text": "hello", "at": LATER,
+          "delivery_id": first["id"], "campaign": "nps"}],
+    )
+    # a late second record of the same send changes nothing: it is no longer sending
+    store.deliveries.record_results(
+        [{"id": first["id"], "status": "failed", "error": "late", "at": LATER}], []
+    )
+    assert store.deliveries.delivery_outcome(first["id"])["status"] == "sent"
+    # deferred with attempts given back
+    store.deliveries.record_results(
+        [{"id": second["id"], "status": "deferred", "not_before": "2026-12-01T12:00:00Z",
+          "attempts_back": True, "at": LATER}], []
+    )
+    assert store.deliveries.count_due(LATER) == 0
+    assert store.deliveries.count_due("2026-12-01T12:00:00Z") == 1
+    again = store.deliveries.claim_due("2026-12-01T12:00:00Z", 10)
+    assert [d["attempts"] for d in again] == [0]
+    transcript = store.conversations.transcript(first["customer_id"])
+    assert [(m["direction"], m["text"]) for m in transcript] == [("out", "hello")]
+    assert store.deliveries.customer_of_sent_message("SM1") == first["customer_id"]
+
+
+def test_status_events_move_forward_only(store: Store) -> None:
+    ids = add_customers(store, 1)
+    plan(store, ids)
+    (d,) = store.deliveries.claim_due(LATER, 1)
+    store.deliveries.record_results(
+        [{"id": d["id"], "status": "sent", "provider_message_id": "SM9", "at": LATER}], []
+    )
+    with store.write():
+        assert store.deliveries.apply_status("SM9", "delivered", LATER) == 1
+        assert store.deliveries.apply_status("SM9", "sent", LATER) == 0
+        assert store.deliveries.apply_status("SM9", "failed", LATER, error="x") == 0
+        assert store.deliveries.apply_status("nope", "read", LATER) == 0
+    assert store.deliveries.delivery_status_counts([d["id"]]) == {"delivered": 1}
+
+
+def test_recovery_makes_in_flight_deliveries_unknown_or_requeues_idempotent_ones(
+    store: Store,
+) -> None:
+    ids = add_customers(store, 3)
+    plan(store, ids[:2], channel="sms")
+    plan(store, ids[2:], channel="outbox")
+    assert len(store.deliveries.claim_due(LATER, 10)) == 3
+    assert store.deliveries.recover_in_flight(["outbox"], LATER) == {"requeued": 1, "unknown": 2}
+    unknown = store.deliveries.delivery_outcome(f"d-{ids[0]}-{AT}-sms")
+    assert unknown == {"status": "unknown", "reason": "in_flight_at_crash", "error": None,
+                       "channel": "sms"}
+    rows = list(store.deliveries.queue_rows(None))
+    assert [r["status"] for r in rows][:2] == ["unknown", "unknown"]
+    assert store.deliveries.retry_unknown(LATER) == 2
+    assert store.deliveries.count_due(LATER) == 3
+
+
+def test_cap_usage_counts_cap_deliveries_since_a_time(store: Store) -> None:
+    ids = add_customers(store, 2)
+    plan(store, ids[:1], occurrence="2026-11-01T00:00:00Z", not_before="2026-11-01T00:00:00Z")
+    plan(store, ids[:1], occurrence=AT)
+    plan(store, ids[:1], occurrence=LATER, campaign="other")
+    plan(store, ids[1:], occurrence=AT, counts_for_cap=0)
+    assert store.deliveries.cap_usage(ids, "2026-11-15T00:00:00Z") == {ids[0]: 2}
+    assert store.deliveries.cap_usage(ids, "2026-10-01T00:00:00Z", campaign="nps") == {ids[0]: 2}
+
+
+def test_replies_are_queued_and_summarised(store: Store) -> None:
+    ids = add_customers(store, 1)
+    plan(store, ids)
+    with store.write():
+        store.deliveries.insert_reply({
+            "id": "r1", "customer_id": ids[0], "channel": "sms", "purpose": "reply",
+            "template": "thanks", "counts_for_cap": 0, "status": "queued", "not_before": AT,
+            "created_at": AT, "updated_at": AT,
+        })
+    assert list(store.deliveries.summarize([("nps", AT)])) == [("nps", AT, {"queued": 1})]
+    assert store.deliveries.count_due(AT, ["sms"]) == 2
+    assert [d["id"] for d in store.deliveries.claim_due(AT, 5, ids=["r1"])] == ["r1"]
+
+
+# ---------------------------------------------------------------------- conversations
+
+
+def test_a_conversation_is_created_once_and_read_back(store: Store) -> None:
+    ids = add_customers(store, 2)
+    with store.write():
+        first = store.conversations.ensure_conversation(ids[0], AT)
+        assert store.conversations.ensure_conversation(ids[0], LATER) == first
+        other = store.conversations.create_conversation(ids[1], AT)
+    assert other != first
+    conversation = store.conversations.get_conversation(ids[0])
+    assert conversation is not None
+    assert (conversation["id"], conversation["status"], conversation["created_at"]) == (
+        first, "open", AT,
+    )
+    with store.write():
+        store.conversations.update_conversation(
+            first, needs_attention=1, attention_reason="reply", updated_at=LATER
+        )
+    assert store.conversations.get_conversation(ids[0])["needs_attention"] == 1
+    assert set(store.conversations.conversations_for(ids)) == set(ids)
+    assert store.conversations.get_conversation("nobody") is None
+
+
+def test_an_inbound_message_is_stored_once_per_provider_id(store: Store) -> None:
+    ids = add_customers(store, 1)
+    with store.write():
+        conversation = store.conversations.ensure_conversation(ids[0], AT)
+        message = {"conversation_id": conversation, "customer_id": ids[0], "direction": "in",
+                   "channel": "sms", "text": "YES", "external_id": "SM-in-1", "at": AT}
+        first = store.conversations.insert_message(**message)
+        again = store.conversations.insert_message(**message)
+        # the same id on another channel is another message
+        other = store.conversations.insert_message(**{**message, "channel": "whatsapp"})
+    assert isinstance(first, int) and again is None and isinstance(other, int)
+    assert store.conversations.wrote_since([(ids[0], "sms"), (ids[0], "email")], AT) == {
+        (ids[0], "sms"),
+    }
+    listed = list(store.conversations.list_conversations())
+    assert [c["customer_id"] for c in listed] == ids
+    summary = store.conversations.conversation_summary(ids[0])
+    assert summary is not None and summary["messages"] == 2
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def test_exports_stream_rows_in_order(store: Store) -> None:
+    ids = add_customers(store, 3)
+    with store.write():
+        for n, cid in enumerate(ids):
+            conversation = store.conversations.ensure_conversation(cid, AT)
+            store.conversations.insert_message(
+                conversation_id=conversation, customer_id=cid, direction="in", channel="sms",
+                text=f"reply {n}", external_id=f"in-{n}", at=f"2026-12-01T10:0{n}:00Z",
+            )
+    replies = store.reports.iter_replies(campaign=None, since=None, until=None)
+    assert isinstance(replies, Iterator)
+    first = next(replies)
+    assert dict(zip(REPLY_COLUMNS, first, strict=True))["text"] == "reply 0"
+    assert [r[REPLY_COLUMNS.index("text")] for r in replies] == ["reply 1", "reply 2"]
+    window = store.reports.iter_replies(
+        campaign=None, since="2026-12-01T10:01:00Z", until="2026-12-01T10:02:00Z"
+    )
+    assert [r[1] for r in window] == [ids[1]]
+    messages = list(store.reports.iter_conversation_messages(campaign=None, since=None,
+                                                             until=None))
+    assert len(messages) == 3
+
+
+def test_the_signing_key_is_made_once_and_kept(backend: Backend) -> None:
+    first = backend.open()
+    key = first.meta.signing_key()
+    assert len(key) == 32 and first.meta.signing_key() == key
+    first.close()
+    again = backend.open()
+    try:
+        assert again.meta.signing_key() == key
+    finally:
+        again.close()
