@@ -1,7 +1,8 @@
 """The store: every database access of outreach, behind one interface (``interface.py``).
 
 ``open_store`` chooses the implementation from the configured database: a file name is the
-embedded SQLite store (``sqlite/``). The rest of the code calls ``store.customers``,
+embedded SQLite store (``sqlite/``), a ``postgresql://`` URL the PostgreSQL store
+(``postgresql/``, an optional extra). The rest of the code calls ``store.customers``,
 ``store.deliveries``, … and never sees SQL or a connection.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import ConfigError
 from .interface import (
     CAP_STATES,
     CONVERSATION_COLUMNS,
@@ -33,6 +35,15 @@ __all__ = [
 
 def open_store(database: Path | str | None) -> Store:
     """Open (creating if needed) and migrate the workspace database; None: in memory."""
+    if isinstance(database, str) and database.startswith(("postgresql://", "postgres://")):
+        try:
+            from .postgresql import open_postgresql
+        except ImportError as exc:
+            raise ConfigError(
+                f"the database is PostgreSQL but {exc.name} is not installed; "
+                "install it with: pip install 'outreach[postgresql]'"
+            ) from None
+        return open_postgresql(database)
     from .sqlite import open_sqlite
 
     return open_sqlite(database)

@@ -202,8 +202,9 @@ class SqliteConversations(Conversations):
         return int(row[0]) if row else self.create_conversation(customer_id, at)
 
     def create_conversation(self, customer_id: str, at: str) -> int:
-        """Insert a conversation the caller knows is missing; returns its id. "
-        "Caller holds the txn."""
+        """Insert a conversation the caller knows is missing; returns its id.
+
+        Caller holds the transaction."""
         cur = self.conn.execute(
             "INSERT INTO conversations (customer_id, status, needs_attention, "
             "created_at, updated_at)"

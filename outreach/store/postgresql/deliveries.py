@@ -1,0 +1,375 @@
+"""Occurrences and deliveries on PostgreSQL: planning, claiming, recording results.
+
+Every state change of a delivery is one UPDATE guarded by its old state, so that two
+processes (a ``run`` and ``serve`` sending a reply) can never both send the same delivery.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..interface import CAP_STATES, DELIVERY_COLUMNS, Deliveries
+from ..rows import chunks, dicts, iter_dicts
+from .sql import marks, quote
+
+if TYPE_CHECKING:
+    from . import PgStore
+
+# Delivery statuses a status event may move *from*, per target status: a late "sent"
+# callback never undoes "delivered", and only a message still on its way can fail.
+# ``unknown`` (in flight when a run died) is resolved by any proof that it went out.
+MOVES_FROM: dict[str, tuple[str, ...]] = {
+    "sending": ("queued",),
+    "sent": ("queued", "sending", "unknown"),
+    "delivered": ("queued", "sending", "sent", "unknown"),
+    "read": ("queued", "sending", "sent", "delivered", "unknown"),
+    "failed": ("queued", "sending", "sent"),
+}
+
+# what a send needs of a claimed delivery; attempts as they were before this claim
+CLAIMED_RETURNING = ", ".join(
+    [
+        *(
+            f"d.{c}"
+            for c in (
+                "id",
+                "campaign",
+                "occurrence",
+                "customer_id",
+                "channel",
+                "purpose",
+                "template",
+                "window",
+                "context",
+                "not_before",
+            )
+        ),
+        "d.attempts - 1 AS attempts",
+    ]
+)
+
+
+class PgDeliveries(Deliveries):
+    """Deliveries on PostgreSQL."""
+
+    def __init__(self, store: PgStore) -> None:
+        self.store = store
+        self.conn = store.conn
+
+    def occurrence_status(self, campaign: str, occurrence: str) -> str | None:
+        row = self.conn.one(
+            "SELECT status FROM occurrences WHERE campaign = %s AND occurrence = %s",
+            (campaign, occurrence),
+        )
+        return str(row[0]) if row else None
+
+    def begin_occurrence(
+        self, campaign: str, occurrence: str, kind: str, survey: dict[str, Any] | None, at: str
+    ) -> None:
+        """Record that planning of an occurrence started (idempotent)."""
+        with self.store.write() as conn:
+            conn.execute(
+                "INSERT INTO occurrences (campaign, occurrence, kind, "
+                "status, planned_at, "
+                "survey) VALUES (%s, %s, %s, 'planning', %s, %s) ON CONFLICT DO NOTHING",
+                (campaign, occurrence, kind, at, json.dumps(survey) if survey else None),
+            )
+
+    def finish_occurrence(self, campaign: str, occurrence: str, audience: int) -> None:
+        with self.store.write() as conn:
+            conn.execute(
+                "UPDATE occurrences SET status = 'planned', audience = %s "
+                "WHERE campaign = %s AND occurrence = %s",
+                (audience, campaign, occurrence),
+            )
+
+    def record_missed(self, campaign: str, occurrence: str, kind: str, at: str) -> None:
+        with self.store.write() as conn:
+            conn.execute(
+                "INSERT INTO occurrences (campaign, occurrence, kind, "
+                "status, planned_at) "
+                "VALUES (%s, %s, %s, 'missed', %s) ON CONFLICT DO NOTHING",
+                (campaign, occurrence, kind, at),
+            )
+
+    def known_occurrences(self, campaign: str) -> dict[str, str]:
+        """occurrence → status for one campaign."""
+        rows = self.conn.execute(
+            "SELECT occurrence, status FROM occurrences WHERE campaign = %s", (campaign,)
+        )
+        return dict(rows.fetchall())
+
+    def count_due(self, now: str, channels: Sequence[str] | None = None) -> int:
+        """How many deliveries a send pass at ``now`` would pick up (on ``channels``)."""
+        sql = (
+            "SELECT count(*) FROM deliveries WHERE status IN ('queued', 'deferred') "
+            "AND not_before <= %s"
+        )
+        params: list[Any] = [now]
+        if channels is not None:
+            sql += f" AND channel IN ({marks(channels) or 'NULL'})"
+            params.extend(channels)
+        row = self.conn.one(sql, params)
+        return int(row[0])
+
+    def insert_deliveries(self, rows: Sequence[Sequence[Any]]) -> int:
+        """Insert planned deliveries (DELIVERY_COLUMNS order); existing keys are kept as they are.
+
+        The unique key (campaign, occurrence, customer) makes planning idempotent: a re-plan
+        after a crash inserts only what is missing. Only that key is ignored: a delivery id
+        taken twice is an error, never a customer silently left out. Caller holds the
+        transaction.
+        """
+        cols = ", ".join(f'"{c}"' for c in DELIVERY_COLUMNS)
+        return self.conn.executemany(
+            f"INSERT INTO deliveries ({cols}) VALUES ({marks(DELIVERY_COLUMNS)}) "
+            "ON CONFLICT (campaign, occurrence, customer_id) WHERE purpose = 'campaign' DO NOTHING",
+            rows,
+        )
+
+    def cap_usage(
+        self, ids: Sequence[str], since: str, campaign: str | None = None
+    ) -> dict[str, int]:
+        """customer → cap-counting campaign deliveries since ``since`` (optionally one campaign)."""
+        out: dict[str, int] = {}
+        states = ", ".join(f"'{s}'" for s in CAP_STATES)
+        for chunk in chunks(ids):
+            sql = (
+                "SELECT customer_id, count(*) FROM deliveries WHERE customer_id IN "
+                f"({marks(chunk)}) "
+                f"AND counts_for_cap = 1 AND status IN ({states}) "
+                f"AND coalesce(sent_at, not_before) >= %s"
+            )
+            params: list[Any] = [*chunk, since]
+            if campaign is not None:
+                sql += " AND campaign = %s"
+                params.append(campaign)
+            for cid, n in self.conn.execute(sql + " GROUP BY customer_id", params):
+                out[cid] = n
+        return out
+
+    def recover_in_flight(self, idempotent_channels: Iterable[str], at: str) -> dict[str, int]:
+        """After a crash: ``sending`` rows become ``unknown``; on idempotent channels, ``queued``.
+
+        Only one run holds the workspace lock, so any ``sending`` row found by a new run was
+        left by a process that died between claiming and recording. A resend on a channel that
+        cannot duplicate (outbox files, idempotency keys) is safe, so those go back to the queue.
+        """
+        safe = list(idempotent_channels)
+        channels = marks(safe) or "NULL"
+        with self.store.write() as conn:
+            requeued = conn.execute(
+                f"UPDATE deliveries SET status = 'queued', updated_at = %s "
+                f"WHERE status = 'sending' AND channel IN ({channels})",
+                [at, *safe],
+            ).rowcount
+            unknown = conn.execute(
+                "UPDATE deliveries SET status = 'unknown', reason = 'in_flight_at_crash', "
+                "updated_at = %s WHERE status = 'sending'",
+                (at,),
+            ).rowcount
+        return {"requeued": requeued, "unknown": unknown}
+
+    def retry_unknown(self, at: str) -> int:
+        """``run --retry-unknown``: put unknown deliveries back in the queue."""
+        with self.store.write() as conn:
+            return conn.execute(
+                "UPDATE deliveries SET status = 'queued', reason = NULL, updated_at = %s "
+                "WHERE status = 'unknown'",
+                (at,),
+            ).rowcount
+
+    def claim_due(
+        self,
+        now: str,
+        limit: int,
+        *,
+        campaigns: Sequence[str] | None = None,
+        channels: Sequence[str] | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Move up to ``limit`` due deliveries to ``sending`` and return them with consent.
+
+        One transaction: select due rows, re-read each customer's current consent on the
+        delivery's channel (the check right before the send), and mark them ``sending`` with an
+        UPDATE guarded by their old state.
+        """
+        where: list[str] = []
+        params: list[Any] = []
+        if ids is not None:
+            where.append(f"d.id IN ({marks(ids)})")
+            params.extend(ids)
+        else:
+            where.append("d.not_before <= %s")
+            params.append(now)
+        if campaigns:
+            where.append(f"d.campaign IN ({marks(campaigns)})")
+            params.extend(campaigns)
+        if channels is not None:
+            where.append(f"d.channel IN ({marks(channels) or 'NULL'})")
+            params.extend(channels)
+        # Rows another claimer holds are skipped, not waited for, so any number of
+        # processes claim side by side; a row locked here is re-read when its lock is
+        # taken, so the status test holds for the latest version (never a stale one).
+        sql = (
+            "WITH due AS (SELECT d.id FROM deliveries d "
+            f"WHERE d.status IN ('queued', 'deferred') AND {' AND '.join(where)} "
+            "ORDER BY d.not_before, d.id LIMIT %s FOR UPDATE SKIP LOCKED) "
+            "UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1, "
+            "updated_at = %s FROM due WHERE d.id = due.id "
+            "AND d.status IN ('queued', 'deferred') "
+            f"RETURNING {CLAIMED_RETURNING}, (SELECT c.status FROM consent c "
+            "WHERE c.customer_id = d.customer_id AND c.channel = d.channel "
+            "ORDER BY c.id DESC LIMIT 1) AS consent"
+        )
+        with self.store.write() as conn:
+            claimed = dicts(conn.execute(sql, [*params, limit, now]))
+        claimed.sort(key=lambda row: (row["not_before"], row["id"]))
+        return claimed
+
+    def record_results(
+        self,
+        updates: Sequence[dict[str, Any]],
+        outbound: Sequence[dict[str, Any]],
+    ) -> None:
+        """Write send results in one transaction, each guarded by the ``sending`` state.
+
+        ``updates``: id, status, and optionally reason, error, provider_message_id, sent_at,
+        not_before. ``outbound``: messages to append to conversations (sent ones).
+        """
+        params = [
+            (
+                u["status"],
+                u.get("reason"),
+                u.get("error"),
+                u.get("provider_message_id"),
+                u.get("sent_at"),
+                u.get("not_before"),
+                int(bool(u.get("attempts_back"))),
+                u["at"],
+                u["id"],
+            )
+            for u in updates
+        ]  # built before the transaction, which other processes wait for
+        with self.store.write() as conn:
+            conn.executemany(
+                "UPDATE deliveries SET status = %s, reason = %s, error = %s, "
+                "provider_message_id = coalesce(%s, provider_message_id), "
+                "sent_at = coalesce(%s, sent_at), not_before = coalesce(%s, not_before), "
+                "attempts = attempts - %s, updated_at = %s WHERE id = %s AND status = 'sending'",
+                params,
+            )
+            if outbound:
+                self.store.conversations.record_outbound(list(outbound))
+
+    def occurrence_survey(self, campaign: str, occurrence: str) -> dict[str, Any] | None:
+        row = self.conn.one(
+            "SELECT survey FROM occurrences WHERE campaign = %s AND occurrence = %s",
+            (campaign, occurrence),
+        )
+        return json.loads(row[0]) if row and row[0] else None
+
+    def summarize(
+        self, keys: Iterable[tuple[str, str]]
+    ) -> Iterator[tuple[str, str, dict[str, int]]]:
+        """Per (campaign, occurrence): counts by status."""
+        for campaign, occurrence in keys:
+            by_status = dict(
+                self.conn.execute(
+                    "SELECT status, count(*) FROM deliveries "
+                    "WHERE campaign = %s AND occurrence = %s "
+                    "AND purpose = 'campaign' GROUP BY status",
+                    (campaign, occurrence),
+                ).fetchall()
+            )
+            yield campaign, occurrence, by_status
+
+    def queue_rows(self, limit: int | None) -> Iterator[dict[str, Any]]:
+        """Deliveries still to be sent, or whose fate is unknown, soonest first."""
+        sql = (
+            "SELECT d.id, d.campaign, d.occurrence, d.customer_id, d.channel, d.purpose, d.status, "
+            "d.reason, d.not_before, d.attempts FROM deliveries d "
+            "WHERE d.status IN ('queued', 'deferred', 'sending', 'unknown') "
+            "ORDER BY d.status = 'unknown' DESC, d.not_before, d.id"
+        )
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return iter_dicts(self.conn.execute(sql))
+
+    def insert_reply(self, row: dict[str, Any]) -> None:
+        """Insert one non-campaign delivery (follow-up, keyword reply, agent reply)."""
+        cols = list(row)
+        self.conn.execute(
+            f"INSERT INTO deliveries ({', '.join(quote(c) for c in cols)}) VALUES ({marks(cols)})",
+            tuple(row.values()),
+        )
+
+    def apply_status(
+        self,
+        provider_message_id: str,
+        status: str,
+        at: str,
+        error: str | None = None,
+        reason: str | None = None,
+    ) -> int:
+        """Move the delivery with this provider message id to ``status``, never backwards.
+
+        Returns how many deliveries changed (0 for an unknown id, a stale or repeated event).
+        """
+        sources = MOVES_FROM.get(status)
+        if not sources:
+            return 0
+        states = marks(sources)
+        if status == "failed":
+            cur = self.conn.execute(
+                f"UPDATE deliveries SET status = 'failed', error = coalesce(%s, error), "
+                f"reason = coalesce(%s, reason, 'provider'), updated_at = %s "
+                f"WHERE provider_message_id = %s AND status IN ({states})",
+                (error, reason, at, provider_message_id, *sources),
+            )
+        else:
+            cur = self.conn.execute(
+                f"UPDATE deliveries SET status = %s, updated_at = %s, "
+                f"sent_at = CASE WHEN %s IN ('sent', 'delivered', 'read') "
+                f"THEN coalesce(sent_at, %s) ELSE sent_at END "
+                f"WHERE provider_message_id = %s AND status IN ({states})",
+                (status, at, status, at, provider_message_id, *sources),
+            )
+        return cur.rowcount
+
+    def customer_of_sent_message(self, provider_message_id: str) -> str | None:
+        """The customer a message with this provider id (an email's Message-ID) was sent to.
+
+        Every Message-ID outreach writes is ``<DELIVERY-ID@domain>``, so the delivery id in it
+        is tried too (the outbox records its own provider ids).
+        """
+        delivery_id = provider_message_id.strip("<> ").split("@")[0]
+        row = self.conn.execute(
+            "SELECT customer_id FROM deliveries WHERE provider_message_id IN (%s, %s) OR id = %s "
+            "LIMIT 1",
+            (provider_message_id, provider_message_id.strip("<> "), delivery_id),
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def delivery_outcome(self, delivery_id: str) -> dict[str, Any] | None:
+        """status, reason and error of one delivery."""
+        row = self.conn.execute(
+            "SELECT status, reason, error, channel FROM deliveries WHERE id = %s", (delivery_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return {"status": row[0], "reason": row[1], "error": row[2], "channel": row[3]}
+
+    def delivery_status_counts(self, delivery_ids: Iterable[str]) -> dict[str, int]:
+        """status → how many of these deliveries have it."""
+        counts: dict[str, int] = {}
+        for chunk in chunks(list(delivery_ids)):
+            for status, n in self.conn.execute(
+                f"SELECT status, count(*) FROM deliveries WHERE id IN ({marks(chunk)}) "
+                "GROUP BY status",
+                chunk,
+            ):
+                counts[status] = counts.get(status, 0) + n
+        return counts
