@@ -14,7 +14,7 @@ be pinned to one core as issue 3's figure asks.
 - ``smtp-ceiling PORT N CONNECTIONS``: N ready-made messages through ``aiosmtplib`` over
   CONNECTIONS reused connections, with nothing else: the same for SMTP.
 - ``seed-replies WORKSPACE N CUSTOMERS``: set-up, not measured: N inbound messages from
-  the first CUSTOMERS customers appended through ``outreach.store.conversations`` (the
+  the first CUSTOMERS customers appended through ``store.conversations`` (the
   functions ``replies ingest`` itself writes with), so that ``export`` has a million rows
   without a million-message ingest first.
 """
@@ -139,9 +139,9 @@ def smtp_ceiling(port: int, n: int, connections: int) -> dict[str, Any]:
 
 
 def seed_replies(workspace: Path, n: int, customer_count: int) -> dict[str, Any]:
+
     from outreach.config import load_config
     from outreach.store import open_store
-    from outreach.store.conversations import ensure_conversation, insert_message
 
     by_address: dict[str, str] = {}
     for c in customers(customer_count):
@@ -165,11 +165,15 @@ def seed_replies(workspace: Path, n: int, customer_count: int) -> dict[str, Any]
                         continue  # unknown senders: ingest makes contacts; not needed here
                     conversation = conversations.get(customer_id)
                     if conversation is None:
-                        conversation = ensure_conversation(store, customer_id, r["received_at"])
+                        conversation = store.conversations.ensure_conversation(
+                            customer_id, r["received_at"]
+                        )
                         conversations[customer_id] = conversation
-                    if insert_message(store, conversation_id=conversation, customer_id=customer_id,
-                                      direction="in", channel=r["channel"], address=r["from"],
-                                      text=r["text"], external_id=r["id"], at=r["received_at"]):
+                    if store.conversations.insert_message(
+                        conversation_id=conversation, customer_id=customer_id, direction="in",
+                        channel=r["channel"], address=r["from"], text=r["text"],
+                        external_id=r["id"], at=r["received_at"],
+                    ):
                         stored += 1
     finally:
         store.close()

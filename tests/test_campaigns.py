@@ -12,7 +12,6 @@ from outreach.campaigns.planner import route
 from outreach.campaigns.schedule import due_occurrences, latest_occurrence
 from outreach.config import load_config
 from outreach.errors import ConfigError, NotFoundError
-from outreach.store import deliveries as sql
 from outreach.workspace import Workspace
 
 
@@ -100,10 +99,10 @@ def test_due_does_not_repeat_a_planned_occurrence_but_resumes_an_interrupted_one
     workspace = Workspace.load(ws)
     store = workspace.store
     now = datetime(2027, 2, 1, 9, 30, tzinfo=UTC)
-    sql.begin_occurrence(store, "nps", "2027-02-01T09:00:00Z", "survey", None, "x")
+    store.deliveries.begin_occurrence("nps", "2027-02-01T09:00:00Z", "survey", None, "x")
     due = due_occurrences(workspace.config, store, now)
     assert any(d.occurrence == "2027-02-01T09:00:00Z" and not d.missed for d in due)
-    sql.finish_occurrence(store, "nps", "2027-02-01T09:00:00Z", 0)
+    store.deliveries.finish_occurrence("nps", "2027-02-01T09:00:00Z", 0)
     due = due_occurrences(workspace.config, store, now)
     assert not any(d.occurrence == "2027-02-01T09:00:00Z" and not d.missed for d in due)
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from outreach import clock
-from outreach.store.consent import current_consent_for
 from outreach.workspace import Workspace
 from tests.conftest import Cli
 from tests.test_inbound import (
@@ -233,6 +232,6 @@ def test_a_reply_that_cannot_be_rendered_is_reported_and_consent_still_recorded(
     assert "0 of 1 replies sent" in result.stdout
     workspace = Workspace.load(prepared)
     try:
-        assert current_consent_for(workspace.store, "anna", "sms") == "opted_out"
+        assert workspace.store.consent.current_consent_for("anna", "sms") == "opted_out"
     finally:
         workspace.close()

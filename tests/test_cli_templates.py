@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from outreach.store.customers import upsert_customers
 from outreach.workspace import Workspace
 from tests.conftest import Cli
 
@@ -19,7 +18,7 @@ def add_customers(ws: Path, rows: list[list[Any]]) -> None:
     workspace = Workspace.load(ws)
     try:
         with workspace.store.write():
-            upsert_customers(workspace.store, COLUMNS, rows, "2026-11-25T10:00:00Z")
+            workspace.store.customers.upsert_customers(COLUMNS, rows, "2026-11-25T10:00:00Z")
     finally:
         workspace.close()
 

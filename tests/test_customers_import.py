@@ -24,8 +24,6 @@ from outreach.config import load_config
 from outreach.customers.importer import ImportResult, import_customers
 from outreach.customers.normalise import BadCell, Normaliser
 from outreach.errors import UsageError
-from outreach.store.consent import consent_history, current_consent_for
-from outreach.store.customers import attribute_columns, get_customer
 from outreach.workspace import Workspace, examples_dir
 
 Import = Callable[..., ImportResult]
@@ -54,7 +52,7 @@ def imp(workspace: Workspace, tmp_path: Path) -> Import:
 
 
 def customer(workspace: Workspace, cid: str) -> dict[str, Any]:
-    row = get_customer(workspace.store, cid)
+    row = workspace.store.customers.get_customer(cid)
     assert row is not None, f"customer {cid} was not imported"
     return row
 
@@ -81,7 +79,7 @@ def test_csv_with_semicolons_is_normalised(imp: Import, workspace: Workspace) ->
     assert row["score"] == 3.5
     assert row["zip"] == "0612"
     assert row["formula"] == "=1+1"
-    assert set(attribute_columns(workspace.store)) >= {"age", "zip", "score", "formula"}
+    assert set(workspace.store.customers.attribute_columns()) >= {"age", "zip", "score", "formula"}
     older = workspace.store.conn.execute(
         "SELECT count(*) FROM customers WHERE age > 30 AND zip = '0612'"
     ).fetchone()[0]
@@ -135,7 +133,7 @@ def test_bad_rows_are_reported_with_line_column_and_fix(imp: Import, workspace: 
     )
     assert count(workspace) == 1
     # a rejected row records no consent either
-    assert consent_history(workspace.store, "C2") == []
+    assert workspace.store.consent.consent_history("C2") == []
 
 
 def test_line_numbers_count_physical_lines_of_multiline_cells(imp: Import) -> None:
@@ -194,7 +192,7 @@ def test_opted_in_starts_consent_but_never_overrides_the_ledger(
     imp: Import, workspace: Workspace
 ) -> None:
     imp("id,phone,opted_in\nC1,+31612345678,sms;email\nC2,+31612345679,sms\n")
-    history = consent_history(workspace.store, "C1")
+    history = workspace.store.consent.consent_history("C1")
     assert {(h["channel"], h["status"], h["source"]) for h in history} == {
         ("sms", "opted_in", "import:customers.csv"),
         ("email", "opted_in", "import:customers.csv"),
@@ -205,11 +203,11 @@ def test_opted_in_starts_consent_but_never_overrides_the_ledger(
     )
     result = imp("id,opted_in\nC1,sms\nC2,sms\n", name="again.csv")
     assert result.consents == 0
-    assert current_consent_for(workspace.store, "C2", "sms") != "opted_in"
-    assert len(consent_history(workspace.store, "C1")) == 2  # nothing appended twice
+    assert workspace.store.consent.current_consent_for("C2", "sms") != "opted_in"
+    assert len(workspace.store.consent.consent_history("C1")) == 2  # nothing appended twice
     # a file without opted_in (or with an empty cell) clears nothing
     imp("id,name,opted_in\nC1,Ann,\n", name="third.csv")
-    assert current_consent_for(workspace.store, "C1", "sms") == "opted_in"
+    assert workspace.store.consent.current_consent_for("C1", "sms") == "opted_in"
 
 
 def test_duplicate_ids_last_row_wins_and_are_reported(imp: Import, workspace: Workspace) -> None:
@@ -263,7 +261,7 @@ def test_json_array_is_streamed_and_errors_name_the_element(
     assert result.created == 1
     assert customer(workspace, "C1")["age"] == 41
     assert customer(workspace, "C1")["vip"] == 1
-    assert current_consent_for(workspace.store, "C1", "sms") == "opted_in"
+    assert workspace.store.consent.current_consent_for("C1", "sms") == "opted_in"
     assert [(p.element, p.column) for p in result.errors] == [(1, "tags"), (2, "phone"), (3, None)]
     assert result.errors[0].format("customers.json").startswith("customers.json:")
     assert "[1]" in result.errors[0].format("customers.json")
@@ -311,11 +309,11 @@ def test_file_level_problems_stop_before_anything_is_written(
     imp: Import, workspace: Workspace, content: str, name: str, options: dict[str, Any],
     message: str,
 ) -> None:
-    before = attribute_columns(workspace.store)
+    before = workspace.store.customers.attribute_columns()
     with pytest.raises(UsageError, match=message):
         imp(content, name=name, **options)
     assert count(workspace) == 0
-    assert attribute_columns(workspace.store) == before
+    assert workspace.store.customers.attribute_columns() == before
 
 
 def test_missing_file_is_a_usage_error(workspace: Workspace, tmp_path: Path) -> None:
@@ -335,7 +333,7 @@ def test_strict_imports_nothing_when_a_row_is_bad(imp: Import, workspace: Worksp
     assert result.rolled_back and result.rejected == 1 and result.imported == 0
     assert count(workspace) == 0
     assert workspace.store.conn.execute("SELECT count(*) FROM consent").fetchone()[0] == 0
-    assert "plan" not in attribute_columns(workspace.store)
+    assert "plan" not in workspace.store.customers.attribute_columns()
     good = imp(f"id,phone,opted_in\n{rows}", strict=True, batch_size=3)
     assert good.created == 10 and not good.rolled_back
 
@@ -346,7 +344,7 @@ def test_dry_run_writes_nothing_but_counts(imp: Import, workspace: Workspace) ->
     assert (result.created, result.updated, result.consents) == (1, 1, 2)
     assert count(workspace) == 1
     assert customer(workspace, "C1")["name"] == "Ann"
-    assert "plan" not in attribute_columns(workspace.store)
+    assert "plan" not in workspace.store.customers.attribute_columns()
 
 
 EMAIL_LOCAL = st.text(

@@ -19,9 +19,6 @@ from outreach import clock, consent
 from outreach.channels.base import StatusEvent
 from outreach.conversations.inbox import InboundSummary, Inbox, apply_events, normalize_phone
 from outreach.conversations.ingest import ingest
-from outreach.store import conversations as conv_store
-from outreach.store.consent import consent_history, current_consent_for
-from outreach.store.customers import upsert_customers
 from outreach.workspace import Workspace
 
 # Tuesday 1 December 2026, 11:00 in Amsterdam: inside business hours (Mon-Fri 09:00-17:30)
@@ -59,8 +56,7 @@ def write_reply_templates(root: Path) -> None:
 def add_customers(workspace: Workspace, opted_in: dict[str, list[str]] | None = None) -> None:
     store = workspace.store
     with store.write():
-        upsert_customers(
-            store,
+        store.customers.upsert_customers(
             ["id", "name", "email", "phone", "preferred_channel", "timezone"],
             CUSTOMERS,
             clock.iso(clock.now()),
@@ -123,7 +119,7 @@ def sent_files(root: Path, channel: str) -> list[dict[str, Any]]:
 
 
 def conversation(workspace: Workspace, customer: str) -> dict[str, Any]:
-    row = conv_store.get_conversation(workspace.store, customer)
+    row = workspace.store.conversations.get_conversation(customer)
     assert row is not None
     return row
 
@@ -154,7 +150,7 @@ def test_a_reply_is_matched_by_phone_written_locally_and_needs_attention(
     row = conversation(workspace, "anna")
     assert (row["needs_attention"], row["attention_reason"]) == (1, "reply")
     assert row["last_inbound_channel"] == "sms"
-    messages = conv_store.transcript(workspace.store, "anna")
+    messages = workspace.store.conversations.transcript("anna")
     assert [(m["direction"], m["text"], m["address"]) for m in messages] == [
         ("in", "When does my order arrive?", "+31612345601")
     ]
@@ -180,9 +176,9 @@ def test_stop_in_lower_case_with_spaces_opts_out_and_confirms_once_even_when_rep
     again = ingest(workspace, lines(msg("+31612345601", "stop   ", "m-stop")))
     assert first.keywords == {"STOP": 1}
     assert (again.stored, again.duplicates, again.keywords) == (0, 1, {})
-    assert current_consent_for(workspace.store, "anna", "sms") == "opted_out"
-    assert current_consent_for(workspace.store, "anna", "email") == "opted_in"
-    history = [h for h in consent_history(workspace.store, "anna") if h["channel"] == "sms"]
+    assert workspace.store.consent.current_consent_for("anna", "sms") == "opted_out"
+    assert workspace.store.consent.current_consent_for("anna", "email") == "opted_in"
+    history = [h for h in workspace.store.consent.consent_history("anna") if h["channel"] == "sms"]
     assert [(h["status"], h["source"]) for h in history] == [
         ("opted_in", "cli"), ("opted_out", "keyword:STOP"),
     ]
@@ -191,14 +187,14 @@ def test_stop_in_lower_case_with_spaces_opts_out_and_confirms_once_even_when_rep
         ("+31612345601", "STOPPED anna", "anna")
     ]
     assert conversation(workspace, "anna")["needs_attention"] == 0
-    out = [m for m in conv_store.transcript(workspace.store, "anna") if m["direction"] == "out"]
+    out = [m for m in workspace.store.conversations.transcript("anna") if m["direction"] == "out"]
     assert [m["text"] for m in out] == ["STOPPED anna"]
 
 
 def test_localized_and_configured_stop_words_count(workspace: Workspace) -> None:
     add_customers(workspace, {"joost": ["whatsapp"]})
     ingest(workspace, lines(msg("+31612345602", "Afmelden!", "w1", channel="whatsapp")))
-    history = consent_history(workspace.store, "joost")
+    history = workspace.store.consent.consent_history("joost")
     assert history[-1]["source"] == "keyword:AFMELDEN"
     assert history[-1]["status"] == "opted_out"
 
@@ -206,8 +202,8 @@ def test_localized_and_configured_stop_words_count(workspace: Workspace) -> None
 def test_start_after_stop_opts_in_again_and_confirms(workspace: Workspace) -> None:
     add_customers(workspace, {"anna": ["sms"]})
     ingest(workspace, lines(msg("+31612345601", "STOP", "a1"), msg("+31612345601", "Yes", "a2")))
-    assert current_consent_for(workspace.store, "anna", "sms") == "opted_in"
-    sources = [h["source"] for h in consent_history(workspace.store, "anna")]
+    assert workspace.store.consent.current_consent_for("anna", "sms") == "opted_in"
+    sources = [h["source"] for h in workspace.store.consent.consent_history("anna")]
     assert sources == ["cli", "keyword:STOP", "keyword:YES"]
     assert [c["body"] for c in sent_files(workspace.root, "sms")] in (
         ["STOPPED anna", "STARTED anna"], ["STARTED anna", "STOPPED anna"],
@@ -223,7 +219,7 @@ def test_yes_from_an_opted_in_customer_is_a_survey_answer_not_a_keyword(
     assert summary.keywords == {}
     assert summary.survey_answers == 1
     assert survey_rows(workspace) == [("anna", "nps", "yes_no", "yes", None, 1)]
-    assert [h["source"] for h in consent_history(workspace.store, "anna")] == ["cli"]
+    assert [h["source"] for h in workspace.store.consent.consent_history("anna")] == ["cli"]
     assert [c["body"] for c in sent_files(workspace.root, "sms")] == ["THANKS anna"]
 
 
@@ -232,14 +228,14 @@ def test_help_answers_with_the_help_text(workspace: Workspace) -> None:
     ingest(workspace, lines(msg("+31612345601", "help?", "h1")))
     [reply] = sent_files(workspace.root, "sms")
     assert reply["body"] == f"HELP: {workspace.config.help_text}"
-    assert [h["source"] for h in consent_history(workspace.store, "anna")] == ["cli"]
+    assert [h["source"] for h in workspace.store.consent.consent_history("anna")] == ["cli"]
 
 
 def test_stop_in_other_words_changes_nothing_but_needs_attention(workspace: Workspace) -> None:
     add_customers(workspace, {"anna": ["sms"]})
     add_survey_delivery(workspace, "anna")
     ingest(workspace, lines(msg("+31612345601", "niet meer sturen aub", "i1")))
-    assert current_consent_for(workspace.store, "anna", "sms") == "opted_in"
+    assert workspace.store.consent.current_consent_for("anna", "sms") == "opted_in"
     row = conversation(workspace, "anna")
     assert (row["needs_attention"], row["attention_reason"]) == (1, "opt_out_intent")
     assert survey_rows(workspace) == []
@@ -261,7 +257,7 @@ def test_an_unknown_sender_becomes_an_unverified_contact_with_its_own_conversati
         "SELECT id, phone, verified FROM customers WHERE id LIKE 'contact:%'"
     ).fetchall()
     assert contact == [("contact:sms:+31699999999", "+31699999999", 0)]
-    transcript = conv_store.transcript(workspace.store, "contact:sms:+31699999999")
+    transcript = workspace.store.conversations.transcript("contact:sms:+31699999999")
     assert [m["text"] for m in transcript] == ["Who is this?", "Hello??"]
     assert conversation(workspace, "contact:sms:+31699999999")["needs_attention"] == 1
 
@@ -384,7 +380,7 @@ def test_one_conversation_across_channels_in_order(workspace: Workspace) -> None
     ))
     rows = workspace.store.conn.execute("SELECT count(*) FROM conversations").fetchone()
     assert rows == (1,)
-    transcript = conv_store.transcript(workspace.store, "anna")
+    transcript = workspace.store.conversations.transcript("anna")
     assert [(m["channel"], m["text"]) for m in transcript] == [
         ("sms", "first on sms"), ("email", "then by email"), ("whatsapp", "then on whatsapp"),
     ]
@@ -418,7 +414,7 @@ def test_bad_lines_are_rejected_with_their_number_and_the_rest_kept(
     assert [n for n, _ in summary.rejected] == [n for n, _ in expected]
     for (_, reason), (_, why) in zip(summary.rejected, expected, strict=True):
         assert why in reason
-    texts = [m["text"] for m in conv_store.transcript(workspace.store, "anna")]
+    texts = [m["text"] for m in workspace.store.conversations.transcript("anna")]
     assert texts == ["ok", "👍"]
 
 
@@ -472,17 +468,16 @@ def test_inbox_handles_an_email_sender_with_a_display_name(workspace: Workspace)
 def test_an_email_reply_is_matched_by_its_token_or_the_message_it_answers(
     workspace: Workspace,
 ) -> None:
+
     from outreach.channels.base import InboundMessage
-    from outreach.store.customers import add_address
-    from outreach.store.meta import signing_key
     from outreach.tokens import make_reply_token
 
     add_customers(workspace)
     delivery = add_survey_delivery(workspace, "emma", channel="email")
     at = datetime(2026, 12, 1, 10, tzinfo=UTC)
-    token = make_reply_token(signing_key(workspace.store), "anna")
+    token = make_reply_token(workspace.store.meta.signing_key(), "anna")
     with workspace.store.write():  # what sending records when it mails anna
-        add_address(workspace.store, "reply", token, "anna")
+        workspace.store.customers.add_address("reply", token, "anna")
     events = [
         # written from another address, but to anna's plus-address
         InboundMessage("email", "someone.else@example.org", "via token", "e-1", at,
@@ -496,8 +491,8 @@ def test_an_email_reply_is_matched_by_its_token_or_the_message_it_answers(
     ]
     summary = InboundSummary()
     apply_events(workspace.store, workspace.config, list(enumerate(events, 1)), summary)
-    assert [m["text"] for m in conv_store.transcript(workspace.store, "anna")] == ["via token"]
-    assert "via reference" in [m["text"] for m in conv_store.transcript(workspace.store,
+    assert [m["text"] for m in workspace.store.conversations.transcript("anna")] == ["via token"]
+    assert "via reference" in [m["text"] for m in workspace.store.conversations.transcript(
                                                                             "emma")]
     assert summary.new_contacts == 1
-    assert conv_store.get_conversation(workspace.store, "contact:email:mallory@example.org")
+    assert workspace.store.conversations.get_conversation("contact:email:mallory@example.org")

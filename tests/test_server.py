@@ -23,9 +23,6 @@ from twilio.request_validator import RequestValidator
 
 from outreach import clock
 from outreach.server.app import create_app
-from outreach.store import conversations as conv_store
-from outreach.store.consent import consent_history, current_consent_for
-from outreach.store.meta import signing_key
 from outreach.tokens import make_unsubscribe_token, read_unsubscribe_token
 from outreach.workspace import Workspace
 from tests.conftest import Cli
@@ -169,7 +166,7 @@ def twilio_post(served: Served, params: dict[str, str], *, token: str = TWILIO_T
 
 
 def inbound_texts(workspace: Workspace, customer: str) -> list[str]:
-    return [m["text"] for m in conv_store.transcript(workspace.store, customer)
+    return [m["text"] for m in workspace.store.conversations.transcript(customer)
             if m["direction"] == "in"]
 
 
@@ -220,7 +217,7 @@ def test_a_bad_signature_changes_nothing(
     response = served.http.post("/webhooks/hooks", content=body, headers=headers)
     assert response.status_code == status
     assert inbound_texts(workspace, "anna") == []
-    assert current_consent_for(workspace.store, "anna", "hooks") is None
+    assert workspace.store.consent.current_consent_for("anna", "hooks") is None
 
 
 def test_bodies_over_one_mebibyte_get_413(served: Served, workspace: Workspace) -> None:
@@ -258,8 +255,8 @@ def test_twilio_stop_opts_out_and_the_confirmation_reaches_twilio(
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/xml")
     assert "<Response/>" in response.text
-    assert current_consent_for(workspace.store, "anna", "sms") == "opted_out"
-    assert consent_history(workspace.store, "anna")[-1]["source"] == "keyword:STOP"
+    assert workspace.store.consent.current_consent_for("anna", "sms") == "opted_out"
+    assert workspace.store.consent.consent_history("anna")[-1]["source"] == "keyword:STOP"
     wait_for(lambda: len(twilio.requests) == 1)
     sent = twilio.requests[0].form()
     assert sent["To"] == "+31612345601"
@@ -275,7 +272,7 @@ def test_twilio_forged_signature_is_403(served: Served, workspace: Workspace) ->
     params = {"MessageSid": "SM" + "2" * 32, "From": "+31612345601", "Body": "STOP"}
     response = twilio_post(served, params, token="not-the-token")
     assert response.status_code == 403
-    assert current_consent_for(workspace.store, "anna", "sms") == "opted_in"
+    assert workspace.store.consent.current_consent_for("anna", "sms") == "opted_in"
 
 
 def test_twilio_status_callbacks_update_the_delivery(
@@ -342,12 +339,12 @@ def test_meta_signed_inbound_message(served: Served, workspace: Workspace) -> No
 
 
 def test_one_click_unsubscribe(served: Served, workspace: Workspace) -> None:
-    token = make_unsubscribe_token(signing_key(workspace.store), "anna", "email")
+    token = make_unsubscribe_token(workspace.store.meta.signing_key(), "anna", "email")
     page = served.http.get(f"/unsubscribe/{token}")
     assert page.status_code == 200
     assert '<form method="post"' in page.text
     assert 'name="List-Unsubscribe" value="One-Click"' in page.text
-    assert current_consent_for(workspace.store, "anna", "email") == "opted_in"
+    assert workspace.store.consent.current_consent_for("anna", "email") == "opted_in"
 
     empty = served.http.post(f"/unsubscribe/{token}", content=b"")
     assert empty.status_code == 400
@@ -356,11 +353,11 @@ def test_one_click_unsubscribe(served: Served, workspace: Workspace) -> None:
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert response.status_code == 200
-    history = consent_history(workspace.store, "anna")
+    history = workspace.store.consent.consent_history("anna")
     assert (history[-1]["status"], history[-1]["source"]) == ("opted_out", "unsubscribe-link")
     # a mailbox provider repeating the POST adds nothing
     served.http.post(f"/unsubscribe/{token}", content=b"List-Unsubscribe=One-Click")
-    assert len(consent_history(workspace.store, "anna")) == len(history)
+    assert len(workspace.store.consent.consent_history("anna")) == len(history)
 
 
 def test_one_click_unsubscribe_as_multipart_form_data(served: Served, workspace: Workspace
@@ -379,15 +376,15 @@ def test_one_click_unsubscribe_as_multipart_form_data(served: Served, workspace:
 
 
 def test_a_tampered_unsubscribe_token_is_refused(served: Served, workspace: Workspace) -> None:
-    key = signing_key(workspace.store)
+    key = workspace.store.meta.signing_key()
     token = make_unsubscribe_token(key, "anna", "email")
     body, tag = token.split(".")
     other = make_unsubscribe_token(key, "joost", "email").split(".")[0]
     for bad in (f"{other}.{tag}", f"{body}.{tag[:-2]}AA", "garbage", f"{body}."):
         response = served.http.post(f"/unsubscribe/{bad}", content=b"List-Unsubscribe=One-Click")
         assert response.status_code == 404, bad
-    assert current_consent_for(workspace.store, "joost", "email") is None
-    assert current_consent_for(workspace.store, "anna", "email") == "opted_in"
+    assert workspace.store.consent.current_consent_for("joost", "email") is None
+    assert workspace.store.consent.current_consent_for("anna", "email") == "opted_in"
 
 
 def test_tokens_round_trip_and_are_url_safe() -> None:

@@ -13,9 +13,8 @@ from sqlite_utils import Database
 from outreach.deliveries import DUE_STATES
 from outreach.errors import StoreError, UsageError
 from outreach.store import Store, open_store
-from outreach.store.audience import SAFE_FUNCTIONS, select_customers, validate_where
-from outreach.store.customers import ensure_columns, upsert_customers
-from outreach.store.migrations import migrations
+from outreach.store.sqlite.audience import SAFE_FUNCTIONS
+from outreach.store.sqlite.migrations import migrations
 from outreach.workspace import Workspace
 from tests.conftest import Cli
 
@@ -187,35 +186,37 @@ def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
 
 @pytest.fixture
 def people(store: Store) -> Store:
-    ensure_columns(store, ["plan", "age"])
+    store.customers.ensure_columns(["plan", "age"])
     rows = [[f"C{i:03d}", f"n{i}", "pro" if i % 2 else "free", i] for i in range(1, 1201)]
     with store.write():
-        upsert_customers(store, ["id", "name", "plan", "age"], rows, "2026-01-01T00:00:00Z")
+        store.customers.upsert_customers(
+            ["id", "name", "plan", "age"], rows, "2026-01-01T00:00:00Z"
+        )
     return store
 
 
 def test_select_streams_every_match_across_pages(people: Store) -> None:
-    rows = list(select_customers(people, "plan = 'pro'"))
+    rows = list(people.customers.select_customers("plan = 'pro'"))
     assert len(rows) == 600
     assert [r["id"] for r in rows] == sorted(r["id"] for r in rows)
-    assert len(list(select_customers(people, None))) == 1200
-    assert len(list(select_customers(people, "  "))) == 1200
+    assert len(list(people.customers.select_customers(None))) == 1200
+    assert len(list(people.customers.select_customers("  "))) == 1200
 
 
 @pytest.mark.parametrize("limit", [1, 499, 500, 501, 1000, 5000])
 def test_select_honours_limit(people: Store, limit: int) -> None:
-    assert len(list(select_customers(people, None, limit=limit))) == min(limit, 1200)
+    assert len(list(people.customers.select_customers(None, limit=limit))) == min(limit, 1200)
 
 
 def test_select_columns(people: Store) -> None:
-    row = next(select_customers(people, "age = 7", columns=["plan"]))
+    row = next(people.customers.select_customers("age = 7", columns=["plan"]))
     assert row == {"id": "C007", "plan": "pro"}
     with pytest.raises(UsageError, match='no customer column "nope"'):
-        select_customers(people, None, columns=["nope"])
+        people.customers.select_customers(None, columns=["nope"])
 
 
 def test_authorizer_is_gone_even_when_the_iterator_is_abandoned(people: Store) -> None:
-    rows = select_customers(people, "age > 10")
+    rows = people.customers.select_customers("age > 10")
     next(rows)  # half-read, as a planner that stops early
     # the shared connection can still write and read other tables
     with people.write():
@@ -244,9 +245,9 @@ def test_safe_functions_are_all_allowed(people: Store) -> None:
     }
     for name, where in calls.items():
         assert name in SAFE_FUNCTIONS
-        validate_where(people, where)
-        assert list(select_customers(people, where, limit=1)), where
-    validate_where(people, "cast(age AS TEXT) = '3'")
+        people.customers.validate_where(where)
+        assert list(people.customers.select_customers(where, limit=1)), where
+    people.customers.validate_where("cast(age AS TEXT) = '3'")
 
 
 @pytest.mark.parametrize(
@@ -263,11 +264,11 @@ def test_safe_functions_are_all_allowed(people: Store) -> None:
 )
 def test_validate_where_refuses(people: Store, where: str) -> None:
     with pytest.raises(UsageError, match="where"):
-        validate_where(people, where)
+        people.customers.validate_where(where)
 
 
 def test_balanced_parentheses_stay_a_condition_over_customers(people: Store) -> None:
-    assert len(list(select_customers(people, "0) OR (age = 3"))) == 1
+    assert len(list(people.customers.select_customers("0) OR (age = 3"))) == 1
 
 
 def test_a_claim_reads_what_it_claims_not_the_backlog(store: Store) -> None:
@@ -277,7 +278,7 @@ def test_a_claim_reads_what_it_claims_not_the_backlog(store: Store) -> None:
     query plan that walks the queue by status instead of by key once made each claim of
     a 100,000-customer run scan the whole backlog.
     """
-    from outreach.store.deliveries import DELIVERY_COLUMNS, claim_due, insert_deliveries
+    from outreach.store import DELIVERY_COLUMNS
 
     def steps_to_claim(backlog: int) -> int:
         at = "2026-12-01T10:00:00Z"
@@ -292,7 +293,7 @@ def test_a_claim_reads_what_it_claims_not_the_backlog(store: Store) -> None:
                       "purpose": "campaign", "template": "nps", "counts_for_cap": 1,
                       "status": "queued",
                       "not_before": at, "created_at": at, "updated_at": at}
-            insert_deliveries(store, [
+            store.deliveries.insert_deliveries([
                 tuple(cid if c == "customer_id" else f"d{cid}" if c == "id"
                       else values.get(c) for c in DELIVERY_COLUMNS)
                 for cid in ids
@@ -306,7 +307,7 @@ def test_a_claim_reads_what_it_claims_not_the_backlog(store: Store) -> None:
 
         store.conn.set_progress_handler(count, 100)
         try:
-            claimed = claim_due(store, at, 16, channels=["email"], from_states=DUE_STATES)
+            claimed = store.deliveries.claim_due(at, 16, channels=["email"], from_states=DUE_STATES)
         finally:
             store.conn.set_progress_handler(None, 0)
         assert len(claimed) == 16
@@ -330,7 +331,7 @@ def test_delivery_ids_never_repeat_within_a_millisecond(monkeypatch: pytest.Monk
 
 
 def test_a_delivery_id_taken_twice_is_an_error_not_a_skipped_customer(store: Store) -> None:
-    from outreach.store.deliveries import DELIVERY_COLUMNS, insert_deliveries
+    from outreach.store import DELIVERY_COLUMNS
 
     at = "2026-12-01T10:00:00Z"
     with store.write() as conn:
@@ -347,8 +348,8 @@ def test_a_delivery_id_taken_twice_is_an_error_not_a_skipped_customer(store: Sto
         return tuple(values.get(c) for c in DELIVERY_COLUMNS)
 
     with store.write():
-        assert insert_deliveries(store, [row("d1", "a")]) == 1
+        assert store.deliveries.insert_deliveries([row("d1", "a")]) == 1
         # the same customer again (a re-plan after a crash): kept as it is
-        assert insert_deliveries(store, [row("d2", "a")]) == 0
+        assert store.deliveries.insert_deliveries([row("d2", "a")]) == 0
     with pytest.raises(sqlite3.IntegrityError), store.write():
-        insert_deliveries(store, [row("d1", "b")])
+        store.deliveries.insert_deliveries([row("d1", "b")])

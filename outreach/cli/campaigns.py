@@ -177,10 +177,8 @@ def queue(
     as_json: JsonOption = False,
 ) -> None:
     """List deliveries waiting to be sent (queued, deferred) and those whose fate is unknown."""
-    from ..store.deliveries import queue_rows
-
     ws = workspace(ctx)
-    rows = queue_rows(ws.store, limit)
+    rows = ws.store.deliveries.queue_rows(limit)
     if as_json:
         stream_json_list(rows)
         return

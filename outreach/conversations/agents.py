@@ -20,10 +20,6 @@ from ..deliveries import Purpose
 from ..errors import NotFoundError, UsageError
 from ..sending.engine import send_deliveries
 from ..store import Store
-from ..store import conversations as store_conversations
-from ..store import customers as store_customers
-from ..store import deliveries as store_deliveries
-from ..store.consent import current_consent_for
 from ..workspace import Workspace
 from .inbox import RejectedEvent, check_text
 
@@ -34,8 +30,8 @@ def list_conversations(
     store: Store, *, needs_attention: bool = False, since: datetime | None = None
 ) -> Iterator[dict[str, Any]]:
     """Conversations, most recent first, for ``conversations list``."""
-    for row in store_conversations.list_conversations(
-        store, needs_attention=needs_attention, since=clock.iso(since) if since else None
+    for row in store.conversations.list_conversations(
+        needs_attention=needs_attention, since=clock.iso(since) if since else None
     ):
         yield {
             "customer_id": row["customer_id"],
@@ -54,10 +50,10 @@ def list_conversations(
 
 def show_conversation(store: Store, customer_id: str) -> dict[str, Any]:
     """The whole transcript of one customer, every channel, oldest first."""
-    customer = store_customers.require_customer(store, customer_id, see=_SEE_CONVERSATIONS)
-    conversation = store_conversations.get_conversation(store, customer_id) or {}
+    customer = store.customers.require_customer(customer_id, see=_SEE_CONVERSATIONS)
+    conversation = store.conversations.get_conversation(customer_id) or {}
     messages = []
-    for row in store_conversations.transcript(store, customer_id):
+    for row in store.conversations.transcript(customer_id):
         item: dict[str, Any] = {
             "at": row["at"],
             "direction": row["direction"],
@@ -97,13 +93,13 @@ def show_conversation(store: Store, customer_id: str) -> dict[str, Any]:
 
 def close_conversation(store: Store, customer_id: str) -> None:
     """Close a conversation and clear its attention flag (a new message reopens it)."""
-    store_customers.require_customer(store, customer_id, see=_SEE_CONVERSATIONS)
-    conversation = store_conversations.get_conversation(store, customer_id)
+    store.customers.require_customer(customer_id, see=_SEE_CONVERSATIONS)
+    conversation = store.conversations.get_conversation(customer_id)
     if conversation is None:
         raise NotFoundError(f'customer "{customer_id}" has no conversation yet')
     with store.write():
-        store_conversations.update_conversation(
-            store, conversation["id"], status="closed", needs_attention=0,
+        store.conversations.update_conversation(
+            conversation["id"], status="closed", needs_attention=0,
             attention_reason=None, updated_at=clock.iso(clock.now()),
         )
 
@@ -111,11 +107,11 @@ def close_conversation(store: Store, customer_id: str) -> None:
 def reply_allowed(store: Store, customer_id: str, channel: str) -> str | None:
     """None when a reply may go on ``channel``, else why not (``policy.may_send``: never to
     an opt-out; to an opt-in, or within 24 hours of the customer writing there)."""
-    status = current_consent_for(store, customer_id, channel)
+    status = store.consent.current_consent_for(customer_id, channel)
     now = clock.now()
     wrote = policy.needs_recent_contact(Purpose.AGENT, status) and bool(
-        store_conversations.wrote_since(
-            store, [(customer_id, channel)], clock.iso(now - SERVICE_WINDOW)
+        store.conversations.wrote_since(
+            [(customer_id, channel)], clock.iso(now - SERVICE_WINDOW)
         )
     )
     decision = policy.may_send(Purpose.AGENT, status, now, wrote_recently=wrote)
@@ -140,11 +136,11 @@ def reply(ws: Workspace, customer_id: str, text: str, channel: str | None = None
     """An agent's reply: queued and sent at once, on ``channel`` or the one the customer
     last wrote on; clears the conversation's attention flag."""
     store, config = ws.store, ws.config
-    customer = store_customers.require_customer(store, customer_id, see=_SEE_CONVERSATIONS)
+    customer = store.customers.require_customer(customer_id, see=_SEE_CONVERSATIONS)
     if not text.strip():
         raise UsageError("the reply text is empty; write what to send")
     check_reply_text(text)
-    conversation = store_conversations.get_conversation(store, customer_id)
+    conversation = store.conversations.get_conversation(customer_id)
     if channel is None:
         channel = _default_reply_channel(store, config, customer, conversation)
     else:
@@ -157,12 +153,12 @@ def reply(ws: Workspace, customer_id: str, text: str, channel: str | None = None
         delivery = deliveries.enqueue_reply(
             store, customer_id=customer_id, channel=channel, purpose="agent", text=text
         )
-        conversation_id = store_conversations.ensure_conversation(store, customer_id, at)
-        store_conversations.update_conversation(
-            store, conversation_id, needs_attention=0, attention_reason=None, updated_at=at
+        conversation_id = store.conversations.ensure_conversation(customer_id, at)
+        store.conversations.update_conversation(
+            conversation_id, needs_attention=0, attention_reason=None, updated_at=at
         )
     send_deliveries(ws, [delivery])
-    outcome = store_deliveries.delivery_outcome(store, delivery) or {}
+    outcome = store.deliveries.delivery_outcome(delivery) or {}
     error = outcome.get("error") or outcome.get("reason")
     return ReplyResult(delivery, channel, str(outcome.get("status") or "queued"),
                        str(error) if error else None)

@@ -49,11 +49,6 @@ from ..errors import OutreachError
 from ..keywords import KeywordTable, asks_to_stop
 from ..mail.bounces import apply_bounce
 from ..store import Store
-from ..store import conversations as store_conversations
-from ..store import customers as store_customers
-from ..store import deliveries as store_deliveries
-from ..store.consent import current_consent_for
-from ..store.mail import customers_by_reply_token, customers_by_sent_message, save_email_parts
 from ..tokens import REPLY_CHANNEL
 from .numbers import VARIANT_PREFIXES, mobile_variants
 
@@ -205,8 +200,8 @@ class Inbox:
             variants = {
                 v for a in addresses if a[:3] in VARIANT_PREFIXES for v in mobile_variants(a)
             } if kind == "phone" else set()
-            found = store_conversations.customers_by_address(
-                self.store, channel, kind, addresses | variants if variants else addresses
+            found = self.store.customers.customers_by_address(
+                channel, kind, addresses | variants if variants else addresses
             )
             for address in addresses:
                 hit = found.get(address)
@@ -218,8 +213,8 @@ class Inbox:
         ids.update(self._prefetch_email_routes(events))
         self._prefetched = ids
         if ids:
-            self._conversations.update(store_conversations.conversations_for(self.store, ids))
-            surveys = store_conversations.survey_candidates_for(self.store, ids)
+            self._conversations.update(self.store.conversations.conversations_for(ids))
+            surveys = self.store.conversations.survey_candidates_for(ids)
             for customer_id in ids:
                 self._surveys[customer_id] = surveys.get(customer_id, [])
 
@@ -237,17 +232,17 @@ class Inbox:
                 references.update(r.strip().strip("<>") for r in (event.in_reply_to,
                                   *event.references) if r and r.strip())
         if tokens:
-            found = customers_by_reply_token(self.store, sorted(tokens))
+            found = self.store.mail.customers_by_reply_token(sorted(tokens))
             self._tokens.update({t: found.get(t, "") for t in tokens})
         if references:
-            found = customers_by_sent_message(self.store, sorted(references))
+            found = self.store.mail.customers_by_sent_message(sorted(references))
             self._references.update({r: found.get(r, "") for r in references})
         return {c for c in (*self._tokens.values(), *self._references.values()) if c}
 
     def end_batch(self) -> None:
         """Write the conversations this batch changed. Call before COMMIT."""
         rows = [self._conversations[c] for c in self._dirty]
-        store_conversations.save_conversations(self.store, rows)
+        self.store.conversations.save_conversations(rows)
         self._dirty.clear()
 
     def address_kind(self, channel: str) -> str:
@@ -273,8 +268,7 @@ class Inbox:
             apply_bounce(self.store, self.config, event, summary)
             return
         if isinstance(event, StatusEvent):
-            changed = store_deliveries.apply_status(
-                self.store,
+            changed = self.store.deliveries.apply_status(
                 event.provider_message_id,
                 event.status,
                 clock.iso(event.at),
@@ -310,8 +304,7 @@ class Inbox:
         # plain text, the common case, writes no kind or details at all
         content = {} if kind == "text" else self._content(message, channel, address)
         new_address = content.pop("new_address", None) if content else None
-        message_id = store_conversations.insert_message(
-            self.store,
+        message_id = self.store.conversations.insert_message(
             conversation_id=conversation["id"],
             customer_id=customer_id,
             direction="in",
@@ -329,7 +322,7 @@ class Inbox:
         summary.stored += 1
         self._dirty.add(customer_id)
         if message.extra:
-            save_email_parts(self.store, [{**message.extra, "message_id": message_id}])
+            self.store.mail.save_email_parts([{**message.extra, "message_id": message_id}])
         if message.automatic:
             # kept in the transcript, but not the customer writing: no reaction, and the
             # conversation's state stays as it was
@@ -374,10 +367,10 @@ class Inbox:
             # prefetched customers without a conversation are known to have none; the
             # others are looked up (the batch holds the write transaction)
             if customer_id not in self._prefetched:
-                conversation = store_conversations.get_conversation(self.store, customer_id)
+                conversation = self.store.conversations.get_conversation(customer_id)
             if conversation is None:
                 conversation = {
-                    "id": store_conversations.create_conversation(self.store, customer_id, at),
+                    "id": self.store.conversations.create_conversation(customer_id, at),
                     "customer_id": customer_id, "status": "open", "needs_attention": 0,
                     "attention_reason": None, "last_inbound_at": None,
                     "last_inbound_channel": None, "auto_reply_until": None,
@@ -394,8 +387,8 @@ class Inbox:
         known = self._tokens.get(token.lower())
         if known is not None:
             return known or None
-        return store_customers.find_customer_by_address(
-            self.store, REPLY_CHANNEL, "user", token.lower()
+        return self.store.customers.find_customer_by_address(
+            REPLY_CHANNEL, "user", token.lower()
         )
 
     def _customer_by_reference(
@@ -408,7 +401,7 @@ class Inbox:
             if reference and reference.strip():
                 known = self._references.get(reference.strip().strip("<>"))
                 found = known if known is not None else \
-                    store_conversations.customer_of_sent_message(self.store, reference.strip())
+                    self.store.deliveries.customer_of_sent_message(reference.strip())
                 if found:
                     return found
         return None
@@ -419,13 +412,13 @@ class Inbox:
         kind = self.address_kind(channel)
         found = self._customers.get((channel, address))
         if found is None:
-            found = store_customers.find_customer_by_address(self.store, channel, kind, address)
+            found = self.store.customers.find_customer_by_address(channel, kind, address)
             for variant in mobile_variants(address) if found is None and kind == "phone" else ():
-                found = store_customers.find_customer_by_address(
-                    self.store, channel, kind, variant
+                found = self.store.customers.find_customer_by_address(
+                    channel, kind, variant
                 )
-            if found is None and kind == "id" and store_customers.get_customer(
-                self.store, address
+            if found is None and kind == "id" and self.store.customers.get_customer(
+                address
             ):
                 found = address
         found = found or None
@@ -436,10 +429,10 @@ class Inbox:
         fields: dict[str, Any] = {"name": name}
         if kind in ("email", "phone"):
             fields[kind] = address
-        store_customers.create_contact(self.store, contact, fields, at)
+        self.store.customers.create_contact(contact, fields, at)
         if kind not in ("email", "phone"):
             # platform ids are only found through the addresses table
-            store_customers.add_address(self.store, channel, address, contact)
+            self.store.customers.add_address(channel, address, contact)
         summary.new_contacts += 1
         self._customers[(channel, address)] = contact
         return contact
@@ -461,7 +454,7 @@ class Inbox:
         an image, a location or a contact card needs a person, not a parser."""
         keyword = self.keywords.match(text)
         if keyword is not None and keyword.kind == "start" and keyword.word == "YES":
-            opted_out = current_consent_for(self.store, customer_id, channel) == "opted_out"
+            opted_out = self.store.consent.current_consent_for(customer_id, channel) == "opted_out"
             keyword = keyword if opted_out else None
         if keyword is not None:
             status: consent.Status | None = {
@@ -504,18 +497,18 @@ class Inbox:
         on every channel that addresses by it, so the next message finds the same customer
         and the next send goes to the new number."""
         if self.address_kind(channel) == "phone":
-            store_customers.change_phone(self.store, customer_id, new, at)
+            self.store.customers.change_phone(customer_id, new, at)
             for name in self.config.channels:
                 if self.address_kind(name) == "phone":
                     self._customers[(name, new)] = customer_id
         else:
-            store_customers.add_address(self.store, channel, new, customer_id)
+            self.store.customers.add_address(channel, new, customer_id)
             self._customers[(channel, new)] = customer_id
 
     def _open_survey(self, customer_id: str, received_at: datetime) -> dict[str, Any] | None:
         candidates = self._surveys.get(customer_id)
         if candidates is None:
-            candidates = store_conversations.open_survey_candidates(self.store, customer_id)
+            candidates = self.store.conversations.open_survey_candidates(customer_id)
             self._surveys[customer_id] = candidates
         at: str | None = None
         for row in candidates:
@@ -546,8 +539,7 @@ class Inbox:
         kind = str(survey.get("type") or "text")
         choices = [str(c) for c in survey.get("choices") or []]
         answer = parse_answer(text, kind, choices)
-        store_conversations.insert_survey_response(
-            self.store,
+        self.store.conversations.insert_survey_response(
             message_id=message_id,
             delivery_id=found["delivery_id"],
             customer_id=customer_id,
@@ -593,7 +585,7 @@ class Inbox:
         previous = conversation.get("auto_reply_until")
         if previous is not None and previous >= until:
             return None
-        customer = store_customers.get_customer(self.store, customer_id) or {}
+        customer = self.store.customers.get_customer(customer_id) or {}
         zone = zone_or(customer.get("timezone"), self.config.timezone)
         self._enqueue(summary, customer_id, channel, "auto_reply", template="out_of_hours",
                       extra={"next_opening": opening.astimezone(zone)})

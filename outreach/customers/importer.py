@@ -32,8 +32,7 @@ from .. import clock
 from ..config import Config
 from ..errors import UsageError
 from ..store import Store
-from ..store import consent as consent_store
-from ..store import customers as customer_store
+from ..store.interface import ConsentRow
 from .files import detect_format, is_blank, read_records
 from .normalise import BadCell, Normaliser, show_value
 
@@ -330,7 +329,7 @@ def import_customers(
     norm = Normaliser(config)
     with ExitStack() as stack:
         names, records = read_records(stack, path, fmt, label)
-        plan = _plan(names, id_column, customer_store.attribute_columns(store), norm, label)
+        plan = _plan(names, id_column, store.customers.attribute_columns(), norm, label)
         result.new_columns = plan.new_columns
         writer = _BatchWriter(store, plan, result, source=f"import:{label}", label=label)
         stack.callback(writer.close)
@@ -393,7 +392,7 @@ class _BatchWriter:
         self.opted: dict[str, frozenset[str]] = {}
         self.lines: dict[str, int] = {}
         self.columns_ready = not plan.new_columns
-        customer_store.begin_import_scratch(store)
+        store.customers.begin_import_scratch()
 
     def add(self, values: list[Any], opted: frozenset[str], line: int) -> None:
         key = values[0]
@@ -429,15 +428,15 @@ class _BatchWriter:
         if not self.rows:
             return
         ids = list(self.rows)
-        seen = customer_store.import_ids_seen(self.store, ids)
+        seen = self.store.customers.import_ids_seen(ids)
         for key, first in seen.items():
             self._duplicate(key, first, self.lines[key])
         fresh = [i for i in ids if i not in seen]
-        customer_store.remember_import_ids(self.store, [(i, self.lines[i]) for i in fresh])
+        self.store.customers.remember_import_ids([(i, self.lines[i]) for i in fresh])
         if write:
             self._write(ids, fresh, len(seen))
         else:
-            known = customer_store.existing_customer_ids(self.store, fresh)
+            known = self.store.customers.existing_customer_ids(fresh)
             self.result.created += len(fresh) - len(known)
             self.result.updated += len(known)
             self.result.consents += self._consent_rows(ids, "", count_only=True)
@@ -447,10 +446,10 @@ class _BatchWriter:
         at = clock.iso(clock.now())
         with self.store.write():
             if not self.columns_ready:
-                customer_store.ensure_columns(self.store, self.plan.new_columns)
+                self.store.customers.ensure_columns(self.plan.new_columns)
                 self.columns_ready = True
-            created, updated = customer_store.upsert_customers(
-                self.store, self.plan.targets, [self.rows[i] for i in ids], at
+            created, updated = self.store.customers.upsert_customers(
+                self.plan.targets, [self.rows[i] for i in ids], at
             )
             self.result.consents += self._consent_rows(ids, at, count_only=False)
         self.result.created += created
@@ -461,20 +460,20 @@ class _BatchWriter:
         for key in ids:
             for channel in self.opted[key]:
                 by_channel.setdefault(channel, []).append(key)
-        rows: list[consent_store.ConsentRow] = []
+        rows: list[ConsentRow] = []
         for channel, members in by_channel.items():
             # Any ledger history (a STOP, a grant from the CLI) outranks a file's opted_in.
-            history = consent_store.customers_with_history(self.store, members, channel)
+            history = self.store.consent.customers_with_history(members, channel)
             rows += [
                 (key, channel, "opted_in", self.source, f"{self.label}:{self.lines[key]}", at)
                 for key in members
                 if key not in history
             ]
         if rows and not count_only:
-            consent_store.append_consent(self.store, rows)
+            self.store.consent.append_consent(rows)
         return len(rows)
 
     def close(self) -> None:
-        customer_store.end_import_scratch(self.store)
+        self.store.customers.end_import_scratch()
 
 

@@ -8,9 +8,6 @@ from typing import Any
 from ..config import Config
 from ..consent import current_consent_detail
 from ..store import Store
-from ..store import consent as consent_store
-from ..store import customers as customer_store
-from ..store.audience import select_customers
 
 
 def list_customers(
@@ -20,7 +17,7 @@ def list_customers(
 
     A bad filter raises here, before the caller has printed anything.
     """
-    return _paged_with_consent(store, select_customers(store, where, limit=limit))
+    return _paged_with_consent(store, store.customers.select_customers(where, limit=limit))
 
 
 def _paged_with_consent(
@@ -38,7 +35,7 @@ def _paged_with_consent(
 def _with_consent(store: Store, page: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     if not page:
         return
-    consent = consent_store.current_consent_many(store, [r["id"] for r in page])
+    consent = store.consent.current_consent_many([r["id"] for r in page])
     for row in page:
         row["consent"] = dict(sorted(consent.get(row["id"], {}).items()))  # channels by name
         yield row
@@ -46,10 +43,10 @@ def _with_consent(store: Store, page: list[dict[str, Any]]) -> Iterator[dict[str
 
 def show_customer(store: Store, config: Config, customer_id: str) -> dict[str, Any]:
     """One customer: every column, current consent per channel, conversation summary."""
-    customer = customer_store.require_customer(store, customer_id)
-    history = consent_store.consent_history(store, customer_id)
+    customer = store.customers.require_customer(customer_id)
+    history = store.consent.consent_history(customer_id)
     return {
         "customer": customer,
         "consent": current_consent_detail(config, history),
-        "conversation": customer_store.conversation_summary(store, customer_id),
+        "conversation": store.conversations.conversation_summary(customer_id),
     }

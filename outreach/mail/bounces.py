@@ -12,9 +12,6 @@ from ..channels.base import StatusEvent
 from ..config import Config
 from ..deliveries import MOVES_FROM, Status
 from ..store import Store
-from ..store import customers as store_customers
-from ..store.consent import current_consent_for
-from ..store.mail import bounce_delivery
 
 if TYPE_CHECKING:
     from ..conversations.inbox import InboundSummary
@@ -30,7 +27,7 @@ def apply_bounce(store: Store, config: Config, event: StatusEvent, summary: Inbo
     reason = f"bounce:{event.error_code}" if event.error_code else "bounce"
     delivery = None
     if event.provider_message_id:
-        delivery = bounce_delivery(store, event.provider_message_id, reason,
+        delivery = store.mail.bounce_delivery(event.provider_message_id, reason,
                                    event.error_message, at, _BOUNCE_FROM)
     if delivery is not None:
         customer_id, channel = str(delivery["customer_id"]), str(delivery["channel"])
@@ -44,7 +41,7 @@ def apply_bounce(store: Store, config: Config, event: StatusEvent, summary: Inbo
         summary.status_ignored += 1
         channel = event.channel
         found = (
-            store_customers.find_customer_by_address(store, channel, "email", event.recipient)
+            store.customers.find_customer_by_address(channel, "email", event.recipient)
             if event.recipient and channel in config.channels else None
         )
         if found is None:
@@ -52,7 +49,7 @@ def apply_bounce(store: Store, config: Config, event: StatusEvent, summary: Inbo
         customer_id = found
     if not event.permanent or channel not in config.channels:
         return
-    if current_consent_for(store, customer_id, channel) == consent.OPTED_OUT:
+    if store.consent.current_consent_for(customer_id, channel) == consent.OPTED_OUT:
         return
     consent.record(
         store, config, [customer_id], channel, consent.OPTED_OUT, source="provider:bounce",

@@ -6,13 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..store import Store
-from ..store.mail import email_parts_of_customer
 
 
 def add_email_details(store: Store, shown: dict[str, Any], *, full: bool = False) -> None:
     """Give each stored email in ``shown`` (``show_conversation``'s result) an ``email``
     object; its ``full_text`` only when ``full``."""
-    parts = email_parts_of_customer(store, str(shown["customer_id"]))
+    parts = store.mail.email_parts_of_customer(str(shown["customer_id"]))
     if not parts:
         return
     for message in shown["messages"]:

@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 from .. import clock
 from ..config import parse_duration
 from ..errors import UsageError
-from ..store import reports as sql
+from ..store import CONVERSATION_COLUMNS, REPLY_COLUMNS
 from ..workspace import Workspace
 from .output import atomic_output
 from .report import require_campaign
@@ -89,7 +89,7 @@ def make_filter(
 
 def columns_of(kind: Kind) -> tuple[str, ...]:
     """The column names of an export, in order."""
-    return sql.REPLY_COLUMNS if kind == "replies" else sql.CONVERSATION_COLUMNS
+    return REPLY_COLUMNS if kind == "replies" else CONVERSATION_COLUMNS
 
 
 def iter_rows(ws: Workspace, kind: Kind, flt: ExportFilter) -> Iterator[tuple[Any, ...]]:
@@ -98,8 +98,9 @@ def iter_rows(ws: Workspace, kind: Kind, flt: ExportFilter) -> Iterator[tuple[An
         raise UsageError(f'"{kind}" is not an export; use one of {", ".join(KINDS)}')
     since = clock.iso(flt.since) if flt.since else None
     until = clock.iso(flt.until) if flt.until else None
-    fetch = sql.iter_replies if kind == "replies" else sql.iter_conversation_messages
-    return fetch(ws.store, campaign=flt.campaign, since=since, until=until)
+    reports = ws.store.reports
+    fetch = reports.iter_replies if kind == "replies" else reports.iter_conversation_messages
+    return fetch(campaign=flt.campaign, since=since, until=until)
 
 
 def csv_cell(value: Any) -> Any:

@@ -32,7 +32,7 @@ from .. import clock
 from ..campaigns.files import list_campaigns
 from ..config import read_toml
 from ..errors import NotFoundError
-from ..store import reports as sql
+from ..store import SENT_STATUSES
 from ..workspace import Workspace
 from .output import atomic_output
 
@@ -43,7 +43,7 @@ _SEND_TIME_SKIPS = ("template_error", "opted_out", "expired")
 
 def known_campaigns(ws: Workspace) -> list[str]:
     """Campaign files in campaigns/ and campaigns the database knows, sorted."""
-    return sorted({*sql.stored_campaigns(ws.store), *list_campaigns(ws.config)})
+    return sorted({*ws.store.reports.stored_campaigns(), *list_campaigns(ws.config)})
 
 
 def _campaign_file_exists(ws: Workspace, name: str) -> bool:
@@ -54,7 +54,7 @@ def _campaign_file_exists(ws: Workspace, name: str) -> bool:
 
 def require_campaign(ws: Workspace, name: str) -> None:
     """Raise NotFoundError unless ``name`` is a campaign file or in the database."""
-    if _campaign_file_exists(ws, name) or sql.campaign_in_store(ws.store, name):
+    if _campaign_file_exists(ws, name) or ws.store.reports.campaign_in_store(name):
         return
     known = known_campaigns(ws)
     listing = ", ".join(known[:20]) + (" …" if len(known) > 20 else "") if known else "none yet"
@@ -143,7 +143,7 @@ def campaign_report(
     """Every figure of SPEC §10 for a campaign, or one of its occurrences."""
     require_campaign(ws, campaign)
     store = ws.store
-    occs = sql.occurrences(store, campaign)
+    occs = store.reports.occurrences(campaign)
     names = [o["occurrence"] for o in occs]
     if occurrence is not None:
         occurrence = _pick_occurrence(ws, campaign, occurrence, names)
@@ -152,7 +152,7 @@ def campaign_report(
         kind, survey = occs[-1]["kind"], occs[-1]["survey"]
     else:
         kind, survey = _survey_from_file(ws, campaign)
-    figures = sql.delivery_figures(store, campaign, occurrence)
+    figures = store.reports.delivery_figures(campaign, occurrence)
     status = figures["by_status"]
     skipped: dict[str, int] = dict(figures["skipped"])
     total = sum(status.values())
@@ -163,9 +163,11 @@ def campaign_report(
     template_errors = skipped.pop("template_error", 0)
     if template_errors:
         failed_by_reason["template_error"] = template_errors
-    sent = sum(status.get(s, 0) for s in sql.SENT_STATUSES)
+    sent = sum(status.get(s, 0) for s in SENT_STATUSES)
     first_sent = figures["first_sent"]
-    replied = sql.replied_deliveries(store, campaign, occurrence, first_sent) if first_sent else 0
+    replied = (
+        store.reports.replied_deliveries(campaign, occurrence, first_sent) if first_sent else 0
+    )
     recorded_audience = sum(o["audience"] or 0 for o in occs)
     report: dict[str, Any] = {
         "campaign": campaign,
@@ -186,14 +188,14 @@ def campaign_report(
         "queued": status.get("queued", 0) + status.get("sending", 0),
         "unknown": status.get("unknown", 0),
         "skipped": skipped,
-        "opted_out": sql.opted_out_after(store, campaign, occurrence, first_sent)
+        "opted_out": store.reports.opted_out_after(campaign, occurrence, first_sent)
         if first_sent
         else 0,
         "replied": replied,
         "response_rate": round(replied / sent, 4) if sent else 0,
     }
     if kind == "survey" or survey:
-        rows = sql.survey_answers(store, campaign, occurrence)
+        rows = store.reports.survey_answers(campaign, occurrence)
         answers, scores = _answers(survey, rows)
         stype = (survey or {}).get("type")
         report["survey"] = {

@@ -17,9 +17,6 @@ from .. import clock
 from ..campaigns.files import list_campaigns
 from ..campaigns.schedule import due_occurrences
 from ..errors import OutreachError
-from ..store import reports as sql
-from ..store.consent import consent_summary
-from ..store.customers import count_customers
 from ..workspace import Workspace
 
 
@@ -38,8 +35,8 @@ def due_campaigns(ws: Workspace) -> dict[str, Any]:
 def workspace_status(ws: Workspace) -> dict[str, Any]:
     """Customers, consent, channels, campaigns and what is due, queue, attention."""
     store = ws.store
-    counts = count_customers(store)
-    occurrences = sql.planned_occurrences(store)
+    counts = store.customers.count_customers()
+    occurrences = store.reports.planned_occurrences()
     files = list_campaigns(ws.config)
     campaigns = [
         {
@@ -56,12 +53,12 @@ def workspace_status(ws: Workspace) -> dict[str, Any]:
         "now": clock.iso(clock.now()),
         "customers": counts["customers"],
         "unverified_contacts": counts["unverified_contacts"],
-        "consent": consent_summary(store),
+        "consent": store.consent.consent_summary(),
         "channels": [
             {"name": c.name, "provider": c.provider} for c in ws.config.channels.values()
         ],
         "campaigns": campaigns,
         "due": due_campaigns(ws),
-        "queue": sql.queue_figures(store),
-        "attention": sql.attention_figures(store),
+        "queue": store.reports.queue_figures(),
+        "attention": store.reports.attention_figures(),
     }

@@ -17,7 +17,6 @@ import html
 import json
 import logging
 import os
-import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from email import policy
@@ -35,15 +34,12 @@ from starlette.routing import Route
 from .. import consent
 from ..channels import build_provider
 from ..channels.base import Provider, ProviderContext, WebhookRequest, WebhookResponse
-from ..errors import ConfigError, NotFoundError, OutreachError, SignatureError
+from ..errors import ConfigError, NotFoundError, OutreachError, SignatureError, StoreError
 from ..mail.poll import MailPoller
 from ..phrases import language, phrase
-from ..store.consent import current_consent_for
-from ..store.customers import get_customers
-from ..store.meta import signing_key
 from ..tokens import read_unsubscribe_token
 from ..workspace import Workspace
-from .writer import Database, InboundWriter, ReplySender, when_unlocked
+from .writer import Database, InboundWriter, ReplySender
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_FORM_BYTES = 64 * 1024
@@ -71,13 +67,13 @@ class _Server:
         with self.db.lock:
             if self._key is None:
                 store = self.db.store()
-                self._key = when_unlocked(lambda: signing_key(store))
+                self._key = store.when_unlocked(store.meta.signing_key)
             return self._key
 
     def customer_locale(self, customer_id: str) -> str | None:
         """The customer's locale, for the unsubscribe page's language (None: unknown)."""
         with self.db.lock:
-            found = get_customers(self.db.store(), [customer_id]).get(customer_id)
+            found = self.db.store().customers.get_customers([customer_id]).get(customer_id)
         locale = found.get("locale") if found else None
         return locale if isinstance(locale, str) else None
 
@@ -85,9 +81,9 @@ class _Server:
         """Record the opt-out; False when the customer already was opted out there."""
         with self.db.lock:
             store = self.db.store()
-            if current_consent_for(store, customer_id, channel) == consent.OPTED_OUT:
+            if store.consent.current_consent_for(customer_id, channel) == consent.OPTED_OUT:
                 return False
-            when_unlocked(lambda: consent.record(
+            store.when_unlocked(lambda: consent.record(
                 store, self.config, [customer_id], channel, consent.OPTED_OUT,
                 source="unsubscribe-link", evidence=evidence,
             ))
@@ -167,8 +163,8 @@ def create_app(ws: Workspace) -> Starlette:
                 return PlainTextResponse(problem, status_code=400)
         try:
             summary = await server.writer.submit(events)
-        except sqlite3.OperationalError as exc:
-            # busy beyond the timeout: answer 503 so the provider retries later
+        except StoreError as exc:
+            # busy beyond the timeout (or unwritable): answer 503 so the provider retries
             log.error("webhook for %s not stored: %s", channel, exc)
             return PlainTextResponse("database busy, retry later", status_code=503)
         server.replies.queue(summary.replies_queued)
@@ -211,7 +207,7 @@ def create_app(ws: Workspace) -> Starlette:
             )
         except NotFoundError:
             return _page("Invalid link", "This unsubscribe link is not valid.", 404)
-        except sqlite3.OperationalError:
+        except StoreError:
             return PlainTextResponse("database busy, retry later", status_code=503)
         return _page(phrase("unsubscribed_title", locale),
                      phrase("unsubscribed_text", locale, sender=server.config.sender_name,
@@ -220,7 +216,7 @@ def create_app(ws: Workspace) -> Starlette:
     async def healthz(request: Request) -> Response:
         try:
             await run_in_threadpool(server.db.healthy)
-        except (sqlite3.Error, OutreachError) as exc:
+        except OutreachError as exc:
             return JSONResponse({"status": "error", "error": str(exc)}, status_code=503)
         return JSONResponse({"status": "ok"})
 

@@ -19,11 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
-import sqlite3
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
@@ -31,14 +29,13 @@ from ..channels.base import InboundEvent
 from ..config import Config
 from ..conversations.inbox import InboundSummary, Inbox, receive
 from ..sending.engine import send_deliveries
-from ..store import BUSY_TIMEOUT_MS, Store, open_store
+from ..store import Store, open_store
 from ..workspace import Workspace
 
 SEND_BATCH = 500
 REPLY_GATHER_SECONDS = 1.0
 WRITE_GROUP = 256
 log = logging.getLogger("outreach.serve")
-T = TypeVar("T")
 
 
 class Database:
@@ -53,13 +50,13 @@ class Database:
         """The connection; call with ``lock`` held."""
         if self._store is None:
             self._store = open_store(self.config.database)
-            # Take the write lock by polling (see when_unlocked), not SQLite's busy handler.
-            self._store.conn.execute("PRAGMA busy_timeout = 0")
+            # writes go through store.when_unlocked, which retries in its own rhythm
+            self._store.poll_for_locks()
         return self._store
 
     def healthy(self) -> bool:
         with self.lock:
-            self.store().conn.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+            self.store().check()
         return True
 
     def close(self) -> None:
@@ -86,7 +83,7 @@ class InboundWriter:
                 self._inbox = Inbox(store, self.db.config)
                 self._inbox_store = store
             inbox = self._inbox
-            return when_unlocked(lambda: receive(store, self.db.config, requests, inbox))
+            return store.when_unlocked(lambda: receive(store, self.db.config, requests, inbox))
 
     async def submit(self, events: list[InboundEvent]) -> InboundSummary:
         """Have the writer store one request's events; waits for the commit."""
@@ -176,23 +173,3 @@ class ReplySender:
         finally:
             sender.close()
 
-
-def when_unlocked(work: Callable[[], T]) -> T:
-    """Run a write transaction, retrying while another process holds the write lock.
-
-    SQLite's own busy handler sleeps 25-100 ms between tries once it has waited a little,
-    so against a ``run`` that commits every few milliseconds it keeps missing the short gaps
-    between transactions and webhooks starve. Polling every millisecond or two catches them.
-    A failed BEGIN IMMEDIATE has changed nothing, so the whole ``work`` is simply retried.
-    """
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    pause = 0.0005
-    while True:
-        try:
-            return work()
-        except sqlite3.OperationalError as exc:
-            text = str(exc)
-            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
-                raise
-        time.sleep(pause)
-        pause = min(pause * 1.5, 0.002)

@@ -57,7 +57,7 @@ DELIVERY_COLUMNS = (
 # States that occupy a frequency-cap slot: sent, or on their way.
 CAP_STATES = ("queued", "deferred", "sending", "sent", "delivered", "read", "unknown")
 
-SENT_STATUSES = ("sent", "delivered", "read")
+SENT_STATUSES = ("sent", "delivered", "read", "bounced")  # a bounce was sent first
 
 # The tuples ``Reports.iter_replies`` and ``Reports.iter_conversation_messages`` yield.
 REPLY_COLUMNS = (
@@ -148,6 +148,11 @@ class Customers(Protocol):
 
     def create_contact(self, customer_id: str, fields: dict[str, Any], at: str) -> None:
         """Insert an unverified contact (someone who wrote in from an unknown address)."""
+        ...
+
+    def change_phone(self, customer_id: str, phone: str, at: str) -> None:
+        """Give a customer a new phone number (a WhatsApp number change). Caller holds the
+        transaction."""
         ...
 
     # An import's memory of the ids it has seen, kept by the store rather than in Python.
@@ -382,6 +387,48 @@ class Reports(Protocol):
     def attention_figures(self, limit: int = 10) -> dict[str, Any]: ...
 
 
+class Mail(Protocol):
+    """Email's own rows: what a stored reply was, where a mailbox sync stopped, bounces."""
+
+    def save_email_parts(self, rows: Sequence[dict[str, Any]]) -> None:
+        """One row per stored email (message_id, kind, full_text, raw, size, attachments,
+        problem); a message already described is kept. Caller holds the transaction."""
+        ...
+
+    def raw_email(self, message_id: int) -> bytes | None: ...
+
+    def mailbox_position(self, channel: str, mailbox: str) -> tuple[int, int] | None:
+        """(UIDVALIDITY, last UID stored) of a channel's folder, or None before a sync."""
+        ...
+
+    def save_mailbox_position(
+        self, channel: str, mailbox: str, uidvalidity: int, last_uid: int, at: str
+    ) -> None: ...
+
+    def bounce_delivery(
+        self,
+        message_id: str,
+        reason: str,
+        error: str | None,
+        at: str,
+        from_states: Sequence[str],
+    ) -> dict[str, Any] | None:
+        """Move the delivery sent as this Message-ID to ``bounced`` (from ``from_states``);
+        {id, customer_id, channel, changed}, or None for a Message-ID never sent."""
+        ...
+
+    def email_parts_of_customer(self, customer_id: str) -> dict[str, dict[str, Any]]: ...
+
+    def customers_by_reply_token(self, tokens: Sequence[str]) -> dict[str, str]:
+        """token → customer for many Reply-To tokens at once."""
+        ...
+
+    def customers_by_sent_message(self, message_ids: Sequence[str]) -> dict[str, str]:
+        """Message-ID (as quoted, without <>) → the customer it was sent to, for many at
+        once; a provider id is looked for with and without brackets, and as a delivery id."""
+        ...
+
+
 class Meta(Protocol):
     """Workspace-wide facts."""
 
@@ -398,6 +445,7 @@ class Store(Protocol):
     deliveries: Deliveries
     conversations: Conversations
     reports: Reports
+    mail: Mail
     meta: Meta
 
     @property

@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING, Any
 from .. import clock
 from ..channels import medium
 from ..errors import RenderError, UsageError
-from ..store.audience import select_customers
-from ..store.customers import require_customer
 from .builtin import BUILTIN_TEXTS
 from .render import TEMPLATE_SUFFIX, Rendered, Renderer
 
@@ -299,7 +297,7 @@ def check_workspace(
 
     Returns the results and whether built-in sample customers were used.
     """
-    customers = list(select_customers(store, None, limit=sample))
+    customers = list(store.customers.select_customers(None, limit=sample))
     if customers:
         return check_templates(config, customers, names), False
     return check_templates(config, SAMPLE_CUSTOMERS[:sample] or SAMPLE_CUSTOMERS[:1], names), True
@@ -342,7 +340,7 @@ def preview(
     fill the context, as in a real send; otherwise they are sample data, as in `templates
     check`. Event values are always sample data.
     """
-    customer = require_customer(store, customer_id)
+    customer = store.customers.require_customer(customer_id)
     if channel is None:
         preferred = customer.get("preferred_channel")
         channel = preferred if preferred in config.channels else next(iter(config.channels), None)

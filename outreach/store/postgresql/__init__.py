@@ -42,6 +42,7 @@ class PgStore(Store):
         from .conversations import PgConversations
         from .customers import PgCustomers
         from .deliveries import PgDeliveries
+        from .mail import PgMail
         from .meta import PgMeta
         from .reports import PgReports
 
@@ -53,6 +54,7 @@ class PgStore(Store):
         self.deliveries = PgDeliveries(self)
         self.conversations = PgConversations(self)
         self.reports = PgReports(self)
+        self.mail = PgMail(self)
         self.meta = PgMeta(self)
 
     @property

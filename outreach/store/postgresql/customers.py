@@ -163,6 +163,13 @@ class PgCustomers(Customers):
             (customer_id, *_text(list(fields.values())), 0, at, at),
         )
 
+    def change_phone(self, customer_id: str, phone: str, at: str) -> None:
+        # the conversation keeps the old and new number as the record of the change
+        self.conn.execute(
+            "UPDATE customers SET phone = %s, updated_at = %s WHERE id = %s",
+            (phone, at, customer_id),
+        )
+
     def existing_customer_ids(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` are stored customers."""
         found: set[str] = set()

@@ -112,7 +112,7 @@ def m003_campaigns(conn: psycopg.Connection) -> None:
             "window" TEXT,
             status TEXT NOT NULL CHECK (status IN (
                 'queued', 'deferred', 'sending', 'sent', 'delivered', 'read',
-                'failed', 'skipped', 'unknown')),
+                'failed', 'skipped', 'unknown', 'bounced')),
             reason TEXT,
             error TEXT,
             not_before TEXT NOT NULL,
@@ -206,5 +206,32 @@ def m005_meta(conn: psycopg.Connection) -> None:
         """
         -- workspace-wide facts such as the key that signs unsubscribe tokens (never shown)
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        """
+    )
+
+
+@migration
+def m006_email_replies(conn: psycopg.Connection) -> None:
+    # What an email reply was besides its new text, and where each channel's IMAP folder
+    # was read up to (UIDVALIDITY + the last UID stored).
+    conn.execute(
+        """
+        CREATE TABLE email_messages (
+            message_id BIGINT PRIMARY KEY REFERENCES messages(id),
+            kind TEXT NOT NULL CHECK (kind IN ('reply', 'auto_reply')),
+            full_text TEXT,
+            raw BYTEA,
+            size INTEGER NOT NULL,
+            attachments TEXT,
+            problem TEXT
+        );
+        CREATE TABLE mailbox_sync (
+            channel TEXT NOT NULL,
+            mailbox TEXT NOT NULL,
+            uidvalidity BIGINT NOT NULL,
+            last_uid BIGINT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (channel, mailbox)
+        );
         """
     )

@@ -198,7 +198,10 @@ class PgReports(Reports):
         )
         sql = (
             f"SELECT count(DISTINCT x.did) FROM (SELECT ({latest}) AS did FROM messages m "
-            "WHERE m.direction = 'in' AND m.at >= %s) x"
+            "WHERE m.direction = 'in' AND m.at >= %s "
+            # an out-of-office is not a reply (README: Email replies)
+            "AND NOT EXISTS (SELECT 1 FROM email_messages e WHERE e.message_id = m.id "
+            "AND e.kind = 'auto_reply')) x"
         )
         params: list[Any] = [campaign, first_sent]
         if occurrence is not None:

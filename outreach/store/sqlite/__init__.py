@@ -32,6 +32,7 @@ class SqliteStore(Store):
         from .conversations import SqliteConversations
         from .customers import SqliteCustomers
         from .deliveries import SqliteDeliveries
+        from .mail import SqliteMail
         from .meta import SqliteMeta
         from .reports import SqliteReports
 
@@ -43,6 +44,7 @@ class SqliteStore(Store):
         self.deliveries = SqliteDeliveries(self)
         self.conversations = SqliteConversations(self)
         self.reports = SqliteReports(self)
+        self.mail = SqliteMail(self)
         self.meta = SqliteMeta(self)
 
     @property
@@ -95,7 +97,8 @@ class SqliteStore(Store):
             except sqlite3.OperationalError as exc:
                 text = str(exc)
                 if "locked" not in text and "busy" not in text:
-                    raise
+                    # disk full, read-only file: nothing a retry mends
+                    raise StoreError(f"{self.name}: {text}") from exc
                 if time.monotonic() > deadline:
                     raise StoreBusy(f"{self.name}: {text}") from None
             time.sleep(pause)

@@ -148,6 +148,13 @@ class SqliteCustomers(Customers):
             (customer_id, *fields.values(), 0, at, at),
         )
 
+    def change_phone(self, customer_id: str, phone: str, at: str) -> None:
+        # the conversation keeps the old and new number as the record of the change
+        self.conn.execute(
+            "UPDATE customers SET phone = ?, updated_at = ? WHERE id = ?",
+            (phone, at, customer_id),
+        )
+
     def existing_customer_ids(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` are stored customers."""
         found: set[str] = set()
