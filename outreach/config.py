@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from functools import lru_cache
@@ -277,7 +278,7 @@ class Config:
     """The whole, validated outreach.toml of one workspace."""
 
     root: Path
-    database: Path
+    database: Path | str  # a SQLite file, or a postgresql:// URL (without its password)
     timezone: ZoneInfo
     default_region: str
     business_hours: BusinessHours
@@ -356,6 +357,35 @@ def _processes(sending: dict[str, Any], where: str) -> int:
     return value
 
 
+DATABASE_URL_ENV = "OUTREACH_DATABASE_URL"
+
+
+def _database(root: Path, ws: dict[str, Any], where: str) -> Path | str:
+    """The workspace database: OUTREACH_DATABASE_URL, else [workspace] database (a file
+    name relative to the workspace, or a postgresql:// URL without a password)."""
+    url = os.environ.get(DATABASE_URL_ENV, "").strip()
+    if url:
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(
+                f"{DATABASE_URL_ENV} is not a postgresql:// URL; set it like "
+                "postgresql://user@host:5432/outreach, or unset it to use the SQLite file"
+            )
+        return url
+    text = _str(ws, "database", "outreach.db", where)
+    if not text.startswith(("postgresql://", "postgres://")):
+        return root / text
+    parts = urllib.parse.urlsplit(text)
+    query = urllib.parse.parse_qs(parts.query)
+    if parts.password is not None or "password" in query:
+        # the message must not repeat the URL: it holds the secret
+        raise ConfigError(
+            f"{where} database: the URL holds a password; remove it and give the password "
+            f"through PGPASSWORD, ~/.pgpass or a libpq service file, or put the whole URL in "
+            f"{DATABASE_URL_ENV}"
+        )
+    return text
+
+
 def load_config(root: Path) -> Config:
     """Load and validate ``root/outreach.toml``."""
     path = root / CONFIG_FILE
@@ -399,7 +429,7 @@ def load_config(root: Path) -> Config:
     sender = _str(sending, "sender_name", "outreach", f"{name} [sending]")
     return Config(
         root=root,
-        database=root / _str(ws, "database", "outreach.db", where),
+        database=_database(root, ws, where),
         timezone=timezone,
         default_region=region,
         business_hours=BusinessHours.parse(

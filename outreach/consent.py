@@ -13,8 +13,6 @@ from . import clock
 from .config import Config
 from .errors import NotFoundError
 from .store import Store
-from .store.consent import append_consent, consent_history
-from .store.customers import existing_customer_ids, require_customer
 
 Status = Literal["opted_in", "opted_out"]
 OPTED_IN: Status = "opted_in"
@@ -34,7 +32,7 @@ def record(
     """Append one ledger row per customer; every customer and the channel must exist."""
     config.channel(channel)
     ids = list(dict.fromkeys(customer_ids))
-    known = existing_customer_ids(store, ids)
+    known = store.customers.existing_customer_ids(ids)
     missing = [i for i in ids if i not in known]
     if missing:
         raise NotFoundError(
@@ -42,7 +40,9 @@ def record(
         )
     at = clock.iso(clock.now())
     with store.write():
-        return append_consent(store, [(i, channel, status, source, evidence, at) for i in ids])
+        return store.consent.append_consent(
+            [(i, channel, status, source, evidence, at) for i in ids]
+        )
 
 
 def current_consent_detail(
@@ -64,8 +64,8 @@ def current_consent_detail(
 
 def consent_report(store: Store, config: Config, customer_id: str) -> dict[str, Any]:
     """A customer's current consent per channel and the whole ledger history, oldest first."""
-    require_customer(store, customer_id)
-    history = consent_history(store, customer_id)
+    store.customers.require_customer(customer_id)
+    history = store.consent.consent_history(customer_id)
     return {
         "customer": customer_id,
         "current": current_consent_detail(config, history),

@@ -23,7 +23,6 @@ from typing import Any, NamedTuple
 
 from . import clock
 from .store import Store
-from .store import deliveries as sql
 
 
 class Status(StrEnum):
@@ -180,5 +179,5 @@ def enqueue_reply(
         created_at=at,
         updated_at=at,
     )
-    sql.insert_reply(store, delivery)
+    store.deliveries.insert_reply(delivery)
     return delivery.id

@@ -36,7 +36,6 @@ from .lock import workspace_lock
 from .sending.engine import send_due_async
 from .sending.helpers import Helpers
 from .sending.results import SendSummary
-from .store import deliveries as sql
 from .workspace import Workspace
 
 
@@ -170,8 +169,8 @@ def _run_locked(
             if due.missed:
                 report.missed.append((due.campaign.name, due.occurrence))
                 if not options.dry_run:
-                    sql.record_missed(
-                        store, due.campaign.name, due.occurrence, due.campaign.kind, at
+                    store.deliveries.record_missed(
+                        due.campaign.name, due.occurrence, due.campaign.kind, at
                     )
             else:
                 work.append((due.campaign, due.occurrence, None))
@@ -186,7 +185,7 @@ def _run_locked(
     idempotent = [
         name for name, ch in config.channels.items() if provider_class(ch.provider).idempotent
     ]
-    recovered = sql.recover_in_flight(store, idempotent, at)
+    recovered = store.deliveries.recover_in_flight(idempotent, at)
     report.recovered_unknown = recovered["unknown"]
     if recovered["unknown"]:
         report.problems.append(
@@ -194,7 +193,7 @@ def _run_locked(
             "now 'unknown'; see outreach queue, resend with outreach run --retry-unknown"
         )
     if options.retry_unknown:
-        n = sql.retry_unknown(store, at)
+        n = store.deliveries.retry_unknown(at)
         report.notes.append(f"{n} unknown deliveries queued again")
     helpers = Helpers.for_run(ws, options.campaigns, options.limit, lock_fd, on_progress, at)
     try:
@@ -209,7 +208,7 @@ def _run_locked(
         report.interrupted = report.interrupted or summary.interrupted
         report.problems.extend(summary.problems)
         _add_tallies(lines, summary)
-    for campaign_name, occurrence, by_status in sql.summarize(store, list(lines)):
+    for campaign_name, occurrence, by_status in store.deliveries.summarize(list(lines)):
         line = lines[(campaign_name, occurrence)]
         line.deferred = by_status.get(Status.DEFERRED, 0)
         line.unknown = by_status.get(Status.UNKNOWN, 0)
@@ -273,7 +272,7 @@ def _send_all(
     if problems:
         own.problems.extend(problems)
         # a helper died with deliveries claimed: back to the queue, sent by this process
-        sql.recover_in_flight(ws.store, helpers.channels, clock.iso(clock.now()))
+        ws.store.deliveries.recover_in_flight(helpers.channels, clock.iso(clock.now()))
         if not own.interrupted:
             summaries.append(asyncio.run(_send(ws, options, started, on_progress, None, None)))
     return summaries
@@ -307,7 +306,7 @@ def _line(name: str, occurrence: str, result: PlanResult) -> CampaignRun:
 
 
 def _due_count(ws: Workspace, options: RunOptions) -> int:
-    total = sql.count_due(ws.store, clock.iso(clock.now()))
+    total = ws.store.deliveries.count_due(clock.iso(clock.now()))
     return min(total, options.limit) if options.limit else total
 
 

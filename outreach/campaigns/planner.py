@@ -23,10 +23,6 @@ from ..deliveries import CAP_STATES, Delivery, Purpose, Status, new_delivery_id
 from ..errors import ConfigError, NotFoundError, TemplateError, UsageError
 from ..policy import REASON_FREQUENCY_CAP, REASON_OPTED_OUT, consent_refusal
 from ..store import Store
-from ..store import deliveries as sql
-from ..store.audience import select_customers, validate_where
-from ..store.consent import current_consent_many
-from ..store.customers import get_customers, user_addresses
 from ..templates.render import Renderer
 from .files import Campaign, localized_question
 
@@ -95,14 +91,14 @@ def plan_occurrence(
     ``on_batch`` sees each batch of deliveries once it is committed.
     """
     result = PlanResult()
-    if sql.occurrence_status(store, campaign.name, occurrence) == "planned":
+    if store.deliveries.occurrence_status(campaign.name, occurrence) == "planned":
         result.already_planned = True
         return result
     # find the audience first: a bad filter must not leave a half-begun occurrence behind
     events: dict[str, dict[str, Any]] = {}
     if customers is not None:
         events = dict(customers)
-        found = get_customers(store, list(events))
+        found = store.customers.get_customers(list(events))
         missing = [cid for cid in events if cid not in found]
         if missing:
             raise NotFoundError(
@@ -115,15 +111,14 @@ def plan_occurrence(
             where = f"verified = 1 AND ({campaign.where})" if campaign.where else "verified = 1"
             if campaign.where:
                 # checked as written, so that an error shows the user's text, not the above
-                validate_where(store, campaign.where)
-            stream = select_customers(store, where)
+                store.customers.validate_where(campaign.where)
+            stream = store.customers.select_customers(where)
         except UsageError as exc:
             raise ConfigError(f"campaigns/{campaign.name}.toml [audience] {exc}") from None
     at = clock.iso(now)
     store.use_large_cache()
     if not dry_run:
-        sql.begin_occurrence(
-            store,
+        store.deliveries.begin_occurrence(
             campaign.name,
             occurrence,
             campaign.kind,
@@ -162,7 +157,7 @@ def plan_occurrence(
             preview.render(batch, rows, result)
         else:
             with store.write():
-                sql.insert_deliveries(store, rows)
+                store.deliveries.insert_deliveries(rows)
             if on_batch is not None:
                 on_batch(rows)
         batch.clear()
@@ -175,7 +170,7 @@ def plan_occurrence(
     if batch:
         flush()
     if not dry_run:
-        sql.finish_occurrence(store, campaign.name, occurrence, result.audience)
+        store.deliveries.finish_occurrence(campaign.name, occurrence, result.audience)
     return result
 
 
@@ -231,17 +226,22 @@ def _plan_batch(
     result: PlanResult,
 ) -> list[Delivery]:
     ids = [c["id"] for c in batch]
-    consent = current_consent_many(store, ids)
+    consent = store.consent.current_consent_many(ids)
     # customers with a platform user id, per channel that addresses people that way and
     # that this campaign can route to
     reachable = config.channels if "preferred" in campaign.channels else campaign.channels
     with_user_id = {
-        name: set(user_addresses(store, name, ids))
+        name: set(store.customers.user_addresses(name, ids))
         for name, channel in config.channels.items()
         if name in reachable and address_kind(channel) == "user"
     }
     usage = [
-        (cap, sql.cap_usage(store, ids, clock.iso(now - cap.period), scope, states=CAP_STATES))
+        (
+            cap,
+            store.deliveries.cap_usage(
+                ids, clock.iso(now - cap.period), scope, states=CAP_STATES
+            ),
+        )
         for cap, scope in caps
     ]
     rows: list[Delivery] = []

@@ -17,7 +17,6 @@ from .. import clock
 from ..config import Config
 from ..errors import OutreachError
 from ..store import Store
-from ..store import deliveries as sql
 from .files import Campaign, list_campaigns, load_campaign, recurrence
 
 
@@ -73,7 +72,7 @@ def due_occurrences(
             continue
         if campaign.start is None:
             continue  # triggered campaigns (run NAME --customers FILE) are never due
-        known = sql.known_occurrences(store, name)
+        known = store.deliveries.known_occurrences(name)
         # an occurrence still 'planning' was interrupted mid-way: planning it again is safe
         pending = [
             clock.iso(o)

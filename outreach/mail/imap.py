@@ -29,7 +29,6 @@ from imap_tools.errors import ImapToolsError, MailboxLoginError
 
 from .. import clock
 from ..errors import ConfigError, PartialFailure, UsageError
-from ..store.mail import mailbox_position, save_mailbox_position
 from .settings import MailboxSettings, has_mailbox, mailbox_settings
 
 if TYPE_CHECKING:
@@ -199,7 +198,7 @@ def _read_folder(
     store = ws.store
     status = box.folder.status(settings.folder, ["UIDVALIDITY", "UIDNEXT", "MESSAGES"])
     uidvalidity, uidnext = int(status["UIDVALIDITY"]), int(status.get("UIDNEXT", 0))
-    position = mailbox_position(store, settings.channel, settings.folder)
+    position = store.mail.mailbox_position(settings.channel, settings.folder)
     start = 1
     if position is not None:
         if position[0] == uidvalidity:
@@ -228,7 +227,7 @@ def _read_folder(
         last = int(chunk[-1])
 
         def remember(last: int = last) -> None:
-            save_mailbox_position(store, settings.channel, settings.folder, uidvalidity, last,
+            store.mail.save_mailbox_position(settings.channel, settings.folder, uidvalidity, last,
                                   clock.iso(clock.now()))
 
         feed.flush(also=remember)
@@ -241,7 +240,7 @@ def _read_folder(
     if not uids:
         # a folder emptied (or rebuilt) since: remember its UIDVALIDITY all the same
         with store.write():
-            save_mailbox_position(store, settings.channel, settings.folder, uidvalidity,
+            store.mail.save_mailbox_position(settings.channel, settings.folder, uidvalidity,
                                   max(start - 1, 0) if not result.uidvalidity_changed else 0,
                                   clock.iso(clock.now()))
 

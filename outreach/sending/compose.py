@@ -20,9 +20,6 @@ from ..deliveries import Purpose
 from ..errors import OutreachError
 from ..phrases import phrase
 from ..store import Store
-from ..store import deliveries as sql
-from ..store.conversations import email_thread
-from ..store.meta import signing_key
 from ..templates.render import Renderer
 from ..tokens import make_reply_token, make_unsubscribe_token
 
@@ -52,12 +49,12 @@ class Composer:
     def survey(self, campaign: str, occurrence: str) -> dict[str, Any] | None:
         key = (campaign, occurrence)
         if key not in self.surveys:
-            self.surveys[key] = sql.occurrence_survey(self.store, campaign, occurrence)
+            self.surveys[key] = self.store.deliveries.occurrence_survey(campaign, occurrence)
         return self.surveys[key]
 
     def _signing_key(self) -> bytes:
         if self._key is None:
-            self._key = signing_key(self.store)
+            self._key = self.store.meta.signing_key()
         return self._key
 
     def message(
@@ -83,7 +80,7 @@ class Composer:
         reply_subject = None
         if kind == "email" and row["purpose"] != Purpose.CAMPAIGN:
             # a reply answers the customer's email: its subject, and headers that thread it
-            thread = email_thread(self.store, row["customer_id"], channel)
+            thread = self.store.conversations.email_thread(row["customer_id"], channel)
             reply_subject = _re(
                 thread.get("in_subject") or thread.get("out_subject")
                 or phrase("reply_subject", customer.get("locale"), sender=self.config.sender_name)

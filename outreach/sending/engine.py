@@ -31,9 +31,6 @@ from ..config import Window, zone_or
 from ..deliveries import DUE_STATES, Purpose, Status
 from ..errors import OutreachError
 from ..policy import needs_recent_contact
-from ..store import deliveries as sql
-from ..store.conversations import wrote_since
-from ..store.customers import get_customers, user_addresses
 from ..workspace import Workspace
 from .channel import Channel, RateLimiter, send_one
 from .compose import Composer
@@ -162,8 +159,7 @@ class _Engine:
             want = free if self.left is None else min(free, self.left)
             # read before the claim: once set, every planned row is committed and visible
             planned = self.planning_done is None or self.planning_done.is_set()
-            rows = sql.claim_due(
-                self.store,
+            rows = self.store.deliveries.claim_due(
                 clock.iso(clock.now()),
                 want,
                 campaigns=self.campaign_filter,
@@ -211,7 +207,7 @@ class _Engine:
             return 0
         results, outbound = self.results, self.outbound
         self.results, self.outbound = [], []
-        sql.record_results(self.store, results, outbound)
+        self.store.deliveries.record_results(results, outbound)
         per_channel: dict[str, int] = {}
         for r in results:
             per_channel[r.channel] = per_channel.get(r.channel, 0) + 1
@@ -232,12 +228,12 @@ class _Engine:
         kind = address_kind(ch.config)
         field_name = ADDRESS_COLUMN.get(kind)
         ids = [r["customer_id"] for r in rows]
-        customers = get_customers(self.store, ids)
+        customers = self.store.customers.get_customers(ids)
         now = clock.now()
         recent = self._wrote_recently(ch, rows, now)
         staleness = self._staleness(rows, now)
         # platform user ids, for a channel that addresses people that way
-        users = user_addresses(self.store, ch.name, ids) if kind == "user" else {}
+        users = self.store.customers.user_addresses(ch.name, ids) if kind == "user" else {}
         default_zone = self.config.timezone
         ready: list[tuple[dict[str, Any], OutboundMessage]] = []
         for row in rows:
@@ -317,7 +313,8 @@ class _Engine:
         ]
         if not pairs:
             return set()
-        return {cid for cid, _ in wrote_since(self.store, pairs, clock.iso(now - SERVICE_WINDOW))}
+        since = clock.iso(now - SERVICE_WINDOW)
+        return {cid for cid, _ in self.store.conversations.wrote_since(pairs, since)}
 
     def _staleness(
         self, rows: list[dict[str, Any]], now: datetime

@@ -39,7 +39,6 @@ from ..campaigns.files import list_campaigns, load_campaign
 from ..channels import provider_class
 from ..deliveries import Delivery, Status
 from ..errors import OutreachError
-from ..store import deliveries as sql
 from ..workspace import Workspace
 from .engine import send_due_async
 from .results import SendSummary, Tally
@@ -114,7 +113,7 @@ class Helpers:
         """Planning is over: helpers may stop when the queue is empty. Starts them now if
         nothing was planned but enough local deliveries are due (a plain ``run``)."""
         if not self.children:
-            due = sql.count_due(self.ws.store, clock.iso(clock.now()), self.channels)
+            due = self.ws.store.deliveries.count_due(clock.iso(clock.now()), self.channels)
             if due >= HELPER_MIN:
                 self._start()
         for child in self.children:

@@ -233,8 +233,9 @@ class Deliveries(Protocol):
         occurrence, customer): a key already there is kept. Caller holds the transaction."""
         ...
 
-    def insert_reply(self, row: dict[str, Any]) -> None:
-        """Insert one non-campaign delivery (follow-up, keyword or agent reply)."""
+    def insert_reply(self, row: Sequence[Any]) -> None:
+        """Insert one non-campaign delivery (follow-up, keyword or agent reply), in
+        DELIVERY_COLUMNS order."""
         ...
 
     def count_due(self, now: str, channels: Sequence[str] | None = None) -> int: ...
