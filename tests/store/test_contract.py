@@ -241,6 +241,8 @@ def test_occurrences_begin_once_finish_and_keep_their_survey(store: Store) -> No
     store.deliveries.begin_occurrence("nps", AT, "scheduled", survey, AT)
     store.deliveries.begin_occurrence("nps", AT, "scheduled", None, LATER)
     assert store.deliveries.occurrence_status("nps", AT) == "planning"
+    assert store.deliveries.occurrence_status("nps", "never") is None
+    assert store.deliveries.occurrence_survey("nps", "never") is None
     store.deliveries.finish_occurrence("nps", AT, 12)
     store.deliveries.record_missed("nps", LATER, "scheduled", LATER)
     assert store.deliveries.known_occurrences("nps") == {AT: "planned", LATER: "missed"}

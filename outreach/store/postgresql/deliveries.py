@@ -59,10 +59,10 @@ class PgDeliveries(Deliveries):
         self.conn = store.conn
 
     def occurrence_status(self, campaign: str, occurrence: str) -> str | None:
-        row = self.conn.one(
+        row = self.conn.execute(
             "SELECT status FROM occurrences WHERE campaign = %s AND occurrence = %s",
             (campaign, occurrence),
-        )
+        ).fetchone()
         return str(row[0]) if row else None
 
     def begin_occurrence(
@@ -265,10 +265,10 @@ class PgDeliveries(Deliveries):
                 self.store.conversations.record_outbound(list(outbound))
 
     def occurrence_survey(self, campaign: str, occurrence: str) -> dict[str, Any] | None:
-        row = self.conn.one(
+        row = self.conn.execute(
             "SELECT survey FROM occurrences WHERE campaign = %s AND occurrence = %s",
             (campaign, occurrence),
-        )
+        ).fetchone()
         return json.loads(row[0]) if row and row[0] else None
 
     def summarize(
