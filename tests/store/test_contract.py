@@ -372,11 +372,12 @@ def test_replies_are_queued_and_summarised(store: Store) -> None:
     ids = add_customers(store, 1)
     plan(store, ids)
     with store.write():
-        store.deliveries.insert_reply({
-            "id": "r1", "customer_id": ids[0], "channel": "sms", "purpose": "reply",
+        reply = {
+            "id": "r1", "customer_id": ids[0], "channel": "sms", "purpose": "follow_up",
             "template": "thanks", "counts_for_cap": 0, "status": "queued", "not_before": AT,
             "created_at": AT, "updated_at": AT,
-        })
+        }
+        store.deliveries.insert_reply(tuple(reply.get(c) for c in DELIVERY_COLUMNS))
     assert list(store.deliveries.summarize([("nps", AT)])) == [("nps", AT, {"queued": 1})]
     assert store.deliveries.count_due(AT, ["sms"]) == 2
     assert [d["id"] for d in store.deliveries.claim_due(AT, 5, ids=["r1"])] == ["r1"]

@@ -298,12 +298,12 @@ class PgDeliveries(Deliveries):
             sql += f" LIMIT {int(limit)}"
         return iter_dicts(self.conn.execute(sql))
 
-    def insert_reply(self, row: dict[str, Any]) -> None:
-        """Insert one non-campaign delivery (follow-up, keyword reply, agent reply)."""
-        cols = list(row)
+    def insert_reply(self, row: Sequence[Any]) -> None:
+        """Insert one non-campaign delivery (follow-up, keyword reply, agent reply), in
+        DELIVERY_COLUMNS order."""
+        cols = ", ".join(quote(c) for c in DELIVERY_COLUMNS)
         self.conn.execute(
-            f"INSERT INTO deliveries ({', '.join(quote(c) for c in cols)}) VALUES ({marks(cols)})",
-            tuple(row.values()),
+            f"INSERT INTO deliveries ({cols}) VALUES ({marks(DELIVERY_COLUMNS)})", tuple(row)
         )
 
     def apply_status(
