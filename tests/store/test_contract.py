@@ -463,3 +463,43 @@ def test_the_signing_key_is_made_once_and_kept(backend: Backend) -> None:
         assert again.meta.signing_key() == key
     finally:
         again.close()
+
+
+def test_the_same_inbound_message_from_two_processes_is_stored_once(backend: Backend) -> None:
+    """Two serve replicas given the same provider message at once: one stores it, the other
+    is told it is a duplicate (it waits for the first's transaction, then skips)."""
+    setup = backend.open()
+    ids = add_customers(setup, 1)
+    with setup.write():
+        conversation = setup.conversations.ensure_conversation(ids[0], AT)
+    setup.close()
+    results: list[int | None] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def replica() -> None:
+        store = backend.open()
+        try:
+            start.wait()
+            result = store.when_unlocked(lambda: _store_once(store, conversation, ids[0]))
+            results.append(result)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=replica) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(results) == 2 and sum(r is not None for r in results) == 1
+
+
+def _store_once(store: Store, conversation: int, customer: str) -> int | None:
+    with store.write():
+        return store.conversations.insert_message(
+            conversation_id=conversation, customer_id=customer, direction="in",
+            channel="sms", text="YES", external_id="SM-twice", at=AT,
+        )
