@@ -30,6 +30,8 @@ MIGRATIONS_TABLE = "outreach_migrations"
 # one advisory lock number for "migrating this database" (any constant will do)
 _MIGRATION_LOCK = 0x6F757472  # "outr"
 BUSY_TIMEOUT_S = 30.0
+# the meta key ``store copy`` sets until its copy is verified
+INCOMPLETE_COPY = "copy_incomplete"
 # errors after which a whole transaction may simply be run again
 RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 
@@ -129,8 +131,9 @@ def _reason(exc: BaseException) -> str:
     return lines[-1] if lines else type(exc).__name__
 
 
-def open_postgresql(url: str) -> PgStore:
-    """Connect to the database at ``url`` and migrate it (refusing a newer one)."""
+def open_postgresql(url: str, *, allow_incomplete: bool = False) -> PgStore:
+    """Connect to the database at ``url`` and migrate it (refusing a newer one, and one
+    that ``store copy`` has not finished, unless ``allow_incomplete``)."""
     name = display_name(url)
     try:
         conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
@@ -142,6 +145,15 @@ def open_postgresql(url: str) -> PgStore:
     store = PgStore(conn, name)
     try:
         _migrate(store)
+        if not allow_incomplete:
+            row = store.conn.execute(
+                "SELECT value FROM meta WHERE key = %s", (INCOMPLETE_COPY,)
+            ).fetchone()
+            if row is not None:
+                raise StoreError(
+                    f"{name} holds an incomplete copy of {row[0]} (store copy stopped "
+                    "half-way); drop and recreate it, then run outreach store copy again"
+                )
     except BaseException:
         store.close()
         raise

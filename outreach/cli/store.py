@@ -1,0 +1,58 @@
+"""outreach store copy: move a workspace's SQLite database to PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .options import JsonOption, workspace
+from .output import console, print_json, progress
+
+app = typer.Typer(help="The workspace database itself.", no_args_is_help=True)
+
+
+@app.command("copy")
+def copy(
+    ctx: typer.Context,
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="The empty PostgreSQL database to copy into: postgresql://user@host/db "
+            "(the password from PGPASSWORD, ~/.pgpass or a service file).",
+        ),
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Copy this workspace's SQLite database into an empty PostgreSQL database.
+
+    Everything is copied (customers, consent ledger, deliveries, conversations, email
+    rows), then verified by counting each table; the SQLite file is only read.
+    """
+    from ..errors import UsageError
+    from ..store.sqlite import SqliteStore
+
+    source = workspace(ctx).store
+    if not isinstance(source, SqliteStore):
+        raise UsageError(
+            f"the workspace database is {source.name}, not a SQLite file; store copy copies "
+            "a SQLite workspace into PostgreSQL"
+        )
+    if not to.startswith(("postgresql://", "postgres://")):
+        raise UsageError(f'--to "{to}" is not a postgresql:// URL')
+    from ..store.copy import copy_to_postgresql
+
+    with progress("Copying", None, enabled=not as_json) as bar:
+        result = copy_to_postgresql(
+            source, to, progress=lambda _table, rows: bar.advance(rows), total=bar.set_total
+        )
+    if as_json:
+        print_json({"target": result.target, "copied": result.counts})
+        return
+    for table, rows in result.counts.items():
+        console.print(f"{table:<18} {rows:>12,}")
+    console.print(
+        f"Copied into {result.target}; counts verified. Point the workspace at it with "
+        "OUTREACH_DATABASE_URL or [workspace] database."
+    )
