@@ -363,15 +363,15 @@ def test_one_click_unsubscribe(served: Served, workspace: Workspace) -> None:
 def test_one_click_unsubscribe_as_multipart_form_data(served: Served, workspace: Workspace
                                                       ) -> None:
     # RFC 8058: the POST body SHOULD be multipart/form-data; mailbox providers send either
-    token = make_unsubscribe_token(signing_key(workspace.store), "anna", "email")
+    token = make_unsubscribe_token(workspace.store.meta.signing_key(), "anna", "email")
     wrong = served.http.post(f"/unsubscribe/{token}", files={"List-Unsubscribe": (None, "No")})
     assert wrong.status_code == 400
-    assert current_consent_for(workspace.store, "anna", "email") == "opted_in"
+    assert workspace.store.consent.current_consent_for("anna", "email") == "opted_in"
     response = served.http.post(f"/unsubscribe/{token}",
                                 files={"List-Unsubscribe": (None, "One-Click")})
     assert response.status_code == 200, response.text
     assert response.request.headers["content-type"].startswith("multipart/form-data; boundary=")
-    history = consent_history(workspace.store, "anna")
+    history = workspace.store.consent.consent_history("anna")
     assert (history[-1]["status"], history[-1]["source"]) == ("opted_out", "unsubscribe-link")
 
 

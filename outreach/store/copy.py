@@ -132,9 +132,7 @@ def _copy_table(
         while rows := cursor.fetchmany(BATCH):
             for row in rows:
                 copy.write_row(
-                    [v if v is None or isinstance(v, str) else str(v) for v in row]
-                    if text
-                    else row
+                    [v if v is None or isinstance(v, str) else str(v) for v in row] if text else row
                 )
             if progress is not None:
                 progress(table, len(rows))

@@ -59,7 +59,9 @@ CAP_STATES = ("queued", "deferred", "sending", "sent", "delivered", "read", "unk
 
 SENT_STATUSES = ("sent", "delivered", "read", "bounced")  # a bounce was sent first
 
-# The tuples ``Reports.iter_replies`` and ``Reports.iter_conversation_messages`` yield.
+# The tuples ``Reports.iter_replies`` and ``Reports.iter_conversation_messages`` yield;
+# kind and details come last, so that a sheet or script reading the first columns by
+# position is unchanged: kind is "text" or what arrived, details JSON (media URLs, ...)
 REPLY_COLUMNS = (
     "received_at",
     "customer_id",
@@ -71,6 +73,8 @@ REPLY_COLUMNS = (
     "text",
     "conversation_id",
     "message_id",
+    "kind",
+    "details",
 )
 CONVERSATION_COLUMNS = (
     "conversation_id",
@@ -84,6 +88,8 @@ CONVERSATION_COLUMNS = (
     "campaign",
     "delivery_id",
     "message_id",
+    "kind",
+    "details",
 )
 
 # (customer, channel, status, source, evidence, recorded_at): one consent ledger row.

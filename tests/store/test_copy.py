@@ -84,7 +84,7 @@ def test_a_copy_stopped_half_way_is_named_incomplete(
     with psycopg.connect(target, autocommit=True) as conn:  # as a copy killed before the end
         conn.execute("INSERT INTO meta (key, value) VALUES (%s, 'outreach.db')",
                      (INCOMPLETE_COPY,))
-    with pytest.raises(StoreError, match="holds an incomplete copy of outreach.db"):
+    with pytest.raises(StoreError, match=r"holds an incomplete copy of outreach\.db"):
         open_store(target)
     again = cli("store", "copy", "--to", target)
     assert again.exit_code == 2

@@ -153,7 +153,7 @@ class PgConversations(Conversations):
         cur = self.conn.execute(
             """
             SELECT m.id, m.at, m.direction, m.channel, m.address, m.subject, m.text,
-                   m.external_id, m.delivery_id, m.campaign, m.author,
+                   m.external_id, m.delivery_id, m.campaign, m.author, m.kind, m.details,
                    r.question AS survey_question, r.type AS survey_type, r.answer AS survey_answer,
                    r.score AS survey_score, r.valid AS survey_valid, r.campaign AS survey_campaign
             FROM messages m

@@ -172,7 +172,10 @@ def m004_conversations(conn: psycopg.Connection) -> None:
             delivery_id TEXT REFERENCES deliveries(id),
             campaign TEXT,
             author TEXT,
-            at TEXT NOT NULL
+            at TEXT NOT NULL,
+            -- NULL for plain text, else image, location, reaction, number_change, ...
+            kind TEXT,
+            details TEXT  -- JSON: what that kind carries
         );
         -- a provider's retry of the same inbound message is stored once
         CREATE UNIQUE INDEX messages_external ON messages(channel, external_id)
