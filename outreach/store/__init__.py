@@ -12,7 +12,6 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from .interface import (
-    CAP_STATES,
     CONVERSATION_COLUMNS,
     CUSTOMER_COLUMNS,
     DELIVERY_COLUMNS,
@@ -22,7 +21,6 @@ from .interface import (
 )
 
 __all__ = [
-    "CAP_STATES",
     "CONVERSATION_COLUMNS",
     "CUSTOMER_COLUMNS",
     "DELIVERY_COLUMNS",

@@ -54,9 +54,6 @@ DELIVERY_COLUMNS = (
     "updated_at",
 )
 
-# States that occupy a frequency-cap slot: sent, or on their way.
-CAP_STATES = ("queued", "deferred", "sending", "sent", "delivered", "read", "unknown")
-
 SENT_STATUSES = ("sent", "delivered", "read", "bounced")  # a bounce was sent first
 
 # The tuples ``Reports.iter_replies`` and ``Reports.iter_conversation_messages`` yield;
@@ -94,6 +91,29 @@ CONVERSATION_COLUMNS = (
 
 # (customer, channel, status, source, evidence, recorded_at): one consent ledger row.
 ConsentRow = tuple[str, str, str, str, str | None, str]
+
+
+class SendResult(Protocol):
+    """What the sending engine records of one claimed delivery."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def at(self) -> str: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def provider_message_id(self) -> str | None: ...
+    @property
+    def sent_at(self) -> str | None: ...
+    @property
+    def not_before(self) -> str | None: ...
+    @property
+    def attempts_back(self) -> bool: ...
 
 
 class Customers(Protocol):
@@ -247,9 +267,14 @@ class Deliveries(Protocol):
     def count_due(self, now: str, channels: Sequence[str] | None = None) -> int: ...
 
     def cap_usage(
-        self, ids: Sequence[str], since: str, campaign: str | None = None
+        self,
+        ids: Sequence[str],
+        since: str,
+        campaign: str | None = None,
+        *,
+        states: Sequence[str],
     ) -> dict[str, int]:
-        """customer → cap-counting campaign deliveries since ``since``."""
+        """customer → cap-counting campaign deliveries in ``states`` since ``since``."""
         ...
 
     def claim_due(
@@ -260,14 +285,16 @@ class Deliveries(Protocol):
         campaigns: Sequence[str] | None = None,
         channels: Sequence[str] | None = None,
         ids: Sequence[str] | None = None,
+        from_states: Sequence[str],
     ) -> list[dict[str, Any]]:
-        """Move up to ``limit`` due deliveries to ``sending`` and return them, each with the
+        """Move up to ``limit`` due deliveries in ``from_states`` to ``sending`` (the domain's
+        table of moves says which) and return them, each with the
         customer's current ``consent`` on its channel and ``attempts`` as before this claim.
         No two claimers ever get the same delivery."""
         ...
 
     def record_results(
-        self, updates: Sequence[dict[str, Any]], outbound: Sequence[dict[str, Any]]
+        self, updates: Sequence[SendResult], outbound: Sequence[dict[str, Any]]
     ) -> None:
         """Write send results, each guarded by the ``sending`` state, and append the sent
         messages to their conversations, in one transaction."""
@@ -287,9 +314,12 @@ class Deliveries(Protocol):
         at: str,
         error: str | None = None,
         reason: str | None = None,
+        *,
+        from_states: Sequence[str],
     ) -> int:
-        """Move the delivery with this provider id to ``status``, never backwards; how many
-        changed. Caller holds the transaction."""
+        """Move the delivery with this provider id to ``status`` from one of ``from_states``
+        (a late "sent" never undoes "delivered"); how many changed. Caller holds the
+        transaction."""
         ...
 
     def customer_of_sent_message(self, provider_message_id: str) -> str | None: ...
@@ -354,6 +384,12 @@ class Conversations(Protocol):
     def transcript(self, customer_id: str) -> list[dict[str, Any]]: ...
 
     def conversation_summary(self, customer_id: str) -> dict[str, Any] | None: ...
+
+    def email_thread(self, customer_id: str, channel: str) -> dict[str, Any]:
+        """What a reply on ``channel`` answers: the customer's latest message there
+        (``in_subject``, ``in_id``: its Message-ID) and outreach's latest message there with
+        a subject (``out_subject``, ``out_delivery``)."""
+        ...
 
 
 class Reports(Protocol):

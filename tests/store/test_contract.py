@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from outreach.deliveries import CAP_STATES, DUE_STATES, reported_from
 from outreach.errors import NotFoundError, StoreError, UsageError
 from outreach.store import DELIVERY_COLUMNS, REPLY_COLUMNS, Store
 from tests.store.conftest import Backend
@@ -20,6 +22,21 @@ from tests.store.conftest import Backend
 AT = "2026-12-01T10:00:00Z"
 LATER = "2026-12-01T11:00:00Z"
 CUSTOMER = ["id", "name", "email", "phone"]
+
+
+@dataclass
+class Result:
+    """A send result as the engine records it (the interface's SendResult)."""
+
+    id: str
+    status: str
+    at: str
+    reason: str | None = None
+    error: str | None = None
+    provider_message_id: str | None = None
+    sent_at: str | None = None
+    not_before: str | None = None
+    attempts_back: bool = False
 
 
 def add_customers(store: Store, n: int, prefix: str = "c") -> list[str]:
@@ -258,12 +275,13 @@ def test_a_claim_takes_due_deliveries_in_order_with_current_consent(store: Store
     plan(store, ids[:1], not_before=AT)
     plan(store, ids[1:2], not_before="2026-12-01T09:00:00Z")
     plan(store, ids[2:], not_before="2026-12-02T00:00:00Z")  # not due yet
-    claimed = store.deliveries.claim_due(LATER, 10)
+    claimed = store.deliveries.claim_due(LATER, 10, from_states=DUE_STATES)
     assert [c["customer_id"] for c in claimed] == [ids[1], ids[0]]
     assert claimed[1]["consent"] == "opted_in" and claimed[0]["consent"] is None
     assert claimed[0]["attempts"] == 0  # claims before this one
-    assert store.deliveries.claim_due(LATER, 10) == []  # already sending
-    assert store.deliveries.claim_due(LATER, 10, channels=[]) == []
+    claim = store.deliveries.claim_due
+    assert claim(LATER, 10, from_states=DUE_STATES) == []  # already sending
+    assert claim(LATER, 10, channels=[], from_states=DUE_STATES) == []
     assert store.reports.queue_figures()["sending"] == 2
 
 
@@ -280,7 +298,7 @@ def test_two_claimers_never_get_the_same_delivery(backend: Backend) -> None:
         store = backend.open()
         try:
             start.wait()
-            while batch := store.deliveries.claim_due(LATER, 7):
+            while batch := store.deliveries.claim_due(LATER, 7, from_states=DUE_STATES):
                 claimed[n].extend(d["id"] for d in batch)
         except BaseException as exc:
             errors.append(exc)
@@ -300,26 +318,26 @@ def test_two_claimers_never_get_the_same_delivery(backend: Backend) -> None:
 def test_results_are_recorded_only_over_sending(store: Store) -> None:
     ids = add_customers(store, 2)
     plan(store, ids)
-    first, second = store.deliveries.claim_due(LATER, 10)
+    first, second = store.deliveries.claim_due(LATER, 10, from_states=DUE_STATES)
     store.deliveries.record_results(
-        [{"id": first["id"], "status": "sent", "provider_message_id": "SM1", "sent_at": LATER,
-          "at": LATER}],
+        [Result(first["id"], "sent", LATER, provider_message_id="SM1", sent_at=LATER)],
         [{"customer_id": first["customer_id"], "channel": "sms", "text": "hello", "at": LATER,
           "delivery_id": first["id"], "campaign": "nps"}],
     )
     # a late second record of the same send changes nothing: it is no longer sending
     store.deliveries.record_results(
-        [{"id": first["id"], "status": "failed", "error": "late", "at": LATER}], []
+        [Result(first["id"], "failed", LATER, error="late")], []
     )
     assert store.deliveries.delivery_outcome(first["id"])["status"] == "sent"
     # deferred with attempts given back
     store.deliveries.record_results(
-        [{"id": second["id"], "status": "deferred", "not_before": "2026-12-01T12:00:00Z",
-          "attempts_back": True, "at": LATER}], []
+        [Result(second["id"], "deferred", LATER, not_before="2026-12-01T12:00:00Z",
+                attempts_back=True)],
+        [],
     )
     assert store.deliveries.count_due(LATER) == 0
     assert store.deliveries.count_due("2026-12-01T12:00:00Z") == 1
-    again = store.deliveries.claim_due("2026-12-01T12:00:00Z", 10)
+    again = store.deliveries.claim_due("2026-12-01T12:00:00Z", 10, from_states=DUE_STATES)
     assert [d["attempts"] for d in again] == [0]
     transcript = store.conversations.transcript(first["customer_id"])
     assert [(m["direction"], m["text"]) for m in transcript] == [("out", "hello")]
@@ -329,15 +347,20 @@ def test_results_are_recorded_only_over_sending(store: Store) -> None:
 def test_status_events_move_forward_only(store: Store) -> None:
     ids = add_customers(store, 1)
     plan(store, ids)
-    (d,) = store.deliveries.claim_due(LATER, 1)
+    (d,) = store.deliveries.claim_due(LATER, 1, from_states=DUE_STATES)
     store.deliveries.record_results(
-        [{"id": d["id"], "status": "sent", "provider_message_id": "SM9", "at": LATER}], []
+        [Result(d["id"], "sent", LATER, provider_message_id="SM9")], []
     )
+    def report(provider_id: str, status: str, error: str | None = None) -> int:
+        return store.deliveries.apply_status(
+            provider_id, status, LATER, error=error, from_states=reported_from(status)
+        )
+
     with store.write():
-        assert store.deliveries.apply_status("SM9", "delivered", LATER) == 1
-        assert store.deliveries.apply_status("SM9", "sent", LATER) == 0
-        assert store.deliveries.apply_status("SM9", "failed", LATER, error="x") == 0
-        assert store.deliveries.apply_status("nope", "read", LATER) == 0
+        assert report("SM9", "delivered") == 1
+        assert report("SM9", "sent") == 0
+        assert report("SM9", "failed", error="x") == 0
+        assert report("nope", "read") == 0
     assert store.deliveries.delivery_status_counts([d["id"]]) == {"delivered": 1}
 
 
@@ -347,7 +370,7 @@ def test_recovery_makes_in_flight_deliveries_unknown_or_requeues_idempotent_ones
     ids = add_customers(store, 3)
     plan(store, ids[:2], channel="sms")
     plan(store, ids[2:], channel="outbox")
-    assert len(store.deliveries.claim_due(LATER, 10)) == 3
+    assert len(store.deliveries.claim_due(LATER, 10, from_states=DUE_STATES)) == 3
     assert store.deliveries.recover_in_flight(["outbox"], LATER) == {"requeued": 1, "unknown": 2}
     unknown = store.deliveries.delivery_outcome(f"d-{ids[0]}-{AT}-sms")
     assert unknown == {"status": "unknown", "reason": "in_flight_at_crash", "error": None,
@@ -364,8 +387,9 @@ def test_cap_usage_counts_cap_deliveries_since_a_time(store: Store) -> None:
     plan(store, ids[:1], occurrence=AT)
     plan(store, ids[:1], occurrence=LATER, campaign="other")
     plan(store, ids[1:], occurrence=AT, counts_for_cap=0)
-    assert store.deliveries.cap_usage(ids, "2026-11-15T00:00:00Z") == {ids[0]: 2}
-    assert store.deliveries.cap_usage(ids, "2026-10-01T00:00:00Z", campaign="nps") == {ids[0]: 2}
+    usage = store.deliveries.cap_usage
+    assert usage(ids, "2026-11-15T00:00:00Z", states=CAP_STATES) == {ids[0]: 2}
+    assert usage(ids, "2026-10-01T00:00:00Z", campaign="nps", states=CAP_STATES) == {ids[0]: 2}
 
 
 def test_replies_are_queued_and_summarised(store: Store) -> None:
@@ -380,7 +404,8 @@ def test_replies_are_queued_and_summarised(store: Store) -> None:
         store.deliveries.insert_reply(tuple(reply.get(c) for c in DELIVERY_COLUMNS))
     assert list(store.deliveries.summarize([("nps", AT)])) == [("nps", AT, {"queued": 1})]
     assert store.deliveries.count_due(AT, ["sms"]) == 2
-    assert [d["id"] for d in store.deliveries.claim_due(AT, 5, ids=["r1"])] == ["r1"]
+    claimed = store.deliveries.claim_due(AT, 5, ids=["r1"], from_states=DUE_STATES)
+    assert [d["id"] for d in claimed] == ["r1"]
 
 
 # ---------------------------------------------------------------------- conversations
@@ -503,3 +528,27 @@ def _store_once(store: Store, conversation: int, customer: str) -> int | None:
             conversation_id=conversation, customer_id=customer, direction="in",
             channel="sms", text="YES", external_id="SM-twice", at=AT,
         )
+
+
+def test_an_email_thread_is_the_latest_message_each_way(store: Store) -> None:
+    ids = add_customers(store, 1)
+    plan(store, ids, channel="email")
+    (sent,) = store.deliveries.claim_due(LATER, 1, from_states=DUE_STATES)
+    store.deliveries.record_results(
+        [Result(sent["id"], "sent", LATER)],
+        [{"customer_id": ids[0], "channel": "email", "text": "How likely…", "at": LATER,
+          "subject": "Your opinion", "delivery_id": sent["id"]}],
+    )
+    assert store.conversations.email_thread(ids[0], "email") == {
+        "out_subject": "Your opinion", "out_delivery": sent["id"],
+    }
+    with store.write():
+        conversation = store.conversations.ensure_conversation(ids[0], LATER)
+        store.conversations.insert_message(
+            conversation_id=conversation, customer_id=ids[0], direction="in", channel="email",
+            text="9", subject="Re: Your opinion", external_id="<m1@example.com>",
+            at="2026-12-01T12:00:00Z",
+        )
+    thread = store.conversations.email_thread(ids[0], "email")
+    assert (thread["in_subject"], thread["in_id"]) == ("Re: Your opinion", "<m1@example.com>")
+    assert store.conversations.email_thread("nobody", "email") == {}

@@ -328,3 +328,25 @@ class PgConversations(Conversations):
             return None
         out["needs_attention"] = bool(out["needs_attention"])
         return out
+
+    def email_thread(self, customer_id: str, channel: str) -> dict[str, Any]:
+        """What a reply on ``channel`` answers. Read through the conversation's own index,
+        so a reply costs two short lookups whatever the size of the table."""
+        conversation = "(SELECT id FROM conversations WHERE customer_id = %s)"
+        latest_in = self.conn.execute(
+            f"SELECT subject, external_id FROM messages WHERE conversation_id = {conversation} "
+            "AND channel = %s AND direction = 'in' ORDER BY at DESC, id DESC LIMIT 1",
+            (customer_id, channel),
+        ).fetchone()
+        latest_out = self.conn.execute(
+            f"SELECT subject, delivery_id FROM messages WHERE conversation_id = {conversation} "
+            "AND channel = %s AND direction = 'out' AND subject IS NOT NULL "
+            "AND delivery_id IS NOT NULL ORDER BY at DESC, id DESC LIMIT 1",
+            (customer_id, channel),
+        ).fetchone()
+        thread: dict[str, Any] = {}
+        if latest_in is not None:
+            thread["in_subject"], thread["in_id"] = latest_in
+        if latest_out is not None:
+            thread["out_subject"], thread["out_delivery"] = latest_out
+        return thread

@@ -10,23 +10,12 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..interface import CAP_STATES, DELIVERY_COLUMNS, Deliveries
+from ..interface import DELIVERY_COLUMNS, Deliveries, SendResult
 from ..rows import chunks, dicts, iter_dicts
 from .sql import marks, quote
 
 if TYPE_CHECKING:
     from . import PgStore
-
-# Delivery statuses a status event may move *from*, per target status: a late "sent"
-# callback never undoes "delivered", and only a message still on its way can fail.
-# ``unknown`` (in flight when a run died) is resolved by any proof that it went out.
-MOVES_FROM: dict[str, tuple[str, ...]] = {
-    "sending": ("queued",),
-    "sent": ("queued", "sending", "unknown"),
-    "delivered": ("queued", "sending", "sent", "unknown"),
-    "read": ("queued", "sending", "sent", "delivered", "unknown"),
-    "failed": ("queued", "sending", "sent"),
-}
 
 # what a send needs of a claimed delivery; attempts as they were before this claim
 CLAIMED_RETURNING = ", ".join(
@@ -44,6 +33,7 @@ CLAIMED_RETURNING = ", ".join(
                 "window",
                 "context",
                 "not_before",
+                "created_at",
             )
         ),
         "d.attempts - 1 AS attempts",
@@ -130,16 +120,21 @@ class PgDeliveries(Deliveries):
         )
 
     def cap_usage(
-        self, ids: Sequence[str], since: str, campaign: str | None = None
+        self,
+        ids: Sequence[str],
+        since: str,
+        campaign: str | None = None,
+        *,
+        states: Sequence[str],
     ) -> dict[str, int]:
         """customer → cap-counting campaign deliveries since ``since`` (optionally one campaign)."""
         out: dict[str, int] = {}
-        states = ", ".join(f"'{s}'" for s in CAP_STATES)
+        in_states = ", ".join(f"'{s}'" for s in states)
         for chunk in chunks(ids):
             sql = (
                 "SELECT customer_id, count(*) FROM deliveries WHERE customer_id IN "
                 f"({marks(chunk)}) "
-                f"AND counts_for_cap = 1 AND status IN ({states}) "
+                f"AND counts_for_cap = 1 AND status IN ({in_states}) "
                 f"AND coalesce(sent_at, not_before) >= %s"
             )
             params: list[Any] = [*chunk, since]
@@ -189,6 +184,7 @@ class PgDeliveries(Deliveries):
         campaigns: Sequence[str] | None = None,
         channels: Sequence[str] | None = None,
         ids: Sequence[str] | None = None,
+        from_states: Sequence[str],
     ) -> list[dict[str, Any]]:
         """Move up to ``limit`` due deliveries to ``sending`` and return them with consent.
 
@@ -215,23 +211,23 @@ class PgDeliveries(Deliveries):
         # taken, so the status test holds for the latest version (never a stale one).
         sql = (
             "WITH due AS (SELECT d.id FROM deliveries d "
-            f"WHERE d.status IN ('queued', 'deferred') AND {' AND '.join(where)} "
+            f"WHERE d.status IN ({marks(from_states)}) AND {' AND '.join(where)} "
             "ORDER BY d.not_before, d.id LIMIT %s FOR UPDATE SKIP LOCKED) "
             "UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1, "
             "updated_at = %s FROM due WHERE d.id = due.id "
-            "AND d.status IN ('queued', 'deferred') "
+            f"AND d.status IN ({marks(from_states)}) "
             f"RETURNING {CLAIMED_RETURNING}, (SELECT c.status FROM consent c "
             "WHERE c.customer_id = d.customer_id AND c.channel = d.channel "
             "ORDER BY c.id DESC LIMIT 1) AS consent"
         )
         with self.store.write() as conn:
-            claimed = dicts(conn.execute(sql, [*params, limit, now]))
+            claimed = dicts(conn.execute(sql, [*from_states, *params, limit, now, *from_states]))
         claimed.sort(key=lambda row: (row["not_before"], row["id"]))
         return claimed
 
     def record_results(
         self,
-        updates: Sequence[dict[str, Any]],
+        updates: Sequence[SendResult],
         outbound: Sequence[dict[str, Any]],
     ) -> None:
         """Write send results in one transaction, each guarded by the ``sending`` state.
@@ -241,15 +237,15 @@ class PgDeliveries(Deliveries):
         """
         params = [
             (
-                u["status"],
-                u.get("reason"),
-                u.get("error"),
-                u.get("provider_message_id"),
-                u.get("sent_at"),
-                u.get("not_before"),
-                int(bool(u.get("attempts_back"))),
-                u["at"],
-                u["id"],
+                u.status,
+                u.reason,
+                u.error,
+                u.provider_message_id,
+                u.sent_at,
+                u.not_before,
+                int(u.attempts_back),
+                u.at,
+                u.id,
             )
             for u in updates
         ]  # built before the transaction, which other processes wait for
@@ -313,12 +309,14 @@ class PgDeliveries(Deliveries):
         at: str,
         error: str | None = None,
         reason: str | None = None,
+        *,
+        from_states: Sequence[str],
     ) -> int:
         """Move the delivery with this provider message id to ``status``, never backwards.
 
         Returns how many deliveries changed (0 for an unknown id, a stale or repeated event).
         """
-        sources = MOVES_FROM.get(status)
+        sources = tuple(from_states)
         if not sources:
             return 0
         states = marks(sources)

@@ -10,22 +10,11 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..interface import CAP_STATES, DELIVERY_COLUMNS, Deliveries
+from ..interface import DELIVERY_COLUMNS, Deliveries, SendResult
 from ..rows import chunks, column_names, iter_dicts, marks, to_dicts
 
 if TYPE_CHECKING:
     from . import SqliteStore
-
-# Delivery statuses a status event may move *from*, per target status: a late "sent"
-# callback never undoes "delivered", and only a message still on its way can fail.
-# ``unknown`` (in flight when a run died) is resolved by any proof that it went out.
-MOVES_FROM: dict[str, tuple[str, ...]] = {
-    "sending": ("queued",),
-    "sent": ("queued", "sending", "unknown"),
-    "delivered": ("queued", "sending", "sent", "unknown"),
-    "read": ("queued", "sending", "sent", "delivered", "unknown"),
-    "failed": ("queued", "sending", "sent"),
-}
 
 # what a send needs of a claimed delivery (fewer columns: less to decode while holding
 # the write lock, smaller dicts)
@@ -43,6 +32,7 @@ CLAIMED = ", ".join(
         "attempts",
         "context",
         "not_before",
+        "created_at",
     )
 )
 
@@ -127,16 +117,21 @@ class SqliteDeliveries(Deliveries):
         return cur.rowcount
 
     def cap_usage(
-        self, ids: Sequence[str], since: str, campaign: str | None = None
+        self,
+        ids: Sequence[str],
+        since: str,
+        campaign: str | None = None,
+        *,
+        states: Sequence[str],
     ) -> dict[str, int]:
         """customer → cap-counting campaign deliveries since ``since`` (optionally one campaign)."""
         out: dict[str, int] = {}
-        states = ", ".join(f"'{s}'" for s in CAP_STATES)
+        in_states = ", ".join(f"'{s}'" for s in states)
         for chunk in chunks(ids):
             sql = (
                 "SELECT customer_id, count(*) FROM deliveries WHERE customer_id IN "
                 f"({marks(chunk)}) "
-                f"AND counts_for_cap = 1 AND status IN ({states}) "
+                f"AND counts_for_cap = 1 AND status IN ({in_states}) "
                 f"AND coalesce(sent_at, not_before) >= ?"
             )
             params: list[Any] = [*chunk, since]
@@ -186,6 +181,7 @@ class SqliteDeliveries(Deliveries):
         campaigns: Sequence[str] | None = None,
         channels: Sequence[str] | None = None,
         ids: Sequence[str] | None = None,
+        from_states: Sequence[str],
     ) -> list[dict[str, Any]]:
         """Move up to ``limit`` due deliveries to ``sending`` and return them with consent.
 
@@ -218,11 +214,9 @@ class SqliteDeliveries(Deliveries):
             f"FROM deliveries d WHERE {status} = ? AND {' AND '.join(where)} "
             "ORDER BY d.not_before, d.id LIMIT ?"
         )
-        sql = (
-            f"SELECT * FROM (SELECT * FROM ({per_status}) UNION ALL SELECT * FROM ({per_status})) "
-            "ORDER BY not_before, id LIMIT ?"
-        )
-        params = ["queued", *params, limit, "deferred", *params, limit, limit]
+        union = " UNION ALL ".join(f"SELECT * FROM ({per_status})" for _ in from_states)
+        sql = f"SELECT * FROM ({union}) ORDER BY not_before, id LIMIT ?"
+        params = [*(p for state in from_states for p in (state, *params, limit)), limit]
         # other processes wait for this transaction: do in it only what must be done in it
         with self.store.write() as conn:
             cur = conn.execute(sql, params)
@@ -234,14 +228,14 @@ class SqliteDeliveries(Deliveries):
                 conn.execute(
                     "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, "
                     "updated_at = ? "
-                    f"WHERE id IN ({marks(found)}) AND +status IN ('queued', 'deferred')",
-                    [now, *(r[key] for r in found)],
+                    f"WHERE id IN ({marks(found)}) AND +status IN ({marks(from_states)})",
+                    [now, *(r[key] for r in found), *from_states],
                 )
         return to_dicts(names, found)
 
     def record_results(
         self,
-        updates: Sequence[dict[str, Any]],
+        updates: Sequence[SendResult],
         outbound: Sequence[dict[str, Any]],
     ) -> None:
         """Write send results in one transaction, each guarded by the ``sending`` state.
@@ -251,15 +245,15 @@ class SqliteDeliveries(Deliveries):
         """
         params = [
             (
-                u["status"],
-                u.get("reason"),
-                u.get("error"),
-                u.get("provider_message_id"),
-                u.get("sent_at"),
-                u.get("not_before"),
-                int(bool(u.get("attempts_back"))),
-                u["at"],
-                u["id"],
+                u.status,
+                u.reason,
+                u.error,
+                u.provider_message_id,
+                u.sent_at,
+                u.not_before,
+                int(u.attempts_back),
+                u.at,
+                u.id,
             )
             for u in updates
         ]  # built before the transaction, which other processes wait for
@@ -322,12 +316,14 @@ class SqliteDeliveries(Deliveries):
         at: str,
         error: str | None = None,
         reason: str | None = None,
+        *,
+        from_states: Sequence[str],
     ) -> int:
         """Move the delivery with this provider message id to ``status``, never backwards.
 
         Returns how many deliveries changed (0 for an unknown id, a stale or repeated event).
         """
-        sources = MOVES_FROM.get(status)
+        sources = tuple(from_states)
         if not sources:
             return 0
         states = marks(sources)
