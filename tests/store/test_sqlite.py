@@ -1,5 +1,5 @@
-"""The store: pinned schema, migrations (older migrated, newer refused), SQLite settings,
-and the read-only audience filter."""
+"""The SQLite store in particular: pinned schema, migrations (older migrated, newer refused),
+its settings, and the read-only audience filter (an authorizer)."""
 
 from __future__ import annotations
 
