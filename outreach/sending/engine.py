@@ -437,7 +437,7 @@ def send_replies(ws: Workspace, delivery_ids: Sequence[str]) -> tuple[int, list[
     summary = send_deliveries(ws, delivery_ids)
     sent = 0
     why: list[str] = []
-    for row in sql.delivery_outcomes(ws.store, delivery_ids):
+    for row in ws.store.deliveries.delivery_outcomes(delivery_ids):
         if row["status"] in SENT_STATES:
             sent += 1
             continue

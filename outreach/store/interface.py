@@ -70,6 +70,7 @@ REPLY_COLUMNS = (
     "text",
     "conversation_id",
     "message_id",
+    "provider_message_id",
     "kind",
     "details",
 )
@@ -85,6 +86,7 @@ CONVERSATION_COLUMNS = (
     "campaign",
     "delivery_id",
     "message_id",
+    "provider_message_id",
     "kind",
     "details",
 )
@@ -325,6 +327,10 @@ class Deliveries(Protocol):
     def customer_of_sent_message(self, provider_message_id: str) -> str | None: ...
 
     def delivery_outcome(self, delivery_id: str) -> dict[str, Any] | None: ...
+
+    def delivery_outcomes(self, delivery_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """id, customer_id, channel, status, reason and error of these deliveries."""
+        ...
 
     def delivery_status_counts(self, delivery_ids: Iterable[str]) -> dict[str, int]: ...
 

@@ -360,6 +360,17 @@ class PgDeliveries(Deliveries):
             return None
         return {"status": row[0], "reason": row[1], "error": row[2], "channel": row[3]}
 
+    def delivery_outcomes(self, delivery_ids: Iterable[str]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for chunk in chunks(list(delivery_ids)):
+            cur = self.conn.execute(
+                "SELECT id, customer_id, channel, status, reason, error FROM deliveries "
+                f"WHERE id IN ({marks(chunk)})",
+                chunk,
+            )
+            out.extend(iter_dicts(cur))
+        return out
+
     def delivery_status_counts(self, delivery_ids: Iterable[str]) -> dict[str, int]:
         """status → how many of these deliveries have it."""
         counts: dict[str, int] = {}
