@@ -552,3 +552,25 @@ def test_an_email_thread_is_the_latest_message_each_way(store: Store) -> None:
     thread = store.conversations.email_thread(ids[0], "email")
     assert (thread["in_subject"], thread["in_id"]) == ("Re: Your opinion", "<m1@example.com>")
     assert store.conversations.email_thread("nobody", "email") == {}
+
+
+def test_replies_find_their_customer_by_reply_token_and_quoted_message_id(store: Store) -> None:
+    ids = add_customers(store, 2)
+    plan(store, ids, channel="email")
+    first, second = store.deliveries.claim_due(LATER, 2, from_states=DUE_STATES)
+    store.deliveries.record_results(
+        [Result(first["id"], "sent", LATER, provider_message_id=f"<{first['id']}@acme.example>"),
+         Result(second["id"], "sent", LATER)],
+        [{"customer_id": first["customer_id"], "channel": "email", "text": "Hi", "at": LATER,
+          "reply_token": "tok123"}],
+    )
+    assert store.mail.customers_by_reply_token(["tok123", "nope"]) == {
+        "tok123": first["customer_id"]
+    }
+    found = store.mail.customers_by_sent_message(
+        [f"<{first['id']}@acme.example>", f"{second['id']}@acme.example", "x@y"]
+    )
+    assert found == {
+        f"{first['id']}@acme.example": first["customer_id"],
+        f"{second['id']}@acme.example": second["customer_id"],
+    }

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..interface import Mail
+from ..rows import chunks
 from .sql import marks
 
 if TYPE_CHECKING:
@@ -122,3 +123,42 @@ class PgMail(Mail):
                 "raw_kept": bool(row[7]),
             }
         return out
+
+    def customers_by_reply_token(self, tokens: Sequence[str]) -> dict[str, str]:
+        """token → customer for many Reply-To tokens at once (the ``reply`` addresses that
+        sending records with each email)."""
+        found: dict[str, str] = {}
+        for chunk in chunks(sorted(set(tokens))):
+            found.update(
+                self.conn.execute(
+                    f"SELECT address, customer_id FROM addresses WHERE channel = 'reply' "
+                    f"AND address IN ({marks(chunk)})",
+                    chunk,
+                ).fetchall()
+            )
+        return found
+
+    def customers_by_sent_message(self, message_ids: Sequence[str]) -> dict[str, str]:
+        """Message-ID (as quoted, without <>) → the customer it was sent to, for many at once.
+
+        A Message-ID outreach wrote is ``<DELIVERY-ID@domain>`` and a provider id may be
+        stored with or without its brackets, so each is looked for all three ways.
+        """
+        wanted = sorted({m.strip().strip("<>") for m in message_ids if m and m.strip()})
+        found: dict[str, str] = {}
+        for chunk in chunks(wanted, 300):
+            provider_ids = [*chunk, *(f"<{m}>" for m in chunk)]
+            delivery_ids = [m.split("@")[0] for m in chunk]
+            rows = self.conn.execute(
+                f"SELECT provider_message_id, id, customer_id FROM deliveries "
+                f"WHERE provider_message_id IN ({marks(provider_ids)}) "
+                f"OR id IN ({marks(delivery_ids)})",
+                [*provider_ids, *delivery_ids],
+            ).fetchall()
+            by_provider = {str(p).strip("<>"): str(c) for p, _, c in rows if p}
+            by_delivery = {str(d): str(c) for _, d, c in rows}
+            for message_id in chunk:
+                customer = by_provider.get(message_id) or by_delivery.get(message_id.split("@")[0])
+                if customer:
+                    found[message_id] = customer
+        return found
