@@ -202,6 +202,8 @@ def test_every_help_example_runs(
         pytest.skip("runs until stopped")
     if command == "replies sync":
         pytest.skip("needs an IMAP mailbox: tests/mail covers it")
+    if command == "store copy":
+        pytest.skip("needs a PostgreSQL server: tests/store/test_copy.py covers it")
     workspace = tmp_path / "ws"
     shutil.copytree(sample_workspace, workspace)  # each example on the same fresh data
     result = subprocess.run(["bash", "-c", example], cwd=workspace, env=_shell(tmp_path),

@@ -12,7 +12,9 @@ from .output import console, print_json, progress
 app = typer.Typer(help="The workspace database itself.", no_args_is_help=True)
 
 
-@app.command("copy")
+@app.command(
+    "copy", epilog="Example: outreach store copy --to postgresql://outreach@db.internal/outreach"
+)
 def copy(
     ctx: typer.Context,
     to: Annotated[
