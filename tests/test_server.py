@@ -563,7 +563,7 @@ def test_the_unsubscribe_page_speaks_the_customers_language(
 ) -> None:
     (tmp_path / "nl.csv").write_text("id,locale\nanna,nl-NL\n", encoding="utf-8")
     assert cli("customers", "import", str(tmp_path / "nl.csv")).exit_code == 0
-    token = make_unsubscribe_token(signing_key(workspace.store), "anna", "email")
+    token = make_unsubscribe_token(workspace.store.meta.signing_key(), "anna", "email")
     page = served.http.get(f"/unsubscribe/{token}")
     assert '<html lang="nl">' in page.text and "Geen berichten meer ontvangen via email?" in (
         page.text
@@ -573,6 +573,6 @@ def test_the_unsubscribe_page_speaks_the_customers_language(
     assert "Afgemeld" in done.text and "Je krijgt geen berichten meer van" in done.text
     # joost has no locale: English
     english = served.http.get(
-        f"/unsubscribe/{make_unsubscribe_token(signing_key(workspace.store), 'joost', 'sms')}"
+        f"/unsubscribe/{make_unsubscribe_token(workspace.store.meta.signing_key(), 'joost', 'sms')}"
     )
     assert "Stop receiving messages on sms?" in english.text
