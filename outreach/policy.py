@@ -34,6 +34,11 @@ REASON_EXPIRED = "expired"
 REASON_FREQUENCY_CAP = "frequency_cap"
 
 _UTC = ZoneInfo("UTC")
+# plain strings: compared once or twice per delivery, in the sending engine's hot loop
+_CAMPAIGN = Purpose.CAMPAIGN.value
+_KEYWORD = Purpose.KEYWORD.value
+_NOT_BY_RECENT_CONTACT = frozenset((_CAMPAIGN, _KEYWORD))
+_CLEAR_CONSENT = frozenset((OPTED_IN, OPTED_OUT))
 # a deferral never lands on now or earlier: the pass would claim the delivery again
 _MIN_DEFERRAL = timedelta(seconds=1)
 
@@ -61,13 +66,13 @@ def consent_refusal(
     purpose: str, consent: str | None, *, wrote_recently: bool = False
 ) -> str | None:
     """Why consent forbids this message now (``opted_out``, ``no_consent``), or None."""
-    if purpose == Purpose.KEYWORD:
+    if purpose == _KEYWORD:
         return None  # the one confirmation of a STOP or START goes out regardless
     if consent == OPTED_OUT:
         return REASON_OPTED_OUT
     if consent == OPTED_IN:
         return None
-    if purpose == Purpose.CAMPAIGN:
+    if purpose == _CAMPAIGN:
         return REASON_NO_CONSENT
     # a reply on a channel the customer wrote on within a day answers them there
     return None if wrote_recently else REASON_NO_CONSENT
@@ -76,10 +81,7 @@ def consent_refusal(
 def needs_recent_contact(purpose: str, consent: str | None) -> bool:
     """Whether ``may_send`` depends on the customer having written recently: only then is
     it worth asking the store."""
-    return purpose not in (Purpose.CAMPAIGN, Purpose.KEYWORD) and consent not in (
-        OPTED_IN,
-        OPTED_OUT,
-    )
+    return purpose not in _NOT_BY_RECENT_CONTACT and consent not in _CLEAR_CONSENT
 
 
 def is_stale(
@@ -116,7 +118,7 @@ def may_send(
     refusal = consent_refusal(purpose, consent, wrote_recently=wrote_recently)
     if refusal is not None:
         return Decision(refusal)
-    if purpose != Purpose.CAMPAIGN:
+    if purpose != _CAMPAIGN:
         return GO
     if is_stale(age, late, expires):
         return Decision(REASON_EXPIRED)
