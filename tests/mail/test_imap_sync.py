@@ -252,3 +252,45 @@ def test_a_first_sync_reports_its_progress_in_chunks(
     finally:
         workspace.close()
     assert seen == [(0, 25), (10, 25), (20, 25), (25, 25)]
+
+
+def test_serve_keeps_serving_when_a_poll_fails_and_logs_one_line_without_the_password(
+    ws: Path, cli: Cli, account: Account
+) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.servers.dovecot import free_port
+
+    env = use_mailbox(ws, account, extra='imap_poll = "1s"\n')
+    env["IMAP_PASSWORD"] = "not-the-password-4711"
+    assert cli("customers", "list").exit_code == 0
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "outreach", "-w", str(ws), "serve", "--port", str(port)],
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}, **env},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.2)
+        time.sleep(2.5)  # at least two polls, both refused
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    log = err.decode()
+    refusals = [line for line in log.splitlines() if "replies sync email" in line]
+    assert len(refusals) >= 2 and all("refused" in line for line in refusals)
+    assert "not-the-password-4711" not in log
