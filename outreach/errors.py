@@ -7,6 +7,7 @@ anything else that escapes is a bug and exits 1.
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 
@@ -70,7 +71,9 @@ class ProviderError(OutreachError):
     after sending): the message may or may not exist, so a resend could duplicate it.
     ``skip`` means the message was not sent and cannot be as it stands (a closed customer
     service window and no template to use instead): the delivery is recorded skipped, with
-    ``code`` as its reason, rather than failed. The message must never contain a secret.
+    ``code`` as its reason, rather than failed. ``halts_channel`` means nothing else can go
+    out on the channel now either (the disk under the outbox is full): its circuit opens at
+    once and the delivery stays queued. The message must never contain a secret.
     """
 
     exit_code = 3
@@ -84,6 +87,7 @@ class ProviderError(OutreachError):
         retry_after: float | None = None,
         ambiguous: bool = False,
         skip: bool = False,
+        halts_channel: bool = False,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
@@ -91,6 +95,7 @@ class ProviderError(OutreachError):
         self.retry_after = retry_after
         self.ambiguous = ambiguous
         self.skip = skip
+        self.halts_channel = halts_channel
 
 
 class SignatureError(OutreachError):
@@ -145,3 +150,43 @@ class PayloadError(OutreachError):
     an ingested line is rejected with its number)."""
 
     exit_code = 3
+
+
+class DiskFullError(OutreachError):
+    """A write failed for want of space (exit 4; 3 when ``done`` says part was finished)."""
+
+    exit_code = 4
+
+    def __init__(self, where: object, *, done: str | None = None) -> None:
+        detail = f"; {done} before it filled" if done else ""
+        super().__init__(
+            f"{where}: disk full (no space left on device){detail}; free some space there "
+            "and run the command again"
+        )
+        self.where = str(where)
+        if done:
+            self.exit_code = 3
+
+
+class DamagedStoreError(StoreError):
+    """The database file is damaged or not a database (exit 4)."""
+
+
+# a local write failed for a reason that passes: space, a quota, a read-only remount,
+# a flaky device; never the caller's fault, so never a permanent failure
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+LOCAL_WRITE_ERRNOS = DISK_FULL_ERRNOS | {errno.EROFS, errno.EIO}
+
+
+def local_write_error(exc: OSError, where: object) -> OutreachError | None:
+    """The one-line error for a failed local write (full disk, read-only, I/O error);
+    None for anything else (a missing folder, a permission), which stays the caller's."""
+    if exc.errno in DISK_FULL_ERRNOS:
+        return DiskFullError(where)
+    if exc.errno == errno.EROFS:
+        return StoreError(f"{where}: the file system is read-only; remount it read-write "
+                          "or choose another folder")
+    if exc.errno == errno.EIO:
+        return StoreError(f"{where}: input/output error on the disk; check the device "
+                          "(dmesg) before running the command again")
+    return None

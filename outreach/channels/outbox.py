@@ -8,6 +8,7 @@ Replies are fed back with ``outreach replies ingest``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from functools import lru_cache
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..config import ChannelConfig
-from ..errors import ProviderError
+from ..errors import DISK_FULL_ERRNOS, LOCAL_WRITE_ERRNOS, ProviderError
 from .base import (
     AddressKind,
     Medium,
@@ -74,6 +75,16 @@ class OutboxProvider(Provider):
                 self._made = True
             _write_atomically(self._prefix + name, data)
         except OSError as exc:
+            if exc.errno in LOCAL_WRITE_ERRNOS:
+                # the disk, not the message: nothing else can be written there either
+                what = "disk full" if exc.errno in DISK_FULL_ERRNOS else exc.strerror.lower()
+                raise ProviderError(
+                    f"outbox: cannot write in {self.folder}: {what}; free space there (or "
+                    "fix the disk) and run again",
+                    retryable=True,
+                    code="disk_full" if exc.errno in DISK_FULL_ERRNOS else "local_write",
+                    halts_channel=True,
+                ) from None
             raise ProviderError(
                 f"outbox: cannot write {name} in {self.folder} ({exc.strerror}); check that "
                 "the channel's path is a writable folder",
@@ -87,12 +98,17 @@ def _write_atomically(target: str, data: bytes) -> None:
     tmp = target.rpartition(".")[0] + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
-    os.replace(tmp, target)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)  # a full disk must not also fill up with half messages
+        raise
 
 
 def _email_bytes(message: OutboundMessage, sender_name: str) -> bytes:

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import copy
 import signal
+import sqlite3
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
-from ..errors import OutreachError
+from ..errors import OutreachError, local_write_error
 from . import campaigns as campaigns_cli
 from . import channels as channels_cli
 from . import consent as consent_cli
@@ -52,12 +54,20 @@ class OutreachGroup(TyperGroup):
 
     def invoke(self, ctx: Any) -> Any:
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except (sqlite3.Error, OSError) as exc:
+                known = _known_fault(exc, ctx.obj if isinstance(ctx.obj, State) else None)
+                if known is None:
+                    raise
+                raise known from exc
         except OutreachError as exc:
             st = ctx.obj if isinstance(ctx.obj, State) else None
             if st is not None and st.debug:
-                raise
-            typer.echo(f"error: {exc}", err=True)
+                # the traceback, and still the exit code a script relies on
+                traceback.print_exc()
+            else:
+                typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
         finally:
             if isinstance(ctx.obj, State):
@@ -167,6 +177,19 @@ def _show_version(value: bool) -> None:
 
         typer.echo(f"outreach {version('outreach')}")
         raise typer.Exit(0)
+
+
+def _known_fault(exc: sqlite3.Error | OSError, st: State | None) -> OutreachError | None:
+    """A fault of the machine (a full disk, a damaged database) that escaped the command:
+    the one line for it, naming the file; None for a bug."""
+    if isinstance(exc, sqlite3.Error):
+        from ..store.sqlite import database_error
+
+        database = None
+        if st is not None and st.loaded is not None:
+            database = st.loaded.config.database
+        return database_error(exc, Path(database) if database else None)
+    return local_write_error(exc, exc.filename or "a file outreach was writing")
 
 
 app = typer.Typer(

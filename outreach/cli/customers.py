@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import ExitStack
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -15,6 +16,7 @@ from .output import note, print_json
 
 if TYPE_CHECKING:
     from ..customers.importer import ImportResult
+    from ..workspace import Workspace
 
 app = typer.Typer(
     help="Import, list and show customers.",
@@ -72,7 +74,7 @@ def import_(
     from rich.markup import escape
 
     from ..customers.importer import import_customers
-    from ..errors import OutreachError, PartialFailure
+    from ..errors import DiskFullError, OutreachError, PartialFailure
     from .output import progress
 
     ws = workspace(ctx)
@@ -91,16 +93,19 @@ def import_(
                     bar.advance(rows - seen)
                     seen = rows
 
-                result = import_customers(
-                    ws.store,
-                    ws.config,
-                    file,
-                    format=format.value if format else None,
-                    id_column=id_column,
-                    dry_run=dry_run,
-                    strict=strict,
-                    on_progress=advance,
-                )
+                try:
+                    result = import_customers(
+                        ws.store,
+                        ws.config,
+                        file,
+                        format=format.value if format else None,
+                        id_column=id_column,
+                        dry_run=dry_run,
+                        strict=strict,
+                        on_progress=advance,
+                    )
+                except (KeyboardInterrupt, SystemExit, sqlite3.Error, DiskFullError) as exc:
+                    _stopped(exc, ws, file.name, seen if not (fresh or strict or dry_run) else 0)
         except OutreachError:
             if fresh:
                 # a first import that failed leaves the workspace as it was: no database
@@ -122,6 +127,30 @@ def import_(
             f"{file.name}: {result.rejected} of {result.rows} rows rejected; fix them and "
             "import the file again (imported rows are updated, nothing is duplicated)"
         )
+
+
+def _stopped(exc: BaseException, ws: Workspace, name: str, committed: int) -> NoReturn:
+    """An import stopped by a signal or a full disk: say how far it got (``committed`` rows,
+    whose batches are in the store), then stop the command."""
+    from ..errors import DiskFullError
+    from ..store.sqlite import database_error
+
+    done = f"the first {committed:,} rows of {name} were imported" if committed else None
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        if done:
+            note(f"interrupted: {done}; import the file again to finish (imported rows are "
+                 "updated, nothing is duplicated)")
+        raise exc
+    fault = exc if isinstance(exc, DiskFullError) else None
+    if isinstance(exc, sqlite3.Error):
+        known = database_error(exc, ws.store.path)
+        if known is None:
+            raise exc
+        if not isinstance(known, DiskFullError):
+            raise known from None
+        fault = known
+    assert fault is not None
+    raise DiskFullError(fault.where, done=done) from None
 
 
 def _spool_stdin(stack: ExitStack) -> Path:

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
+from ..errors import local_write_error
 from .options import JsonOption, workspace
 from .output import console, note, plural, print_json
 
@@ -97,11 +98,20 @@ def _run_export(
     chosen = format_for(fmt.value if fmt else None, output)
     try:
         count = export(ws, kind, flt, chosen, output=output, stdout=sys.stdout, excel=excel)
+        if output is None:
+            sys.stdout.flush()  # a full disk under stdout shows here, not at exit
     except BrokenPipeError:
         # `outreach export replies | head`: the reader has all it wanted. Point stdout at
         # devnull so that the interpreter's final flush does not fail a second time.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(0) from None
+    except OSError as exc:
+        known = local_write_error(exc, "standard output") if output is None else None
+        if known is None:
+            raise
+        # what is still buffered cannot be written either: drop it, not fail again at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise known from None
     if output is not None:
         what = plural(count, "reply", "replies") if kind == "replies" else plural(count, "message")
         note(f"Exported {what} to {output}.")

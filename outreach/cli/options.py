@@ -39,6 +39,12 @@ class State:
 
         clock.set_now(text)
 
+
+    @property
+    def loaded(self) -> Workspace | None:
+        """The workspace, if this invocation has loaded it (never loads it)."""
+        return self._workspace
+
     def close(self) -> None:
         if self._workspace is not None:
             self._workspace.close()

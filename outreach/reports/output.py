@@ -15,7 +15,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
 
-from ..errors import UsageError
+from ..errors import UsageError, local_write_error
 
 
 @contextmanager
@@ -34,7 +34,7 @@ def atomic_output(path: Path, *, what: str = "--output") -> Iterator[IO[str]]:
             dir=folder, prefix=f"{prefix}{os.getpid()}.", suffix=".tmp"
         )
     except OSError as exc:
-        raise UsageError(
+        raise local_write_error(exc, path) or UsageError(
             f"{what} {path}: cannot write in {folder} ({exc.strerror}); "
             "choose a folder you can write to"
         ) from None
@@ -48,6 +48,12 @@ def atomic_output(path: Path, *, what: str = "--output") -> Iterator[IO[str]]:
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        known = local_write_error(exc, path)
+        if known is None:
+            raise
+        raise known from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

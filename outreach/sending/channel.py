@@ -118,13 +118,21 @@ class Channel:
     def note_failure(self, exc: ProviderError) -> str | None:
         """Count a temporary failure; enough in a row open the circuit (the problem line)."""
         self.consecutive_failures += 1
-        if self.consecutive_failures >= CIRCUIT_THRESHOLD and not self.open:
-            self.open = True
-            return (
-                f"channel {self.name}: circuit open after {self.consecutive_failures} "
-                f"failures in a row ({exc}); its remaining messages stay queued for the next run"
-            )
+        if self.consecutive_failures >= CIRCUIT_THRESHOLD:
+            return self.open_circuit(exc)
         return None
+
+    def open_circuit(self, exc: ProviderError) -> str | None:
+        """Open the circuit; the one problem line saying so (None when it already was)."""
+        if self.open:
+            return None
+        self.open = True
+        after = (f" after {self.consecutive_failures} failures in a row"
+                 if self.consecutive_failures > 1 else "")
+        return (
+            f"channel {self.name}: circuit open{after} ({exc}); its remaining messages stay "
+            "queued for the next run"
+        )
 
 
 async def send_one(
@@ -154,6 +162,13 @@ async def send_one(
             try:
                 sent = await ch.provider.send(message)
             except ProviderError as exc:
+                if exc.halts_channel:
+                    # not this message's fault (a full disk under the outbox): back to the
+                    # queue uncounted, and the circuit opens now, with one line, instead of
+                    # a failure per message
+                    _add(problems, ch.open_circuit(exc))
+                    return result(Status.QUEUED, attempts_back=True, reason=exc.code,
+                                  error=str(exc))
                 if exc.ambiguous and not ch.provider.idempotent:
                     # the provider may have the message: a resend could duplicate it
                     _add(problems, ch.note_failure(exc))
