@@ -217,13 +217,15 @@ def test_parse_one_reply() -> None:
     )
 
 
-def test_parse_a_list_and_use_the_webhook_id_for_a_single_reply_without_id() -> None:
+def test_parse_a_list_and_use_the_webhook_id_for_replies_without_id() -> None:
     clock.set_now(NOW)
     events = make().parse(
         inbound([{"from": "a", "text": "STOP"}, {"from": "b", "text": "ok", "id": "x"}, {}])
     )
+    # in a list, a message without an id gets the request's webhook-id and its position:
+    # the same request retried gives the same ids, so it is stored once
     assert [(e.address, e.external_id) for e in events] == [  # type: ignore[union-attr]
-        ("a", None),
+        ("a", "msg_1#0"),
         ("b", "x"),
     ]
     [single] = make().parse(inbound({"from": "a", "text": "hi"}, msg_id="msg_77"))

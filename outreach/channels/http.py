@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import ssl
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import httpx
 
@@ -122,11 +125,35 @@ def signed_header(
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every (non-trivial) secret replaced by ``***``."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
+    """``text`` with every (non-trivial) secret replaced by ``***``: in any case (a service
+    may echo a token lower-cased) and URL-encoded (echoed inside a URL or a form)."""
+    forms = {
+        form
+        for secret in secrets
+        if secret and len(secret) >= 4
+        for form in (secret, quote(secret, safe=""), quote_plus(secret, safe=""))
+    }
+    if not forms:
+        return text
+    # longest first, so that a secret inside a longer one does not leave the rest of it
+    pattern = "|".join(re.escape(form) for form in sorted(forms, key=len, reverse=True))
+    return re.sub(pattern, "***", text, flags=re.IGNORECASE)
+
+
+def _tls_failure(exc: BaseException) -> str | None:
+    """What went wrong in a TLS handshake behind ``exc`` (httpx wraps httpcore, which wraps
+    the ssl module's error), in the ssl module's own words; None when it was not TLS."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return f"certificate verify failed: {seen.verify_message}"
+        if isinstance(seen, ssl.SSLError):
+            reason = seen.reason or seen.strerror or type(seen).__name__
+            return str(reason).replace("_", " ").lower()
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def require_env(channel: ChannelConfig, env: Mapping[str, str], key: str) -> str:
@@ -295,6 +322,15 @@ class HttpChannel:
                 ambiguous=isinstance(exc, httpx.ReadTimeout),
             ) from None
         except (httpx.TransportError, OSError) as exc:
+            tls = _tls_failure(exc)
+            if tls is not None:
+                # nothing was sent: the handshake failed before the request
+                raise ProviderError(
+                    f"{self.provider}: TLS failed ({tls}); check base_url, or behind a TLS "
+                    "proxy point SSL_CERT_FILE at its CA bundle",
+                    retryable=True,
+                    code="tls",
+                ) from None
             # str(exc) of httpx errors may hold the URL; the class name is enough
             raise ProviderError(
                 f"{self.provider}: connection failed ({type(exc).__name__})",

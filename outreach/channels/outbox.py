@@ -77,12 +77,13 @@ class OutboxProvider(Provider):
         except OSError as exc:
             if exc.errno in LOCAL_WRITE_ERRNOS:
                 # the disk, not the message: nothing else can be written there either
-                what = "disk full" if exc.errno in DISK_FULL_ERRNOS else exc.strerror.lower()
+                full = exc.errno in DISK_FULL_ERRNOS
+                what = "disk full" if full else (exc.strerror or "I/O error").lower()
                 raise ProviderError(
                     f"outbox: cannot write in {self.folder}: {what}; free space there (or "
                     "fix the disk) and run again",
                     retryable=True,
-                    code="disk_full" if exc.errno in DISK_FULL_ERRNOS else "local_write",
+                    code="disk_full" if full else "local_write",
                     halts_channel=True,
                 ) from None
             raise ProviderError(

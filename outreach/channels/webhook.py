@@ -164,11 +164,16 @@ class WebhookProvider(Provider):
                 '"text": …} or a list of them)'
             )
         single = len(items) == 1
+        # A sender retries with the same webhook-id (Standard Webhooks): messages without
+        # an id of their own get one from it, by position, so a retried request is a no-op
+        hook_id = request.headers.get("webhook-id")
         events: list[InboundEvent] = []
-        for item in items:
+        for index, item in enumerate(items):
             if not isinstance(item, dict) or not item.get("from") or item.get("text") is None:
                 continue
-            external = item.get("id") or (request.headers.get("webhook-id") if single else None)
+            external = item.get("id") or (
+                (hook_id if single else f"{hook_id}#{index}") if hook_id else None
+            )
             events.append(
                 InboundMessage(
                     channel=self.channel.name,
