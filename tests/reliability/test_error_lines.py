@@ -9,8 +9,16 @@ from __future__ import annotations
 
 import base64
 import signal
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 from urllib.parse import quote
+
+import pytest
+import trustme
 
 from tests.servers.fixtures import TWILIO_SID, TWILIO_TOKEN
 from tests.servers.http import Reply
@@ -63,16 +71,46 @@ def test_debug_keeps_the_exit_code_of_a_partial_failure(
     assert "Traceback" in done.stderr and "PartialFailure" in done.stderr
 
 
+@pytest.fixture
+def untrusted_tls_port() -> Iterator[int]:
+    """A TLS server whose certificate comes from a CA the client does not trust."""
+    cert = trustme.CA().issue_cert("127.0.0.1")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    done = threading.Event()
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with suppress(OSError), context.wrap_socket(conn, server_side=True):
+                pass  # the client refuses the certificate during the handshake
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        done.set()
+        thread.join(5)
+        server.close()
+
+
 def test_a_tls_failure_reads_as_tls_not_as_a_refused_connection(
-    tmp_path: Path, twilio_server: TwilioEmulator
+    tmp_path: Path, untrusted_tls_port: int
 ) -> None:
-    # a plain-HTTP server answering a TLS handshake: the handshake fails
-    ws = _ws(tmp_path, twilio_server.url.replace("http://", "https://"))
+    ws = _ws(tmp_path, f"https://127.0.0.1:{untrusted_tls_port}")
     done = run_cli(ws, "run", "blast")
     assert done.returncode == 0, done.stderr
     row = query(ws, "SELECT status, reason, error FROM deliveries")[0]
     assert (row["status"], row["reason"]) == ("queued", "tls"), tuple(row)
-    assert "TLS failed" in row["error"] and "SSL_CERT_FILE" in row["error"], row["error"]
+    assert "TLS failed (certificate verify failed" in row["error"], row["error"]
+    assert "SSL_CERT_FILE" in row["error"]
     assert "connection failed" not in row["error"]
 
 
