@@ -17,24 +17,28 @@ import html
 import json
 import logging
 import os
+import signal
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
+from typing import Any
 from urllib.parse import parse_qs
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from .. import consent
 from ..channels import build_provider
 from ..channels.base import Provider, ProviderContext, WebhookRequest, WebhookResponse
-from ..errors import ConfigError, NotFoundError, OutreachError, SignatureError, StoreError
+from ..errors import ConfigError, NotFoundError, OutreachError, SignatureError
 from ..mail.poll import MailPoller
 from ..phrases import language, phrase
 from ..tokens import read_unsubscribe_token
@@ -43,12 +47,19 @@ from .writer import Database, InboundWriter, ReplySender
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_FORM_BYTES = 64 * 1024
+BODY_SECONDS = 10.0  # the whole body, once the headers are in
+HEADER_SECONDS = 10.0  # from the connection (or the last response) to a request's headers
+KEEP_ALIVE_SECONDS = 5  # an idle keep-alive connection (uvicorn's timeout_keep_alive)
 SHUTDOWN_SEND_SECONDS = 15.0
 log = logging.getLogger("outreach.serve")
 
 
 class BodyTooLarge(Exception):
     """The request body is over the limit."""
+
+
+class BodyTooSlow(Exception):
+    """The request body did not arrive in time."""
 
 
 class _Server:
@@ -136,7 +147,8 @@ def create_app(ws: Workspace) -> Starlette:
         except ConfigError as exc:
             log.error("webhook for %s: %s", channel, exc)
             return PlainTextResponse(f"channel {channel} is not ready", status_code=503)
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):
+            # HEAD is GET without the body (never a POST, whatever it carries)
             return _handshake(provider, _webhook_request(server, request, b""))
         try:
             body = await _read_body(request, MAX_BODY_BYTES)
@@ -144,6 +156,10 @@ def create_app(ws: Workspace) -> Starlette:
             return PlainTextResponse("request body is too large", status_code=413)
         except ValueError:
             return PlainTextResponse("bad Content-Length", status_code=400)
+        except BodyTooSlow:
+            return _too_slow()
+        except ClientDisconnect:
+            return _gone()
         webhook_request = _webhook_request(server, request, body)
         try:
             provider.verify(webhook_request)
@@ -163,10 +179,9 @@ def create_app(ws: Workspace) -> Starlette:
                 return PlainTextResponse(problem, status_code=400)
         try:
             summary = await server.writer.submit(events)
-        except StoreError as exc:
-            # busy beyond the timeout (or unwritable): answer 503 so the provider retries
-            log.error("webhook for %s not stored: %s", channel, exc)
-            return PlainTextResponse("database busy, retry later", status_code=503)
+        except (sqlite3.Error, OutreachError) as exc:
+            # busy beyond the timeout, damaged, a full disk: 503, so the provider retries
+            return await _unavailable(server, exc, f"webhook for {channel} not stored")
         server.replies.queue(summary.replies_queued)
         if summary.rejected and not (summary.stored or summary.duplicates
                                      or summary.status_updates or summary.status_ignored):
@@ -182,7 +197,10 @@ def create_app(ws: Workspace) -> Starlette:
 
     async def unsubscribe(request: Request) -> Response:
         token = request.path_params["token"]
-        key = await run_in_threadpool(server.signing_key)
+        try:
+            key = await run_in_threadpool(server.signing_key)
+        except (sqlite3.Error, OutreachError) as exc:
+            return await _unavailable(server, exc, "unsubscribe page")
         try:
             customer_id, channel = read_unsubscribe_token(key, token)
         except SignatureError:
@@ -190,13 +208,21 @@ def create_app(ws: Workspace) -> Starlette:
                          "link from the message, or reply STOP to it.", 404)
         if channel not in server.config.channels:
             return _page("Unknown channel", "These messages are no longer sent.", 410)
-        locale = await run_in_threadpool(server.customer_locale, customer_id)
-        if request.method == "GET":
+        try:
+            locale = await run_in_threadpool(server.customer_locale, customer_id)
+        except (sqlite3.Error, OutreachError) as exc:
+            return await _unavailable(server, exc, "unsubscribe page")
+        if request.method in ("GET", "HEAD"):
+            # HEAD is GET without the body: a link checker never unsubscribes anyone
             return _confirm_page(request.url.path, channel, locale)
         try:
             body = await _read_body(request, MAX_FORM_BYTES)
         except (BodyTooLarge, ValueError):
             return PlainTextResponse("request body is too large", status_code=413)
+        except BodyTooSlow:
+            return _too_slow()
+        except ClientDisconnect:
+            return _gone()
         form = _form_fields(body, request.headers.get("content-type", ""))
         if form.get("List-Unsubscribe") != ["One-Click"]:
             return _page(phrase("not_unsubscribed_title", locale),
@@ -207,8 +233,8 @@ def create_app(ws: Workspace) -> Starlette:
             )
         except NotFoundError:
             return _page("Invalid link", "This unsubscribe link is not valid.", 404)
-        except StoreError:
-            return PlainTextResponse("database busy, retry later", status_code=503)
+        except (sqlite3.Error, OutreachError) as exc:
+            return await _unavailable(server, exc, "unsubscribe not recorded")
         return _page(phrase("unsubscribed_title", locale),
                      phrase("unsubscribed_text", locale, sender=server.config.sender_name,
                             channel=channel), 200, locale)
@@ -216,8 +242,10 @@ def create_app(ws: Workspace) -> Starlette:
     async def healthz(request: Request) -> Response:
         try:
             await run_in_threadpool(server.db.healthy)
-        except OutreachError as exc:
-            return JSONResponse({"status": "error", "error": str(exc)}, status_code=503)
+        except (sqlite3.Error, OutreachError) as exc:
+            known = await run_in_threadpool(server.db.fault, exc)
+            text = " ".join(str(known or exc).split())
+            return JSONResponse({"status": "error", "error": text}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     routes = [
@@ -230,7 +258,8 @@ def create_app(ws: Workspace) -> Starlette:
 
 async def _read_body(request: Request, limit: int) -> bytes:
     """The body, refused (BodyTooLarge) past ``limit`` by its Content-Length or, when that is
-    absent or lies, by counting while reading."""
+    absent or lies, by counting while reading; BodyTooSlow when it has not all come in
+    BODY_SECONDS (a client that trickles it, or stops, holds a connection for ever)."""
     length = request.headers.get("content-length")
     if length is not None:
         if not length.strip().isdigit():
@@ -239,12 +268,40 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(BODY_SECONDS):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyTooSlow from None
     return b"".join(chunks)
+
+
+def _too_slow() -> Response:
+    return PlainTextResponse(f"the request body did not arrive within {BODY_SECONDS:g} s",
+                             status_code=408, headers={"Connection": "close"})
+
+
+def _gone() -> Response:
+    """For a client that hung up mid-body: nobody reads it, but the app ends cleanly."""
+    return PlainTextResponse("client disconnected", status_code=400)
+
+
+async def _unavailable(server: _Server, exc: BaseException, what: str) -> Response:
+    """503 for a database that cannot take the request now: busy beyond the timeout,
+    damaged (also reported by /healthz) or on a full disk; one log line, no traceback."""
+    known = await run_in_threadpool(server.db.fault, exc)
+    text = " ".join(str(known or exc).split())
+    log.error("%s: %s", what, text)
+    if known is None and not isinstance(exc, sqlite3.OperationalError | OutreachError):
+        log.error("unexpected database error %s", type(exc).__name__)
+    return PlainTextResponse(
+        "database busy, retry later" if known is None else "database unavailable, retry later",
+        status_code=503,
+    )
 
 
 def _payload_problem(body: bytes) -> str | None:
@@ -344,10 +401,84 @@ def _confirm_page(path: str, channel: str, locale: str | None) -> HTMLResponse:
 
 
 def run_server(ws: Workspace, host: str, port: int) -> None:
-    """Serve until interrupted (``outreach serve``)."""
+    """Serve until SIGINT or SIGTERM; then stop cleanly (replies accepted go out first) and
+    return, so that the command exits 0: a supervisor (systemd's ``Restart=on-failure``)
+    sees a clean stop, not a failure with status 143."""
     app = create_app(ws)
+    stops: list[int] = []
+    previous: dict[int, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # uvicorn handles the signal, then raises it again once it has shut down: that
+        # second one only notes the stop (only the main thread can set handlers)
+        with suppress(ValueError):
+            previous[sig] = signal.signal(sig, lambda signum, _frame: stops.append(signum))
     poller = MailPoller(ws.config).start()  # channels with imap_poll: email replies too
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+        uvicorn.run(
+            app, host=host, port=port, log_level="info", access_log=False,
+            http=header_deadline(AutoHTTPProtocol),
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        )
     finally:
         poller.stop()
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if stops:
+        log.info("stopped by %s", signal.Signals(stops[0]).name)
+
+
+def header_deadline(base: type[asyncio.Protocol]) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol, closing a connection whose request headers have not all
+    come in HEADER_SECONDS.
+
+    uvicorn times out only idle keep-alive connections (``timeout_keep_alive``) and bounds
+    the header size (h11's ``max_incomplete_event_size``); a client that sends its headers
+    a byte at a time (slowloris) would hold a connection for ever. Both of its protocols
+    (httptools, h11) set ``cycle`` once a request's headers are complete, and it is done
+    (``response_complete``) until the next request's are.
+    """
+
+    class Protocol(base):  # type: ignore[valid-type,misc]
+        _deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self._waiting_for_headers():
+                if self._deadline is None:
+                    self._arm()
+            elif self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+            super().connection_lost(exc)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()  # the next request's headers are due in time too
+
+        def _waiting_for_headers(self) -> bool:
+            cycle = getattr(self, "cycle", None)
+            return cycle is None or bool(getattr(cycle, "response_complete", False))
+
+        def _arm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            self._deadline = asyncio.get_running_loop().call_later(
+                HEADER_SECONDS, self._too_slow
+            )
+
+        def _too_slow(self) -> None:
+            self._deadline = None
+            transport = getattr(self, "transport", None)
+            if self._waiting_for_headers() and transport is not None:
+                transport.close()
+
+    return Protocol

@@ -11,7 +11,10 @@ Replies that inbound messages cause (keyword confirmations, follow-ups, auto-rep
 handed to one sender thread with its own workspace, connection and event loop, which sends
 them in bunches (a second's worth at a time): a webhook is answered without waiting for a
 provider, sends never overlap within the server, and the sending engine's database waits
-and set-up never stall the event loop that answers webhooks.
+and set-up never stall the event loop that answers webhooks. Replies are in the database
+before their webhook is answered, so the sender also sweeps it for queued replies when it
+starts (a killed ``serve`` left them) and every SWEEP_SECONDS (a temporary failure put one
+back in the queue for later).
 """
 
 from __future__ import annotations
@@ -19,21 +22,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import sqlite3
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from .. import clock
 from ..channels.base import InboundEvent
 from ..config import Config
 from ..conversations.inbox import InboundSummary, Inbox, receive
+from ..errors import DamagedStoreError, DiskFullError, OutreachError
 from ..sending.engine import send_deliveries
 from ..store import Store, open_store
+from ..store.sqlite import (
+    QUICK_CHECK_MAX_BYTES,
+    SqliteStore,
+    damaged,
+    database_error,
+    low_on_space,
+    quick_check,
+)
 from ..workspace import Workspace
 
 SEND_BATCH = 500
 REPLY_GATHER_SECONDS = 1.0
+SWEEP_SECONDS = 30.0
+DEEP_CHECK_SECONDS = 300.0  # at most this often, /healthz runs quick_check
 WRITE_GROUP = 256
 log = logging.getLogger("outreach.serve")
 
@@ -45,18 +62,52 @@ class Database:
         self.config = config
         self.lock = threading.Lock()
         self._store: Store | None = None
+        self._checked_at = 0.0
+        self.damage: OutreachError | None = None  # seen by a request: /healthz reports it
 
     def store(self) -> Store:
         """The connection; call with ``lock`` held."""
         if self._store is None:
-            self._store = open_store(self.config.database)
+            self._store = open_store(self.config.database)  # refuses a damaged database
+            self._checked_at = time.monotonic()
+            path = getattr(self._store, "path", None)
+            if path is None or path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
+                self.damage = None  # open_store has just checked it
             # writes go through store.when_unlocked, which retries in its own rhythm
             self._store.poll_for_locks()
         return self._store
 
+    def fault(self, exc: BaseException) -> OutreachError | None:
+        """The one line for a database fault a request hit (damage, a full disk), kept for
+        /healthz when it is damage; None for anything else."""
+        known = exc if isinstance(exc, OutreachError) else None
+        if isinstance(exc, sqlite3.Error):
+            known = database_error(exc, self.config.database)
+        if isinstance(known, DamagedStoreError):
+            self.damage = known
+            with self.lock:  # reopened (and checked again) by the next request
+                if self._store is not None:
+                    self._store.close()
+                    self._store = None
+        return known
+
     def healthy(self) -> bool:
+        """Raises the fault that makes the server unable to store: damage, a full disk."""
         with self.lock:
-            self.store().check()
+            if self.damage is not None and self._store is None:
+                self.store()  # checked again at open: fixed (restored) or still damaged
+            store = self.store()
+            store.check()
+            if (isinstance(store, SqliteStore) and store.path
+                    and time.monotonic() - self._checked_at > DEEP_CHECK_SECONDS):
+                self._checked_at = time.monotonic()
+                if store.path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
+                    problems = quick_check(store)
+                    if problems:
+                        raise damaged(store.path, problems[0])
+        database = self.config.database
+        if isinstance(database, Path) and low_on_space(database):
+            raise DiskFullError(database)
         return True
 
     def close(self) -> None:
@@ -151,9 +202,15 @@ class ReplySender:
         waits nor its provider set-up ever hold up the webhook event loop."""
         sender = Workspace(self.config)
         stopping = False
+        next_sweep = time.monotonic()  # at once: what a killed serve left queued
         try:
             while not stopping:
-                first = self.outbox.get()
+                try:
+                    first = self.outbox.get(timeout=max(0.0, next_sweep - time.monotonic()))
+                except queue.Empty:
+                    self._sweep(sender)
+                    next_sweep = time.monotonic() + SWEEP_SECONDS
+                    continue
                 if first is None:
                     break
                 # A send pass has a fixed cost (providers, HTTP clients, templates): let the
@@ -173,3 +230,20 @@ class ReplySender:
         finally:
             sender.close()
 
+    def _sweep(self, sender: Workspace) -> None:
+        """Send the replies waiting in the database (claims are guarded, so a reply that a
+        ``run`` or this sender is sending already is not sent twice)."""
+        try:
+            while True:
+                due = sender.store.deliveries.due_reply_ids(clock.iso(clock.now()), SEND_BATCH)
+                if not due:
+                    return
+                summary = send_deliveries(sender, due)
+                if len(due) < SEND_BATCH or summary.interrupted:
+                    return
+        except (OutreachError, sqlite3.Error) as exc:
+            # the webhook side reports a damaged database or a full disk; keep trying later
+            log.error("sending queued replies: %s", " ".join(str(exc).split()))
+            sender.close()
+        except Exception:  # a failed sweep must not stop the sender
+            log.exception("sending queued replies failed")

@@ -344,6 +344,11 @@ class Deliveries(Protocol):
         """Deliveries still to be sent, or whose fate is unknown, soonest first."""
         ...
 
+    def due_reply_ids(self, now: str, limit: int) -> list[str]:
+        """Queued replies (confirmations, follow-ups, auto and agent replies) due by ``now``,
+        oldest first: what ``serve``'s reply sender owns, sent again after a crash."""
+        ...
+
 
 class Conversations(Protocol):
     """Conversations (one per customer), their messages and survey responses.

@@ -43,6 +43,7 @@ from .test_damaged_store import damage
 
 def _hook_toml(receiver_url: str, port: int) -> str:
     channel = (
+        '[channels.sms]\nprovider = "outbox"\n\n'
         "[channels.hook]\n"
         'provider = "webhook"\n'
         f'url = "{receiver_url}/hooks/outreach"\n'
@@ -55,8 +56,11 @@ def _hook_toml(receiver_url: str, port: int) -> str:
 
 
 def _ws(folder: Path, receiver_url: str, port: int, customers: int = 40) -> Path:
-    return make_workspace(folder, _hook_toml(receiver_url, port),
-                          customers_text=customers_csv(customers, opted_in="hook"))
+    ws = make_workspace(folder, _hook_toml(receiver_url, port),
+                        customers_text=customers_csv(customers, opted_in="hook"))
+    confirmation = ws / "templates" / "stop_confirmation"
+    (confirmation / "hook.j2").write_text((confirmation / "sms.j2").read_text())
+    return ws
 
 
 class Serve:

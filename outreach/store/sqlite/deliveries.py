@@ -301,6 +301,15 @@ class SqliteDeliveries(Deliveries):
             sql += f" LIMIT {int(limit)}"
         return iter_dicts(self.conn.execute(sql))
 
+    def due_reply_ids(self, now: str, limit: int) -> list[str]:
+        """Queued replies due by ``now``, oldest first (deliveries_due serves it)."""
+        rows = self.conn.execute(
+            "SELECT id FROM deliveries WHERE status = 'queued' AND not_before <= ? "
+            "AND purpose != 'campaign' ORDER BY not_before LIMIT ?",
+            (now, limit),
+        ).fetchall()
+        return [str(row[0]) for row in rows]
+
     def insert_reply(self, row: Sequence[Any]) -> None:
         """Insert one non-campaign delivery (follow-up, keyword reply, agent reply), in
         DELIVERY_COLUMNS order."""
