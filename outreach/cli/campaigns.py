@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
@@ -83,9 +84,10 @@ def run(
 
     With no CAMPAIGN and no --due, sends what is already queued and whose window is open.
     """
-    from ..errors import ConfigError, PartialFailure
+    from ..errors import ConfigError, DiskFullError, PartialFailure
     from ..runner import RunOptions
     from ..runner import run as run_campaigns
+    from ..store import database_error
 
     ws = workspace(ctx)
     options = RunOptions(
@@ -98,14 +100,29 @@ def run(
         wait=wait,
     )
     show = not (quiet or as_json)
+    recorded = 0
+
+    def advance(n: int) -> None:
+        nonlocal recorded
+        recorded += n
+        bar.advance(n)
+
     with progress("Sending", None, enabled=show) as bar:
-        report = run_campaigns(
-            ws,
-            options,
-            on_progress=bar.advance,
-            on_send_start=bar.set_total,
-            on_stop=lambda: _stopping(bar),
-        )
+        try:
+            report = run_campaigns(
+                ws,
+                options,
+                on_progress=advance,
+                on_send_start=bar.set_total,
+                on_stop=lambda: _stopping(bar),
+            )
+        except (DiskFullError, sqlite3.Error) as exc:
+            fault = exc if isinstance(exc, DiskFullError) else database_error(exc, ws.store.path)
+            if not isinstance(fault, DiskFullError):
+                raise
+            # sends recorded before the disk filled are done: exit 3, not 4
+            done = f"{recorded:,} deliveries were sent and recorded" if recorded else None
+            raise DiskFullError(fault.where, done=done) from None
     if as_json:
         print_json(report.as_json())
     elif not quiet:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,8 +27,9 @@ from .. import clock
 from ..channels import provider_class
 from ..channels.base import InboundEvent, InboundMessage, Provider, WebhookRequest
 from ..config import ChannelConfig, Config
-from ..errors import OutreachError, PayloadError, UsageError
+from ..errors import DiskFullError, OutreachError, PayloadError, UsageError
 from ..sending.engine import send_replies
+from ..store import database_error
 from ..workspace import Workspace
 from .inbox import InboundSummary, Inbox, RejectedEvent, apply_events, check_text
 
@@ -248,10 +250,14 @@ def ingest(
         summary.problems.extend(problems)
         unsent.clear()
 
+    stored_up_to = 0  # the last line of the last committed batch
+
     def flush(final: bool = False) -> None:
+        nonlocal stored_up_to
         if batch:
             before = len(summary.replies_queued)
             apply_events(store, config, batch, summary, inbox)
+            stored_up_to = batch[-1][0]
             batch.clear()
             unsent.extend(summary.replies_queued[before:])
         # A send pass has a fixed cost, so replies go out in bunches: at the end, or once
@@ -260,23 +266,31 @@ def ingest(
                      or time.monotonic() - last_send >= REPLY_DELAY_SECONDS):
             send_waiting()
 
-    for number, raw in _lines(stream):
-        if raw is None:
-            summary.rejected.append((number, f"line is longer than {MAX_LINE_BYTES} bytes"))
-            continue
-        if not raw.strip():
-            continue
-        try:
-            if provider is None:
-                batch.append((number, parse_normalized(_decode_object(raw, number), config,
-                                                       channel)))
-            else:
-                batch.extend((number, e) for e in _provider_events(provider, raw, number))
-        except RejectedEvent as exc:
-            summary.rejected.append((number, str(exc)))
-            continue
-        if len(batch) >= batch_size:
-            flush()
-    flush(final=True)
+    try:
+        for number, raw in _lines(stream):
+            if raw is None:
+                summary.rejected.append((number, f"line is longer than {MAX_LINE_BYTES} bytes"))
+                continue
+            if not raw.strip():
+                continue
+            try:
+                if provider is None:
+                    batch.append((number, parse_normalized(_decode_object(raw, number), config,
+                                                           channel)))
+                else:
+                    batch.extend((number, e) for e in _provider_events(provider, raw, number))
+            except RejectedEvent as exc:
+                summary.rejected.append((number, str(exc)))
+                continue
+            if len(batch) >= batch_size:
+                flush()
+        flush(final=True)
+    except sqlite3.Error as exc:
+        fault = database_error(exc, store.path)
+        if isinstance(fault, DiskFullError) and stored_up_to:
+            # whole batches are in (ingested again, a line with an id is stored once)
+            done = f"its first {stored_up_to:,} lines were stored"
+            raise DiskFullError(fault.where, done=done) from None
+        raise
     summary.rejected.sort()
     return summary
