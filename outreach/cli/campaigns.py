@@ -87,7 +87,7 @@ def run(
     from ..errors import ConfigError, DiskFullError, PartialFailure
     from ..runner import RunOptions
     from ..runner import run as run_campaigns
-    from ..store import database_error
+    from ..store.sqlite import database_error, store_path
 
     ws = workspace(ctx)
     options = RunOptions(
@@ -117,7 +117,8 @@ def run(
                 on_stop=lambda: _stopping(bar),
             )
         except (DiskFullError, sqlite3.Error) as exc:
-            fault = exc if isinstance(exc, DiskFullError) else database_error(exc, ws.store.path)
+            fault = (exc if isinstance(exc, DiskFullError)
+                     else database_error(exc, store_path(ws.store)))
             if not isinstance(fault, DiskFullError):
                 raise
             # sends recorded before the disk filled are done: exit 3, not 4

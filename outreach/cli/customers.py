@@ -133,7 +133,7 @@ def _stopped(exc: BaseException, ws: Workspace, name: str, committed: int) -> No
     """An import stopped by a signal or a full disk: say how far it got (``committed`` rows,
     whose batches are in the store), then stop the command."""
     from ..errors import DiskFullError
-    from ..store.sqlite import database_error
+    from ..store.sqlite import database_error, store_path
 
     done = f"the first {committed:,} rows of {name} were imported" if committed else None
     if isinstance(exc, KeyboardInterrupt | SystemExit):
@@ -143,7 +143,7 @@ def _stopped(exc: BaseException, ws: Workspace, name: str, committed: int) -> No
         raise exc
     fault = exc if isinstance(exc, DiskFullError) else None
     if isinstance(exc, sqlite3.Error):
-        known = database_error(exc, ws.store.path)
+        known = database_error(exc, store_path(ws.store))
         if known is None:
             raise exc
         if not isinstance(known, DiskFullError):

@@ -29,7 +29,7 @@ from ..channels.base import InboundEvent, InboundMessage, Provider, WebhookReque
 from ..config import ChannelConfig, Config
 from ..errors import DiskFullError, OutreachError, PayloadError, UsageError
 from ..sending.engine import send_replies
-from ..store import database_error
+from ..store.sqlite import database_error, store_path
 from ..workspace import Workspace
 from .inbox import InboundSummary, Inbox, RejectedEvent, apply_events, check_text
 
@@ -286,7 +286,7 @@ def ingest(
                 flush()
         flush(final=True)
     except sqlite3.Error as exc:
-        fault = database_error(exc, store.path)
+        fault = database_error(exc, store_path(store))
         if isinstance(fault, DiskFullError) and stored_up_to:
             # whole batches are in (ingested again, a line with an id is stored once)
             done = f"its first {stored_up_to:,} lines were stored"

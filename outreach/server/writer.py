@@ -82,7 +82,8 @@ class Database:
         /healthz when it is damage; None for anything else."""
         known = exc if isinstance(exc, OutreachError) else None
         if isinstance(exc, sqlite3.Error):
-            known = database_error(exc, self.config.database)
+            database = self.config.database
+            known = database_error(exc, database if isinstance(database, Path) else None)
         if isinstance(known, DamagedStoreError):
             self.damage = known
             with self.lock:  # reopened (and checked again) by the next request

@@ -276,14 +276,13 @@ def test_head_is_never_taken_for_post(
     tmp_path: Path, webhook_receiver: WebhookReceiver
 ) -> None:
     from outreach.store import open_store
-    from outreach.store.meta import signing_key
     from outreach.tokens import make_unsubscribe_token
 
     port = free_port()
     ws = _ws(tmp_path / "ws", webhook_receiver.url, port, customers=3)
     store = open_store(ws / "outreach.db")
     try:
-        token = make_unsubscribe_token(signing_key(store), "c00001", "hook")
+        token = make_unsubscribe_token(store.meta.signing_key(), "c00001", "hook")
     finally:
         store.close()
     body, headers = _signed({"from": "c00002", "text": "STOP", "id": "h1"}, "msg_h1")

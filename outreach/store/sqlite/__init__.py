@@ -298,17 +298,6 @@ def low_on_space(file: Path) -> bool:
     return stat.f_bavail * stat.f_frsize < _LOW_SPACE_BYTES
 
 
-def _migrate(store: Store) -> None:
-    known = {m.name for m in migrations._migrations}
-    applied = {m.name for m in migrations.applied(store.db)}
-    newer = sorted(applied - known)
-    if newer:
-        raise StoreError(
-            f"{store.path.name if store.path else 'database'} was written by a newer outreach "
-            f"(it has migration {newer[-1]}); upgrade outreach: pip install -U outreach"
-        )
-    if not migrations.pending(store.db):
-        return
-    # Two processes opening a new workspace at once must not both create tables.
-    with store.write():
-        migrations.apply(store.db)
+def store_path(store: object) -> Path | None:
+    """The file of a SQLite store (None for any other store): where its faults are."""
+    return store.path if isinstance(store, SqliteStore) else None
