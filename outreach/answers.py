@@ -1,4 +1,4 @@
-"""Parsers for survey answers: free text in, a clean answer or "unclear" out (SPEC §7).
+"""Parsers for survey answers: free text in, a clean answer or "unclear" out.
 
 Customers answer the way people text: ``9``, ``9/10``, ``a 9!``, ``nine``, ``negen``,
 ``Ja hoor``, ``👍``, ``the second one``. Each parser is a pure function that never raises on

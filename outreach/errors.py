@@ -1,6 +1,6 @@
 """The one exception tree of outreach.
 
-Every error a user can cause is an ``OutreachError`` carrying the exit code of SPEC §11.
+Every error a user can cause is an ``OutreachError`` carrying its exit code (README "Exit codes").
 The CLI maps them to one line on stderr in exactly one place (``cli/__init__.py``);
 anything else that escapes is a bug and exits 1.
 """

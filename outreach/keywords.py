@@ -1,4 +1,4 @@
-"""Keyword classification of inbound messages (SPEC §7).
+"""Keyword classification of inbound messages (README "How it keeps its promises": Consent).
 
 A keyword is the *whole* message: ``stop``, `` STOP! `` and ``Stop all.`` are keywords,
 ``stop sending me surveys`` is not. Before comparing, surrounding spaces, punctuation and

@@ -1,4 +1,4 @@
-"""The workspace lock: only one ``run`` works on a workspace at a time (SPEC §6).
+"""The workspace lock: only one ``run`` works on a workspace at a time (README "Exactly once").
 
 An advisory ``flock`` on ``.outreach.lock`` in the workspace: the kernel releases it when
 the process dies, however it dies, so a crashed run never leaves a stale lock behind.

@@ -41,7 +41,7 @@ from .workspace import Workspace
 
 @dataclass
 class CampaignRun:
-    """One occurrence's line in the run summary (SPEC §6 --json shape)."""
+    """One occurrence's line in the run summary (the shape of `run --json`)."""
 
     name: str
     occurrence: str

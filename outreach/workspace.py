@@ -1,4 +1,4 @@
-"""Finding, opening and creating workspaces (SPEC §2).
+"""Finding, opening and creating workspaces.
 
 A workspace is a folder with ``outreach.toml``, ``templates/``, ``campaigns/`` and the
 database. It is found from ``--workspace``, then ``OUTREACH_WORKSPACE``, then by walking up

@@ -1,4 +1,4 @@
-"""Customer import (SPEC §3) against a real workspace database: parsing, validation,
+"""Customer import against a real workspace database: parsing, validation,
 normalisation, batches, consent from files, and the bad input of issue 2."""
 
 from __future__ import annotations

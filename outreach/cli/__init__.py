@@ -2,7 +2,7 @@
 
 Every command module is thin: parse options, call one domain function, render. Errors
 a user can cause are ``OutreachError``s, turned here, and only here, into one line on
-stderr and the exit code of SPEC §11 (``--debug`` shows the traceback instead).
+stderr and its exit code (README "Exit codes") (``--debug`` shows the traceback instead).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""outreach replies ingest, conversations list|show|close, reply, serve (SPEC §7)."""
+"""outreach replies ingest, conversations list|show|close, reply, serve."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""outreach templates check | render: compile, try and preview message templates (SPEC §4)."""
+"""outreach templates check | render: compile, try and preview message templates."""
 
 from __future__ import annotations
 

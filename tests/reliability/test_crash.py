@@ -125,7 +125,7 @@ def _check_crash_run(tmp_path: Path, server: TwilioEmulator, customers: int, kil
 
     # --retry-unknown resends blindly: Twilio has no idempotency key, so a customer whose
     # message reached Twilio before the crash gets it twice. That is the documented price
-    # of the flag (SPEC: unknown means "maybe sent"), so it is opt-in.
+    # of the flag (README: unknown means "maybe sent"), so it is opt-in.
     reached_before = unknown & set(received)
     data = run_json(ws, "--retry-unknown")
     assert data["unknown"] == 0
