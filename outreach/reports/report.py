@@ -140,7 +140,7 @@ def _answers(
 def campaign_report(
     ws: Workspace, campaign: str, occurrence: str | None = None
 ) -> dict[str, Any]:
-    """Every figure `report` shows (README "Exports and reports") for a campaign, or one of its occurrences."""
+    """Every figure `report` shows (README "Exports and reports"), for a campaign or occurrence."""
     require_campaign(ws, campaign)
     store = ws.store
     occs = store.reports.occurrences(campaign)
