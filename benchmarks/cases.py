@@ -104,4 +104,3 @@ def run_benchmark(ctx: Context, name: str) -> Row:
 
 
 __all__ = ["BENCHMARKS", "TARGETS", "Context", "run_benchmark"]
-

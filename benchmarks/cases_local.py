@@ -50,8 +50,9 @@ def bench_startup(ctx: Context) -> Row:
 def _import(ctx: Context, row: Row, n: int, keep_as: str | None) -> float:
     source = ctx.customers_csv(n)
     ws = ctx.new_workspace(f"import-{n}")
-    child = check(run_child(outreach(ws, "customers", "import", str(source), "--json"),
-                            timeout=ctx.timeout))
+    child = check(
+        run_child(outreach(ws, "customers", "import", str(source), "--json"), timeout=ctx.timeout)
+    )
     result = json_out(child)
     if result.get("imported") != n:
         row.note = join(row.note, f"imported {result.get('imported')} of {n}")
@@ -63,8 +64,13 @@ def _import(ctx: Context, row: Row, n: int, keep_as: str | None) -> float:
 
 def bench_import_100k(ctx: Context) -> Row:
     n = ctx.sizes["import_100k"]
-    row = Row("import_100k", "customers import (CSV, phone+email validation)",
-              f"{fmt_n(n)} rows", "rows/s", ">= 15,000 rows/s")
+    row = Row(
+        "import_100k",
+        "customers import (CSV, phone+email validation)",
+        f"{fmt_n(n)} rows",
+        "rows/s",
+        ">= 15,000 rows/s",
+    )
     repeat(ctx, row, lambda i: _import(ctx, row, n, None))
     row.met = (row.median or 0) >= 15_000
     return row
@@ -72,8 +78,13 @@ def bench_import_100k(ctx: Context) -> Row:
 
 def bench_import_1m(ctx: Context) -> Row:
     n = ctx.sizes["million"]
-    row = Row("import_1m", "customers import, streamed: peak memory", f"{fmt_n(n)} rows",
-              "MB RSS", "< 200 MB")
+    row = Row(
+        "import_1m",
+        "customers import, streamed: peak memory",
+        f"{fmt_n(n)} rows",
+        "MB RSS",
+        "< 200 MB",
+    )
     try:
         rate = _import(ctx, row, n, "ws_million")
     except ChildFailed as exc:
@@ -104,8 +115,12 @@ def render_rate(ctx: Context, row: Row) -> float:
     n = ctx.sizes["render"]
     ws = ctx.cache.get("ws_render") or ctx.new_workspace("render")
     ctx.cache["ws_render"] = ws
-    child = check(run_child([sys.executable, "-m", "benchmarks.children", "render", str(ws),
-                             str(n)], timeout=ctx.timeout))
+    child = check(
+        run_child(
+            [sys.executable, "-m", "benchmarks.children", "render", str(ws), str(n)],
+            timeout=ctx.timeout,
+        )
+    )
     result = json_out(child)
     max_rss(row, child.rss_mb)
     return float(result["count"] / result["seconds"])
@@ -113,8 +128,13 @@ def render_rate(ctx: Context, row: Row) -> float:
 
 def bench_render_100k(ctx: Context) -> Row:
     n = ctx.sizes["render"]
-    row = Row("render_100k", "render NPS email (text+HTML), Renderer, one core",
-              f"{fmt_n(n)} messages", "msg/s", ">= 40,000 msg/s")
+    row = Row(
+        "render_100k",
+        "render NPS email (text+HTML), Renderer, one core",
+        f"{fmt_n(n)} messages",
+        "msg/s",
+        ">= 40,000 msg/s",
+    )
     repeat(ctx, row, lambda i: render_rate(ctx, row))
     row.note = join(row.note, "times the render loop only (compiled once, pinned to one CPU)")
     row.met = (row.median or 0) >= 40_000
@@ -139,8 +159,13 @@ def _run_once(ctx: Context, row: Row, seed: Path, name: str, n: int) -> float:
 
 def bench_run_100k(ctx: Context) -> Row:
     n = ctx.sizes["run_100k"]
-    row = Row("run_100k", "run nps: plan + render + write outbox, end to end",
-              f"{fmt_n(n)} customers", "deliveries/s", ">= 10,000 /s")
+    row = Row(
+        "run_100k",
+        "run nps: plan + render + write outbox, end to end",
+        f"{fmt_n(n)} customers",
+        "deliveries/s",
+        ">= 10,000 /s",
+    )
     seed = ctx.seeded("outbox", n)
     repeat(ctx, row, lambda i: _run_once(ctx, row, seed, f"run-{n}-{i}", n))
     row.met = (row.median or 0) >= 10_000
@@ -149,8 +174,9 @@ def bench_run_100k(ctx: Context) -> Row:
 
 def bench_run_1m(ctx: Context) -> Row:
     n = ctx.sizes["million"]
-    row = Row("run_1m", "run nps end to end: peak memory", f"{fmt_n(n)} customers",
-              "MB RSS", "< 300 MB")
+    row = Row(
+        "run_1m", "run nps end to end: peak memory", f"{fmt_n(n)} customers", "MB RSS", "< 300 MB"
+    )
     seed = million_customers(ctx)
     ws = copy_workspace(seed, ctx.path(f"run-million-{n}"))
     ctx.cache["ws_million_run"] = ws
@@ -158,21 +184,27 @@ def bench_run_1m(ctx: Context) -> Row:
     row.rss_mb = child.rss_mb
     row.values = [child.rss_mb]
     if child.timed_out:
-        row.note = (f"did not finish in {child.wall:.0f} s (< {n / child.wall:,.0f} "
-                    "deliveries/s); peak RSS so far")
+        row.note = (
+            f"did not finish in {child.wall:.0f} s (< {n / child.wall:,.0f} "
+            "deliveries/s); peak RSS so far"
+        )
         progress = run_child(outreach(ws, "report", "nps", "--json"), timeout=ctx.timeout)
         if progress.returncode == 0:
             got = json_out(progress)
-            row.note = join(row.note, f"when stopped: {got.get('planned', 0):,} planned, "
-                            f"{got.get('sent', 0):,} sent")
+            row.note = join(
+                row.note,
+                f"when stopped: {got.get('planned', 0):,} planned, {got.get('sent', 0):,} sent",
+            )
         row.met = False if child.rss_mb >= 300 else None
         return row
     check(child)
     sent = count_sent(json_out(child))
     ctx.cache["million_run_complete"] = sent == n
-    row.note = join("1 run" if ctx.mode == "full" else "",
-                    f"{n / child.wall:,.0f} deliveries/s ({child.wall:.0f} s)",
-                    f"sent {sent} of {n}" if sent != n else "")
+    row.note = join(
+        "1 run" if ctx.mode == "full" else "",
+        f"{n / child.wall:,.0f} deliveries/s ({child.wall:.0f} s)",
+        f"sent {sent} of {n}" if sent != n else "",
+    )
     row.met = child.rss_mb < 300
     return row
 
@@ -189,8 +221,13 @@ def _million_run(ctx: Context) -> Path:
 
 def bench_rerun_1m(ctx: Context) -> Row:
     n = ctx.sizes["million"]
-    row = Row("rerun_1m", "second run of the same occurrence (sends nothing)",
-              f"{fmt_n(n)} deliveries", "s", "< 5 s")
+    row = Row(
+        "rerun_1m",
+        "second run of the same occurrence (sends nothing)",
+        f"{fmt_n(n)} deliveries",
+        "s",
+        "< 5 s",
+    )
     try:
         ws = _million_run(ctx)
     except NotAvailable as exc:
@@ -227,8 +264,9 @@ def bench_report_1m(ctx: Context) -> Row:
     planned: list[int] = []
 
     def once(i: int) -> float:
-        child = check(run_child(outreach(Path(ws), "report", "nps", "--json", now=LATER),
-                                timeout=ctx.timeout))
+        child = check(
+            run_child(outreach(Path(ws), "report", "nps", "--json", now=LATER), timeout=ctx.timeout)
+        )
         planned.append(int(json_out(child).get("planned") or 0))
         max_rss(row, child.rss_mb)
         return child.wall
@@ -244,21 +282,27 @@ def bench_report_1m(ctx: Context) -> Row:
     return row
 
 
-
-
-
 def bench_ingest_100k(ctx: Context) -> Row:
     n = ctx.sizes["ingest"]
     customers_n = ctx.sizes["export_customers"]
-    row = Row("ingest_100k", "replies ingest (normalized JSONL)", f"{fmt_n(n)} messages",
-              "msg/s", ">= 10,000 msg/s")
+    row = Row(
+        "ingest_100k",
+        "replies ingest (normalized JSONL)",
+        f"{fmt_n(n)} messages",
+        "msg/s",
+        ">= 10,000 msg/s",
+    )
     seed = ctx.seeded("inbound", customers_n)
     source = ctx.replies_jsonl(n, customers_n)
 
     def once(i: int) -> float:
         ws = copy_workspace(seed, ctx.path(f"ingest-{i}"))
-        child = check(run_child(outreach(ws, "replies", "ingest", str(source), "--json",
-                                         now=LATER), timeout=ctx.timeout))
+        child = check(
+            run_child(
+                outreach(ws, "replies", "ingest", str(source), "--json", now=LATER),
+                timeout=ctx.timeout,
+            )
+        )
         result = json_out(child)
         if result.get("stored") != n:
             row.note = join(row.note, f"stored {result.get('stored')} of {n}")
@@ -266,8 +310,11 @@ def bench_ingest_100k(ctx: Context) -> Row:
         return n / child.wall
 
     repeat(ctx, row, once)
-    row.note = join(row.note, f"from {fmt_n(customers_n)} customers, no survey open: "
-                    "answers become conversation messages")
+    row.note = join(
+        row.note,
+        f"from {fmt_n(customers_n)} customers, no survey open: "
+        "answers become conversation messages",
+    )
     row.met = (row.median or 0) >= 10_000
     return row
 
@@ -275,19 +322,41 @@ def bench_ingest_100k(ctx: Context) -> Row:
 def bench_export_1m(ctx: Context) -> Row:
     n = ctx.sizes["export"]
     customers_n = ctx.sizes["export_customers"]
-    row = Row("export_1m", "export replies to CSV, streamed", f"{fmt_n(n)} replies", "rows/s",
-              ">= 100,000 rows/s, < 100 MB")
+    row = Row(
+        "export_1m",
+        "export replies to CSV, streamed",
+        f"{fmt_n(n)} replies",
+        "rows/s",
+        ">= 100,000 rows/s, < 100 MB",
+    )
     ws = copy_workspace(ctx.seeded("inbound", customers_n), ctx.path("export"))
     ctx.log(f"  set-up: storing {n:,} inbound messages")
-    seeded = json_out(check(run_child(
-        [sys.executable, "-m", "benchmarks.children", "seed-replies", str(ws), str(n),
-         str(customers_n)], timeout=max(ctx.timeout, 1800.0))))
+    seeded = json_out(
+        check(
+            run_child(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.children",
+                    "seed-replies",
+                    str(ws),
+                    str(n),
+                    str(customers_n),
+                ],
+                timeout=max(ctx.timeout, 1800.0),
+            )
+        )
+    )
     rows = int(seeded["count"])
 
     def once(i: int) -> float:
         out = ctx.path(f"export-{i}.csv")
-        child = check(run_child(outreach(ws, "export", "replies", "--format", "csv", "-o",
-                                         str(out), now=LATER), timeout=ctx.timeout))
+        child = check(
+            run_child(
+                outreach(ws, "export", "replies", "--format", "csv", "-o", str(out), now=LATER),
+                timeout=ctx.timeout,
+            )
+        )
         with out.open("rb") as f:
             lines = sum(1 for _ in f) - 1
         if lines != rows:
@@ -300,5 +369,3 @@ def bench_export_1m(ctx: Context) -> Row:
     row.size = f"{fmt_n(rows)} replies"
     row.met = (row.median or 0) >= 100_000 and (row.rss_mb or 0) < 100
     return row
-
-

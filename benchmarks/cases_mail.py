@@ -37,16 +37,19 @@ def _mailbox(ctx: Context, n: int, customers_n: int) -> Iterator[tuple[Path, dic
         with running_dovecot(root) as server:
             account = server.account()
             _deliver(account.maildir, n, customers_n)
-            seed = copy_workspace(ctx.seeded("mail", customers_n),
-                                  ctx.path(f"mail-{server.port}"))
+            seed = copy_workspace(ctx.seeded("mail", customers_n), ctx.path(f"mail-{server.port}"))
             toml = seed / "outreach.toml"
-            toml.write_text(toml.read_text(encoding="utf-8").replace(
-                "[channels.email]\n",
-                f'[channels.email]\nimap_host = "127.0.0.1"\nimap_port = {server.port}\n'
-                'imap_security = "none"\nimap_username_env = "BENCH_IMAP_USER"\n'
-                'imap_password_env = "BENCH_IMAP_PASSWORD"\n', 1), encoding="utf-8")
-            yield seed, {"BENCH_IMAP_USER": account.user,
-                         "BENCH_IMAP_PASSWORD": account.password}
+            toml.write_text(
+                toml.read_text(encoding="utf-8").replace(
+                    "[channels.email]\n",
+                    f'[channels.email]\nimap_host = "127.0.0.1"\nimap_port = {server.port}\n'
+                    'imap_security = "none"\nimap_username_env = "BENCH_IMAP_USER"\n'
+                    'imap_password_env = "BENCH_IMAP_PASSWORD"\n',
+                    1,
+                ),
+                encoding="utf-8",
+            )
+            yield seed, {"BENCH_IMAP_USER": account.user, "BENCH_IMAP_PASSWORD": account.password}
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -82,14 +85,24 @@ def _deliver(maildir: Path, n: int, customers_n: int) -> None:
 def bench_imap_sync_10k(ctx: Context) -> Row:
     n = ctx.sizes["imap"]
     customers_n = ctx.sizes["export_customers"]
-    row = Row("imap_sync_10k", "replies sync: first sync from loopback Dovecot",
-              f"{fmt_n(n)} messages", "msg/s", ">= 1,000 msg/s, < 200 MB")
+    row = Row(
+        "imap_sync_10k",
+        "replies sync: first sync from loopback Dovecot",
+        f"{fmt_n(n)} messages",
+        "msg/s",
+        ">= 1,000 msg/s, < 200 MB",
+    )
     with _mailbox(ctx, n, customers_n) as (seed, env):
 
         def once(i: int) -> float:
             ws = copy_workspace(seed, ctx.path(f"imap-{i}"))
-            child = check(run_child(outreach(ws, "replies", "sync", "--json", now=LATER),
-                                    timeout=ctx.timeout, env=env))
+            child = check(
+                run_child(
+                    outreach(ws, "replies", "sync", "--json", now=LATER),
+                    timeout=ctx.timeout,
+                    env=env,
+                )
+            )
             [result] = json_out(child)["channels"]
             if result.get("stored") != n:
                 row.note = join(row.note, f"stored {result.get('stored')} of {n}")
@@ -97,24 +110,34 @@ def bench_imap_sync_10k(ctx: Context) -> Row:
             return n / child.wall
 
         repeat(ctx, row, once)
-    row.note = join(row.note, "Gmail-style replies with quoted history, matched by sender "
-                    "after an unknown In-Reply-To; the server indexes them on this sync")
+    row.note = join(
+        row.note,
+        "Gmail-style replies with quoted history, matched by sender "
+        "after an unknown In-Reply-To; the server indexes them on this sync",
+    )
     row.met = (row.median or 0) >= 1_000 and (row.rss_mb or 0) < 200
     return row
 
 
 def bench_imap_idle(ctx: Context) -> Row:
     n = ctx.sizes["imap"]
-    row = Row("imap_idle", "replies sync with nothing new", f"{fmt_n(n)} stored", "s",
-              "< 0.5 s")
+    row = Row("imap_idle", "replies sync with nothing new", f"{fmt_n(n)} stored", "s", "< 0.5 s")
     with _mailbox(ctx, n, ctx.sizes["export_customers"]) as (seed, env):
         ws = copy_workspace(seed, ctx.path("imap-idle"))
-        check(run_child(outreach(ws, "replies", "sync", "--json", now=LATER),
-                        timeout=ctx.timeout, env=env))
+        check(
+            run_child(
+                outreach(ws, "replies", "sync", "--json", now=LATER), timeout=ctx.timeout, env=env
+            )
+        )
 
         def once(i: int) -> float:
-            child = check(run_child(outreach(ws, "replies", "sync", "--json", now=LATER),
-                                    timeout=ctx.timeout, env=env))
+            child = check(
+                run_child(
+                    outreach(ws, "replies", "sync", "--json", now=LATER),
+                    timeout=ctx.timeout,
+                    env=env,
+                )
+            )
             max_rss(row, child.rss_mb)
             return child.wall
 

@@ -67,26 +67,43 @@ def _mailmerge_files(ctx: Context, n: int, port: int) -> list[str]:
         f"[smtp_server]\nhost = 127.0.0.1\nport = {port}\nsecurity = Never\nratelimit = 0\n",
         encoding="utf-8",
     )
-    return ["--template", str(folder / "template.txt"), "--database",
-            str(folder / "database.csv"), "--config", str(folder / "server.conf"),
-            "--no-limit", "--output-format", "raw"]
+    return [
+        "--template",
+        str(folder / "template.txt"),
+        "--database",
+        str(folder / "database.csv"),
+        "--config",
+        str(folder / "server.conf"),
+        "--no-limit",
+        "--output-format",
+        "raw",
+    ]
 
 
-def _ratio_row(row: Row, ours: list[float], theirs: list[float], peer: str, target: float,
-               how: str) -> Row:
+def _ratio_row(
+    row: Row, ours: list[float], theirs: list[float], peer: str, target: float, how: str
+) -> Row:
     ours_median, theirs_median = statistics.median(ours), statistics.median(theirs)
     row.values = [ours_median / theirs_median]
     low, high = min(ours) / max(theirs), max(ours) / min(theirs)
-    row.note = join(f"outreach {ours_median:,.0f} msg/s vs {peer} {theirs_median:,.0f} msg/s "
-                    f"(ratio range {low:.1f}-{high:.1f}x)", how)
+    row.note = join(
+        f"outreach {ours_median:,.0f} msg/s vs {peer} {theirs_median:,.0f} msg/s "
+        f"(ratio range {low:.1f}-{high:.1f}x)",
+        how,
+    )
     row.met = row.values[0] >= target
     return row
 
 
 def bench_render_vs_mailmerge(ctx: Context) -> Row:
     n = ctx.sizes["mm_render"]
-    row = Row("render_vs_mailmerge", "render: outreach / mailmerge --dry-run",
-              f"{fmt_n(n)} messages (peer)", "x faster", ">= 10x")
+    row = Row(
+        "render_vs_mailmerge",
+        "render: outreach / mailmerge --dry-run",
+        f"{fmt_n(n)} messages (peer)",
+        "x faster",
+        ">= 10x",
+    )
     command = _mailmerge()
     args = _mailmerge_files(ctx, n, 25)
     rates: list[float] = []
@@ -99,14 +116,25 @@ def bench_render_vs_mailmerge(ctx: Context) -> Row:
 
     repeat(ctx, Row("mm", ""), once)
     ours = ctx.cache.get("render_rates") or [render_rate(ctx, Row("r", ""))]
-    return _ratio_row(row, ours, rates, "mailmerge", 10,
-                      "outreach: render_100k's Renderer loop; mailmerge: whole CLI run")
+    return _ratio_row(
+        row,
+        ours,
+        rates,
+        "mailmerge",
+        10,
+        "outreach: render_100k's Renderer loop; mailmerge: whole CLI run",
+    )
 
 
 def bench_smtp_vs_mailmerge(ctx: Context) -> Row:
     n = ctx.sizes["mm_smtp"]
-    row = Row("smtp_vs_mailmerge", "SMTP send: outreach / mailmerge",
-              f"{fmt_n(n)} messages (peer)", "x faster", ">= 5x")
+    row = Row(
+        "smtp_vs_mailmerge",
+        "SMTP send: outreach / mailmerge",
+        f"{fmt_n(n)} messages (peer)",
+        "x faster",
+        ">= 5x",
+    )
     command = _mailmerge()
     with LoopbackServer("smtp") as server:
         args = _mailmerge_files(ctx, n, server.port)
@@ -114,8 +142,9 @@ def bench_smtp_vs_mailmerge(ctx: Context) -> Row:
 
         def once(i: int) -> float:
             server.stats()
-            child = run_child([command, "--no-dry-run", *args], timeout=ctx.timeout,
-                              keep_stdout=False)
+            child = run_child(
+                [command, "--no-dry-run", *args], timeout=ctx.timeout, keep_stdout=False
+            )
             check(child)
             rate = server_rate(server.stats())
             rates.append(rate)
@@ -126,25 +155,43 @@ def bench_smtp_vs_mailmerge(ctx: Context) -> Row:
         if not ours:
             ours = smtp_rates(ctx, Row("smtp", ""), server)
         ceiling = _ceiling(ctx, server, "smtp-ceiling", str(server.port), ctx.sizes["smtp"], 8)
-    _ratio_row(row, ours, rates, "mailmerge", 5,
-               "both as seen by the same aiosmtpd server, first to last message")
-    row.note = join(row.note, f"ceiling: bare aiosmtplib over 8 connections, nothing else, "
-                    f"{ceiling:,.0f} msg/s = {ceiling / statistics.median(rates):.1f}x mailmerge")
+    _ratio_row(
+        row,
+        ours,
+        rates,
+        "mailmerge",
+        5,
+        "both as seen by the same aiosmtpd server, first to last message",
+    )
+    row.note = join(
+        row.note,
+        f"ceiling: bare aiosmtplib over 8 connections, nothing else, "
+        f"{ceiling:,.0f} msg/s = {ceiling / statistics.median(rates):.1f}x mailmerge",
+    )
     return row
 
 
 def bench_webhooks_vs_apprise(ctx: Context) -> Row:
     n = ctx.sizes["webhooks"]
-    row = Row("webhooks_vs_apprise", "JSON webhooks: outreach webhook / apprise json://",
-              f"{fmt_n(n)} notifications", "x faster", ">= 10x")
+    row = Row(
+        "webhooks_vs_apprise",
+        "JSON webhooks: outreach webhook / apprise json://",
+        f"{fmt_n(n)} notifications",
+        "x faster",
+        ">= 10x",
+    )
     try:
         import apprise  # noqa: F401
     except ImportError:
         raise NotAvailable(PEER_MISSING) from None
     with LoopbackServer("json") as server:
-        channel = {"app": (f'provider = "webhook"\nurl = "http://127.0.0.1:{server.port}'
-                           '/hooks/outreach"\nsecret_env = "BENCH_WEBHOOK_SECRET"\n'
-                           "concurrency = 64\n")}
+        channel = {
+            "app": (
+                f'provider = "webhook"\nurl = "http://127.0.0.1:{server.port}'
+                '/hooks/outreach"\nsecret_env = "BENCH_WEBHOOK_SECRET"\n'
+                "concurrency = 64\n"
+            )
+        }
         seed = ctx.seeded("webhook", n, channels=channel, customer_channels=("app",))
         for folder in (seed / "templates").iterdir():
             sms = folder / "sms.j2"
@@ -161,9 +208,19 @@ def bench_webhooks_vs_apprise(ctx: Context) -> Row:
 
         def apprise_once(i: int) -> float:
             server.stats()
-            child = check(run_child([sys.executable, "-m", "benchmarks.children", "apprise",
-                                     f"json://127.0.0.1:{server.port}/hooks/apprise", str(n)],
-                                    timeout=ctx.timeout))
+            child = check(
+                run_child(
+                    [
+                        sys.executable,
+                        "-m",
+                        "benchmarks.children",
+                        "apprise",
+                        f"json://127.0.0.1:{server.port}/hooks/apprise",
+                        str(n),
+                    ],
+                    timeout=ctx.timeout,
+                )
+            )
             ok = json_out(child).get("ok")
             if ok != n:
                 row.note = join(row.note, f"apprise: {ok} of {n} ok")
@@ -171,28 +228,50 @@ def bench_webhooks_vs_apprise(ctx: Context) -> Row:
             return theirs[-1]
 
         repeat(ctx, Row("apprise", ""), apprise_once)
-        ceiling = _ceiling(ctx, server, "httpx-ceiling",
-                           f"http://127.0.0.1:{server.port}/hooks/bare", n, 64)
+        ceiling = _ceiling(
+            ctx, server, "httpx-ceiling", f"http://127.0.0.1:{server.port}/hooks/bare", n, 64
+        )
     note = row.note
-    _ratio_row(row, ours, theirs, "apprise", 10,
-               "both as seen by the same JSON endpoint; outreach signs each (Standard Webhooks)")
-    row.note = join(row.note, note, f"ceiling: bare httpx POSTs, nothing else, {ceiling:,.0f} "
-                    f"msg/s = {ceiling / statistics.median(theirs):.1f}x apprise")
+    _ratio_row(
+        row,
+        ours,
+        theirs,
+        "apprise",
+        10,
+        "both as seen by the same JSON endpoint; outreach signs each (Standard Webhooks)",
+    )
+    row.note = join(
+        row.note,
+        note,
+        f"ceiling: bare httpx POSTs, nothing else, {ceiling:,.0f} "
+        f"msg/s = {ceiling / statistics.median(theirs):.1f}x apprise",
+    )
     return row
 
 
-def _ceiling(ctx: Context, server: LoopbackServer, job: str, target: str, n: int,
-             concurrency: int) -> float:
+def _ceiling(
+    ctx: Context, server: LoopbackServer, job: str, target: str, n: int, concurrency: int
+) -> float:
     """The rate the bare client library reaches against ``server`` (best of the runs)."""
     rates = []
     for _ in range(ctx.runs):
         server.stats()
-        child = check(run_child([sys.executable, "-m", "benchmarks.children", job, target,
-                                 str(n), str(concurrency)], timeout=ctx.timeout))
+        child = check(
+            run_child(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.children",
+                    job,
+                    target,
+                    str(n),
+                    str(concurrency),
+                ],
+                timeout=ctx.timeout,
+            )
+        )
         ok = json_out(child).get("ok")
         if ok != n:
             raise ChildFailed(f"{job}: {ok} of {n} accepted")
         rates.append(server_rate(server.stats()))
     return max(rates)
-
-

@@ -55,8 +55,15 @@ def render(workspace: Path, n: int) -> dict[str, Any]:
     start = time.perf_counter()
     size = 0
     for customer, link in zip(people, links, strict=True):
-        message = renderer.render("nps", "email", customer, campaign=campaign, survey=SURVEY,
-                                  unsubscribe_url=link, now=now)
+        message = renderer.render(
+            "nps",
+            "email",
+            customer,
+            campaign=campaign,
+            survey=SURVEY,
+            unsubscribe_url=link,
+            now=now,
+        )
         size += len(message.body)
     seconds = time.perf_counter() - start
     return {"count": n, "seconds": seconds, "chars": size}
@@ -71,8 +78,13 @@ def send_apprise(url: str, n: int) -> dict[str, Any]:
     start = time.perf_counter()
     ok = 0
     for i in range(n):
-        ok += bool(notifier.notify(title="Acme survey", body=f"How likely are you to recommend "
-                                   f"Acme to a friend or colleague? (customer c{i:07d})"))
+        ok += bool(
+            notifier.notify(
+                title="Acme survey",
+                body=f"How likely are you to recommend "
+                f"Acme to a friend or colleague? (customer c{i:07d})",
+            )
+        )
     return {"count": n, "ok": ok, "seconds": time.perf_counter() - start}
 
 
@@ -93,8 +105,9 @@ def httpx_ceiling(url: str, n: int, concurrency: int) -> dict[str, Any]:
         async def worker() -> None:
             nonlocal ok
             for i in left:
-                request = httpx.Request("POST", target, json={"id": i, "text": "How likely …"},
-                                        extensions=timeout)
+                request = httpx.Request(
+                    "POST", target, json={"id": i, "text": "How likely …"}, extensions=timeout
+                )
                 answer = await transport.handle_async_request(request)
                 ok += answer.status_code == 200
 
@@ -113,8 +126,10 @@ def smtp_ceiling(port: int, n: int, connections: int) -> dict[str, Any]:
     import aiosmtplib
 
     # about the size of outreach's NPS email (1.3 KB)
-    message = (b"From: Acme <hello@example.com>\nTo: c@example.com\nSubject: Would you "
-               b"recommend Acme?\n\n" + b"How likely are you to recommend Acme?\n" * 32)
+    message = (
+        b"From: Acme <hello@example.com>\nTo: c@example.com\nSubject: Would you "
+        b"recommend Acme?\n\n" + b"How likely are you to recommend Acme?\n" * 32
+    )
 
     async def go() -> int:
         left = iter(range(n))
@@ -122,8 +137,9 @@ def smtp_ceiling(port: int, n: int, connections: int) -> dict[str, Any]:
 
         async def worker() -> None:
             nonlocal ok
-            client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, use_tls=False,
-                                     start_tls=False, timeout=30)
+            client = aiosmtplib.SMTP(
+                hostname="127.0.0.1", port=port, use_tls=False, start_tls=False, timeout=30
+            )
             await client.connect()
             for _ in left:
                 await client.sendmail("hello@example.com", ["c@example.com"], message)
@@ -170,9 +186,14 @@ def seed_replies(workspace: Path, n: int, customer_count: int) -> dict[str, Any]
                         )
                         conversations[customer_id] = conversation
                     if store.conversations.insert_message(
-                        conversation_id=conversation, customer_id=customer_id, direction="in",
-                        channel=r["channel"], address=r["from"], text=r["text"],
-                        external_id=r["id"], at=r["received_at"],
+                        conversation_id=conversation,
+                        customer_id=customer_id,
+                        direction="in",
+                        channel=r["channel"],
+                        address=r["from"],
+                        text=r["text"],
+                        external_id=r["id"],
+                        at=r["received_at"],
                     ):
                         stored += 1
     finally:
@@ -193,9 +214,12 @@ def main(argv: list[str]) -> int:
     elif job == "seed-replies" and len(argv) == 4:
         result = seed_replies(Path(argv[1]), int(argv[2]), int(argv[3]))
     else:
-        print("usage: python -m benchmarks.children render WS N | apprise URL N | "
-              "httpx-ceiling URL N CONCURRENCY | smtp-ceiling PORT N CONNECTIONS | "
-              "seed-replies WS N CUSTOMERS", file=sys.stderr)
+        print(
+            "usage: python -m benchmarks.children render WS N | apprise URL N | "
+            "httpx-ceiling URL N CONCURRENCY | smtp-ceiling PORT N CONNECTIONS | "
+            "seed-replies WS N CUSTOMERS",
+            file=sys.stderr,
+        )
         return 2
     print(json.dumps(result))
     return 0

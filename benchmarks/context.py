@@ -46,24 +46,60 @@ LATER = "2026-12-01T16:00:00Z"
 
 SIZES: dict[str, dict[str, int]] = {
     "full": {
-        "startup": 10, "import_100k": 100_000, "million": 1_000_000, "render": 100_000,
-        "run_100k": 100_000, "twilio": 20_000, "rate": 1_000, "smtp": 5_000,
-        "serve": 20_000, "serve_run": 20_000, "ingest": 100_000, "export": 1_000_000,
-        "export_customers": 100_000, "mm_render": 20_000, "mm_smtp": 1_000, "webhooks": 3_000,
+        "startup": 10,
+        "import_100k": 100_000,
+        "million": 1_000_000,
+        "render": 100_000,
+        "run_100k": 100_000,
+        "twilio": 20_000,
+        "rate": 1_000,
+        "smtp": 5_000,
+        "serve": 20_000,
+        "serve_run": 20_000,
+        "ingest": 100_000,
+        "export": 1_000_000,
+        "export_customers": 100_000,
+        "mm_render": 20_000,
+        "mm_smtp": 1_000,
+        "webhooks": 3_000,
         "imap": 10_000,
     },
     "quick": {
-        "startup": 3, "import_100k": 10_000, "million": 5_000, "render": 10_000,
-        "run_100k": 2_000, "twilio": 2_000, "rate": 300, "smtp": 500,
-        "serve": 2_000, "serve_run": 1_000, "ingest": 2_000, "export": 20_000,
-        "export_customers": 2_000, "mm_render": 2_000, "mm_smtp": 200, "webhooks": 300,
+        "startup": 3,
+        "import_100k": 10_000,
+        "million": 5_000,
+        "render": 10_000,
+        "run_100k": 2_000,
+        "twilio": 2_000,
+        "rate": 300,
+        "smtp": 500,
+        "serve": 2_000,
+        "serve_run": 1_000,
+        "ingest": 2_000,
+        "export": 20_000,
+        "export_customers": 2_000,
+        "mm_render": 2_000,
+        "mm_smtp": 200,
+        "webhooks": 300,
         "imap": 1_000,
     },
     "tiny": {
-        "startup": 1, "import_100k": 200, "million": 200, "render": 200,
-        "run_100k": 100, "twilio": 100, "rate": 60, "smtp": 50,
-        "serve": 100, "serve_run": 50, "ingest": 100, "export": 500,
-        "export_customers": 100, "mm_render": 50, "mm_smtp": 20, "webhooks": 50,
+        "startup": 1,
+        "import_100k": 200,
+        "million": 200,
+        "render": 200,
+        "run_100k": 100,
+        "twilio": 100,
+        "rate": 60,
+        "smtp": 50,
+        "serve": 100,
+        "serve_run": 50,
+        "ingest": 100,
+        "export": 500,
+        "export_customers": 100,
+        "mm_render": 50,
+        "mm_smtp": 20,
+        "webhooks": 50,
         "imap": 50,
     },
 }
@@ -112,8 +148,9 @@ class Context:
             data.write_replies_jsonl(target, n, customer_count)
         return target
 
-    def new_workspace(self, name: str, channels: dict[str, str] | None = None,
-                      public_url: str | None = None) -> Path:
+    def new_workspace(
+        self, name: str, channels: dict[str, str] | None = None, public_url: str | None = None
+    ) -> Path:
         """``outreach init`` + configuration: no rate limits, channel overrides applied."""
         ws = self.path(name)
         if ws.exists():
@@ -122,9 +159,15 @@ class Context:
         configure(ws, channels or {}, public_url)
         return ws
 
-    def seeded(self, key: str, n: int, *, channels: dict[str, str] | None = None,
-               customer_channels: tuple[str, ...] = data.CHANNELS,
-               public_url: str | None = None) -> Path:
+    def seeded(
+        self,
+        key: str,
+        n: int,
+        *,
+        channels: dict[str, str] | None = None,
+        customer_channels: tuple[str, ...] = data.CHANNELS,
+        public_url: str | None = None,
+    ) -> Path:
         """A prepared workspace with ``n`` imported customers (made once per session)."""
         cached = self.cache.get(("seed", key, n))
         if cached is not None:
@@ -132,8 +175,9 @@ class Context:
         self.log(f"  set-up: importing {n:,} customers for {key}")
         ws = self.new_workspace(f"seed-{key}-{n}", channels, public_url)
         imported = run_child(
-            outreach(ws, "customers", "import", str(self.customers_csv(n, customer_channels)),
-                     "--json"),
+            outreach(
+                ws, "customers", "import", str(self.customers_csv(n, customer_channels)), "--json"
+            ),
             timeout=max(self.timeout, 1800.0),
         )
         check(imported)
@@ -214,4 +258,3 @@ def fmt_n(n: int) -> str:
 
 def count_sent(result: Any) -> int:
     return int(result.get("sent", 0)) if isinstance(result, dict) else 0
-

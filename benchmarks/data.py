@@ -36,24 +36,148 @@ SEED = 20261201
 NOW = "2026-12-01T15:30:00Z"
 
 _FIRST = {
-    "NL": ["Anna", "Sanne", "Fleur", "Lotte", "Emma", "Julia", "Daan", "Joost", "Pieter",
-           "Sem", "Lucas", "Bram", "Thijs", "Noor", "Inge", "Maarten", "Eline", "Ruben"],
-    "BE": ["Lien", "Wout", "Elke", "Jens", "Louise", "Arne", "Hélène", "Céline", "Kobe",
-           "Nathalie", "Seppe", "Marie", "Thibault", "Febe", "Lars", "Zoë"],
-    "US": ["James", "Mary", "Robert", "Patricia", "Michael", "Jennifer", "David", "Linda",
-           "Ashley", "Christopher", "Jessica", "Daniel", "María", "José", "Aaliyah", "Tyler"],
-    "GB": ["Oliver", "Amelia", "George", "Isla", "Harry", "Ava", "Jack", "Sophie", "Charlie",
-           "Freya", "Thomas", "Niamh", "Siobhan", "Rhys", "Eilidh", "Callum"],
+    "NL": [
+        "Anna",
+        "Sanne",
+        "Fleur",
+        "Lotte",
+        "Emma",
+        "Julia",
+        "Daan",
+        "Joost",
+        "Pieter",
+        "Sem",
+        "Lucas",
+        "Bram",
+        "Thijs",
+        "Noor",
+        "Inge",
+        "Maarten",
+        "Eline",
+        "Ruben",
+    ],
+    "BE": [
+        "Lien",
+        "Wout",
+        "Elke",
+        "Jens",
+        "Louise",
+        "Arne",
+        "Hélène",
+        "Céline",
+        "Kobe",
+        "Nathalie",
+        "Seppe",
+        "Marie",
+        "Thibault",
+        "Febe",
+        "Lars",
+        "Zoë",
+    ],
+    "US": [
+        "James",
+        "Mary",
+        "Robert",
+        "Patricia",
+        "Michael",
+        "Jennifer",
+        "David",
+        "Linda",
+        "Ashley",
+        "Christopher",
+        "Jessica",
+        "Daniel",
+        "María",
+        "José",
+        "Aaliyah",
+        "Tyler",
+    ],
+    "GB": [
+        "Oliver",
+        "Amelia",
+        "George",
+        "Isla",
+        "Harry",
+        "Ava",
+        "Jack",
+        "Sophie",
+        "Charlie",
+        "Freya",
+        "Thomas",
+        "Niamh",
+        "Siobhan",
+        "Rhys",
+        "Eilidh",
+        "Callum",
+    ],
 }
 _LAST = {
-    "NL": ["de Vries", "Jansen", "Bakker", "Visser", "Smit", "Meijer", "de Boer", "Mulder",
-           "de Groot", "Bos", "van Dijk", "Hendriks", "van den Berg", "Dekker", "Brouwer"],
-    "BE": ["Peeters", "Janssens", "Maes", "Jacobs", "Mertens", "Willems", "Claes", "Goossens",
-           "Wouters", "De Smet", "Dubois", "Lambert", "Vermeulen", "Michiels"],
-    "US": ["Smith", "Johnson", "Williams", "Brown", "Jones", "García", "Miller", "Davis",
-           "Rodriguez", "Martinez", "Wilson", "Anderson", "Taylor", "Thomas", "O'Connor"],
-    "GB": ["Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Evans", "Thomas",
-           "Roberts", "Walker", "Wright", "Hughes", "McDonald", "Ó Briain"],
+    "NL": [
+        "de Vries",
+        "Jansen",
+        "Bakker",
+        "Visser",
+        "Smit",
+        "Meijer",
+        "de Boer",
+        "Mulder",
+        "de Groot",
+        "Bos",
+        "van Dijk",
+        "Hendriks",
+        "van den Berg",
+        "Dekker",
+        "Brouwer",
+    ],
+    "BE": [
+        "Peeters",
+        "Janssens",
+        "Maes",
+        "Jacobs",
+        "Mertens",
+        "Willems",
+        "Claes",
+        "Goossens",
+        "Wouters",
+        "De Smet",
+        "Dubois",
+        "Lambert",
+        "Vermeulen",
+        "Michiels",
+    ],
+    "US": [
+        "Smith",
+        "Johnson",
+        "Williams",
+        "Brown",
+        "Jones",
+        "García",
+        "Miller",
+        "Davis",
+        "Rodriguez",
+        "Martinez",
+        "Wilson",
+        "Anderson",
+        "Taylor",
+        "Thomas",
+        "O'Connor",
+    ],
+    "GB": [
+        "Smith",
+        "Jones",
+        "Taylor",
+        "Brown",
+        "Williams",
+        "Wilson",
+        "Evans",
+        "Thomas",
+        "Roberts",
+        "Walker",
+        "Wright",
+        "Hughes",
+        "McDonald",
+        "Ó Briain",
+    ],
 }
 _ZONES = {
     "NL": ["Europe/Amsterdam"],
@@ -72,8 +196,18 @@ _US_AREAS = ["212", "312", "617", "313", "646", "718", "773", "415", "202", "305
 _COUNTRIES = ["NL"] * 45 + ["BE"] * 20 + ["US"] * 20 + ["GB"] * 15
 CHANNELS = ("email", "sms", "whatsapp")
 PLANS = ("basic", "pro", "enterprise")
-CUSTOMER_COLUMNS = ("id", "name", "email", "phone", "preferred_channel", "locale", "timezone",
-                    "opted_in", "plan", "country")
+CUSTOMER_COLUMNS = (
+    "id",
+    "name",
+    "email",
+    "phone",
+    "preferred_channel",
+    "locale",
+    "timezone",
+    "opted_in",
+    "plan",
+    "country",
+)
 
 
 @dataclass(frozen=True)
@@ -115,8 +249,13 @@ def phone_for(country: str, index: int) -> str:
     return f"+1{area}{exchange}{index % 10_000:04d}"
 
 
-def customers(n: int, *, seed: int = SEED, channels: tuple[str, ...] = CHANNELS,
-              channel_weights: tuple[int, ...] | None = None) -> Iterator[Customer]:
+def customers(
+    n: int,
+    *,
+    seed: int = SEED,
+    channels: tuple[str, ...] = CHANNELS,
+    channel_weights: tuple[int, ...] | None = None,
+) -> Iterator[Customer]:
     """``n`` customers, the same ones for the same seed."""
     rng = random.Random(seed)
     weights = channel_weights or (50, 35, 15)[: len(channels)]
@@ -152,15 +291,33 @@ def write_customers_csv(path: Path, n: int, **options: Any) -> Path:
     return path
 
 
-_ANSWERS = ["9", "10", "8/10", "a 7!", "negen", "tien", "6", "nine", "10 - great service",
-            "5", "3/10", "8"]
-_FREE = ["Can someone call me about my invoice?", "Wanneer wordt mijn pakket bezorgd?",
-         "Thanks! 👍", "The app keeps logging me out", "Graag een terugbelverzoek",
-         "Is the store open on Sunday?"]
+_ANSWERS = [
+    "9",
+    "10",
+    "8/10",
+    "a 7!",
+    "negen",
+    "tien",
+    "6",
+    "nine",
+    "10 - great service",
+    "5",
+    "3/10",
+    "8",
+]
+_FREE = [
+    "Can someone call me about my invoice?",
+    "Wanneer wordt mijn pakket bezorgd?",
+    "Thanks! 👍",
+    "The app keeps logging me out",
+    "Graag een terugbelverzoek",
+    "Is the store open on Sunday?",
+]
 
 
-def replies(n: int, customer_count: int, *, seed: int = SEED + 1,
-            start: str = "2026-12-01T10:00:00Z") -> Iterator[dict[str, Any]]:
+def replies(
+    n: int, customer_count: int, *, seed: int = SEED + 1, start: str = "2026-12-01T10:00:00Z"
+) -> Iterator[dict[str, Any]]:
     """Normalized inbound JSONL records from the first ``customer_count`` customers.
 
     Mostly survey answers, some free text, a few STOPs and unknown senders; each from the

@@ -104,17 +104,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=250_000)
     parser.add_argument("--occurrences", type=int, default=4)
-    parser.add_argument("--reply-percent", type=int, default=100,
-                        help="share of deliveries answered by one inbound message")
+    parser.add_argument(
+        "--reply-percent",
+        type=int,
+        default=100,
+        help="share of deliveries answered by one inbound message",
+    )
     parser.add_argument("--keep", type=Path, help="build (or reuse) the workspace here")
     opts = parser.parse_args()
     folder = opts.keep or Path(tempfile.mkdtemp(prefix="outreach-bench-")) / "ws"
     try:
         if not (folder / "outreach.db").exists():
-            subprocess.run([sys.executable, "-m", "outreach", "init", str(folder)], check=True,
-                           capture_output=True)
-            subprocess.run([sys.executable, "-m", "outreach", "-w", str(folder), "status",
-                            "--json"], check=True, capture_output=True)  # creates the db
+            subprocess.run(
+                [sys.executable, "-m", "outreach", "init", str(folder)],
+                check=True,
+                capture_output=True,
+            )
+            subprocess.run(
+                [sys.executable, "-m", "outreach", "-w", str(folder), "status", "--json"],
+                check=True,
+                capture_output=True,
+            )  # creates the db
             start = time.perf_counter()
             fill(folder / "outreach.db", opts.customers, opts.occurrences, opts.reply_percent)
             print(f"filled in {time.perf_counter() - start:.1f} s")
@@ -122,17 +132,21 @@ def main() -> None:
         w = ["-w", str(folder)]
         took, _, proc = run([*w, "report", "nps", "--json"])
         data = json.loads(proc.stdout)
-        print(f"report nps ({data['planned'] + sum(data['skipped'].values()):,} deliveries): "
-              f"{took:.2f} s wall incl. start-up; sent {data['sent']:,}, replied "
-              f"{data['replied']:,}, nps {data['nps']}")
+        print(
+            f"report nps ({data['planned'] + sum(data['skipped'].values()):,} deliveries): "
+            f"{took:.2f} s wall incl. start-up; sent {data['sent']:,}, replied "
+            f"{data['replied']:,}, nps {data['nps']}"
+        )
         took, _, _ = run([*w, "report", "nps", "--occurrence", T.format(d=1), "--json"])
         print(f"report nps --occurrence (one of {opts.occurrences}): {took:.2f} s")
         took, _, _ = run([*w, "--help"])
         print(f"outreach --help: {took:.2f} s (start-up included above)")
         out = folder / "replies.csv"
         took, rss, _ = run([*w, "export", "replies", "-o", str(out)])
-        print(f"export replies: {total:,} rows in {took:.2f} s = {total / took:,.0f} rows/s, "
-              f"peak RSS {rss / 1024:.0f} MB, {out.stat().st_size / 1e6:.0f} MB of CSV")
+        print(
+            f"export replies: {total:,} rows in {took:.2f} s = {total / took:,.0f} rows/s, "
+            f"peak RSS {rss / 1024:.0f} MB, {out.stat().st_size / 1e6:.0f} MB of CSV"
+        )
     finally:
         if opts.keep is None:
             shutil.rmtree(folder.parent, ignore_errors=True)

@@ -187,8 +187,14 @@ class _TreeRss:
 class Background:
     """A long-running child (a server) that is always stopped, by its own process group."""
 
-    def __init__(self, argv: Sequence[str], *, cwd: Path | None = None,
-                 env: dict[str, str] | None = None, stdout_pipe: bool = False) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        stdout_pipe: bool = False,
+    ) -> None:
         self.proc = subprocess.Popen(
             list(argv),
             cwd=cwd or REPO,
@@ -205,8 +211,10 @@ class Background:
         """One line of the child's stdout, or ChildFailed when it does not come in time."""
         assert self.proc.stdout is not None
         box: list[str] = []
-        reader = threading.Thread(target=lambda: box.append(self.proc.stdout.readline()),  # type: ignore[union-attr]
-                                  daemon=True)
+        reader = threading.Thread(
+            target=lambda: box.append(self.proc.stdout.readline()),  # type: ignore[union-attr]
+            daemon=True,
+        )
         reader.start()
         reader.join(timeout)
         if not box or not box[0]:

@@ -52,8 +52,10 @@ def main() -> None:
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         assert result.exit_code == 0, result.output
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{n} rows: {wall:.1f} s wall ({n / wall:,.0f} rows/s), {cpu:.1f} s CPU "
-          f"({n / cpu:,.0f} rows/s), peak RSS {peak:.0f} MB")
+    print(
+        f"{n} rows: {wall:.1f} s wall ({n / wall:,.0f} rows/s), {cpu:.1f} s CPU "
+        f"({n / cpu:,.0f} rows/s), peak RSS {peak:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

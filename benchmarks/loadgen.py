@@ -28,8 +28,9 @@ def twilio_signature(token: str, url: str, params: dict[str, str]) -> str:
     return base64.b64encode(mac.digest()).decode()
 
 
-def signed_requests(host: str, port: int, path: str, token: str,
-                    forms: Iterable[dict[str, str]]) -> list[bytes]:
+def signed_requests(
+    host: str, port: int, path: str, token: str, forms: Iterable[dict[str, str]]
+) -> list[bytes]:
     """Ready-to-send request bytes (signing is done before the clock starts)."""
     url = f"http://{host}:{port}{path}"
     out = []
@@ -57,8 +58,9 @@ class LoadResult:
         return sum(n for status, n in self.statuses.items() if 200 <= status < 300)
 
 
-async def _worker(host: str, port: int, queue: list[bytes], result: LoadResult,
-                  deadline: float) -> None:
+async def _worker(
+    host: str, port: int, queue: list[bytes], result: LoadResult, deadline: float
+) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         while queue and time.monotonic() < deadline:
@@ -98,8 +100,9 @@ async def _worker(host: str, port: int, queue: list[bytes], result: LoadResult,
         writer.close()
 
 
-async def _run(host: str, port: int, requests: Sequence[bytes], connections: int,
-               timeout: float) -> LoadResult:
+async def _run(
+    host: str, port: int, requests: Sequence[bytes], connections: int, timeout: float
+) -> LoadResult:
     queue = list(reversed(requests))
     result = LoadResult()
     start = time.perf_counter()
@@ -112,7 +115,13 @@ async def _run(host: str, port: int, requests: Sequence[bytes], connections: int
     return result
 
 
-def load(host: str, port: int, requests: Sequence[bytes], *, connections: int = 32,
-         timeout: float = 120.0) -> LoadResult:
+def load(
+    host: str,
+    port: int,
+    requests: Sequence[bytes],
+    *,
+    connections: int = 32,
+    timeout: float = 120.0,
+) -> LoadResult:
     """Send every request over ``connections`` keep-alive connections; status counts back."""
     return asyncio.run(_run(host, port, requests, connections, timeout))

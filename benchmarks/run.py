@@ -36,6 +36,7 @@ from benchmarks.harness import Row
 
 DASH = "\u2013"  # the en dash of the "min-max" column
 
+
 def _number(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
@@ -65,23 +66,49 @@ def print_table(rows: list[Row], mode: str, seconds: float, caption: str = "") -
     from rich.table import Table
 
     runs = "median of 3 runs (1 for the 1M figures)" if mode == "full" else "1 run each"
-    table = Table(title=f"outreach benchmarks ({mode}: {runs}; {seconds:.0f} s)",
-                  caption=caption or None, show_lines=False)
-    for column, justify in (("figure", "left"), ("size", "right"), ("median", "right"),
-                            (f"min{DASH}max", "right"), ("unit", "left"), ("peak RSS MB", "right"),
-                            ("target", "left"), ("met?", "center"), ("note", "left")):
+    table = Table(
+        title=f"outreach benchmarks ({mode}: {runs}; {seconds:.0f} s)",
+        caption=caption or None,
+        show_lines=False,
+    )
+    for column, justify in (
+        ("figure", "left"),
+        ("size", "right"),
+        ("median", "right"),
+        (f"min{DASH}max", "right"),
+        ("unit", "left"),
+        ("peak RSS MB", "right"),
+        ("target", "left"),
+        ("met?", "center"),
+        ("note", "left"),
+    ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for row in rows:
         if row.status != "ok":
-            table.add_row(f"{row.name}: {row.figure}", row.size, "-", "-", row.unit, "-",
-                          row.target, "-", row.status)
+            table.add_row(
+                f"{row.name}: {row.figure}",
+                row.size,
+                "-",
+                "-",
+                row.unit,
+                "-",
+                row.target,
+                "-",
+                row.status,
+            )
             continue
         spread = _spread(row)
         met = _met(row)
         style = {"yes": "green", "NO": "red"}.get(met, "yellow")
         table.add_row(
-            f"{row.name}: {row.figure}", row.size, _number(row.median, row.unit), spread,
-            row.unit, _number(row.rss_mb, "MB"), row.target, f"[{style}]{met}[/{style}]",
+            f"{row.name}: {row.figure}",
+            row.size,
+            _number(row.median, row.unit),
+            spread,
+            row.unit,
+            _number(row.rss_mb, "MB"),
+            row.target,
+            f"[{style}]{met}[/{style}]",
             row.note,
         )
     Console(width=max(160, shutil.get_terminal_size().columns)).print(table)
@@ -95,8 +122,10 @@ def markdown_table(rows: list[Row], mode: str) -> str:
     ]
     for row in rows:
         if row.status != "ok":
-            lines.append(f"| {row.name}: {row.figure} | {row.size} | - | - | {row.unit} | - | "
-                         f"{row.target} | - | {row.status} |")
+            lines.append(
+                f"| {row.name}: {row.figure} | {row.size} | - | - | {row.unit} | - | "
+                f"{row.target} | - | {row.status} |"
+            )
             continue
         spread = _spread(row)
         lines.append(
@@ -112,16 +141,29 @@ def main(argv: list[str] | None = None) -> int:
         prog="python benchmarks/run.py",
         description="Measure outreach's figures (issues 2-7, 9) and compare with peers.",
     )
-    parser.add_argument("--quick", action="store_true",
-                        help="small sizes, one run each: a smoke check in under 2 minutes")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes, one run each: a smoke check in under 2 minutes",
+    )
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--only", nargs="+", metavar="NAME", choices=list(BENCHMARKS),
-                        help=f"run only these: {', '.join(BENCHMARKS)}")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        choices=list(BENCHMARKS),
+        help=f"run only these: {', '.join(BENCHMARKS)}",
+    )
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
-    parser.add_argument("--markdown", type=Path, metavar="FILE",
-                        help="also write the table as Markdown to FILE (for the README)")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the temporary workspaces and print where they are")
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        metavar="FILE",
+        help="also write the table as Markdown to FILE (for the README)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary workspaces and print where they are"
+    )
     args = parser.parse_args(argv)
     tiny = args.tiny or os.environ.get("BENCH_TINY") == "1"
     mode = "tiny" if tiny else "quick" if args.quick else "full"
@@ -141,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             row = run_benchmark(ctx, name)
             rows.append(row)
-            shown = (row.status if row.status != "ok"
-                     else f"{_number(row.median, row.unit)} {row.unit}")
+            shown = (
+                row.status if row.status != "ok" else f"{_number(row.median, row.unit)} {row.unit}"
+            )
             log(f"{name}: {shown} ({time.monotonic() - t0:.0f} s)")
     finally:
         if args.keep:
@@ -157,18 +200,26 @@ def main(argv: list[str] | None = None) -> int:
             "mode": mode,
             "runs": 3 if mode == "full" else 1,
             "seconds": round(seconds, 1),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                        "platform": platform.platform(),
-                        # other work on the machine skews figures: say how busy it was
-                        "loadavg_1m_before": round(load_before[0], 2),
-                        "loadavg_1m_after": round(os.getloadavg()[0], 2)},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                # other work on the machine skews figures: say how busy it was
+                "loadavg_1m_before": round(load_before[0], 2),
+                "loadavg_1m_after": round(os.getloadavg()[0], 2),
+            },
             "rows": [row.as_json() for row in rows],
         }
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
-        print_table(rows, mode, seconds, f"{os.cpu_count()} CPUs, Python "
-                    f"{platform.python_version()}; 1-minute load average {load_before[0]:.1f} "
-                    f"before, {os.getloadavg()[0]:.1f} after")
+        print_table(
+            rows,
+            mode,
+            seconds,
+            f"{os.cpu_count()} CPUs, Python "
+            f"{platform.python_version()}; 1-minute load average {load_before[0]:.1f} "
+            f"before, {os.getloadavg()[0]:.1f} after",
+        )
     return 0
 
 

@@ -98,7 +98,8 @@ class MiniHTTP:
                 self.counter.hit()
                 writer.write(
                     f"HTTP/1.1 {status} OK\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+                    f"Content-Length: {len(body)}\r\n\r\n".encode()
+                    + body
                 )
                 await writer.drain()
                 if close:

@@ -23,26 +23,120 @@ _MAX_ANSWER_CHARS = 500
 
 _NUMBER_WORDS = {
     # English
-    "zero": 0, "nought": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
-    "seven": 7, "eight": 8, "nine": 9, "ten": 10,
+    "zero": 0,
+    "nought": 0,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
     # Dutch ("een" is also the article "a", handled below)
-    "nul": 0, "een": 1, "één": 1, "eén": 1, "twee": 2, "drie": 3, "vier": 4, "vijf": 5,
-    "zes": 6, "zeven": 7, "acht": 8, "negen": 9, "tien": 10,
+    "nul": 0,
+    "een": 1,
+    "één": 1,
+    "eén": 1,
+    "twee": 2,
+    "drie": 3,
+    "vier": 4,
+    "vijf": 5,
+    "zes": 6,
+    "zeven": 7,
+    "acht": 8,
+    "negen": 9,
+    "tien": 10,
 }
-_YES = frozenset({
-    "yes", "y", "yeah", "yea", "yep", "yup", "ya", "sure", "ok", "okay", "absolutely",
-    "definitely", "certainly", "of course", "ja", "j", "jazeker", "jawel", "zeker", "zeker weten",
-    "graag", "prima", "oke", "oké", "okee", "oui", "si", "sí", "da", "true",
-    "👍", "✅", "✔", "✔️", "☑", "☑️", "👌",
-})
-_NO = frozenset({
-    "no", "n", "nope", "nah", "never", "not really", "nee", "neen", "nein", "non",
-    "niet", "nooit", "liever niet", "false", "👎", "❌", "✖", "✖️", "🚫",
-})
-_FILLER = frozenset({
-    "please", "thanks", "thank", "you", "thx", "hoor", "dank", "je", "u", "wel", "bedankt",
-    "graag", "hoi", "hi", "hello", "dankjewel", "dankuwel", "alsjeblieft", "aub",
-})
+_YES = frozenset(
+    {
+        "yes",
+        "y",
+        "yeah",
+        "yea",
+        "yep",
+        "yup",
+        "ya",
+        "sure",
+        "ok",
+        "okay",
+        "absolutely",
+        "definitely",
+        "certainly",
+        "of course",
+        "ja",
+        "j",
+        "jazeker",
+        "jawel",
+        "zeker",
+        "zeker weten",
+        "graag",
+        "prima",
+        "oke",
+        "oké",
+        "okee",
+        "oui",
+        "si",
+        "sí",
+        "da",
+        "true",
+        "👍",
+        "✅",
+        "✔",
+        "✔️",
+        "☑",
+        "☑️",
+        "👌",
+    }
+)
+_NO = frozenset(
+    {
+        "no",
+        "n",
+        "nope",
+        "nah",
+        "never",
+        "not really",
+        "nee",
+        "neen",
+        "nein",
+        "non",
+        "niet",
+        "nooit",
+        "liever niet",
+        "false",
+        "👎",
+        "❌",
+        "✖",
+        "✖️",
+        "🚫",
+    }
+)
+_FILLER = frozenset(
+    {
+        "please",
+        "thanks",
+        "thank",
+        "you",
+        "thx",
+        "hoor",
+        "dank",
+        "je",
+        "u",
+        "wel",
+        "bedankt",
+        "graag",
+        "hoi",
+        "hi",
+        "hello",
+        "dankjewel",
+        "dankuwel",
+        "alsjeblieft",
+        "aub",
+    }
+)
 _STAR = "⭐"
 
 
@@ -100,9 +194,7 @@ def parse_scale(text: str, low: int, high: int) -> int | None:
     if stars and not re.search(r"\d", folded):
         return stars if low <= stars <= high else None
     # "9/10", "9 out of 10", "9 van de 10", "4 uit 5": drop the scale's top
-    folded = re.sub(
-        rf"(\d)\s*(?:/|out\s+of|of|van\s+de|uit|op)\s*{high}\b", r"\1 ", folded
-    )
+    folded = re.sub(rf"(\d)\s*(?:/|out\s+of|of|van\s+de|uit|op)\s*{high}\b", r"\1 ", folded)
     numbers = re.findall(r"(?<![\d.,])[-+]?\d+(?:[.,]\d+)?(?![\d])", folded)
     if numbers:
         if any(not n.isdigit() for n in numbers):
@@ -154,8 +246,9 @@ def parse_choice(text: str, choices: Sequence[str]) -> str | None:
     if not folded:
         return None
     keys = [_fold(c).strip(" .!?,;:") for c in choices]
-    number = re.fullmatch(r"(?:(?:option|optie|choice|keuze|nr|no|nummer|number)\.?\s*)?#?(\d+)",
-                          folded)
+    number = re.fullmatch(
+        r"(?:(?:option|optie|choice|keuze|nr|no|nummer|number)\.?\s*)?#?(\d+)", folded
+    )
     if number:
         index = int(number[1])
         return choices[index - 1] if 1 <= index <= len(choices) else None

@@ -474,7 +474,7 @@ def _load_channel(name: str, section: Any) -> ChannelConfig:
     if provider is None:
         raise ConfigError(
             f'{where}: no provider; add provider = "{LOCAL_PROVIDER}" (a folder, no account) '
-            f'or one of {", ".join(p for p in REGISTRY if p != LOCAL_PROVIDER)}'
+            f"or one of {', '.join(p for p in REGISTRY if p != LOCAL_PROVIDER)}"
         )
     if provider not in REGISTRY:
         raise ConfigError(

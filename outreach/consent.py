@@ -35,9 +35,7 @@ def record(
     known = store.customers.existing_customer_ids(ids)
     missing = [i for i in ids if i not in known]
     if missing:
-        raise NotFoundError(
-            f'customer "{missing[0]}" does not exist; see outreach customers list'
-        )
+        raise NotFoundError(f'customer "{missing[0]}" does not exist; see outreach customers list')
     at = clock.iso(clock.now())
     with store.write():
         return store.consent.append_consent(

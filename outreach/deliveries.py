@@ -75,7 +75,6 @@ MOVES_FROM: Mapping[Status, tuple[Status, ...]] = {
 REPORTED = (Status.SENDING, Status.SENT, Status.DELIVERED, Status.READ, Status.FAILED)
 
 
-
 def reported_from(status: str) -> tuple[Status, ...]:
     """The states a provider's report of ``status`` may move a delivery from (none: the
     report changes nothing)."""

@@ -140,7 +140,10 @@ class RenderError(TemplateError):
         if self.customer_id is not None or customer_id is None:
             return self
         return RenderError(
-            self.problem, source=self.source, line=self.line, customer_id=customer_id,
+            self.problem,
+            source=self.source,
+            line=self.line,
+            customer_id=customer_id,
             hint=self.hint,
         )
 
@@ -184,9 +187,12 @@ def local_write_error(exc: OSError, where: object) -> OutreachError | None:
     if exc.errno in DISK_FULL_ERRNOS:
         return DiskFullError(where)
     if exc.errno == errno.EROFS:
-        return StoreError(f"{where}: the file system is read-only; remount it read-write "
-                          "or choose another folder")
+        return StoreError(
+            f"{where}: the file system is read-only; remount it read-write or choose another folder"
+        )
     if exc.errno == errno.EIO:
-        return StoreError(f"{where}: input/output error on the disk; check the device "
-                          "(dmesg) before running the command again")
+        return StoreError(
+            f"{where}: input/output error on the disk; check the device "
+            "(dmesg) before running the command again"
+        )
     return None

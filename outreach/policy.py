@@ -84,9 +84,7 @@ def needs_recent_contact(purpose: str, consent: str | None) -> bool:
     return purpose not in _NOT_BY_RECENT_CONTACT and consent not in _CLEAR_CONSENT
 
 
-def is_stale(
-    age: timedelta | None, late: timedelta | None, expires: timedelta | None
-) -> bool:
+def is_stale(age: timedelta | None, late: timedelta | None, expires: timedelta | None) -> bool:
     """Whether a delivery whose occurrence is ``age`` old (None: not planned by an earlier
     run, or not a scheduled occurrence) is past the campaign's ``late`` or its survey's
     ``expires``."""

@@ -198,9 +198,7 @@ def _run_locked(
     helpers = Helpers.for_run(ws, options.campaigns, options.limit, lock_fd, on_progress, at)
     try:
         lines = _plan(ws, work, now, helpers, on_plan)
-        summaries = _send_all(
-            ws, options, at, helpers, report, on_progress, on_send_start, on_stop
-        )
+        summaries = _send_all(ws, options, at, helpers, report, on_progress, on_send_start, on_stop)
     finally:
         if helpers:
             helpers.close()

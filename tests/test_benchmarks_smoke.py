@@ -14,17 +14,42 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-ROW_KEYS = {"name", "figure", "size", "runs", "median", "min", "max", "unit", "peak_rss_mb",
-            "target", "met", "note", "status"}
+ROW_KEYS = {
+    "name",
+    "figure",
+    "size",
+    "runs",
+    "median",
+    "min",
+    "max",
+    "unit",
+    "peak_rss_mb",
+    "target",
+    "met",
+    "note",
+    "status",
+}
 
 
 def test_quick_startup_and_render_print_one_json_row_each() -> None:
     env = {**os.environ, "BENCH_TINY": "1"}
     env.pop("OUTREACH_WORKSPACE", None)
     done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--only", "startup",
-         "render_100k", "--json"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "run.py"),
+            "--quick",
+            "--only",
+            "startup",
+            "render_100k",
+            "--json",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)

@@ -50,25 +50,33 @@ def sent(ws: Path, channel: str) -> dict[str, str]:
 def test_stop_and_start_on_a_channel_without_templates_get_the_built_in_text(
     messenger: Path, cli: Cli
 ) -> None:
-    summary = ingest(cli, OPEN,
-                     {"channel": "messenger", "from": "+31612345601", "text": "STOP", "id": "1"},
-                     {"channel": "messenger", "from": "+447911123423", "text": "stop", "id": "2"})
+    summary = ingest(
+        cli,
+        OPEN,
+        {"channel": "messenger", "from": "+31612345601", "text": "STOP", "id": "1"},
+        {"channel": "messenger", "from": "+447911123423", "text": "stop", "id": "2"},
+    )
     assert summary["replies_sent"] == 2, summary
     bodies = sent(messenger, "messenger")
     assert bodies["nl1"].startswith("Acme: je bent afgemeld")
     assert bodies["en1"].startswith("Acme: you are unsubscribed")
-    ingest(cli, OPEN, {"channel": "messenger", "from": "+31612345601", "text": "START",
-                       "id": "3"})
+    ingest(cli, OPEN, {"channel": "messenger", "from": "+31612345601", "text": "START", "id": "3"})
     assert "welkom terug" in sent(messenger, "messenger")["nl1"]
 
 
-def test_help_and_out_of_hours_on_a_channel_without_templates(messenger: Path, cli: Cli
-                                                               ) -> None:
-    ingest(cli, OPEN, {"channel": "messenger", "from": "+447911123423", "text": "HELP",
-                       "id": "h"})
+def test_help_and_out_of_hours_on_a_channel_without_templates(messenger: Path, cli: Cli) -> None:
+    ingest(cli, OPEN, {"channel": "messenger", "from": "+447911123423", "text": "HELP", "id": "h"})
     assert "reply STOP to unsubscribe" in sent(messenger, "messenger")["en1"]
-    summary = ingest(cli, CLOSED, {"channel": "messenger", "from": "+31612345601",
-                                   "text": "Waar blijft mijn pakket?", "id": "q"})
+    summary = ingest(
+        cli,
+        CLOSED,
+        {
+            "channel": "messenger",
+            "from": "+31612345601",
+            "text": "Waar blijft mijn pakket?",
+            "id": "q",
+        },
+    )
     assert (summary["auto_replies"], summary["replies_sent"]) == (1, 1), summary
     reply = sent(messenger, "messenger")["nl1"]
     assert reply.startswith("Bedankt voor je bericht!")
@@ -80,8 +88,9 @@ def test_a_workspace_written_by_hand_without_reply_templates_still_confirms_a_st
 ) -> None:
     for name in ("stop_confirmation", "start_confirmation", "help", "out_of_hours"):
         shutil.rmtree(messenger / "templates" / name)
-    summary = ingest(cli, OPEN, {"channel": "sms", "from": "+31612345601", "text": "Stop",
-                                 "id": "s"})
+    summary = ingest(
+        cli, OPEN, {"channel": "sms", "from": "+31612345601", "text": "Stop", "id": "s"}
+    )
     assert summary["replies_sent"] == 1, summary
     assert sent(messenger, "sms")["nl1"].startswith("Acme: je bent afgemeld")
     consent = json.loads(cli("consent", "show", "nl1", "--json").stdout)
@@ -94,10 +103,14 @@ def test_templates_check_says_which_channels_fall_back_to_the_built_in_texts(
     result = cli("templates", "check")
     assert result.exit_code == 0, result.stdout + result.stderr
     said = " ".join(result.stdout.split() + result.stderr.split())
-    assert ("messenger: no stop_confirmation, start_confirmation, help, out_of_hours "
-            "template; the built-in text") in said
+    assert (
+        "messenger: no stop_confirmation, start_confirmation, help, out_of_hours "
+        "template; the built-in text"
+    ) in said
     rows = json.loads(cli("templates", "check", "--json").stdout)
     builtin = {(r["template"], r["channel"]) for r in rows if r["builtin"]}
-    assert builtin == {(n, "messenger") for n in (
-        "stop_confirmation", "start_confirmation", "help", "out_of_hours")}
+    assert builtin == {
+        (n, "messenger")
+        for n in ("stop_confirmation", "start_confirmation", "help", "out_of_hours")
+    }
     assert all(r["renders"] == 2 and not r["errors"] for r in rows if r["builtin"])

@@ -39,15 +39,21 @@ class _Minimal(Provider):
 
 
 def _request(method: str = "POST", body: bytes = b"{}") -> WebhookRequest:
-    return WebhookRequest(method=method, url="https://example.com/webhooks/x", headers={},
-                          query={}, body=body)
+    return WebhookRequest(
+        method=method, url="https://example.com/webhooks/x", headers={}, query={}, body=body
+    )
 
 
 def test_a_provider_declares_only_what_differs_from_the_defaults() -> None:
     channel = ChannelConfig(name="x", provider="minimal", settings={})
     provider = _Minimal(channel, ProviderContext(workspace_root=".", env={}))
-    assert (provider.address_kind, provider.idempotent, provider.service_window,
-            provider.local, provider.receives_webhooks) == ("phone", False, False, False, False)
+    assert (
+        provider.address_kind,
+        provider.idempotent,
+        provider.service_window,
+        provider.local,
+        provider.receives_webhooks,
+    ) == ("phone", False, False, False, False)
     message = OutboundMessage(delivery_id="d1", channel="x", customer_id="c", to="+31", body="b")
     assert asyncio.run(provider.send(message)).provider_message_id == "m:d1"
     with pytest.raises(SignatureError) as refused:
@@ -91,15 +97,48 @@ def test_no_provider_name_is_written_outside_channels() -> None:
 # one inbound "hi" in each webhook provider's own format
 SAMPLES = {
     "twilio": b"From=%2B31612345601&Body=hi&MessageSid=SM1",
-    "whatsapp-cloud": json.dumps({"entry": [{"changes": [{"value": {"messages": [{
-        "from": "31612345601", "id": "wamid.1", "timestamp": "1764583200", "type": "text",
-        "text": {"body": "hi"}}]}}]}]}).encode(),
-    "sunshine": json.dumps({"events": [{
-        "type": "conversation:message", "createdAt": "2026-12-01T09:00:00Z",
-        "payload": {"message": {
-            "id": "m1", "author": {"type": "user"}, "content": {"type": "text", "text": "hi"},
-            "source": {"type": "whatsapp", "client": {"externalId": "31612345601"}},
-            "received": "2026-12-01T09:00:00Z"}}}]}).encode(),
+    "whatsapp-cloud": json.dumps(
+        {
+            "entry": [
+                {
+                    "changes": [
+                        {
+                            "value": {
+                                "messages": [
+                                    {
+                                        "from": "31612345601",
+                                        "id": "wamid.1",
+                                        "timestamp": "1764583200",
+                                        "type": "text",
+                                        "text": {"body": "hi"},
+                                    }
+                                ]
+                            }
+                        }
+                    ]
+                }
+            ]
+        }
+    ).encode(),
+    "sunshine": json.dumps(
+        {
+            "events": [
+                {
+                    "type": "conversation:message",
+                    "createdAt": "2026-12-01T09:00:00Z",
+                    "payload": {
+                        "message": {
+                            "id": "m1",
+                            "author": {"type": "user"},
+                            "content": {"type": "text", "text": "hi"},
+                            "source": {"type": "whatsapp", "client": {"externalId": "31612345601"}},
+                            "received": "2026-12-01T09:00:00Z",
+                        }
+                    },
+                }
+            ]
+        }
+    ).encode(),
     "webhook": json.dumps({"from": "anna", "text": "hi", "id": "h1"}).encode(),
 }
 
@@ -110,8 +149,7 @@ def test_every_webhook_provider_has_a_sample() -> None:
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_a_provider_built_for_parsing_needs_no_settings_or_secrets(name: str) -> None:
-    parser = provider_class(name).for_parsing(ChannelConfig(name="in", provider=name,
-                                                            settings={}))
+    parser = provider_class(name).for_parsing(ChannelConfig(name="in", provider=name, settings={}))
     [event] = parser.parse(_request(body=SAMPLES[name]))
     assert isinstance(event, InboundMessage)
     assert (event.channel, event.text) == ("in", "hi")
@@ -125,17 +163,22 @@ def test_the_address_kind_and_medium_come_from_the_provider() -> None:
     assert address_kind(channel("sms", "outbox")) == "phone"
     assert address_kind(channel("sms", "outbox", address="user")) == "user"
     assert address_kind(channel("hook", "webhook")) == "id"
-    assert [medium(channel("whatsapp", "outbox")), medium(channel("mail", "outbox")),
-            medium(channel("sms", "outbox")), medium(channel("wa", "whatsapp-cloud")),
-            medium(channel("wa", "twilio", whatsapp=True)), medium(channel("sms", "twilio")),
-            medium(channel("hook", "webhook"))] == [
-        "whatsapp", "email", "sms", "whatsapp", "whatsapp", "sms", "other"]
+    assert [
+        medium(channel("whatsapp", "outbox")),
+        medium(channel("mail", "outbox")),
+        medium(channel("sms", "outbox")),
+        medium(channel("wa", "whatsapp-cloud")),
+        medium(channel("wa", "twilio", whatsapp=True)),
+        medium(channel("sms", "twilio")),
+        medium(channel("hook", "webhook")),
+    ] == ["whatsapp", "email", "sms", "whatsapp", "whatsapp", "sms", "other"]
 
 
 def test_ingest_refuses_the_format_of_a_provider_without_webhooks(cli: Cli, ws: Path) -> None:
     (ws / "in.jsonl").write_text('{"x": 1}\n')
-    result = cli("replies", "ingest", "--format", "smtp", "--channel", "email",
-                 str(ws / "in.jsonl"))
+    result = cli(
+        "replies", "ingest", "--format", "smtp", "--channel", "email", str(ws / "in.jsonl")
+    )
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
         "error: --format smtp: that provider receives no webhooks, so there are no payloads "

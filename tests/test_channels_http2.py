@@ -53,8 +53,13 @@ class _Server:
         while (await receive()).get("more_body"):
             pass
         body = json.dumps({"sid": f"SM{len(self.versions):032x}", "status": "queued"})
-        await send({"type": "http.response.start", "status": 201,
-                    "headers": [(b"content-type", b"application/json")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 201,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
         await send({"type": "http.response.body", "body": body.encode()})
 
     def _run(self) -> None:
@@ -83,8 +88,9 @@ class _Server:
 
 
 @pytest.fixture(params=[True, False], ids=["h2-offered", "http1-only"])
-def https_server(request: pytest.FixtureRequest, tmp_path: Path,
-                 monkeypatch: pytest.MonkeyPatch) -> Iterator[_Server]:
+def https_server(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[_Server]:
     with _Server(tmp_path, h2=request.param) as server:
         monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_file))
         yield server
@@ -92,20 +98,36 @@ def https_server(request: pytest.FixtureRequest, tmp_path: Path,
 
 def test_http2_when_the_server_offers_it(https_server: _Server) -> None:
     provider = TwilioProvider(
-        channel_config("twilio", {
-            "account_sid": TWILIO_SID, "auth_token_env": "TWILIO_AUTH_TOKEN",
-            "from": "+3197010000000", "base_url": f"https://127.0.0.1:{https_server.port}",
-        }),
+        channel_config(
+            "twilio",
+            {
+                "account_sid": TWILIO_SID,
+                "auth_token_env": "TWILIO_AUTH_TOKEN",
+                "from": "+3197010000000",
+                "base_url": f"https://127.0.0.1:{https_server.port}",
+            },
+        ),
         context(),
     )
 
     async def go() -> list[Any]:
         try:
-            return list(await asyncio.gather(*(
-                provider.send(OutboundMessage(delivery_id=f"d{i}", channel="sms",
-                                              customer_id="c1", to="+31612345678", body="Hoi"))
-                for i in range(6)
-            )))
+            return list(
+                await asyncio.gather(
+                    *(
+                        provider.send(
+                            OutboundMessage(
+                                delivery_id=f"d{i}",
+                                channel="sms",
+                                customer_id="c1",
+                                to="+31612345678",
+                                body="Hoi",
+                            )
+                        )
+                        for i in range(6)
+                    )
+                )
+            )
         finally:
             await provider.aclose()
 

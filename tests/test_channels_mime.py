@@ -117,8 +117,14 @@ def test_any_text_comes_back_from_the_wire_as_it_went_in(
 ) -> None:
     """The bytes written by hand parse back, with the email package, to the same message."""
     clock.set_now(datetime(2026, 12, 1, 9, 30, tzinfo=UTC))
-    msg = message(subject=subject, body=body, html=html, customer_name=name,
-                  reply_token="tok", unsubscribe_url="https://x.example/u/1")
+    msg = message(
+        subject=subject,
+        body=body,
+        html=html,
+        customer_name=name,
+        reply_token="tok",
+        unsubscribe_url="https://x.example/u/1",
+    )
     raw = render_email(msg, sender=f"{sender_name} <hello@acme.example>")
     assert raw.isascii()
     assert all(len(line) <= 998 for line in raw.split(b"\n"))
@@ -132,6 +138,7 @@ def test_any_text_comes_back_from_the_wire_as_it_went_in(
     assert parsed["Reply-To"] == "hello+tok@acme.example"
     assert parsed["List-Unsubscribe"] == "<https://x.example/u/1>"
     assert parsed["Date"] == "Tue, 01 Dec 2026 09:30:00 +0000"
+
     def lf(text: str) -> str:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
         return text if text.endswith("\n") else text + "\n"

@@ -20,13 +20,20 @@ from outreach.config import ChannelConfig
 
 
 def _provider(root: Path) -> OutboxProvider:
-    return OutboxProvider(ChannelConfig("sms", "outbox", {}),
-                          ProviderContext(str(root), {}, sender_name="Acme"))
+    return OutboxProvider(
+        ChannelConfig("sms", "outbox", {}), ProviderContext(str(root), {}, sender_name="Acme")
+    )
 
 
 def _send(provider: OutboxProvider, body: str, delivery_id: str = "01JDXA") -> None:
-    message = OutboundMessage(delivery_id=delivery_id, channel="sms", customer_id="c1",
-                              to="+31612345678", body=body, campaign="nps")
+    message = OutboundMessage(
+        delivery_id=delivery_id,
+        channel="sms",
+        customer_id="c1",
+        to="+31612345678",
+        body=body,
+        campaign="nps",
+    )
     asyncio.run(provider.send(message))
 
 

@@ -105,9 +105,7 @@ def test_whatsapp_template_outside_the_window(sunshine_server: SunshineEmulator)
         ("hang", True, "timeout"),
     ],
 )
-def test_faults(
-    sunshine_server: SunshineEmulator, fault: str, retryable: bool, code: str
-) -> None:
+def test_faults(sunshine_server: SunshineEmulator, fault: str, retryable: bool, code: str) -> None:
     sunshine_server.fail(fault)
     with pytest.raises(ProviderError) as info:
         send(make(sunshine_server), message())
@@ -210,7 +208,10 @@ def request(key: str | None) -> WebhookRequest:
     if key is not None:
         headers["x-api-key"] = key
     return WebhookRequest(
-        "POST", "https://hooks.example.com/webhooks/zendesk", headers, {},
+        "POST",
+        "https://hooks.example.com/webhooks/zendesk",
+        headers,
+        {},
         json.dumps(PAYLOAD).encode(),
     )
 

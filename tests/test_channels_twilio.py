@@ -332,8 +332,14 @@ def test_parse_inbound_whatsapp_strips_prefix_and_keeps_profile_name() -> None:
 
 @pytest.mark.parametrize(
     ("twilio_status", "status"),
-    [("queued", "queued"), ("sent", "sent"), ("delivered", "delivered"),
-     ("undelivered", "failed"), ("failed", "failed"), ("read", "read")],
+    [
+        ("queued", "queued"),
+        ("sent", "sent"),
+        ("delivered", "delivered"),
+        ("undelivered", "failed"),
+        ("failed", "failed"),
+        ("read", "read"),
+    ],
 )
 def test_parse_status_callback(twilio_status: str, status: str) -> None:
     params = {

@@ -145,8 +145,9 @@ def inbound(
         "webhook-signature": signature,
         "content-type": "application/json",
     }
-    return WebhookRequest("POST", "https://hooks.example.com/webhooks/crm", headers, {},
-                          body.encode())
+    return WebhookRequest(
+        "POST", "https://hooks.example.com/webhooks/crm", headers, {}, body.encode()
+    )
 
 
 REPLY = {"from": "cust-42", "text": "9", "id": "r1", "received_at": "2026-12-01T09:59:30Z"}
@@ -185,8 +186,9 @@ def test_verify_rejects_another_secret_and_a_changed_body() -> None:
         make().verify(inbound(REPLY, secret=other))
     assert info.value.status == 403
     request = inbound(REPLY)
-    changed = WebhookRequest("POST", request.url, request.headers, {},
-                             request.body.replace(b'"9"', b'"0"'))
+    changed = WebhookRequest(
+        "POST", request.url, request.headers, {}, request.body.replace(b'"9"', b'"0"')
+    )
     with pytest.raises(SignatureError):
         make().verify(changed)
 

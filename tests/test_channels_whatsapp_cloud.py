@@ -255,8 +255,12 @@ INBOUND = {
                                 "id": "wamid.IMAGE",
                                 "timestamp": "1764583205",
                                 "type": "image",
-                                "image": {"caption": "my receipt", "mime_type": "image/jpeg",
-                                          "sha256": "abc", "id": "123"},
+                                "image": {
+                                    "caption": "my receipt",
+                                    "mime_type": "image/jpeg",
+                                    "sha256": "abc",
+                                    "id": "123",
+                                },
                             },
                         ],
                     },
@@ -276,8 +280,10 @@ STATUSES = {
                     "field": "messages",
                     "value": {
                         "messaging_product": "whatsapp",
-                        "metadata": {"display_phone_number": "15550783881",
-                                     "phone_number_id": META_PHONE_ID},
+                        "metadata": {
+                            "display_phone_number": "15550783881",
+                            "phone_number_id": META_PHONE_ID,
+                        },
                         "statuses": [
                             {
                                 "id": "wamid.SENT1",
@@ -359,8 +365,9 @@ def test_verify_without_app_secret_configured_refuses() -> None:
 
 
 def get(query: dict[str, str]) -> WebhookRequest:
-    return WebhookRequest(method="GET", url="https://example.com/webhooks/whatsapp",
-                          headers={}, query=query, body=b"")
+    return WebhookRequest(
+        method="GET", url="https://example.com/webhooks/whatsapp", headers={}, query=query, body=b""
+    )
 
 
 def test_handshake_returns_the_challenge() -> None:
@@ -426,5 +433,9 @@ def test_parse_refuses_what_is_no_whatsapp_payload_and_skips_broken_parts() -> N
         make().parse(request)
     with pytest.raises(PayloadError, match="whatsapp_business_account"):
         make().parse(signed({"object": "page", "entry": [{"changes": [None]}]}))
-    assert make().parse(signed({"object": "whatsapp_business_account",
-                                "entry": [{"changes": [None]}]})) == []
+    assert (
+        make().parse(
+            signed({"object": "whatsapp_business_account", "entry": [{"changes": [None]}]})
+        )
+        == []
+    )

@@ -32,15 +32,16 @@ nl1,Anna de Vries,anna@example.nl,+31612345601,sms,nl-NL,Europe/Amsterdam,sms;em
 nl2,Joost Bakker,joost@example.nl,+31612345602,email,nl-NL,Europe/Amsterdam,email,pro
 nl3,Daan Mulder,daan@example.nl,+31612345606,sms,nl-NL,Europe/Amsterdam,,basic
 """
-REPLY = json.dumps(
-    {"channel": "sms", "from": "+31612345601", "text": "9", "received_at": LATER, "id": "in-1"}
-) + "\n"
+REPLY = (
+    json.dumps(
+        {"channel": "sms", "from": "+31612345601", "text": "9", "received_at": LATER, "id": "in-1"}
+    )
+    + "\n"
+)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
-def database(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
+def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Which store the workspace uses: its SQLite file, or a fresh PostgreSQL database."""
     if request.param == "sqlite":
         yield "sqlite"
@@ -134,8 +135,11 @@ def test_serve_stores_a_webhook_once_on_both_stores(serving: Served, ws: Path) -
     assert serving.http.get("/healthz").json() == {"status": "ok"}
     workspace = Workspace.load(ws)
     try:
-        texts = [m["text"] for m in workspace.store.conversations.transcript("anna")
-                 if m["direction"] == "in"]
+        texts = [
+            m["text"]
+            for m in workspace.store.conversations.transcript("anna")
+            if m["direction"] == "in"
+        ]
         assert texts == ["hello", "STOP"]
         assert workspace.store.consent.current_consent_for("anna", "sms") == "opted_out"
     finally:

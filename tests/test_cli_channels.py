@@ -59,7 +59,13 @@ def test_send_test_sends_one_real_message(
 ) -> None:
     add_channel(ws, twilio_channel(twilio_server.url))
     result = cli(
-        "channels", "check", "--channel", "texts", "--send-test", "+31612345678", "--json",
+        "channels",
+        "check",
+        "--channel",
+        "texts",
+        "--send-test",
+        "+31612345678",
+        "--json",
         env={"TEST_TWILIO_TOKEN": TWILIO_TOKEN},
     )
     assert result.exit_code == 0, result.stderr
@@ -75,7 +81,12 @@ def test_send_test_failure_exits_3_without_the_token(
     add_channel(ws, twilio_channel(twilio_server.url))
     twilio_server.fail("reject")
     result = cli(
-        "channels", "check", "--channel", "texts", "--send-test", "+31612345678",
+        "channels",
+        "check",
+        "--channel",
+        "texts",
+        "--send-test",
+        "+31612345678",
         env={"TEST_TWILIO_TOKEN": TWILIO_TOKEN},
     )
     assert result.exit_code == 3

@@ -28,23 +28,43 @@ def show(cli: Cli, customer: str) -> dict[str, object]:
 
 def test_grant_then_revoke_keeps_the_whole_history(people: Cli) -> None:
     granted = people(
-        "--now", "2026-12-01T10:00:00Z",
-        "consent", "grant", "C2", "--channel", "whatsapp", "--source", "web-form",
-        "--evidence", "form 42",
+        "--now",
+        "2026-12-01T10:00:00Z",
+        "consent",
+        "grant",
+        "C2",
+        "--channel",
+        "whatsapp",
+        "--source",
+        "web-form",
+        "--evidence",
+        "form 42",
     )
     assert granted.exit_code == 0, granted.stderr
     revoked = people("--now", "2026-12-02T10:00:00Z", "consent", "revoke", "C2", "-c", "whatsapp")
     assert revoked.exit_code == 0
     data = show(people, "C2")
     assert data["current"]["whatsapp"] == {  # type: ignore[index]
-        "status": "opted_out", "source": "cli", "recorded_at": "2026-12-02T10:00:00Z"
+        "status": "opted_out",
+        "source": "cli",
+        "recorded_at": "2026-12-02T10:00:00Z",
     }
     assert data["current"]["sms"]["status"] is None  # type: ignore[index]
     assert data["history"] == [
-        {"channel": "whatsapp", "status": "opted_in", "source": "web-form",
-         "evidence": "form 42", "recorded_at": "2026-12-01T10:00:00Z"},
-        {"channel": "whatsapp", "status": "opted_out", "source": "cli",
-         "evidence": None, "recorded_at": "2026-12-02T10:00:00Z"},
+        {
+            "channel": "whatsapp",
+            "status": "opted_in",
+            "source": "web-form",
+            "evidence": "form 42",
+            "recorded_at": "2026-12-01T10:00:00Z",
+        },
+        {
+            "channel": "whatsapp",
+            "status": "opted_out",
+            "source": "cli",
+            "evidence": None,
+            "recorded_at": "2026-12-02T10:00:00Z",
+        },
     ]
 
 

@@ -39,12 +39,27 @@ def jsonl(*rows: dict[str, str]) -> str:
 
 
 REPLIES = jsonl(
-    {"channel": "sms", "from": "+31612345601", "text": "Where is my parcel?",
-     "received_at": "2026-12-01T10:00:00Z", "id": "m1"},
-    {"channel": "whatsapp", "from": "+31612345602", "text": "9/10",
-     "received_at": "2026-12-01T10:05:00Z", "id": "m2"},
-    {"channel": "sms", "from": "+31612345609", "text": "STOP",
-     "received_at": "2026-12-01T10:04:00Z", "id": "m3"},
+    {
+        "channel": "sms",
+        "from": "+31612345601",
+        "text": "Where is my parcel?",
+        "received_at": "2026-12-01T10:00:00Z",
+        "id": "m1",
+    },
+    {
+        "channel": "whatsapp",
+        "from": "+31612345602",
+        "text": "9/10",
+        "received_at": "2026-12-01T10:05:00Z",
+        "id": "m2",
+    },
+    {
+        "channel": "sms",
+        "from": "+31612345609",
+        "text": "STOP",
+        "received_at": "2026-12-01T10:04:00Z",
+        "id": "m3",
+    },
 )
 
 
@@ -83,11 +98,29 @@ def test_ingest_of_a_missing_file_is_a_usage_error(prepared: Path, cli: Cli) -> 
 def test_ingest_twilio_payloads_with_format(prepared: Path, cli: Cli) -> None:
     lines = (
         "MessageSid=SM1&From=%2B31612345601&To=%2B3197010000000&Body=stop+&AccountSid=AC1\n"
-        + json.dumps({"MessageSid": "SM2", "From": "whatsapp:+31612345602", "Body": "Hi there",
-                      "AccountSid": "AC1"}) + "\n"
+        + json.dumps(
+            {
+                "MessageSid": "SM2",
+                "From": "whatsapp:+31612345602",
+                "Body": "Hi there",
+                "AccountSid": "AC1",
+            }
+        )
+        + "\n"
     )
-    result = cli("--now", OPEN, "replies", "ingest", "-", "--format", "twilio", "--channel",
-                 "sms", "--json", input=lines)
+    result = cli(
+        "--now",
+        OPEN,
+        "replies",
+        "ingest",
+        "-",
+        "--format",
+        "twilio",
+        "--channel",
+        "sms",
+        "--json",
+        input=lines,
+    )
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["keywords"] == {"STOP": 1}
@@ -105,17 +138,22 @@ def test_list_show_and_close(prepared: Path, cli: Cli) -> None:
     assert rows["contact:sms:+31612345609"]["verified"] is False
     attention = json.loads(cli("conversations", "list", "--needs-attention", "--json").stdout)
     assert [r["customer_id"] for r in attention] == ["anna"]
-    later = json.loads(cli("conversations", "list", "--since", "2026-12-01T10:04:00Z",
-                           "--json").stdout)
+    later = json.loads(
+        cli("conversations", "list", "--since", "2026-12-01T10:04:00Z", "--json").stdout
+    )
     assert {r["customer_id"] for r in later} == {"joost", "contact:sms:+31612345609"}
-    relative = json.loads(cli("--now", "2026-12-01T10:34:00Z", "conversations", "list",
-                              "--since", "30m", "--json").stdout)
+    relative = json.loads(
+        cli(
+            "--now", "2026-12-01T10:34:00Z", "conversations", "list", "--since", "30m", "--json"
+        ).stdout
+    )
     assert {r["customer_id"] for r in relative} == {"joost", "contact:sms:+31612345609"}
 
     shown = cli("conversations", "show", "joost", "--json")
     transcript = json.loads(shown.stdout)
     assert [(m["direction"], m["text"]) for m in transcript["messages"]] == [
-        ("in", "9/10"), ("out", "THANKS joost"),
+        ("in", "9/10"),
+        ("out", "THANKS joost"),
     ]
     assert transcript["messages"][0]["survey"]["answer"] == "9"
     assert transcript["messages"][0]["at"] == "2026-12-01T10:05:00Z"
@@ -128,8 +166,7 @@ def test_list_show_and_close(prepared: Path, cli: Cli) -> None:
 
     closed = cli("conversations", "close", "anna")
     assert closed.exit_code == 0, closed.stderr
-    after = {r["customer_id"]: r for r in json.loads(cli("conversations", "list",
-                                                         "--json").stdout)}
+    after = {r["customer_id"]: r for r in json.loads(cli("conversations", "list", "--json").stdout)}
     assert after["anna"]["status"] == "closed"
     assert after["anna"]["needs_attention"] is False
 
@@ -149,8 +186,7 @@ def test_reply_goes_on_the_channel_last_written_and_clears_attention(
     assert json.loads(result.stdout)["channel"] == "sms"
     files = [f for f in sent_files(prepared, "sms") if f["customer_id"] == "anna"]
     assert [f["body"] for f in files] == ["It arrives tomorrow."]
-    rows = {r["customer_id"]: r for r in json.loads(cli("conversations", "list",
-                                                        "--json").stdout)}
+    rows = {r["customer_id"]: r for r in json.loads(cli("conversations", "list", "--json").stdout)}
     assert rows["anna"]["needs_attention"] is False
     transcript = json.loads(cli("conversations", "show", "anna", "--json").stdout)
     assert transcript["messages"][-1]["direction"] == "out"
@@ -160,8 +196,9 @@ def test_reply_goes_on_the_channel_last_written_and_clears_attention(
 def test_reply_to_an_unknown_contact_within_24_hours_of_their_message(
     prepared: Path, cli: Cli
 ) -> None:
-    hello = jsonl({"channel": "sms", "from": "+31612345677", "text": "hello",
-                   "received_at": OPEN, "id": "h1"})
+    hello = jsonl(
+        {"channel": "sms", "from": "+31612345677", "text": "hello", "received_at": OPEN, "id": "h1"}
+    )
     cli("--now", OPEN, "replies", "ingest", "-", input=hello)
     ok = cli("--now", OPEN, "reply", "contact:sms:+31612345677", "Hi! Who are you?")
     assert ok.exit_code == 0, ok.stderr
@@ -170,11 +207,10 @@ def test_reply_to_an_unknown_contact_within_24_hours_of_their_message(
     assert "not opted in on sms nor written there in the last 24 hours" in late.stderr
 
 
-def test_reply_on_a_channel_the_customer_opted_out_of_is_refused(
-    prepared: Path, cli: Cli
-) -> None:
-    stop = jsonl({"channel": "sms", "from": "+31612345601", "text": "STOP",
-                  "received_at": OPEN, "id": "s1"})
+def test_reply_on_a_channel_the_customer_opted_out_of_is_refused(prepared: Path, cli: Cli) -> None:
+    stop = jsonl(
+        {"channel": "sms", "from": "+31612345601", "text": "STOP", "received_at": OPEN, "id": "s1"}
+    )
     cli("--now", OPEN, "replies", "ingest", "-", input=stop)
     result = cli("--now", OPEN, "reply", "anna", "Sorry to see you go", "--channel", "sms")
     assert result.exit_code == 2
@@ -183,37 +219,92 @@ def test_reply_on_a_channel_the_customer_opted_out_of_is_refused(
 
 
 def test_out_of_hours_auto_reply_through_the_cli(prepared: Path, cli: Cli) -> None:
-    msg = jsonl({"channel": "sms", "from": "+31612345601", "text": "anyone?",
-                 "received_at": CLOSED, "id": "z1"})
+    msg = jsonl(
+        {
+            "channel": "sms",
+            "from": "+31612345601",
+            "text": "anyone?",
+            "received_at": CLOSED,
+            "id": "z1",
+        }
+    )
     result = cli("--now", CLOSED, "replies", "ingest", "-", "--json", input=msg)
     assert json.loads(result.stdout)["auto_replies"] == 1
     assert [f["body"][:12] for f in sent_files(prepared, "sms")] == ["CLOSED until"]
 
 
 def test_every_command_has_help(cli: Cli) -> None:
-    for args in (["replies", "ingest"], ["conversations", "list"], ["conversations", "show"],
-                 ["conversations", "close"], ["reply"], ["serve"]):
+    for args in (
+        ["replies", "ingest"],
+        ["conversations", "list"],
+        ["conversations", "show"],
+        ["conversations", "close"],
+        ["reply"],
+        ["serve"],
+    ):
         result = cli(*args, "--help")
         assert result.exit_code == 0, (args, result.stderr)
         assert "Example" in result.stdout or "Usage" in result.stdout
 
 
 def test_ingest_whatsapp_cloud_and_webhook_payloads(prepared: Path, cli: Cli) -> None:
-    meta = {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{
-        "field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "contacts": [{"profile": {"name": "Joost"}, "wa_id": "31612345602"}],
-            "messages": [{"from": "31612345602", "id": "wamid.B1", "timestamp": "1796119200",
-                          "type": "text", "text": {"body": "negen"}}]}}]}]}
-    result = cli("--now", OPEN, "replies", "ingest", "-", "--format", "whatsapp-cloud",
-                 "--channel", "whatsapp", "--json", input=json.dumps(meta) + "\n[]\n")
+    meta = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "1",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "contacts": [{"profile": {"name": "Joost"}, "wa_id": "31612345602"}],
+                            "messages": [
+                                {
+                                    "from": "31612345602",
+                                    "id": "wamid.B1",
+                                    "timestamp": "1796119200",
+                                    "type": "text",
+                                    "text": {"body": "negen"},
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+    result = cli(
+        "--now",
+        OPEN,
+        "replies",
+        "ingest",
+        "-",
+        "--format",
+        "whatsapp-cloud",
+        "--channel",
+        "whatsapp",
+        "--json",
+        input=json.dumps(meta) + "\n[]\n",
+    )
     assert result.exit_code == 3  # the second line is a list, not a payload
     summary = json.loads(result.stdout)
     assert summary["survey_answers"] == 1
     assert summary["rejected"] == [{"line": 2, "reason": "expected a JSON object, got a list"}]
     hook = json.dumps({"from": "anna", "text": "hello from the app", "id": "app-1"})
-    result = cli("--now", OPEN, "replies", "ingest", "-", "--format", "webhook", "--channel",
-                 "email", "--json", input=hook + "\n")
+    result = cli(
+        "--now",
+        OPEN,
+        "replies",
+        "ingest",
+        "-",
+        "--format",
+        "webhook",
+        "--channel",
+        "email",
+        "--json",
+        input=hook + "\n",
+    )
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["stored"] == 1
 
@@ -223,9 +314,11 @@ def test_a_reply_that_cannot_be_rendered_is_reported_and_consent_still_recorded(
 ) -> None:
     # a missing template falls back to the built-in text; a broken one cannot be sent
     (prepared / "templates" / "stop_confirmation" / "sms.j2").write_text(
-        "{{ customer.no_such_column }}", encoding="utf-8")
-    stop = jsonl({"channel": "sms", "from": "+31612345601", "text": "STOP",
-                  "received_at": OPEN, "id": "t1"})
+        "{{ customer.no_such_column }}", encoding="utf-8"
+    )
+    stop = jsonl(
+        {"channel": "sms", "from": "+31612345601", "text": "STOP", "received_at": OPEN, "id": "t1"}
+    )
     result = cli("--now", OPEN, "replies", "ingest", "-", input=stop)
     assert result.exit_code == 3, result.stderr  # a reply it had to send was not sent
     assert "reply not sent:" in result.stderr

@@ -84,7 +84,12 @@ def test_import_strict_and_dry_run_write_nothing(cli: Cli, tmp_path: Path) -> No
     ],
 )
 def test_import_file_problems_are_one_line(
-    cli: Cli, tmp_path: Path, content: str | None, name: str, args: list[str], code: int,
+    cli: Cli,
+    tmp_path: Path,
+    content: str | None,
+    name: str,
+    args: list[str],
+    code: int,
     message: str,
 ) -> None:
     path = tmp_path / name
@@ -197,9 +202,7 @@ def test_show_unknown_customer_exits_2(imported: Cli) -> None:
         (["show"], ["--json"]),
     ],
 )
-def test_every_customers_command_has_help(
-    cli: Cli, command: list[str], options: list[str]
-) -> None:
+def test_every_customers_command_has_help(cli: Cli, command: list[str], options: list[str]) -> None:
     result = cli("customers", *command, "--help")
     assert result.exit_code == 0
     assert "Usage" in result.stdout
@@ -261,7 +264,7 @@ def test_utf16_without_a_bom_is_refused_with_how_to_save_it(cli: Cli, tmp_path: 
     result = cli("customers", "import", str(path))
     assert result.exit_code == 2
     assert result.stderr.strip() == (
-        'error: people.csv is UTF-16 text without a byte-order mark; save it as UTF-8 '
+        "error: people.csv is UTF-16 text without a byte-order mark; save it as UTF-8 "
         '(in Excel: "CSV UTF-8") and import it again'
     )
 

@@ -55,8 +55,15 @@ def test_ingest_exits_3_and_says_why_when_a_confirmation_was_not_sent(
 ) -> None:
     for path in (prepared / "templates" / "stop_confirmation").glob("sms*.j2"):
         path.write_text("{{ customer.nope }}", encoding="utf-8")
-    stop = jsonl({"channel": "sms", "from": "+31612345601", "text": "STOP",
-                  "received_at": "2026-12-01T10:00:00Z", "id": "m1"})
+    stop = jsonl(
+        {
+            "channel": "sms",
+            "from": "+31612345601",
+            "text": "STOP",
+            "received_at": "2026-12-01T10:00:00Z",
+            "id": "m1",
+        }
+    )
     result = cli("--now", OPEN, "replies", "ingest", "-", input=stop)
     assert result.exit_code == 3, result.stderr
     assert "1 of 1 replies were not sent" in result.stderr
@@ -66,8 +73,15 @@ def test_ingest_exits_3_and_says_why_when_a_confirmation_was_not_sent(
 
 
 def test_ingest_whose_replies_all_went_exits_0(prepared: Path, cli: Cli) -> None:
-    stop = jsonl({"channel": "sms", "from": "+31612345601", "text": "STOP",
-                  "received_at": "2026-12-01T10:00:00Z", "id": "m1"})
+    stop = jsonl(
+        {
+            "channel": "sms",
+            "from": "+31612345601",
+            "text": "STOP",
+            "received_at": "2026-12-01T10:00:00Z",
+            "id": "m1",
+        }
+    )
     result = cli("--now", OPEN, "replies", "ingest", "-", input=stop)
     assert result.exit_code == 0, result.stderr
     assert "1 of 1 replies sent" in result.stdout

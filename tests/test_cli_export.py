@@ -66,7 +66,9 @@ def test_export_conversations_json(seeded: Path, cli: Cli) -> None:
     assert result.exit_code == 0, result.stderr
     rows = json.loads(result.stdout)
     assert [(r["customer_id"], r["direction"], r["text"]) for r in rows] == [
-        ("c1", "in", "9"), ("c5", "in", "who is this"), ("c6", "in", "hello"),
+        ("c1", "in", "9"),
+        ("c5", "in", "who is this"),
+        ("c6", "in", "hello"),
     ]
 
 
@@ -184,12 +186,17 @@ def test_excel_csv_starts_with_a_byte_order_mark(seeded: Path, cli: Cli, tmp_pat
 
 
 def test_export_has_the_providers_message_id(ws: Path, cli: Cli) -> None:
-    line = json.dumps({"channel": "sms", "from": "+31612345678", "text": "hi", "id": "SM123",
-                       "received_at": "2026-12-01T10:00:00Z"})
+    line = json.dumps(
+        {
+            "channel": "sms",
+            "from": "+31612345678",
+            "text": "hi",
+            "id": "SM123",
+            "received_at": "2026-12-01T10:00:00Z",
+        }
+    )
     assert cli("--now", "2026-12-01T10:01:00Z", "replies", "ingest", "-", input=line).exit_code == 0
     rows = json.loads(cli("export", "replies", "--format", "json").stdout)
     assert rows[0]["provider_message_id"] == "SM123"
     assert isinstance(rows[0]["message_id"], int)
-    assert "Exported 1 reply to" in cli(
-        "export", "replies", "-o", str(ws / "one.csv")
-    ).stderr
+    assert "Exported 1 reply to" in cli("export", "replies", "-o", str(ws / "one.csv")).stderr

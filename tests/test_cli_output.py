@@ -20,17 +20,27 @@ a2,Joost Bakker,joost@example.nl,+31612345602,sms,nl-NL,,sms
 a3,Olivia Johnson,olivia@example.com,+12125550116,sms,en-US,America/New_York,sms
 a4,Sem Peters,sem@example.nl,+31612345604,sms,nl-NL,,sms
 """
-REPLIES = "\n".join(
-    json.dumps({"channel": "sms", "from": sender, "text": text, "id": mid,
-                "received_at": "2026-12-01T10:00:00Z"})
-    for sender, text, mid in [
-        ("+31612345601", "9", "m1"),
-        ("+31612345601", "9", "m1"),  # the same message twice
-        ("+31612345602", "no idea", "m2"),
-        ("+31612345602", "still no idea, call me", "m3"),
-        ("+31600000000", "who is this?", "m4"),
-    ]
-) + "\n"
+REPLIES = (
+    "\n".join(
+        json.dumps(
+            {
+                "channel": "sms",
+                "from": sender,
+                "text": text,
+                "id": mid,
+                "received_at": "2026-12-01T10:00:00Z",
+            }
+        )
+        for sender, text, mid in [
+            ("+31612345601", "9", "m1"),
+            ("+31612345601", "9", "m1"),  # the same message twice
+            ("+31612345602", "no idea", "m2"),
+            ("+31612345602", "still no idea, call me", "m3"),
+            ("+31600000000", "who is this?", "m4"),
+        ]
+    )
+    + "\n"
+)
 
 
 @pytest.fixture
@@ -63,8 +73,18 @@ def test_ingest_summary_counts_what_it_says(sent: Path, cli: Cli) -> None:
 
 
 def test_a_reply_from_the_future_is_refused(sent: Path, cli: Cli) -> None:
-    line = json.dumps({"channel": "sms", "from": "+31612345601", "text": "9", "id": "f1",
-                       "received_at": "2026-12-01T20:00:00Z"}) + "\n"
+    line = (
+        json.dumps(
+            {
+                "channel": "sms",
+                "from": "+31612345601",
+                "text": "9",
+                "id": "f1",
+                "received_at": "2026-12-01T20:00:00Z",
+            }
+        )
+        + "\n"
+    )
     result = cli("--now", "2026-12-01T10:05:00Z", "replies", "ingest", "-", input=line)
     assert result.exit_code == 3
     assert 'stdin:1: "received_at" 2026-12-01T20:00:00Z is in the future' in result.stderr
@@ -128,7 +148,9 @@ def test_narrow_terminal_never_breaks_ids_emails_or_times(sent: Path, cli: Cli) 
 def test_a_pipe_gets_the_full_width(sent: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "outreach", "-w", str(sent), "customers", "list"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={k: v for k, v in os.environ.items() if k != "COLUMNS"},
     )
     lines = result.stdout.splitlines()
@@ -151,18 +173,30 @@ def test_templates_check_names_a_shared_broken_file_once_on_stderr(ws: Path, cli
 def test_a_customer_without_a_name_is_thanked_without_there(ws: Path, cli: Cli) -> None:
     (ws / "anon.csv").write_text(
         "id,phone,preferred_channel,locale,opted_in\nn1,+31612345699,sms,en,sms\n"
-        "n2,+31612345698,sms,nl,sms\n", encoding="utf-8")
+        "n2,+31612345698,sms,nl,sms\n",
+        encoding="utf-8",
+    )
     assert cli("customers", "import", str(ws / "anon.csv")).exit_code == 0
     assert cli("--now", SEND_AT, "run", "nps").exit_code == 0
     replies = "".join(
-        json.dumps({"channel": "sms", "from": number, "text": "9", "id": f"t{i}",
-                    "received_at": "2026-12-01T10:00:00Z"}) + "\n"
+        json.dumps(
+            {
+                "channel": "sms",
+                "from": number,
+                "text": "9",
+                "id": f"t{i}",
+                "received_at": "2026-12-01T10:00:00Z",
+            }
+        )
+        + "\n"
         for i, number in enumerate(["+31612345699", "+31612345698"])
     )
     result = cli("--now", "2026-12-01T10:01:00Z", "replies", "ingest", "-", input=replies)
     assert result.exit_code == 0, result.stderr
-    bodies = [json.loads(p.read_text(encoding="utf-8"))["body"]
-              for p in (ws / "outbox" / "sms").glob("*.json")]
+    bodies = [
+        json.loads(p.read_text(encoding="utf-8"))["body"]
+        for p in (ws / "outbox" / "sms").glob("*.json")
+    ]
     thanks = [b for b in bodies if b.startswith(("Thank", "Bedankt"))]
     assert len(thanks) == 2, bodies
     assert any(b.startswith("Thank you! ") for b in thanks)
@@ -170,9 +204,7 @@ def test_a_customer_without_a_name_is_thanked_without_there(ws: Path, cli: Cli) 
     assert not any("there" in b or "daar" in b for b in thanks)
 
 
-def test_an_agents_email_reply_has_a_subject_in_the_customers_language(
-    ws: Path, cli: Cli
-) -> None:
+def test_an_agents_email_reply_has_a_subject_in_the_customers_language(ws: Path, cli: Cli) -> None:
     assert cli("customers", "import", str(ws / "customers.csv")).exit_code == 0
     # c003 (Dutch, email) has never written: nothing to answer "Re:" to
     result = cli("reply", "c003", "We hebben je bestelling gevonden.", "--channel", "email")

@@ -241,8 +241,7 @@ def test_an_email_reply_from_another_address_finds_its_conversation(
     assert "8" in texts and "and thanks" in texts
 
 
-def add_news_campaign(ws: Path, cli: Cli, channel: str, channel_toml: str,
-                      extra: str = "") -> None:
+def add_news_campaign(ws: Path, cli: Cli, channel: str, channel_toml: str, extra: str = "") -> None:
     """Channel ``channel`` in outreach.toml, a campaign ``news`` on it alone (any hour) with
     template ``news/CHANNEL.j2``, and consent there for nl1 and nl2."""
     with (ws / "outreach.toml").open("a", encoding="utf-8") as toml:
@@ -266,8 +265,9 @@ def test_a_channel_addressed_by_platform_user_id_sends_to_the_stored_id(
     (learnt from the customer's first message there), not a customer column."""
     add_news_campaign(imported, cli, "app", 'provider = "outbox"\naddress = "user"\n')
     conn = sqlite3.connect(imported / "outreach.db")
-    conn.execute("INSERT INTO addresses (channel, address, customer_id) "
-                 "VALUES ('app', 'app-user-77', 'nl1')")
+    conn.execute(
+        "INSERT INTO addresses (channel, address, customer_id) VALUES ('app', 'app-user-77', 'nl1')"
+    )
     conn.commit()
     conn.close()
     [line] = run_json(cli, "news")["campaigns"]  # type: ignore[misc]
@@ -283,7 +283,9 @@ def test_sunshine_sends_free_text_inside_the_service_window_and_the_template_out
     """A campaign with a ``whatsapp_template`` on a Sunshine channel: the customer who wrote
     there in the last 24 hours gets the rendered text, the other the approved template."""
     add_news_campaign(
-        imported, cli, "chat",
+        imported,
+        cli,
+        "chat",
         f'provider = "sunshine"\napp_id = "{SUNSHINE_APP}"\nkey_id = "{SUNSHINE_KEY_ID}"\n'
         f'key_secret_env = "SUNSHINE_KEY_SECRET"\nintegration_id = "5e4af71a81966cfff3ef6550"\n'
         f'base_url = "{sunshine_server.url}"\n',
@@ -303,8 +305,10 @@ def test_sunshine_sends_free_text_inside_the_service_window_and_the_template_out
     conn.close()
     result = cli("--now", NOW, "run", "news", "--json", env=ENV)
     assert result.exit_code == 0, result.stderr
-    sent = {r.json()["destination"]["destinationId"]: r.json()["message"]
-            for r in sunshine_server.requests}
+    sent = {
+        r.json()["destination"]["destinationId"]: r.json()["message"]
+        for r in sunshine_server.requests
+    }
     assert sent["+31612345601"] == {"type": "text", "text": "Hi Anna de Vries, news from Acme."}
     assert sent["+31612345602"]["type"] == "template"
     assert sent["+31612345602"]["template"]["name"] == "news"
@@ -317,7 +321,9 @@ def test_a_send_the_provider_refuses_as_unsendable_is_recorded_skipped_with_its_
     ProviderError makes the delivery ``skipped`` with its code as the reason, not failed,
     and nothing is requested; the customer who wrote in the window gets the text."""
     add_news_campaign(
-        imported, cli, "wa",
+        imported,
+        cli,
+        "wa",
         f'provider = "whatsapp-cloud"\nphone_number_id = "{META_PHONE_ID}"\n'
         f'access_token_env = "WHATSAPP_TOKEN"\nbase_url = "{meta_server.url}"\n',
     )
@@ -337,9 +343,11 @@ def test_a_send_the_provider_refuses_as_unsendable_is_recorded_skipped_with_its_
     assert result.exit_code == 0, result.stderr
     assert [r.json()["to"] for r in meta_server.requests] == ["31612345601"]
     conn = sqlite3.connect(imported / "outreach.db")
-    rows = dict(conn.execute(
-        "SELECT customer_id, status || ':' || coalesce(reason, '') FROM deliveries "
-        "WHERE campaign = 'news' AND customer_id IN ('nl1', 'nl2')"
-    ).fetchall())
+    rows = dict(
+        conn.execute(
+            "SELECT customer_id, status || ':' || coalesce(reason, '') FROM deliveries "
+            "WHERE campaign = 'news' AND customer_id IN ('nl1', 'nl2')"
+        ).fetchall()
+    )
     conn.close()
     assert rows == {"nl1": "sent:", "nl2": "skipped:whatsapp_window"}

@@ -93,8 +93,20 @@ def test_check_of_an_unknown_template_exits_4(cli: Cli) -> None:
 
 
 def test_render_prints_one_message_on_the_preferred_channel(ws: Path, cli: Cli) -> None:
-    add_customers(ws, [["C-7", "Anna de Vries", "anna@example.nl", "+31612345678", "sms",
-                        "nl-NL", "Europe/Amsterdam"]])
+    add_customers(
+        ws,
+        [
+            [
+                "C-7",
+                "Anna de Vries",
+                "anna@example.nl",
+                "+31612345678",
+                "sms",
+                "nl-NL",
+                "Europe/Amsterdam",
+            ]
+        ],
+    )
     result = cli("templates", "render", "order_shipped", "--customer", "C-7")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith("Hallo Anna, je bestelling A-1042 bij Acme is onderweg!")
@@ -103,10 +115,10 @@ def test_render_prints_one_message_on_the_preferred_channel(ws: Path, cli: Cli) 
 
 
 def test_render_email_as_json(ws: Path, cli: Cli) -> None:
-    add_customers(ws, [["C-8", "Alex Morgan", "alex@example.com", None, None, "en-GB",
-                        "Europe/London"]])
-    result = cli("templates", "render", "nps", "--customer", "C-8", "--channel", "email",
-                 "--json")
+    add_customers(
+        ws, [["C-8", "Alex Morgan", "alex@example.com", None, None, "en-GB", "Europe/London"]]
+    )
+    result = cli("templates", "render", "nps", "--customer", "C-8", "--channel", "email", "--json")
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["subject"] == "Alex, would you recommend Acme?"
@@ -168,9 +180,7 @@ def test_a_template_that_mutates_its_data_is_a_template_error(ws: Path, cli: Cli
     assert "templates/mut/sms.j2:1: function value has no attribute 'update'" in result.stderr
 
 
-def test_a_locale_with_a_bcp47_extension_finds_its_language_template(
-    ws: Path, cli: Cli
-) -> None:
+def test_a_locale_with_a_bcp47_extension_finds_its_language_template(ws: Path, cli: Cli) -> None:
     (ws / "people.csv").write_text(
         "id,name,phone,locale\nC1,Ann,+31612345678,nl-NL-u-ca-buddhist\n", encoding="utf-8"
     )

@@ -39,10 +39,10 @@ def one_line_error(result: subprocess.CompletedProcess[str], code: int = 2) -> s
 
 
 def test_now_workspace_and_debug_work_after_the_command(ws: Path, runner: CliRunner) -> None:
-    before = runner.invoke(app, ["-w", str(ws), "--now", "2026-12-01T09:00:00Z", "status",
-                                 "--json"])
-    after = runner.invoke(app, ["status", "--json", "--now", "2026-12-01T09:00:00Z", "-w",
-                                str(ws)])
+    before = runner.invoke(
+        app, ["-w", str(ws), "--now", "2026-12-01T09:00:00Z", "status", "--json"]
+    )
+    after = runner.invoke(app, ["status", "--json", "--now", "2026-12-01T09:00:00Z", "-w", str(ws)])
     assert after.exit_code == 0, after.stderr
     assert json.loads(after.stdout)["now"] == json.loads(before.stdout)["now"]
     # the example of `run --help`, literally
@@ -92,19 +92,29 @@ def test_a_time_without_a_zone_is_workspace_time(cli: Cli) -> None:
 def test_ingest_from_a_closed_stdin_is_one_line(ws: Path) -> None:
     # stdin=-1 is not possible with subprocess; close fd 0 in the child instead
     result = subprocess.run(
-        [sys.executable, "-c", "import os, runpy, sys; os.close(0); sys.stdin = None; "
-         "sys.argv = ['outreach', 'replies', 'ingest', '-']; "
-         "runpy.run_module('outreach', run_name='__main__')"],
-        cwd=ws, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "import os, runpy, sys; os.close(0); sys.stdin = None; "
+            "sys.argv = ['outreach', 'replies', 'ingest', '-']; "
+            "runpy.run_module('outreach', run_name='__main__')",
+        ],
+        cwd=ws,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert "standard input is closed" in one_line_error(result)
 
 
 def test_ingest_with_stdin_closed_by_the_shell(ws: Path) -> None:
     result = subprocess.run(
-        "exec 0<&-; exec " + " ".join([sys.executable, "-m", "outreach", "replies", "ingest",
-                                       "-"]),
-        shell=True, cwd=ws, capture_output=True, text=True, timeout=60,
+        "exec 0<&-; exec " + " ".join([sys.executable, "-m", "outreach", "replies", "ingest", "-"]),
+        shell=True,
+        cwd=ws,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert "standard input is closed" in one_line_error(result)
 
@@ -174,8 +184,14 @@ def test_version(runner: CliRunner) -> None:
 
 
 def test_usage_lines_name_no_types(runner: CliRunner) -> None:
-    for args in (["run"], ["templates", "render"], ["templates", "check"], ["export", "replies"],
-                 ["customers", "import"], []):
+    for args in (
+        ["run"],
+        ["templates", "render"],
+        ["templates", "check"],
+        ["export", "replies"],
+        ["customers", "import"],
+        [],
+    ):
         out = runner.invoke(app, [*args, "--help"]).stdout
         for leak in ("<int range>", "<list[str]>", "<str>", "{", "<float", "<path>"):
             assert leak not in out, (args, leak)
@@ -207,22 +223,28 @@ def test_a_bad_choice_names_the_allowed_values(cli: Cli) -> None:
 
 def test_a_channel_without_a_provider_says_so(ws: Path, cli: Cli) -> None:
     path = ws / "outreach.toml"
-    path.write_text(path.read_text(encoding="utf-8").replace(
-        '[channels.sms]\nprovider = "outbox"\n', "[channels.sms]\n", 1), encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace(
+            '[channels.sms]\nprovider = "outbox"\n', "[channels.sms]\n", 1
+        ),
+        encoding="utf-8",
+    )
     result = cli("status")
     assert result.exit_code == 4
-    assert "[channels.sms]: no provider; add provider = \"outbox\"" in result.stderr
+    assert '[channels.sms]: no provider; add provider = "outbox"' in result.stderr
     assert '"None"' not in result.stderr
 
 
 def test_an_audience_error_shows_the_filter_as_written(ws: Path, cli: Cli) -> None:
     assert cli("customers", "import", str(ws / "customers.csv")).exit_code == 0
     path = ws / "campaigns" / "nps.toml"
-    path.write_text(path.read_text(encoding="utf-8").replace(
-        'where = "1 = 1"', "where = \"plann = 'pro'\""), encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace('where = "1 = 1"', "where = \"plann = 'pro'\""),
+        encoding="utf-8",
+    )
     result = cli("run", "nps", "--dry-run")
     assert result.exit_code == 4
-    assert "where \"plann = 'pro'\": no customer column \"plann\"" in result.stderr
+    assert 'where "plann = \'pro\'": no customer column "plann"' in result.stderr
     assert "verified = 1" not in result.stderr
 
 
@@ -238,8 +260,12 @@ def test_one_word_iana_zones_are_accepted(ws: Path, cli: Cli, zone: str) -> None
     result = cli("customers", "import", str(ws / "z.csv"))
     assert result.exit_code == 0, result.stderr
     path = ws / "outreach.toml"
-    path.write_text(path.read_text(encoding="utf-8").replace(
-        'timezone = "Europe/Amsterdam"', f'timezone = "{zone}"'), encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace(
+            'timezone = "Europe/Amsterdam"', f'timezone = "{zone}"'
+        ),
+        encoding="utf-8",
+    )
     assert cli("status").exit_code == 0
 
 

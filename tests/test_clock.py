@@ -10,9 +10,11 @@ from hypothesis import strategies as st
 from outreach import clock
 
 moments = st.datetimes(
-    min_value=datetime(1900, 1, 2), max_value=datetime(2200, 1, 1),
-    timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)),
-                               timezone(timedelta(hours=-8))]),
+    min_value=datetime(1900, 1, 2),
+    max_value=datetime(2200, 1, 1),
+    timezones=st.sampled_from(
+        [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
+    ),
 )
 
 

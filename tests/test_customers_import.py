@@ -231,9 +231,7 @@ def test_non_utf8_row_is_rejected_with_its_line(imp: Import, workspace: Workspac
     ]
 
 
-def test_row_with_more_cells_than_the_header_is_rejected(
-    imp: Import, workspace: Workspace
-) -> None:
+def test_row_with_more_cells_than_the_header_is_rejected(imp: Import, workspace: Workspace) -> None:
     result = imp("id,name\nC1,Ann,extra\nC2,Bob,,\n")
     assert result.created == 1  # trailing empty cells are tolerated
     assert result.errors[0].line == 2
@@ -267,9 +265,7 @@ def test_json_array_is_streamed_and_errors_name_the_element(
     assert "[1]" in result.errors[0].format("customers.json")
 
 
-def test_json_array_line_numbers_survive_chunked_reading(
-    imp: Import, workspace: Workspace
-) -> None:
+def test_json_array_line_numbers_survive_chunked_reading(imp: Import, workspace: Workspace) -> None:
     doc = [{"id": f"C{i}", "note": "x" * 50, "email": "a@example.com"} for i in range(3000)]
     doc[2500]["email"] = "broken"
     text = json.dumps(doc, indent=2)  # ~600 KB: read in several chunks
@@ -306,7 +302,11 @@ def test_json_file_of_objects_per_line_is_read_as_jsonl(imp: Import, workspace: 
     ],
 )
 def test_file_level_problems_stop_before_anything_is_written(
-    imp: Import, workspace: Workspace, content: str, name: str, options: dict[str, Any],
+    imp: Import,
+    workspace: Workspace,
+    content: str,
+    name: str,
+    options: dict[str, Any],
     message: str,
 ) -> None:
     before = workspace.store.customers.attribute_columns()
@@ -351,8 +351,18 @@ EMAIL_LOCAL = st.text(
     alphabet=st.sampled_from("abcXYZ019.!#$%&'*+/=?^_`{|}~-\"@ é"), min_size=0, max_size=12
 )
 EMAIL_DOMAIN = st.sampled_from(
-    ["example.com", "EXAMPLE.com", "exa_mple.com", "localhost", "a..b", "xn--bcher-kva.example",
-     "bücher.example", "example.com.", "-bad.com", "123.45"]
+    [
+        "example.com",
+        "EXAMPLE.com",
+        "exa_mple.com",
+        "localhost",
+        "a..b",
+        "xn--bcher-kva.example",
+        "bücher.example",
+        "example.com.",
+        "-bad.com",
+        "123.45",
+    ]
 )
 
 
@@ -381,8 +391,11 @@ def _example_numbers() -> list[str]:
 
     found = set()
     for region in sorted(phonenumbers.SUPPORTED_REGIONS):
-        for kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE,
-                     phonenumbers.PhoneNumberType.TOLL_FREE):
+        for kind in (
+            phonenumbers.PhoneNumberType.MOBILE,
+            phonenumbers.PhoneNumberType.FIXED_LINE,
+            phonenumbers.PhoneNumberType.TOLL_FREE,
+        ):
             number = phonenumbers.example_number_for_type(region, kind)
             if number is not None:
                 found.add(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))

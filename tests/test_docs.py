@@ -131,17 +131,35 @@ def _tour() -> list[str]:
 def test_the_readme_tour_works_literally(tmp_path: Path) -> None:
     tour = _tour()
     assert tour[0] == "outreach init acme && cd acme"
-    for step in ("customers import", "templates check", "templates render", "--dry-run",
-                 "run nps", "queue", "replies ingest", "conversations list", "conversations "
-                 "show", "reply", "export replies", "report nps", "status"):
+    for step in (
+        "customers import",
+        "templates check",
+        "templates render",
+        "--dry-run",
+        "run nps",
+        "queue",
+        "replies ingest",
+        "conversations list",
+        "conversations show",
+        "reply",
+        "export replies",
+        "report nps",
+        "status",
+    ):
         assert any(step in line for line in tour), step
     script = "\n".join(
         f"{line} || {{ echo 'TOUR FAILED:' {shlex.quote(line)} >&2; exit 1; }}"
         for line in tour
         if not line.startswith(SKIPPED)
     )
-    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=_shell(tmp_path),
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        ["bash", "-c", script],
+        cwd=tmp_path,
+        env=_shell(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     acme = tmp_path / "acme"
     assert "Anna de Vries [c001]" in result.stdout  # conversations show c001
@@ -180,10 +198,13 @@ def sample_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`outreach init` with its samples imported and the nps survey sent, once."""
     folder = tmp_path_factory.mktemp("examples")
     env = _shell(folder)
-    script = ("outreach init ws && cd ws && outreach customers import customers.csv && "
-              "outreach run nps && outreach replies ingest replies.jsonl")
-    result = subprocess.run(["bash", "-c", script], cwd=folder, env=env, capture_output=True,
-                            text=True, timeout=120)
+    script = (
+        "outreach init ws && cd ws && outreach customers import customers.csv && "
+        "outreach run nps && outreach replies ingest replies.jsonl"
+    )
+    result = subprocess.run(
+        ["bash", "-c", script], cwd=folder, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     return folder / "ws"
 
@@ -206,6 +227,12 @@ def test_every_help_example_runs(
         pytest.skip("needs a PostgreSQL server: tests/store/test_copy.py covers it")
     workspace = tmp_path / "ws"
     shutil.copytree(sample_workspace, workspace)  # each example on the same fresh data
-    result = subprocess.run(["bash", "-c", example], cwd=workspace, env=_shell(tmp_path),
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["bash", "-c", example],
+        cwd=workspace,
+        env=_shell(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, f"{example}\n{result.stderr[-2000:]}"

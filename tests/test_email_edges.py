@@ -144,7 +144,9 @@ def test_internationalised_addresses_go_out_with_smtputf8_when_the_server_offers
     # a domain alone is reachable without SMTPUTF8: IDNA (punycode) on the envelope
     juergen = [r for r in smtputf8_server.received if "juergen@" in r.rcpt_tos[0]]
     assert juergen and juergen[0].rcpt_tos[0] in (
-        "juergen@bücher.example", "juergen@xn--bcher-kva.example")
+        "juergen@bücher.example",
+        "juergen@xn--bcher-kva.example",
+    )
 
 
 def test_without_smtputf8_a_non_ascii_mailbox_fails_with_a_clear_permanent_reason(
@@ -167,7 +169,8 @@ def test_without_smtputf8_a_non_ascii_mailbox_fails_with_a_clear_permanent_reaso
 def test_the_outbox_writes_internationalised_addresses_as_utf8_eml(ws: Path, cli: Cli) -> None:
     toml = (ws / "outreach.toml").read_text(encoding="utf-8")
     (ws / "outreach.toml").write_text(
-        toml.replace('sender_name = "Acme"', 'sender_name = "Acme, Inc."'), encoding="utf-8")
+        toml.replace('sender_name = "Acme"', 'sender_name = "Acme, Inc."'), encoding="utf-8"
+    )
     add_news(ws, cli)
     run(cli)
     rows = deliveries(ws)
@@ -175,8 +178,9 @@ def test_the_outbox_writes_internationalised_addresses_as_utf8_eml(ws: Path, cli
     files = {p.name: p.read_bytes() for p in (ws / "outbox" / "email").glob("*.eml")}
     assert len(files) == 3
     # UTF-8 headers (RFC 6532): the email package reads them from text
-    jose = email.message_from_string(files[f"{rows['es1']['id']}.eml"].decode("utf-8"),
-                                     policy=policy.default)
+    jose = email.message_from_string(
+        files[f"{rows['es1']['id']}.eml"].decode("utf-8"), policy=policy.default
+    )
     assert jose["To"].addresses[0].addr_spec == "josé@example.es"
     assert jose["From"].addresses[0].display_name == "Acme, Inc."
     assert "Hallo José García!" in jose.get_content()

@@ -64,8 +64,18 @@ def test_a_follow_up_from_a_default_template_answers_the_email_it_replies_to(
         "Content-Type: text/plain; charset=utf-8\r\n\r\n9\r\n"
     )
     (surveyed / "reply.eml").write_text(reply, encoding="utf-8")
-    result = cli("--now", OPEN, "replies", "ingest", str(surveyed / "reply.eml"),
-                 "--format", "eml", "--channel", "email", "--json")
+    result = cli(
+        "--now",
+        OPEN,
+        "replies",
+        "ingest",
+        str(surveyed / "reply.eml"),
+        "--format",
+        "eml",
+        "--channel",
+        "email",
+        "--json",
+    )
     assert result.exit_code == 0, result.stdout + result.stderr
     summary = json.loads(result.stdout)
     assert (summary["survey_answers"], summary["replies_sent"]) == (1, 1), summary
@@ -80,10 +90,15 @@ def test_an_out_of_hours_reply_without_a_subject_threads_with_the_mail_the_custo
     surveyed: Path, cli: Cli
 ) -> None:
     [survey] = mails(surveyed)
-    line = {"channel": "email", "from": "anna@example.nl", "text": "Can someone call me?",
-            "in_reply_to": survey["Message-ID"], "id": "r-2", "received_at": CLOSED}
-    result = cli("--now", CLOSED, "replies", "ingest", "-", "--json",
-                 input=json.dumps(line) + "\n")
+    line = {
+        "channel": "email",
+        "from": "anna@example.nl",
+        "text": "Can someone call me?",
+        "in_reply_to": survey["Message-ID"],
+        "id": "r-2",
+        "received_at": CLOSED,
+    }
+    result = cli("--now", CLOSED, "replies", "ingest", "-", "--json", input=json.dumps(line) + "\n")
     assert result.exit_code == 0, result.stdout + result.stderr
     assert json.loads(result.stdout)["auto_replies"] == 1
     [auto] = [m for m in mails(surveyed) if m["Message-ID"] != survey["Message-ID"]]

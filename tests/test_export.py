@@ -39,8 +39,14 @@ def add_customer(store: Store, cid: str, name: str | None = None, *, verified: i
         conn.execute(
             "INSERT INTO customers (id, name, phone, verified, created_at, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (cid, name if name is not None else f"Name {cid}", f"+3161000{cid[-4:]:0>4}",
-             verified, T0, T0),
+            (
+                cid,
+                name if name is not None else f"Name {cid}",
+                f"+3161000{cid[-4:]:0>4}",
+                verified,
+                T0,
+                T0,
+            ),
         )
 
 
@@ -58,8 +64,15 @@ def add_occurrence(
         conn.execute(
             "INSERT INTO occurrences (campaign, occurrence, kind, status, audience, planned_at, "
             "survey) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (campaign, occurrence, kind, status, audience, occurrence,
-             json.dumps(survey) if survey else None),
+            (
+                campaign,
+                occurrence,
+                kind,
+                status,
+                audience,
+                occurrence,
+                json.dumps(survey) if survey else None,
+            ),
         )
 
 
@@ -83,8 +96,21 @@ def add_delivery(
             "INSERT INTO deliveries (id, campaign, occurrence, customer_id, channel, purpose, "
             "template, status, reason, error, not_before, created_at, updated_at, sent_at) "
             "VALUES (?, ?, ?, ?, ?, ?, 't', ?, ?, ?, ?, ?, ?, ?)",
-            (did, campaign, occurrence, customer, channel, purpose, status, reason, error,
-             not_before, T0, T0, sent_at),
+            (
+                did,
+                campaign,
+                occurrence,
+                customer,
+                channel,
+                purpose,
+                status,
+                reason,
+                error,
+                not_before,
+                T0,
+                T0,
+                sent_at,
+            ),
         )
 
 
@@ -138,8 +164,19 @@ def add_response(
             "INSERT INTO survey_responses (message_id, delivery_id, customer_id, campaign, "
             "occurrence, question, type, answer, score, valid, recorded_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (message_id, delivery_id, customer, campaign, occurrence, question, kind, answer,
-             score, int(valid), T0),
+            (
+                message_id,
+                delivery_id,
+                customer,
+                campaign,
+                occurrence,
+                question,
+                kind,
+                answer,
+                score,
+                int(valid),
+                T0,
+            ),
         )
 
 
@@ -166,16 +203,26 @@ def _seed_replies(store: Store) -> None:
     for cid in ("c1", "c2", "c3"):
         add_customer(store, cid)
     add_occurrence(store, "nps", "2026-11-02T09:00:00Z")
-    add_delivery(store, "d1", "nps", "2026-11-02T09:00:00Z", "c1", "delivered",
-                 sent_at="2026-11-02T09:00:00Z")
-    add_delivery(store, "d2", "nps", "2026-11-02T09:00:00Z", "c2", "sent",
-                 sent_at="2026-11-02T09:00:00Z")
-    add_message(store, "c1", "out", "How likely…?", "2026-11-02T09:00:00Z", delivery_id="d1",
-                campaign="nps")
+    add_delivery(
+        store,
+        "d1",
+        "nps",
+        "2026-11-02T09:00:00Z",
+        "c1",
+        "delivered",
+        sent_at="2026-11-02T09:00:00Z",
+    )
+    add_delivery(
+        store, "d2", "nps", "2026-11-02T09:00:00Z", "c2", "sent", sent_at="2026-11-02T09:00:00Z"
+    )
+    add_message(
+        store, "c1", "out", "How likely…?", "2026-11-02T09:00:00Z", delivery_id="d1", campaign="nps"
+    )
     m1 = add_message(store, "c1", "in", "9", "2026-11-02T10:00:00Z")
     add_response(store, m1, "d1", "c1", "nps", "2026-11-02T09:00:00Z", "9", 9)
-    m2 = add_message(store, "c2", "in", "what is this about?", "2026-11-03T10:00:00Z",
-                     channel="whatsapp")
+    m2 = add_message(
+        store, "c2", "in", "what is this about?", "2026-11-03T10:00:00Z", channel="whatsapp"
+    )
     m3 = add_message(store, "c2", "in", "eight or nine", "2026-11-03T11:00:00Z")
     add_response(store, m3, "d2", "c2", "nps", "2026-11-02T09:00:00Z", None, None, valid=False)
     # wrote before anything was sent to them: no campaign
@@ -194,12 +241,25 @@ def test_replies_have_one_row_per_inbound_message_with_spec_columns(space: Works
     _seed_replies(space.store)
     rows = _rows(space, campaign=None, since=None, until=None)
     assert list(rows[0]) == [
-        "received_at", "customer_id", "customer_name", "channel", "campaign", "question",
-        "answer", "text", "conversation_id", "message_id", "provider_message_id", "kind",
+        "received_at",
+        "customer_id",
+        "customer_name",
+        "channel",
+        "campaign",
+        "question",
+        "answer",
+        "text",
+        "conversation_id",
+        "message_id",
+        "provider_message_id",
+        "kind",
         "details",
     ]
     assert [(r["customer_id"], r["text"]) for r in rows] == [
-        ("c3", "hello?"), ("c1", "9"), ("c2", "what is this about?"), ("c2", "eight or nine"),
+        ("c3", "hello?"),
+        ("c1", "9"),
+        ("c2", "what is this about?"),
+        ("c2", "eight or nine"),
     ]
     c3, c1, c2a, c2b = rows
     assert c1["received_at"] == "2026-11-02T10:00:00Z"
@@ -218,7 +278,8 @@ def test_replies_have_one_row_per_inbound_message_with_spec_columns(space: Works
 def test_replies_filter_by_campaign_and_time_range(space: Workspace) -> None:
     _seed_replies(space.store)
     assert {r["customer_id"] for r in _rows(space, campaign="nps", since=None, until=None)} == {
-        "c1", "c2"
+        "c1",
+        "c2",
     }
     # since inclusive, until exclusive; a bare date is midnight in the workspace zone (CET)
     rows = _rows(space, campaign=None, since="2026-11-02T10:00:00Z", until="2026-11-03T11:00:00Z")
@@ -256,13 +317,27 @@ def test_conversations_export_every_message_in_transcript_order(space: Workspace
     _seed_replies(space.store)
     rows = _rows(space, "conversations", campaign=None, since=None, until=None)
     assert list(rows[0]) == [
-        "conversation_id", "customer_id", "customer_name", "direction", "channel", "at",
-        "subject", "text", "campaign", "delivery_id", "message_id", "provider_message_id",
-        "kind", "details",
+        "conversation_id",
+        "customer_id",
+        "customer_name",
+        "direction",
+        "channel",
+        "at",
+        "subject",
+        "text",
+        "campaign",
+        "delivery_id",
+        "message_id",
+        "provider_message_id",
+        "kind",
+        "details",
     ]
     assert [(r["customer_id"], r["direction"], r["text"]) for r in rows] == [
-        ("c1", "out", "How likely…?"), ("c1", "in", "9"), ("c1", "out", "Thanks!"),
-        ("c2", "in", "what is this about?"), ("c2", "in", "eight or nine"),
+        ("c1", "out", "How likely…?"),
+        ("c1", "in", "9"),
+        ("c1", "out", "Thanks!"),
+        ("c2", "in", "what is this about?"),
+        ("c2", "in", "eight or nine"),
         ("c3", "in", "hello?"),
     ]
     assert rows[0]["delivery_id"] == "d1"
@@ -371,8 +446,9 @@ def test_leftovers_of_killed_exports_are_swept_and_live_ones_kept(tmp_path: Path
 def test_unwritable_output_folder_is_a_clear_error(tmp_path: Path) -> None:
     folder = unwritable_folder(tmp_path)
     try:
-        with pytest.raises(UsageError, match=f"cannot write in {folder}"), atomic_output(
-            folder / "x.csv"
+        with (
+            pytest.raises(UsageError, match=f"cannot write in {folder}"),
+            atomic_output(folder / "x.csv"),
         ):
             pass
         assert not (folder / "x.csv").exists()
@@ -382,8 +458,9 @@ def test_unwritable_output_folder_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_missing_output_folder_and_folder_as_file_are_errors(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="does not exist"), atomic_output(
-        tmp_path / "nope" / "x.csv"
+    with (
+        pytest.raises(UsageError, match="does not exist"),
+        atomic_output(tmp_path / "nope" / "x.csv"),
     ):
         pass
     with pytest.raises(UsageError, match="is a folder"), atomic_output(tmp_path):

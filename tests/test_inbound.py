@@ -97,8 +97,18 @@ def add_survey_delivery(
             "INSERT INTO deliveries (id, campaign, occurrence, customer_id, channel, purpose, "
             "template, status, not_before, provider_message_id, created_at, updated_at, sent_at) "
             "VALUES (?, ?, ?, ?, ?, 'campaign', 'nps', 'sent', ?, ?, ?, ?, ?)",
-            (delivery, campaign, occurrence, customer, channel, sent_at, f"pm-{delivery}",
-             sent_at, sent_at, sent_at),
+            (
+                delivery,
+                campaign,
+                occurrence,
+                customer,
+                channel,
+                sent_at,
+                f"pm-{delivery}",
+                sent_at,
+                sent_at,
+                sent_at,
+            ),
         )
     return delivery
 
@@ -126,8 +136,7 @@ def conversation(workspace: Workspace, customer: str) -> dict[str, Any]:
 
 def survey_rows(workspace: Workspace) -> list[tuple[Any, ...]]:
     return workspace.store.conn.execute(
-        "SELECT customer_id, campaign, type, answer, score, valid FROM survey_responses "
-        "ORDER BY id"
+        "SELECT customer_id, campaign, type, answer, score, valid FROM survey_responses ORDER BY id"
     ).fetchall()
 
 
@@ -180,7 +189,8 @@ def test_stop_in_lower_case_with_spaces_opts_out_and_confirms_once_even_when_rep
     assert workspace.store.consent.current_consent_for("anna", "email") == "opted_in"
     history = [h for h in workspace.store.consent.consent_history("anna") if h["channel"] == "sms"]
     assert [(h["status"], h["source"]) for h in history] == [
-        ("opted_in", "cli"), ("opted_out", "keyword:STOP"),
+        ("opted_in", "cli"),
+        ("opted_out", "keyword:STOP"),
     ]
     confirmations = sent_files(workspace.root, "sms")
     assert [(c["to"], c["body"], c["customer_id"]) for c in confirmations] == [
@@ -206,7 +216,8 @@ def test_start_after_stop_opts_in_again_and_confirms(workspace: Workspace) -> No
     sources = [h["source"] for h in workspace.store.consent.consent_history("anna")]
     assert sources == ["cli", "keyword:STOP", "keyword:YES"]
     assert [c["body"] for c in sent_files(workspace.root, "sms")] in (
-        ["STOPPED anna", "STARTED anna"], ["STARTED anna", "STOPPED anna"],
+        ["STOPPED anna", "STARTED anna"],
+        ["STARTED anna", "STOPPED anna"],
     )
 
 
@@ -248,10 +259,13 @@ def test_an_unknown_sender_becomes_an_unverified_contact_with_its_own_conversati
     workspace: Workspace,
 ) -> None:
     add_customers(workspace)
-    summary = ingest(workspace, lines(
-        msg("+31699999999", "Who is this?", "u1"),
-        msg("+31699999999", "Hello??", "u2"),
-    ))
+    summary = ingest(
+        workspace,
+        lines(
+            msg("+31699999999", "Who is this?", "u1"),
+            msg("+31699999999", "Hello??", "u2"),
+        ),
+    )
     assert summary.new_contacts == 1
     contact = workspace.store.conn.execute(
         "SELECT id, phone, verified FROM customers WHERE id LIKE 'contact:%'"
@@ -294,16 +308,18 @@ def test_an_unclear_answer_is_kept_and_needs_attention(workspace: Workspace) -> 
 
 def test_choice_answers_use_the_snapshot_choices(workspace: Workspace) -> None:
     add_customers(workspace, {"anna": ["sms"]})
-    add_survey_delivery(workspace, "anna", survey_type="choice",
-                        choices=["Delivery speed", "Price", "Café"])
+    add_survey_delivery(
+        workspace, "anna", survey_type="choice", choices=["Delivery speed", "Price", "Café"]
+    )
     ingest(workspace, lines(msg("+31612345601", "cafe", "c1")))
     assert survey_rows(workspace) == [("anna", "nps", "choice", "Café", None, 1)]
 
 
 def test_an_expired_survey_makes_a_reply_plain_conversation(workspace: Workspace) -> None:
     add_customers(workspace, {"anna": ["sms"]})
-    add_survey_delivery(workspace, "anna", sent_at="2026-11-20T09:00:00Z",
-                        expires_seconds=3 * 86400)
+    add_survey_delivery(
+        workspace, "anna", sent_at="2026-11-20T09:00:00Z", expires_seconds=3 * 86400
+    )
     ingest(workspace, lines(msg("+31612345601", "9", "e1")))
     assert survey_rows(workspace) == []
     assert conversation(workspace, "anna")["attention_reason"] == "reply"
@@ -311,8 +327,14 @@ def test_an_expired_survey_makes_a_reply_plain_conversation(workspace: Workspace
 
 def test_the_latest_open_survey_is_answered(workspace: Workspace) -> None:
     add_customers(workspace, {"anna": ["sms"]})
-    add_survey_delivery(workspace, "anna", campaign="csat", survey_type="csat",
-                        sent_at="2026-11-30T09:00:00Z", occurrence="2026-11-30T09:00:00Z")
+    add_survey_delivery(
+        workspace,
+        "anna",
+        campaign="csat",
+        survey_type="csat",
+        sent_at="2026-11-30T09:00:00Z",
+        occurrence="2026-11-30T09:00:00Z",
+    )
     add_survey_delivery(workspace, "anna", campaign="nps", sent_at="2026-12-01T09:00:00Z")
     ingest(workspace, lines(msg("+31612345601", "8", "l1")))
     assert survey_rows(workspace) == [("anna", "nps", "nps", "8", 8, 1)]
@@ -321,10 +343,13 @@ def test_the_latest_open_survey_is_answered(workspace: Workspace) -> None:
 def test_out_of_hours_one_auto_reply_per_closed_period(workspace: Workspace) -> None:
     add_customers(workspace, {"anna": ["sms"]})
     clock.set_now(CLOSED)
-    summary = ingest(workspace, lines(
-        msg("+31612345601", "Is anyone there?", "o1", at=CLOSED),
-        msg("+31612345601", "Hello?", "o2", at=CLOSED),
-    ))
+    summary = ingest(
+        workspace,
+        lines(
+            msg("+31612345601", "Is anyone there?", "o1", at=CLOSED),
+            msg("+31612345601", "Hello?", "o2", at=CLOSED),
+        ),
+    )
     assert summary.auto_replies == 1
     [auto] = sent_files(workspace.root, "sms")
     # next opening: Monday 7 December 09:00 Amsterdam, shown in the customer's zone
@@ -343,8 +368,7 @@ def test_out_of_hours_one_auto_reply_per_closed_period(workspace: Workspace) -> 
 def test_out_of_hours_reply_goes_only_where_allowed(workspace: Workspace) -> None:
     """A customer who opted out, writing again, is stored but gets no auto-reply."""
     add_customers(workspace, {"emma": ["email"]})
-    consent.record(workspace.store, workspace.config, ["emma"], "sms", "opted_out",
-                   source="cli")
+    consent.record(workspace.store, workspace.config, ["emma"], "sms", "opted_out", source="cli")
     clock.set_now(CLOSED)
     summary = ingest(workspace, lines(msg("+447911123423", "hi", "x1", at=CLOSED)))
     assert summary.stored == 1
@@ -371,18 +395,29 @@ def test_a_closed_conversation_is_reopened_by_a_new_message(workspace: Workspace
 
 def test_one_conversation_across_channels_in_order(workspace: Workspace) -> None:
     add_customers(workspace)
-    ingest(workspace, lines(
-        msg("+31612345601", "first on sms", "s1", at="2026-12-01T09:00:00Z"),
-        msg("anna@example.nl", "then by email", "e1", channel="email",
-            at="2026-12-01T09:05:00Z"),
-        msg("+31612345601", "then on whatsapp", "w1", channel="whatsapp",
-            at="2026-12-01T09:10:00Z"),
-    ))
+    ingest(
+        workspace,
+        lines(
+            msg("+31612345601", "first on sms", "s1", at="2026-12-01T09:00:00Z"),
+            msg(
+                "anna@example.nl", "then by email", "e1", channel="email", at="2026-12-01T09:05:00Z"
+            ),
+            msg(
+                "+31612345601",
+                "then on whatsapp",
+                "w1",
+                channel="whatsapp",
+                at="2026-12-01T09:10:00Z",
+            ),
+        ),
+    )
     rows = workspace.store.conn.execute("SELECT count(*) FROM conversations").fetchone()
     assert rows == (1,)
     transcript = workspace.store.conversations.transcript("anna")
     assert [(m["channel"], m["text"]) for m in transcript] == [
-        ("sms", "first on sms"), ("email", "then by email"), ("whatsapp", "then on whatsapp"),
+        ("sms", "first on sms"),
+        ("email", "then by email"),
+        ("whatsapp", "then on whatsapp"),
     ]
 
 
@@ -397,8 +432,10 @@ BAD_LINES = [
     (b'{"channel":"fax","from":"+31612345601","text":"x","id":"b5"}', "not configured"),
     (b'{"channel":"sms","from":"+31612345601","text":"x","received_at":"soon"}', "not a time"),
     (b"{not json", "not JSON"),
-    (b'{"channel":"sms","from":"+31612345601","text":"' + b"x" * (2 * 1024 * 1024) + b'"}',
-     "longer than"),
+    (
+        b'{"channel":"sms","from":"+31612345601","text":"' + b"x" * (2 * 1024 * 1024) + b'"}',
+        "longer than",
+    ),
     (b'{"channel":"sms","from":"+31612345601","text":"\xf0\x9f\x91\x8d","id":"g2"}', None),
     (b"\x00\x00\x00", "NUL"),
 ]
@@ -432,8 +469,9 @@ def test_status_events_never_move_a_delivery_backwards(workspace: Workspace) -> 
         return str(row[0])
 
     def send(status: str) -> None:
-        apply_events(workspace.store, workspace.config,
-                     [(1, StatusEvent("sms", pid, status, at))], summary)
+        apply_events(
+            workspace.store, workspace.config, [(1, StatusEvent("sms", pid, status, at))], summary
+        )
 
     send("read")
     assert status_of() == "read"
@@ -442,16 +480,26 @@ def test_status_events_never_move_a_delivery_backwards(workspace: Workspace) -> 
     send("failed")
     assert status_of() == "read"
     send("read")
-    apply_events(workspace.store, workspace.config,
-                 [(1, StatusEvent("sms", "no-such-id", "delivered", at))], summary)
+    apply_events(
+        workspace.store,
+        workspace.config,
+        [(1, StatusEvent("sms", "no-such-id", "delivered", at))],
+        summary,
+    )
     assert (summary.status_updates, summary.status_ignored) == (1, 5)
 
 
 def test_failed_is_recorded_from_sent_with_the_provider_reason(workspace: Workspace) -> None:
     add_customers(workspace)
     delivery = add_survey_delivery(workspace, "anna")
-    event = StatusEvent("sms", f"pm-{delivery}", "failed", datetime(2026, 12, 1, tzinfo=UTC),
-                        error_code="30006", error_message="Landline or unreachable carrier")
+    event = StatusEvent(
+        "sms",
+        f"pm-{delivery}",
+        "failed",
+        datetime(2026, 12, 1, tzinfo=UTC),
+        error_code="30006",
+        error_message="Landline or unreachable carrier",
+    )
     apply_events(workspace.store, workspace.config, [(1, event)], InboundSummary())
     row = workspace.store.conn.execute(
         "SELECT status, reason, error FROM deliveries WHERE id = ?", (delivery,)
@@ -480,19 +528,26 @@ def test_an_email_reply_is_matched_by_its_token_or_the_message_it_answers(
         workspace.store.customers.add_address("reply", token, "anna")
     events = [
         # written from another address, but to anna's plus-address
-        InboundMessage("email", "someone.else@example.org", "via token", "e-1", at,
-                       reply_token=token),
+        InboundMessage(
+            "email", "someone.else@example.org", "via token", "e-1", at, reply_token=token
+        ),
         # quoting the Message-ID of what emma was sent
-        InboundMessage("email", "emma.private@example.org", "via reference", "e-2", at,
-                       in_reply_to=f"pm-{delivery}"),
+        InboundMessage(
+            "email",
+            "emma.private@example.org",
+            "via reference",
+            "e-2",
+            at,
+            in_reply_to=f"pm-{delivery}",
+        ),
         # a token never handed out falls back to the address: a new contact
-        InboundMessage("email", "mallory@example.org", "forged", "e-3", at,
-                       reply_token=token[:-3] + "aaa"),
+        InboundMessage(
+            "email", "mallory@example.org", "forged", "e-3", at, reply_token=token[:-3] + "aaa"
+        ),
     ]
     summary = InboundSummary()
     apply_events(workspace.store, workspace.config, list(enumerate(events, 1)), summary)
     assert [m["text"] for m in workspace.store.conversations.transcript("anna")] == ["via token"]
-    assert "via reference" in [m["text"] for m in workspace.store.conversations.transcript(
-                                                                            "emma")]
+    assert "via reference" in [m["text"] for m in workspace.store.conversations.transcript("emma")]
     assert summary.new_contacts == 1
     assert workspace.store.conversations.get_conversation("contact:email:mallory@example.org")

@@ -58,8 +58,9 @@ br2,Loja Centro,loja@example.br,+551134567890,whatsapp,pt-BR,America/Sao_Paulo,w
 def prepared(ws: Path, cli: Cli) -> Path:
     toml = (ws / "outreach.toml").read_text(encoding="utf-8")
     start, end = toml.index("[channels.sms]"), toml.index("[server]")
-    (ws / "outreach.toml").write_text(toml[:start] + CHANNELS.lstrip() + "\n" + toml[end:],
-                                      encoding="utf-8")
+    (ws / "outreach.toml").write_text(
+        toml[:start] + CHANNELS.lstrip() + "\n" + toml[end:], encoding="utf-8"
+    )
     (ws / "customers.csv").write_text(CUSTOMERS, encoding="utf-8")
     result = cli("customers", "import", str(ws / "customers.csv"))
     assert result.exit_code == 0, result.stderr
@@ -67,18 +68,35 @@ def prepared(ws: Path, cli: Cli) -> Path:
 
 
 def wa(sender: str, message: dict[str, Any], mid: str) -> dict[str, Any]:
-    return {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{
-        "field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881",
-                         "phone_number_id": "106540352242922"},
-            "contacts": [{"profile": {"name": "Someone"}, "wa_id": sender}],
-            "messages": [{"from": sender, "id": mid, "timestamp": "1796119200",
-                          **message}]}}]}]}
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "1",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": "15550783881",
+                                "phone_number_id": "106540352242922",
+                            },
+                            "contacts": [{"profile": {"name": "Someone"}, "wa_id": sender}],
+                            "messages": [
+                                {"from": sender, "id": mid, "timestamp": "1796119200", **message}
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
 
 
-def ingest(ws: Path, cli: Cli, fmt: str, lines: list[str], channel: str | None = None
-           ) -> tuple[int, dict[str, Any]]:
+def ingest(
+    ws: Path, cli: Cli, fmt: str, lines: list[str], channel: str | None = None
+) -> tuple[int, dict[str, Any]]:
     path = ws / f"in-{fmt}.jsonl"
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     args = ["--now", NOW, "replies", "ingest", str(path), "--format", fmt, "--json"]
@@ -98,28 +116,46 @@ NOT_PAYLOADS = [
     "just some words",
 ]
 GOOD = {
-    "twilio": json.dumps({"From": "+31612345601", "Body": "hallo", "MessageSid": "SMgood",
-                          "NumMedia": "0"}),
-    "whatsapp-cloud": json.dumps(wa("31612345601", {"type": "text", "text": {"body": "hoi"}},
-                                    "wamid.good")),
-    "sunshine": json.dumps({"events": [{"id": "e1", "type": "conversation:message",
-                                        "payload": {"message": {
-                                            "id": "m1", "author": {
-                                                "type": "user", "user": {
-                                                    "externalId": "+31612345601"}},
-                                            "content": {"type": "text", "text": "hey"}}}}]}),
+    "twilio": json.dumps(
+        {"From": "+31612345601", "Body": "hallo", "MessageSid": "SMgood", "NumMedia": "0"}
+    ),
+    "whatsapp-cloud": json.dumps(
+        wa("31612345601", {"type": "text", "text": {"body": "hoi"}}, "wamid.good")
+    ),
+    "sunshine": json.dumps(
+        {
+            "events": [
+                {
+                    "id": "e1",
+                    "type": "conversation:message",
+                    "payload": {
+                        "message": {
+                            "id": "m1",
+                            "author": {"type": "user", "user": {"externalId": "+31612345601"}},
+                            "content": {"type": "text", "text": "hey"},
+                        }
+                    },
+                }
+            ]
+        }
+    ),
     "webhook": json.dumps({"from": "anna", "text": "hi", "id": "w1"}),
 }
-CHANNEL_OF = {"twilio": "sms", "whatsapp-cloud": "whatsapp", "sunshine": "messenger",
-              "webhook": "app"}
+CHANNEL_OF = {
+    "twilio": "sms",
+    "whatsapp-cloud": "whatsapp",
+    "sunshine": "messenger",
+    "webhook": "app",
+}
 
 
 @pytest.mark.parametrize("fmt", sorted(GOOD))
 def test_every_line_that_is_not_a_payload_of_the_format_is_rejected_with_its_number(
     prepared: Path, cli: Cli, fmt: str
 ) -> None:
-    others = [GOOD[f] for f in sorted(GOOD) if f != fmt and not (
-        fmt == "twilio" and f == "webhook")]  # {"from","text"} has no Twilio Body either way
+    others = [
+        GOOD[f] for f in sorted(GOOD) if f != fmt and not (fmt == "twilio" and f == "webhook")
+    ]  # {"from","text"} has no Twilio Body either way
     # a normalized line {"from", "text"} is what the webhook provider takes
     not_payloads = NOT_PAYLOADS[1:] if fmt == "webhook" else NOT_PAYLOADS
     lines = [GOOD[fmt], *not_payloads, *others]
@@ -127,16 +163,24 @@ def test_every_line_that_is_not_a_payload_of_the_format_is_rejected_with_its_num
     assert code == 3
     rejected = {r["line"]: r["reason"] for r in summary["rejected"]}
     assert sorted(rejected) == list(range(2, len(lines) + 1)), summary["rejected"]
-    assert all(f"not a {fmt} payload" in reason or "JSON" in reason
-               for reason in rejected.values()), rejected
+    assert all(
+        f"not a {fmt} payload" in reason or "JSON" in reason for reason in rejected.values()
+    ), rejected
     assert summary["stored"] == 1
 
 
 def test_a_line_of_a_valid_payload_that_carries_no_message_is_not_rejected(
     prepared: Path, cli: Cli
 ) -> None:
-    empty = {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{
-        "field": "account_update", "value": {"event": "VERIFIED_ACCOUNT"}}]}]}
+    empty = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "1",
+                "changes": [{"field": "account_update", "value": {"event": "VERIFIED_ACCOUNT"}}],
+            }
+        ],
+    }
     code, summary = ingest(prepared, cli, "whatsapp-cloud", [json.dumps(empty)], "whatsapp")
     assert (code, summary["rejected"], summary["stored"]) == (0, [], 0)
 
@@ -144,13 +188,24 @@ def test_a_line_of_a_valid_payload_that_carries_no_message_is_not_rejected(
 def test_a_whatsapp_number_change_moves_the_customer_and_keeps_the_conversation(
     prepared: Path, cli: Cli
 ) -> None:
-    change = wa("31612345601", {"type": "system", "system": {
-        "body": "Anna changed from 31612345601 to 31687654321",
-        "new_wa_id": "31687654321", "type": "user_changed_number"}}, "wamid.sys1")
-    later = wa("31687654321", {"type": "text", "text": {"body": "new phone, same me"}},
-               "wamid.after")
-    code, summary = ingest(prepared, cli, "whatsapp-cloud",
-                           [json.dumps(change), json.dumps(later)], "whatsapp")
+    change = wa(
+        "31612345601",
+        {
+            "type": "system",
+            "system": {
+                "body": "Anna changed from 31612345601 to 31687654321",
+                "new_wa_id": "31687654321",
+                "type": "user_changed_number",
+            },
+        },
+        "wamid.sys1",
+    )
+    later = wa(
+        "31687654321", {"type": "text", "text": {"body": "new phone, same me"}}, "wamid.after"
+    )
+    code, summary = ingest(
+        prepared, cli, "whatsapp-cloud", [json.dumps(change), json.dumps(later)], "whatsapp"
+    )
     assert code == 0, summary
     assert summary["new_contacts"] == 0
     customer = json.loads(cli("customers", "show", "anna", "--json").stdout)
@@ -160,22 +215,27 @@ def test_a_whatsapp_number_change_moves_the_customer_and_keeps_the_conversation(
     assert messages[0]["details"]["old"] == "+31612345601"
     assert messages[0]["details"]["new"] == "+31687654321"
     assert messages[1]["text"] == "new phone, same me"
-    assert "number changed from +31612345601 to +31687654321" in cli(
-        "conversations", "show", "anna").stdout
+    assert (
+        "number changed from +31612345601 to +31687654321"
+        in cli("conversations", "show", "anna").stdout
+    )
     # and an SMS from the new number is Anna's too
     sms = json.dumps({"From": "+31687654321", "Body": "and by sms", "MessageSid": "SMx"})
     code, summary = ingest(prepared, cli, "twilio", [sms], "sms")
     assert (code, summary["new_contacts"]) == (0, 0)
 
 
-@pytest.mark.parametrize(("wa_id", "customer"), [
-    ("5215512345678", "mx1"),  # WhatsApp keeps Mexico's old mobile 1
-    ("5213312345678", "mx2"),  # imported as +52 1 33…: stored as +52 33…, matched
-    ("523312345678", "mx2"),  # and as written today
-    ("551187654321", "br1"),  # an account from before Brazil's ninth digit
-    ("5511987654321", "br1"),  # and the number as stored
-    ("551134567890", "br2"),  # a landline is matched as it is
-])
+@pytest.mark.parametrize(
+    ("wa_id", "customer"),
+    [
+        ("5215512345678", "mx1"),  # WhatsApp keeps Mexico's old mobile 1
+        ("5213312345678", "mx2"),  # imported as +52 1 33…: stored as +52 33…, matched
+        ("523312345678", "mx2"),  # and as written today
+        ("551187654321", "br1"),  # an account from before Brazil's ninth digit
+        ("5511987654321", "br1"),  # and the number as stored
+        ("551134567890", "br2"),  # a landline is matched as it is
+    ],
+)
 def test_mexican_and_brazilian_whatsapp_ids_match_the_stored_customer(
     prepared: Path, cli: Cli, wa_id: str, customer: str
 ) -> None:
@@ -203,15 +263,37 @@ def test_a_landline_is_not_taken_for_a_mobile_without_its_ninth_digit(
 
 def test_a_revoke_reaction_or_edit_never_acts_as_a_keyword(prepared: Path, cli: Cli) -> None:
     lines = [
-        json.dumps(wa("31612345601", {"type": "revoke", "revoke": {
-            "original_message_id": "wamid.old"}}, "wamid.r1")),
-        json.dumps(wa("31612345601", {"type": "reaction", "reaction": {
-            "message_id": "wamid.old", "emoji": "\U0001f6d1"}}, "wamid.r2")),
-        json.dumps(wa("31612345601", {"type": "edit", "edit": {
-            "original_message_id": "wamid.old",
-            "message": {"type": "text", "text": {"body": "STOP"}}}}, "wamid.r3")),
-        json.dumps(wa("31612345601", {"type": "somethingnew", "somethingnew": {}},
-                      "wamid.r4")),
+        json.dumps(
+            wa(
+                "31612345601",
+                {"type": "revoke", "revoke": {"original_message_id": "wamid.old"}},
+                "wamid.r1",
+            )
+        ),
+        json.dumps(
+            wa(
+                "31612345601",
+                {
+                    "type": "reaction",
+                    "reaction": {"message_id": "wamid.old", "emoji": "\U0001f6d1"},
+                },
+                "wamid.r2",
+            )
+        ),
+        json.dumps(
+            wa(
+                "31612345601",
+                {
+                    "type": "edit",
+                    "edit": {
+                        "original_message_id": "wamid.old",
+                        "message": {"type": "text", "text": {"body": "STOP"}},
+                    },
+                },
+                "wamid.r3",
+            )
+        ),
+        json.dumps(wa("31612345601", {"type": "somethingnew", "somethingnew": {}}, "wamid.r4")),
     ]
     code, summary = ingest(prepared, cli, "whatsapp-cloud", lines, "whatsapp")
     assert code == 0, summary
@@ -221,4 +303,8 @@ def test_a_revoke_reaction_or_edit_never_acts_as_a_keyword(prepared: Path, cli: 
     assert "opted_out" not in json.dumps(consent)
     assert [m["text"] for m in inbound(cli, "anna")] == ["", "", "STOP", ""]
     assert [m["kind"] for m in inbound(cli, "anna")] == [
-        "revoke", "reaction", "edit", "unsupported"]
+        "revoke",
+        "reaction",
+        "edit",
+        "unsupported",
+    ]

@@ -42,8 +42,19 @@ def test_a_whole_message_keyword_is_recognized(text: str, kind: str, word: str) 
 
 @pytest.mark.parametrize(
     "text",
-    ["stop sending me surveys", "please stop", "9", "", "   ", "!!!", "STOPP", "s t o p",
-     "yes please", "help me with my order", "x" * 10_000],
+    [
+        "stop sending me surveys",
+        "please stop",
+        "9",
+        "",
+        "   ",
+        "!!!",
+        "STOPP",
+        "s t o p",
+        "yes please",
+        "help me with my order",
+        "x" * 10_000,
+    ],
 )
 def test_a_message_that_is_not_exactly_a_keyword_is_none(text: str) -> None:
     assert TABLE.match(text) is None
@@ -75,8 +86,15 @@ def test_longer_stop_requests_are_detected_as_intent(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["9", "The delivery was late but the driver was friendly", "Ja hoor, prima service",
-     "When does my order arrive?", "Can you send me the invoice?", "👍", ""],
+    [
+        "9",
+        "The delivery was late but the driver was friendly",
+        "Ja hoor, prima service",
+        "When does my order arrive?",
+        "Can you send me the invoice?",
+        "👍",
+        "",
+    ],
 )
 def test_ordinary_replies_are_not_stop_intent(text: str) -> None:
     assert not asks_to_stop(text)

@@ -87,16 +87,24 @@ def configure(ws: Path, cli: Cli, urls: dict[str, str]) -> None:
     toml = (ws / "outreach.toml").read_text(encoding="utf-8")
     start = toml.index("[channels.sms]")
     end = toml.index("[server]")
-    channels = CHANNELS.format(twilio_sid=TWILIO_SID, meta_phone_id=META_PHONE_ID,
-                               sunshine_app=SUNSHINE_APP, sunshine_key_id=SUNSHINE_KEY_ID,
-                               **urls)
-    (ws / "outreach.toml").write_text(toml[:start] + channels.lstrip() + "\n" + toml[end:],
-                                      encoding="utf-8")
+    channels = CHANNELS.format(
+        twilio_sid=TWILIO_SID,
+        meta_phone_id=META_PHONE_ID,
+        sunshine_app=SUNSHINE_APP,
+        sunshine_key_id=SUNSHINE_KEY_ID,
+        **urls,
+    )
+    (ws / "outreach.toml").write_text(
+        toml[:start] + channels.lstrip() + "\n" + toml[end:], encoding="utf-8"
+    )
     # the follow-up on the channels the examples have no file for (wa, messenger)
     (ws / "templates" / "nps_thanks" / "default.j2").write_text("Thanks!", encoding="utf-8")
     rows = ["id,name,email,phone,preferred_channel,locale,timezone,opted_in"]
-    rows += [f"p_{name},Kerry {name},{name}@example.nl,{phone},email,en-GB,Europe/Amsterdam,"
-             "email;sms;wa;whatsapp;messenger" for name, phone in sorted(PHONES.items())]
+    rows += [
+        f"p_{name},Kerry {name},{name}@example.nl,{phone},email,en-GB,Europe/Amsterdam,"
+        "email;sms;wa;whatsapp;messenger"
+        for name, phone in sorted(PHONES.items())
+    ]
     (ws / "customers.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     result = cli("customers", "import", str(ws / "customers.csv"))
     assert result.exit_code == 0, result.stderr
@@ -109,10 +117,14 @@ def contains(actual: Any, expected: Any) -> bool:
     """``expected`` is ``actual`` or, for objects, a subset of it (lists element-wise)."""
     if isinstance(expected, dict):
         return isinstance(actual, dict) and all(
-            k in actual and contains(actual[k], v) for k, v in expected.items())
+            k in actual and contains(actual[k], v) for k, v in expected.items()
+        )
     if isinstance(expected, list):
-        return isinstance(actual, list) and len(actual) == len(expected) and all(
-            contains(a, e) for a, e in zip(actual, expected, strict=True))
+        return (
+            isinstance(actual, list)
+            and len(actual) == len(expected)
+            and all(contains(a, e) for a, e in zip(actual, expected, strict=True))
+        )
     return bool(actual == expected)
 
 
@@ -124,8 +136,19 @@ def ingest_all(ws: Path, cli: Cli, cases: list[Case]) -> list[dict[str, Any]]:
     for (fmt, channel), group in groups.items():
         path = ws / f"{fmt}-{channel}.jsonl"
         path.write_text("".join(json.dumps(c.payload) + "\n" for c in group), encoding="utf-8")
-        result = cli("--now", REPLIES_AT, "replies", "ingest", str(path), "--format", fmt,
-                     "--channel", channel, "--json", env=ENV)
+        result = cli(
+            "--now",
+            REPLIES_AT,
+            "replies",
+            "ingest",
+            str(path),
+            "--format",
+            fmt,
+            "--channel",
+            channel,
+            "--json",
+            env=ENV,
+        )
         assert result.exit_code == 0, (fmt, result.stdout, result.stderr)
         summaries.append(json.loads(result.stdout))
     return summaries
@@ -143,7 +166,9 @@ class Serve:
         env["OUTREACH_NOW"] = REPLIES_AT
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "outreach", "-w", str(ws), "serve", "--port", str(self.port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + 30
         while True:
@@ -151,8 +176,7 @@ class Serve:
                 httpx.get(f"{self.url}/healthz", timeout=2)
                 break
             except httpx.TransportError:
-                assert self.proc.poll() is None, self.proc.stderr.read() if self.proc.stderr \
-                    else ""
+                assert self.proc.poll() is None, self.proc.stderr.read() if self.proc.stderr else ""
                 assert time.monotonic() < deadline, "serve did not start"
                 time.sleep(0.1)
         self.http = httpx.Client(base_url=self.url, timeout=10)
@@ -162,17 +186,23 @@ class Serve:
         if case.fmt == "twilio":
             params = {str(k): str(v) for k, v in case.payload.items()}
             signature = RequestValidator(TWILIO_TOKEN).compute_signature(self.url + path, params)
-            return self.http.post(path, content=urlencode(params).encode(), headers={
-                "X-Twilio-Signature": signature,
-                "Content-Type": "application/x-www-form-urlencoded"})
+            return self.http.post(
+                path,
+                content=urlencode(params).encode(),
+                headers={
+                    "X-Twilio-Signature": signature,
+                    "Content-Type": "application/x-www-form-urlencoded",
+                },
+            )
         body = json.dumps(case.payload).encode()
         if case.fmt == "whatsapp-cloud":
             digest = hmac.new(META_APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
             headers = {"X-Hub-Signature-256": f"sha256={digest}"}
         else:
             headers = {"X-API-Key": SUNSHINE_WEBHOOK_SECRET}
-        return self.http.post(path, content=body,
-                              headers=headers | {"Content-Type": "application/json"})
+        return self.http.post(
+            path, content=body, headers=headers | {"Content-Type": "application/json"}
+        )
 
     def stop(self) -> None:
         self.http.close()
@@ -181,10 +211,18 @@ class Serve:
 
 
 @pytest.fixture
-def configured(ws: Path, cli: Cli, twilio_server: TwilioEmulator, meta_server: MetaEmulator,
-               sunshine_server: SunshineEmulator) -> Path:
-    configure(ws, cli, {"twilio": twilio_server.url, "meta": meta_server.url,
-                        "sunshine": sunshine_server.url})
+def configured(
+    ws: Path,
+    cli: Cli,
+    twilio_server: TwilioEmulator,
+    meta_server: MetaEmulator,
+    sunshine_server: SunshineEmulator,
+) -> Path:
+    configure(
+        ws,
+        cli,
+        {"twilio": twilio_server.url, "meta": meta_server.url, "sunshine": sunshine_server.url},
+    )
     return ws
 
 
@@ -220,13 +258,17 @@ def check_stored(cli: Cli, cases: list[Case]) -> None:
         [m] = messages
         got = (m.get("kind"), m["text"], m.get("survey", {}).get("answer"))
         if got != (case.kind, case.text, case.answer):
-            problems.append(f"{case.name}: stored {got}, expected "
-                            f"{(case.kind, case.text, case.answer)}")
+            problems.append(
+                f"{case.name}: stored {got}, expected {(case.kind, case.text, case.answer)}"
+            )
         if not contains(m.get("details") or {}, case.details):
             problems.append(f"{case.name}: details {m.get('details')} lack {case.details}")
         row = rows.get(case.customer)
-        if row is None or (row.get("kind"), row["answer"]) != (case.kind, case.answer) or \
-                not contains(json.loads(row.get("details") or "{}"), case.details):
+        if (
+            row is None
+            or (row.get("kind"), row["answer"]) != (case.kind, case.answer)
+            or not contains(json.loads(row.get("details") or "{}"), case.details)
+        ):
             problems.append(f"{case.name}: exported as {row}")
         if case.answer is None and m.get("survey"):
             problems.append(f"{case.name}: read as a survey answer {m['survey']}")
@@ -248,8 +290,9 @@ def test_replies_ingest_keeps_every_documented_message_type_as_what_it_is(
     assert sum(s["replies_sent"] for s in summaries) == answers  # the follow-ups
     assert sum(s["unclear_answers"] for s in summaries) == 0
     assert sum(s["keywords"].get("STOP", 0) for s in summaries) == 0
-    assert sum(s["status_updates"] + s["status_ignored"] for s in summaries) == \
-        sum(1 for c in CASES if c.kind is None)
+    assert sum(s["status_updates"] + s["status_ignored"] for s in summaries) == sum(
+        1 for c in CASES if c.kind is None
+    )
     check_stored(cli, CASES)
 
 

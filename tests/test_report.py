@@ -23,8 +23,13 @@ from tests.test_export import (
 
 O1 = "2026-11-02T09:00:00Z"
 O2 = "2026-12-01T09:00:00Z"
-NPS = {"question": "How likely are you to recommend Acme?", "type": "nps", "choices": [],
-       "expires_seconds": 259200, "follow_up": None}
+NPS = {
+    "question": "How likely are you to recommend Acme?",
+    "type": "nps",
+    "choices": [],
+    "expires_seconds": 259200,
+    "follow_up": None,
+}
 
 
 @pytest.fixture
@@ -59,18 +64,36 @@ def seed_nps(store: Store) -> None:
     add_delivery(store, "d10", "nps", O1, "c10", "deferred")
     add_delivery(store, "d11", "nps", O1, "c11", "skipped", reason="template_error")
     # a follow-up sent after an answer is not part of the campaign's figures
-    add_delivery(store, "f1", "nps", O1, "c1", "sent", sent_at="2026-11-02T10:00:05Z",
-                 purpose="follow_up")
+    add_delivery(
+        store, "f1", "nps", O1, "c1", "sent", sent_at="2026-11-02T10:00:05Z", purpose="follow_up"
+    )
     add_delivery(store, "e1", "nps", O2, "c1", "delivered", sent_at=O2)
     add_delivery(store, "e2", "nps", O2, "c2", "sent", sent_at=O2)
     # another campaign to c4 in between must not steal or add replies
-    add_delivery(store, "x4", "other", "2026-11-02T09:30:00Z", "c4", "sent",
-                 sent_at="2026-11-02T09:30:00Z", channel="email")
+    add_delivery(
+        store,
+        "x4",
+        "other",
+        "2026-11-02T09:30:00Z",
+        "c4",
+        "sent",
+        sent_at="2026-11-02T09:30:00Z",
+        channel="email",
+    )
 
     def answer(cid: str, did: str, occ: str, text: str, at: str, score: int | None) -> None:
         mid = add_message(store, cid, "in", text, at)
-        add_response(store, mid, did, cid, "nps", occ, text if score is not None else None,
-                     score, valid=score is not None)
+        add_response(
+            store,
+            mid,
+            did,
+            cid,
+            "nps",
+            occ,
+            text if score is not None else None,
+            score,
+            valid=score is not None,
+        )
 
     answer("c1", "d1", O1, "9", "2026-11-02T10:00:00Z", 9)
     add_message(store, "c1", "in", "thanks!", "2026-11-02T10:05:00Z")
@@ -134,8 +157,17 @@ def test_occurrence_accepts_any_form_of_its_time(space: Workspace) -> None:
 def test_json_shape_of_spec_section_10(space: Workspace) -> None:
     seed_nps(space.store)
     r = campaign_report(space, "nps")
-    for key in ("audience", "planned", "sent", "delivered", "read", "failed", "deferred",
-                "opted_out", "replied"):
+    for key in (
+        "audience",
+        "planned",
+        "sent",
+        "delivered",
+        "read",
+        "failed",
+        "deferred",
+        "opted_out",
+        "replied",
+    ):
         assert isinstance(r[key], int), key
     assert isinstance(r["skipped"], dict) and isinstance(r["answers"], dict)
     assert isinstance(r["response_rate"], float)

@@ -95,8 +95,9 @@ class Served:
     """The app under uvicorn in a thread, on 127.0.0.1 and a free port."""
 
     def __init__(self, workspace: Workspace) -> None:
-        config = uvicorn.Config(create_app(workspace), host="127.0.0.1", port=0,
-                                log_level="warning", lifespan="on")
+        config = uvicorn.Config(
+            create_app(workspace), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
@@ -122,8 +123,9 @@ def twilio() -> Iterator[TwilioEmulator]:
 
 
 @pytest.fixture
-def workspace(ws: Path, twilio: TwilioEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[
-        Workspace]:
+def workspace(
+    ws: Path, twilio: TwilioEmulator, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Workspace]:
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
     write_config(ws, twilio.url)
@@ -142,8 +144,9 @@ def served(workspace: Workspace) -> Iterator[Served]:
     server.stop()
 
 
-def standard_webhook(payload: Any, msg_id: str, *, at: datetime | None = None,
-                     secret: str = WEBHOOK_SECRET) -> tuple[bytes, dict[str, str]]:
+def standard_webhook(
+    payload: Any, msg_id: str, *, at: datetime | None = None, secret: str = WEBHOOK_SECRET
+) -> tuple[bytes, dict[str, str]]:
     body = json.dumps(payload).encode()
     stamp = at or datetime.now(UTC)
     signature = Webhook(secret).sign(msg_id, stamp, body.decode())
@@ -155,19 +158,26 @@ def standard_webhook(payload: Any, msg_id: str, *, at: datetime | None = None,
     }
 
 
-def twilio_post(served: Served, params: dict[str, str], *, token: str = TWILIO_TOKEN
-                ) -> httpx.Response:
+def twilio_post(
+    served: Served, params: dict[str, str], *, token: str = TWILIO_TOKEN
+) -> httpx.Response:
     signature = RequestValidator(token).compute_signature(f"{PUBLIC_URL}/webhooks/sms", params)
     return served.http.post(
-        "/webhooks/sms", content=urlencode(params).encode(),
-        headers={"X-Twilio-Signature": signature,
-                 "Content-Type": "application/x-www-form-urlencoded"},
+        "/webhooks/sms",
+        content=urlencode(params).encode(),
+        headers={
+            "X-Twilio-Signature": signature,
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
     )
 
 
 def inbound_texts(workspace: Workspace, customer: str) -> list[str]:
-    return [m["text"] for m in workspace.store.conversations.transcript(customer)
-            if m["direction"] == "in"]
+    return [
+        m["text"]
+        for m in workspace.store.conversations.transcript(customer)
+        if m["direction"] == "in"
+    ]
 
 
 def wait_for(predicate: Any, seconds: float = 10) -> None:
@@ -210,8 +220,9 @@ def test_a_bad_signature_changes_nothing(
         secret = "whsec_" + base64.b64encode(b"another-key-of-thirty-two-bytes!").decode()
     if change == "replayed":
         at = datetime.fromtimestamp(at.timestamp() - 600, UTC)
-    body, headers = standard_webhook({"from": "anna", "text": "STOP"}, "msg_x", at=at,
-                                     secret=secret)
+    body, headers = standard_webhook(
+        {"from": "anna", "text": "STOP"}, "msg_x", at=at, secret=secret
+    )
     if change == "missing":
         del headers["webhook-signature"]
     response = served.http.post("/webhooks/hooks", content=body, headers=headers)
@@ -249,8 +260,14 @@ def test_unknown_channel_is_404(served: Served) -> None:
 def test_twilio_stop_opts_out_and_the_confirmation_reaches_twilio(
     served: Served, workspace: Workspace, twilio: TwilioEmulator
 ) -> None:
-    params = {"MessageSid": "SM" + "1" * 32, "AccountSid": TWILIO_SID, "From": "+31612345601",
-              "To": "+3197010000000", "Body": "stop ", "NumMedia": "0"}
+    params = {
+        "MessageSid": "SM" + "1" * 32,
+        "AccountSid": TWILIO_SID,
+        "From": "+31612345601",
+        "To": "+3197010000000",
+        "Body": "stop ",
+        "NumMedia": "0",
+    }
     response = twilio_post(served, params)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/xml")
@@ -275,14 +292,13 @@ def test_twilio_forged_signature_is_403(served: Served, workspace: Workspace) ->
     assert workspace.store.consent.current_consent_for("anna", "sms") == "opted_in"
 
 
-def test_twilio_status_callbacks_update_the_delivery(
-    served: Served, workspace: Workspace
-) -> None:
+def test_twilio_status_callbacks_update_the_delivery(served: Served, workspace: Workspace) -> None:
     delivery = add_survey_delivery(workspace, "joost")
     sid = f"pm-{delivery}"
     for status in ("delivered", "sent"):  # out of order: never backwards
-        response = twilio_post(served, {"MessageSid": sid, "MessageStatus": status,
-                                        "AccountSid": TWILIO_SID})
+        response = twilio_post(
+            served, {"MessageSid": sid, "MessageStatus": status, "AccountSid": TWILIO_SID}
+        )
         assert response.status_code == 200
     row = workspace.store.conn.execute(
         "SELECT status FROM deliveries WHERE id = ?", (delivery,)
@@ -291,11 +307,19 @@ def test_twilio_status_callbacks_update_the_delivery(
 
 
 def test_meta_handshake(served: Served) -> None:
-    ok = served.http.get("/webhooks/whatsapp", params={
-        "hub.mode": "subscribe", "hub.verify_token": META_VERIFY_TOKEN, "hub.challenge": "1158"})
+    ok = served.http.get(
+        "/webhooks/whatsapp",
+        params={
+            "hub.mode": "subscribe",
+            "hub.verify_token": META_VERIFY_TOKEN,
+            "hub.challenge": "1158",
+        },
+    )
     assert (ok.status_code, ok.text) == (200, "1158")
-    wrong = served.http.get("/webhooks/whatsapp", params={
-        "hub.mode": "subscribe", "hub.verify_token": "guess", "hub.challenge": "1158"})
+    wrong = served.http.get(
+        "/webhooks/whatsapp",
+        params={"hub.mode": "subscribe", "hub.verify_token": "guess", "hub.challenge": "1158"},
+    )
     assert wrong.status_code == 403
 
 
@@ -311,29 +335,59 @@ def test_a_json_webhook_is_answered_with_what_it_stored(served: Served) -> None:
     response = served.http.post("/webhooks/hooks", content=body, headers=headers)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/json"
-    assert response.json() == {"messages": 1, "stored": 1, "duplicates": 0, "status_updates": 0,
-                               "rejected": 0}
+    assert response.json() == {
+        "messages": 1,
+        "stored": 1,
+        "duplicates": 0,
+        "status_updates": 0,
+        "rejected": 0,
+    }
 
 
 def test_meta_signed_inbound_message(served: Served, workspace: Workspace) -> None:
     import hashlib
     import hmac
 
-    payload = {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{
-        "field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "contacts": [{"profile": {"name": "Joost"}, "wa_id": "31612345602"}],
-            "messages": [{"from": "31612345602", "id": "wamid.A1", "timestamp": "1764583200",
-                          "type": "text", "text": {"body": "Hoi!"}}]}}]}]}
+    payload = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "1",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "contacts": [{"profile": {"name": "Joost"}, "wa_id": "31612345602"}],
+                            "messages": [
+                                {
+                                    "from": "31612345602",
+                                    "id": "wamid.A1",
+                                    "timestamp": "1764583200",
+                                    "type": "text",
+                                    "text": {"body": "Hoi!"},
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
     body = json.dumps(payload).encode()
     signature = "sha256=" + hmac.new(META_APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    response = served.http.post("/webhooks/whatsapp", content=body,
-                                headers={"X-Hub-Signature-256": signature,
-                                         "Content-Type": "application/json"})
+    response = served.http.post(
+        "/webhooks/whatsapp",
+        content=body,
+        headers={"X-Hub-Signature-256": signature, "Content-Type": "application/json"},
+    )
     assert response.status_code == 200, response.text
     assert inbound_texts(workspace, "joost") == ["Hoi!"]
-    forged = served.http.post("/webhooks/whatsapp", content=body.replace(b"Hoi", b"Hai"),
-                              headers={"X-Hub-Signature-256": signature})
+    forged = served.http.post(
+        "/webhooks/whatsapp",
+        content=body.replace(b"Hoi", b"Hai"),
+        headers={"X-Hub-Signature-256": signature},
+    )
     assert forged.status_code == 403
     assert inbound_texts(workspace, "joost") == ["Hoi!"]
 
@@ -349,7 +403,8 @@ def test_one_click_unsubscribe(served: Served, workspace: Workspace) -> None:
     empty = served.http.post(f"/unsubscribe/{token}", content=b"")
     assert empty.status_code == 400
     response = served.http.post(
-        f"/unsubscribe/{token}", content=b"List-Unsubscribe=One-Click",
+        f"/unsubscribe/{token}",
+        content=b"List-Unsubscribe=One-Click",
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert response.status_code == 200
@@ -360,15 +415,15 @@ def test_one_click_unsubscribe(served: Served, workspace: Workspace) -> None:
     assert len(workspace.store.consent.consent_history("anna")) == len(history)
 
 
-def test_one_click_unsubscribe_as_multipart_form_data(served: Served, workspace: Workspace
-                                                      ) -> None:
+def test_one_click_unsubscribe_as_multipart_form_data(served: Served, workspace: Workspace) -> None:
     # RFC 8058: the POST body SHOULD be multipart/form-data; mailbox providers send either
     token = make_unsubscribe_token(workspace.store.meta.signing_key(), "anna", "email")
     wrong = served.http.post(f"/unsubscribe/{token}", files={"List-Unsubscribe": (None, "No")})
     assert wrong.status_code == 400
     assert workspace.store.consent.current_consent_for("anna", "email") == "opted_in"
-    response = served.http.post(f"/unsubscribe/{token}",
-                                files={"List-Unsubscribe": (None, "One-Click")})
+    response = served.http.post(
+        f"/unsubscribe/{token}", files={"List-Unsubscribe": (None, "One-Click")}
+    )
     assert response.status_code == 200, response.text
     assert response.request.headers["content-type"].startswith("multipart/form-data; boundary=")
     history = workspace.store.consent.consent_history("anna")
@@ -400,6 +455,7 @@ def test_tokens_round_trip_and_are_url_safe() -> None:
 def test_concurrent_webhooks_are_all_stored(served: Served, workspace: Workspace) -> None:
     async def post_all() -> list[int]:
         async with httpx.AsyncClient(base_url=served.url, timeout=20) as client:
+
             async def one(i: int) -> int:
                 body, headers = standard_webhook({"from": "anna", "text": f"n{i}"}, f"c{i}")
                 response = await client.post("/webhooks/hooks", content=body, headers=headers)
@@ -423,7 +479,9 @@ def test_outreach_serve_runs_as_a_command(ws: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "outreach", "-w", str(ws), "serve", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 20
@@ -437,31 +495,42 @@ def test_outreach_serve_runs_as_a_command(ws: Path) -> None:
                 time.sleep(0.1)
         assert response.json() == {"status": "ok"}
         # an outbox channel receives no webhooks
-        assert httpx.post(f"http://127.0.0.1:{port}/webhooks/sms", content=b"x").status_code \
-            == 404
+        assert httpx.post(f"http://127.0.0.1:{port}/webhooks/sms", content=b"x").status_code == 404
     finally:
         proc.terminate()
         proc.wait(10)
 
 
 def test_sunshine_webhook_with_its_shared_secret(served: Served, workspace: Workspace) -> None:
-    payload = {"app": {"id": "5963c0d619a30a2e00de36b8"}, "webhook": {"id": "w", "version": "v2"},
-               "events": [{"id": "e1", "createdAt": "2026-12-01T10:00:00.000Z",
-                           "type": "conversation:message",
-                           "payload": {"conversation": {"id": "c1", "type": "personal"},
-                                       "message": {"id": "m1", "received": "2026-12-01T10:00:00Z",
-                                                   "author": {"type": "user", "userId": "u1",
-                                                              "displayName": "Anna"},
-                                                   "content": {"type": "text", "text": "hulp"},
-                                                   "source": {"type": "whatsapp"}}}}]}
+    payload = {
+        "app": {"id": "5963c0d619a30a2e00de36b8"},
+        "webhook": {"id": "w", "version": "v2"},
+        "events": [
+            {
+                "id": "e1",
+                "createdAt": "2026-12-01T10:00:00.000Z",
+                "type": "conversation:message",
+                "payload": {
+                    "conversation": {"id": "c1", "type": "personal"},
+                    "message": {
+                        "id": "m1",
+                        "received": "2026-12-01T10:00:00Z",
+                        "author": {"type": "user", "userId": "u1", "displayName": "Anna"},
+                        "content": {"type": "text", "text": "hulp"},
+                        "source": {"type": "whatsapp"},
+                    },
+                },
+            }
+        ],
+    }
     body = json.dumps(payload).encode()
-    wrong = served.http.post("/webhooks/messenger", content=body,
-                             headers={"X-API-Key": "guess"})
+    wrong = served.http.post("/webhooks/messenger", content=body, headers={"X-API-Key": "guess"})
     assert wrong.status_code == 403
     missing = served.http.post("/webhooks/messenger", content=body)
     assert missing.status_code == 401
-    ok = served.http.post("/webhooks/messenger", content=body,
-                          headers={"X-API-Key": SUNSHINE_WEBHOOK_SECRET})
+    ok = served.http.post(
+        "/webhooks/messenger", content=body, headers={"X-API-Key": SUNSHINE_WEBHOOK_SECRET}
+    )
     assert ok.status_code == 200, ok.text
     assert ok.json()["stored"] == 1
     contacts = workspace.store.conn.execute(
@@ -475,24 +544,29 @@ def test_twilio_form_with_repeated_keys_is_verified_over_every_value(
 ) -> None:
     from urllib.parse import quote
 
-    pairs = [("MessageSid", "SM" + "3" * 32), ("From", "+31612345601"), ("Body", "first"),
-             ("Body", "second"), ("AccountSid", TWILIO_SID)]
+    pairs = [
+        ("MessageSid", "SM" + "3" * 32),
+        ("From", "+31612345601"),
+        ("Body", "first"),
+        ("Body", "second"),
+        ("AccountSid", TWILIO_SID),
+    ]
     body = "&".join(f"{k}={quote(v)}" for k, v in pairs).encode()
     # Twilio signs each name followed by each of its values, names sorted
     signed = f"{PUBLIC_URL}/webhooks/sms" + "".join(
-        k + v for k, v in sorted(pairs, key=lambda kv: (kv[0], kv[1])))
+        k + v for k, v in sorted(pairs, key=lambda kv: (kv[0], kv[1]))
+    )
     import hashlib
     import hmac
 
     signature = base64.b64encode(
-        hmac.new(TWILIO_TOKEN.encode(), signed.encode(), hashlib.sha1).digest()).decode()
-    headers = {"X-Twilio-Signature": signature,
-               "Content-Type": "application/x-www-form-urlencoded"}
+        hmac.new(TWILIO_TOKEN.encode(), signed.encode(), hashlib.sha1).digest()
+    ).decode()
+    headers = {"X-Twilio-Signature": signature, "Content-Type": "application/x-www-form-urlencoded"}
     assert served.http.post("/webhooks/sms", content=body, headers=headers).status_code == 200
     assert inbound_texts(workspace, "anna") == ["first"]
     tampered = body.replace(b"second", b"third")
-    assert served.http.post("/webhooks/sms", content=tampered, headers=headers).status_code \
-        == 403
+    assert served.http.post("/webhooks/sms", content=tampered, headers=headers).status_code == 403
 
 
 def test_serve_and_another_writer_share_the_database(
@@ -504,20 +578,29 @@ def test_serve_and_another_writer_share_the_database(
     import sys
 
     lines = "".join(
-        json.dumps({"channel": "email", "from": "joost@example.nl", "text": f"bulk {i}",
-                    "id": f"bulk-{i}", "received_at": "2026-11-25T10:00:00Z"}) + "\n"
+        json.dumps(
+            {
+                "channel": "email",
+                "from": "joost@example.nl",
+                "text": f"bulk {i}",
+                "id": f"bulk-{i}",
+                "received_at": "2026-11-25T10:00:00Z",
+            }
+        )
+        + "\n"
         for i in range(1000)
     )
     file = ws / "bulk.jsonl"
     file.write_text(lines, encoding="utf-8")
     ingest = subprocess.Popen(
-        [sys.executable, "-m", "outreach", "-w", str(ws), "replies", "ingest", str(file),
-         "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-m", "outreach", "-w", str(ws), "replies", "ingest", str(file), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
     async def post_all() -> list[int]:
         async with httpx.AsyncClient(base_url=served.url, timeout=60) as client:
+
             async def one(i: int) -> int:
                 body, headers = standard_webhook({"from": "anna", "text": f"w{i}"}, f"p{i}")
                 response = await client.post("/webhooks/hooks", content=body, headers=headers)
@@ -534,18 +617,24 @@ def test_serve_and_another_writer_share_the_database(
     assert len(inbound_texts(workspace, "joost")) == 1000
 
 
-@pytest.mark.parametrize(("body", "reason"), [
-    (b"[1, 2]", "expected a JSON object"),
-    (b'"just text"', "expected a JSON object"),
-    (b"42", "expected a JSON object"),
-    (b"{not json", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"[1, 2]", "expected a JSON object"),
+        (b'"just text"', "expected a JSON object"),
+        (b"42", "expected a JSON object"),
+        (b"{not json", "not valid JSON"),
+    ],
+)
 def test_a_signed_payload_that_is_not_a_json_object_is_400(
     served: Served, workspace: Workspace, body: bytes, reason: str
 ) -> None:
     stamp = datetime.now(UTC)
-    headers = {"webhook-id": "bad-1", "webhook-timestamp": str(int(stamp.timestamp())),
-               "webhook-signature": Webhook(WEBHOOK_SECRET).sign("bad-1", stamp, body.decode())}
+    headers = {
+        "webhook-id": "bad-1",
+        "webhook-timestamp": str(int(stamp.timestamp())),
+        "webhook-signature": Webhook(WEBHOOK_SECRET).sign("bad-1", stamp, body.decode()),
+    }
     response = served.http.post("/webhooks/hooks", content=body, headers=headers)
     assert response.status_code == 400
     assert reason in response.text
@@ -554,8 +643,11 @@ def test_a_signed_payload_that_is_not_a_json_object_is_400(
 def test_deeply_nested_signed_json_is_400_not_500(served: Served) -> None:
     body = b"[" * 100_000
     stamp = datetime.now(UTC)
-    headers = {"webhook-id": "deep", "webhook-timestamp": str(int(stamp.timestamp())),
-               "webhook-signature": Webhook(WEBHOOK_SECRET).sign("deep", stamp, body.decode())}
+    headers = {
+        "webhook-id": "deep",
+        "webhook-timestamp": str(int(stamp.timestamp())),
+        "webhook-signature": Webhook(WEBHOOK_SECRET).sign("deep", stamp, body.decode()),
+    }
     response = served.http.post("/webhooks/hooks", content=body, headers=headers)
     assert response.status_code == 400
     assert served.http.get("/healthz").status_code == 200

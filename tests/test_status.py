@@ -26,14 +26,42 @@ def seed(ws: Path) -> None:
         add_consent(store, "c", "email", "opted_in", "2026-11-01T00:00:00Z")
         add_occurrence(store, "nps", "2026-11-02T09:00:00Z")
         add_occurrence(store, "nps", "2026-10-01T09:00:00Z", status="missed")
-        add_delivery(store, "q1", "nps", "2026-11-02T09:00:00Z", "a", "queued",
-                     not_before="2026-11-02T09:00:00Z")
-        add_delivery(store, "q2", "nps", "2026-11-02T09:00:00Z", "b", "deferred",
-                     not_before="2026-11-02T08:00:00Z")
-        add_delivery(store, "q3", "nps", "2026-11-02T09:00:00Z", "c", "unknown",
-                     not_before="2026-11-01T08:00:00Z")
-        add_delivery(store, "q4", "news", "2026-11-02T09:00:00Z", "c", "sent",
-                     not_before="2026-10-01T08:00:00Z")
+        add_delivery(
+            store,
+            "q1",
+            "nps",
+            "2026-11-02T09:00:00Z",
+            "a",
+            "queued",
+            not_before="2026-11-02T09:00:00Z",
+        )
+        add_delivery(
+            store,
+            "q2",
+            "nps",
+            "2026-11-02T09:00:00Z",
+            "b",
+            "deferred",
+            not_before="2026-11-02T08:00:00Z",
+        )
+        add_delivery(
+            store,
+            "q3",
+            "nps",
+            "2026-11-02T09:00:00Z",
+            "c",
+            "unknown",
+            not_before="2026-11-01T08:00:00Z",
+        )
+        add_delivery(
+            store,
+            "q4",
+            "news",
+            "2026-11-02T09:00:00Z",
+            "c",
+            "sent",
+            not_before="2026-10-01T08:00:00Z",
+        )
         add_message(store, "a", "in", "when is my order coming?", "2026-11-02T10:00:00Z")
         add_message(store, "contact-1", "in", "hi", "2026-11-02T11:00:00Z")
         with store.write() as conn:
@@ -62,7 +90,10 @@ def test_status_json_has_every_section(ws: Path, cli: Cli) -> None:
     assert (nps["occurrences_planned"], nps["occurrences_missed"]) == (1, 1)
     assert nps["last_occurrence"] == "2026-11-02T09:00:00Z"
     assert info["queue"] == {
-        "queued": 1, "deferred": 1, "sending": 0, "unknown": 1,
+        "queued": 1,
+        "deferred": 1,
+        "sending": 0,
+        "unknown": 1,
         "next_not_before": "2026-11-02T08:00:00Z",  # the unknown one is not waiting
     }
     attention = info["attention"]
@@ -76,8 +107,14 @@ def test_status_tables_for_people(ws: Path, cli: Cli) -> None:
     seed(ws)
     result = cli("status")
     assert result.exit_code == 0, result.stderr
-    for title in ("Customers", "Consent", "Channels", "Campaigns", "Queue",
-                  "Conversations needing attention: 2"):
+    for title in (
+        "Customers",
+        "Consent",
+        "Channels",
+        "Campaigns",
+        "Queue",
+        "Conversations needing attention: 2",
+    ):
         assert title in result.stdout
     assert "opt_out_intent" in result.stdout
     assert "Due now:" in result.stdout

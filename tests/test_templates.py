@@ -22,8 +22,12 @@ NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 
 def customer(**fields: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "id": "C-1", "name": "Anna de Vries", "email": "anna@example.nl",
-        "phone": "+31612345678", "locale": "nl-NL", "timezone": "Europe/Amsterdam",
+        "id": "C-1",
+        "name": "Anna de Vries",
+        "email": "anna@example.nl",
+        "phone": "+31612345678",
+        "locale": "nl-NL",
+        "timezone": "Europe/Amsterdam",
         "plan": "pro",
     }
     base.update(fields)
@@ -54,7 +58,9 @@ def render(config: Config, name: str, channel: str = "sms", **kw: Any) -> Any:
 # --- lookup -----------------------------------------------------------------------------
 
 CHAIN_FILES = {
-    "sms.nl-BE.j2": "sms.nl-BE", "sms.nl.j2": "sms.nl", "sms.j2": "sms",
+    "sms.nl-BE.j2": "sms.nl-BE",
+    "sms.nl.j2": "sms.nl",
+    "sms.j2": "sms",
     "default.j2": "default",
 }
 
@@ -102,9 +108,7 @@ def test_a_template_name_cannot_leave_the_templates_folder(ws: Path, config: Con
         render(config, "..", "sms")
 
 
-def test_compiled_templates_are_cached_no_file_read_per_render(
-    ws: Path, config: Config
-) -> None:
+def test_compiled_templates_are_cached_no_file_read_per_render(ws: Path, config: Config) -> None:
     write(ws, "cached", {"sms.j2": "Hi {{ customer.name|first_name }}"})
     renderer = Renderer(config)
     assert renderer.render("cached", "sms", customer(), now=NOW).body == "Hi Anna"
@@ -115,13 +119,17 @@ def test_compiled_templates_are_cached_no_file_read_per_render(
 # --- email ------------------------------------------------------------------------------
 
 
-def test_email_headers_are_parsed_into_subject_preheader_and_body(
-    ws: Path, config: Config
-) -> None:
-    write(ws, "mail", {"email.j2": (
-        "Subject: Hello {{ customer.name|first_name }}\nPreheader: Short one\n\n"
-        "Body line 1\nSubject: not a header here\n"
-    )})
+def test_email_headers_are_parsed_into_subject_preheader_and_body(ws: Path, config: Config) -> None:
+    write(
+        ws,
+        "mail",
+        {
+            "email.j2": (
+                "Subject: Hello {{ customer.name|first_name }}\nPreheader: Short one\n\n"
+                "Body line 1\nSubject: not a header here\n"
+            )
+        },
+    )
     result = render(config, "mail", "email")
     assert result.subject == "Hello Anna"
     assert result.preheader == "Short one"
@@ -151,11 +159,15 @@ def test_bad_email_headers_are_template_errors(
 
 
 def test_html_alternative_is_autoescaped_and_text_is_not(ws: Path, config: Config) -> None:
-    write(ws, "mail", {
-        "email.j2": "Subject: Hi {{ customer.name }}\n\nHi {{ customer.name }}",
-        "email.html.j2": "<p>Hi {{ customer.name }}</p>"
-        "{% if unsubscribe_url %}<a href=\"{{ unsubscribe_url }}\">x</a>{% endif %}",
-    })
+    write(
+        ws,
+        "mail",
+        {
+            "email.j2": "Subject: Hi {{ customer.name }}\n\nHi {{ customer.name }}",
+            "email.html.j2": "<p>Hi {{ customer.name }}</p>"
+            '{% if unsubscribe_url %}<a href="{{ unsubscribe_url }}">x</a>{% endif %}',
+        },
+    )
     evil = customer(name="<script>alert(1)</script> & co", locale=None)
     result = render(config, "mail", "email", person=evil, unsubscribe_url="https://u/?a=1&b=2")
     assert result.body == "Hi <script>alert(1)</script> & co"
@@ -166,11 +178,17 @@ def test_html_alternative_is_autoescaped_and_text_is_not(ws: Path, config: Confi
 
 
 def test_html_is_only_used_in_the_language_of_the_text(ws: Path, config: Config) -> None:
-    write(ws, "mail", {
-        "email.j2": "Subject: en\n\nen", "email.html.j2": "<p>en</p>",
-        "email.nl.j2": "Subject: nl\n\nnl",
-        "email.de.j2": "Subject: de\n\nde", "email.de.html.j2": "<p>de</p>",
-    })
+    write(
+        ws,
+        "mail",
+        {
+            "email.j2": "Subject: en\n\nen",
+            "email.html.j2": "<p>en</p>",
+            "email.nl.j2": "Subject: nl\n\nnl",
+            "email.de.j2": "Subject: de\n\nde",
+            "email.de.html.j2": "<p>de</p>",
+        },
+    )
     assert render(config, "mail", "email", person=customer(locale="en")).html == "<p>en</p>"
     dutch = render(config, "mail", "email", person=customer(locale="nl-NL"))
     assert (dutch.subject, dutch.html) == ("nl", None)
@@ -180,9 +198,7 @@ def test_html_is_only_used_in_the_language_of_the_text(ws: Path, config: Config)
 # --- errors -----------------------------------------------------------------------------
 
 
-def test_unknown_variable_names_file_line_variable_and_customer(
-    ws: Path, config: Config
-) -> None:
+def test_unknown_variable_names_file_line_variable_and_customer(ws: Path, config: Config) -> None:
     write(ws, "typo", {"sms.j2": "Hi {{ customer.name }},\n\nyour plan: {{ customer.plann }}"})
     with pytest.raises(RenderError) as err:
         render(config, "typo", "sms", person=customer(id="C-42"))
@@ -191,7 +207,9 @@ def test_unknown_variable_names_file_line_variable_and_customer(
     assert "did you mean customer.plan?" in message
     assert "(customer C-42)" in message
     assert (err.value.source, err.value.line, err.value.customer_id) == (
-        "templates/typo/sms.j2", 3, "C-42"
+        "templates/typo/sms.j2",
+        3,
+        "C-42",
     )
 
 
@@ -218,7 +236,10 @@ def test_render_problems_become_template_errors(
 def test_extra_values_reach_the_template(ws: Path, config: Config) -> None:
     write(ws, "shipped", {"sms.j2": "{{ event.order_id }} {{ campaign.kind }} {{ sender }}"})
     result = render(
-        config, "shipped", "sms", extra={"event": {"order_id": "A-1"}},
+        config,
+        "shipped",
+        "sms",
+        extra={"event": {"order_id": "A-1"}},
         campaign={"name": "x", "kind": "notification"},
     )
     assert result.body == "A-1 notification Acme"
@@ -283,8 +304,7 @@ def test_includes_inside_templates_work(ws: Path, config: Config) -> None:
     [
         # loops that produce nothing but never end in practice
         "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
-        "{% set r = range(9000)|list %}{% for a in r %}{% for b in r %}{% endfor %}"
-        "{% endfor %}",
+        "{% set r = range(9000)|list %}{% for a in r %}{% for b in r %}{% endfor %}{% endfor %}",
         # a macro that calls itself twice per level
         "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
         "{{ f(60) }}",
@@ -364,8 +384,13 @@ def test_broken_utf8_names_file_and_line(ws: Path, config: Config) -> None:
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("Anna de Vries", "Anna"), ("  bo  ", "bo"), ("de Vries, Anna", "Anna"), ("", "there"),
-     (None, "there")],
+    [
+        ("Anna de Vries", "Anna"),
+        ("  bo  ", "bo"),
+        ("de Vries, Anna", "Anna"),
+        ("", "there"),
+        (None, "there"),
+    ],
 )
 def test_first_name(ws: Path, config: Config, name: str | None, expected: str) -> None:
     write(ws, "fn", {"sms.j2": "{{ customer.name|first_name('there') }}"})
@@ -377,8 +402,12 @@ def test_first_name(ws: Path, config: Config, name: str | None, expected: str) -
     [
         ("nl-NL", "Europe/Amsterdam", "{{ now|date('long') }}", "1 december 2026, 10:30:00 CET"),
         ("en-GB", "Europe/London", "{{ now|date('long') }}", "1 December 2026, 09:30:00 GMT"),
-        ("nl-NL", "Europe/Amsterdam", "{{ now|date(\"EEEE d MMMM 'om' HH:mm\") }}",
-         "dinsdag 1 december om 10:30"),
+        (
+            "nl-NL",
+            "Europe/Amsterdam",
+            "{{ now|date(\"EEEE d MMMM 'om' HH:mm\") }}",
+            "dinsdag 1 december om 10:30",
+        ),
         ("en-US", "America/New_York", "{{ now|date('EEEE h:mm a') }}", "Tuesday 4:30 AM"),
         ("nl-NL", "Europe/Amsterdam", "{{ '2026-12-24'|date('d MMMM') }}", "24 december"),
         ("nl-NL", "Europe/Amsterdam", "{{ 1234.5|money('EUR') }}", "€ 1.234,50"),
@@ -441,8 +470,16 @@ def test_sms_segments(text: str, expected: tuple[str, int]) -> None:
 # --- the shipped examples ---------------------------------------------------------------
 
 EXAMPLES = (
-    "nps", "csat", "order_shipped", "product_update", "nps_thanks", "csat_thanks",
-    "stop_confirmation", "start_confirmation", "help", "out_of_hours",
+    "nps",
+    "csat",
+    "order_shipped",
+    "product_update",
+    "nps_thanks",
+    "csat_thanks",
+    "stop_confirmation",
+    "start_confirmation",
+    "help",
+    "out_of_hours",
 )
 
 
@@ -458,7 +495,10 @@ def test_example_templates_render_on_every_channel_in_english_and_dutch(
             assert (r.encoding, r.segments) == ("GSM-7", 1), r.template
         if r.channel == "email":
             assert {s.rsplit("/", 1)[1] for s in r.sources} == {
-                "email.j2", "email.nl.j2", "email.html.j2", "email.html.nl.j2"
+                "email.j2",
+                "email.nl.j2",
+                "email.html.j2",
+                "email.html.nl.j2",
             }
 
 
@@ -467,8 +507,14 @@ def test_example_email_has_unsubscribe_footer_only_when_a_link_is_set(
 ) -> None:
     survey = {"question": "How likely are you to recommend Acme?", "type": "nps"}
     renderer = Renderer(config)
-    with_link = renderer.render("nps", "email", customer(), survey=survey, now=NOW,
-                                unsubscribe_url="https://hooks.example.com/unsubscribe/t0k")
+    with_link = renderer.render(
+        "nps",
+        "email",
+        customer(),
+        survey=survey,
+        now=NOW,
+        unsubscribe_url="https://hooks.example.com/unsubscribe/t0k",
+    )
     without = renderer.render("nps", "email", customer(), survey=survey, now=NOW)
     assert with_link.subject == "Anna, zou je Acme aanbevelen?"
     assert "https://hooks.example.com/unsubscribe/t0k" in with_link.body
@@ -482,10 +528,16 @@ def test_example_out_of_hours_formats_next_opening_in_the_customers_language(
 ) -> None:
     opening = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)  # a Monday
     renderer = Renderer(config)
-    nl = renderer.render("out_of_hours", "sms", customer(), now=NOW,
-                         extra={"next_opening": opening})
-    en = renderer.render("out_of_hours", "sms", customer(locale="en-GB",
-                         timezone="Europe/London"), now=NOW, extra={"next_opening": opening})
+    nl = renderer.render(
+        "out_of_hours", "sms", customer(), now=NOW, extra={"next_opening": opening}
+    )
+    en = renderer.render(
+        "out_of_hours",
+        "sms",
+        customer(locale="en-GB", timezone="Europe/London"),
+        now=NOW,
+        extra={"next_opening": opening},
+    )
     assert "maandag om 09:00" in nl.body
     assert "Monday at 08:00" in en.body
 
@@ -526,10 +578,14 @@ def test_values_printed_in_header_lines_are_single_line(
 
 
 def test_values_in_the_text_keep_their_line_breaks(ws: Path, config: Config) -> None:
-    write(ws, "hdr", {
-        "email.j2": "Subject: Hi\n\nNote: {{ customer.name }}",
-        "sms.j2": "Note: {{ customer.name }}\n\n{{ customer.name }}",
-    })
+    write(
+        ws,
+        "hdr",
+        {
+            "email.j2": "Subject: Hi\n\nNote: {{ customer.name }}",
+            "sms.j2": "Note: {{ customer.name }}\n\n{{ customer.name }}",
+        },
+    )
     person = customer(name="two\nlines")
     assert render(config, "hdr", "email", person=person).body == "Note: two\nlines"
     # a channel without headers: only the first paragraph's "Name:" lines are single-line
@@ -552,9 +608,7 @@ def test_values_in_the_text_keep_their_line_breaks(ws: Path, config: Config) -> 
         "{{ list.append(survey.choices, 'MUTATED') }}",
     ],
 )
-def test_a_template_cannot_change_what_it_is_given(
-    ws: Path, config: Config, source: str
-) -> None:
+def test_a_template_cannot_change_what_it_is_given(ws: Path, config: Config, source: str) -> None:
     write(ws, "mut", {"sms.j2": source, "email.j2": "Subject: x\n\n{{ customer.name }}"})
     person = customer()
     survey = {"question": "Q?", "choices": ["a"]}

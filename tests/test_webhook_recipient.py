@@ -24,12 +24,16 @@ def test_the_webhook_payload_names_the_customer_by_every_address_field(
 ) -> None:
     monkeypatch.setenv("APP_WEBHOOK_SECRET", WEBHOOK_SECRET)
     with (ws / "outreach.toml").open("a", encoding="utf-8") as toml:
-        toml.write(f'\n[channels.app]\nprovider = "webhook"\n'
-                   f'url = "{webhook_receiver.url}/hooks/outreach"\n'
-                   'secret_env = "APP_WEBHOOK_SECRET"\n')
+        toml.write(
+            f'\n[channels.app]\nprovider = "webhook"\n'
+            f'url = "{webhook_receiver.url}/hooks/outreach"\n'
+            'secret_env = "APP_WEBHOOK_SECRET"\n'
+        )
     (ws / "campaigns" / "news.toml").write_text(
         'kind = "update"\ntemplate = "news"\nchannels = ["app"]\n\n'
-        '[schedule]\nstart = "2026-12-01 10:00"\nwindow = "00:00-23:59"\n', encoding="utf-8")
+        '[schedule]\nstart = "2026-12-01 10:00"\nwindow = "00:00-23:59"\n',
+        encoding="utf-8",
+    )
     (ws / "templates" / "news").mkdir()
     (ws / "templates" / "news" / "app.j2").write_text("Hi {{ customer.name }}", encoding="utf-8")
     (ws / "customers.csv").write_text(CUSTOMERS, encoding="utf-8")
@@ -41,6 +45,10 @@ def test_the_webhook_payload_names_the_customer_by_every_address_field(
     data = Webhook(WEBHOOK_SECRET).verify(request.body, request.headers)["data"]
     assert data["to"] == "c2"
     assert data["customer"] == {
-        "id": "c2", "name": "Anna de Vries", "email": "anna@example.nl",
-        "phone": "+31612345601", "locale": "nl-NL", "timezone": "Europe/Amsterdam",
+        "id": "c2",
+        "name": "Anna de Vries",
+        "email": "anna@example.nl",
+        "phone": "+31612345601",
+        "locale": "nl-NL",
+        "timezone": "Europe/Amsterdam",
     }

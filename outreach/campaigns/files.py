@@ -24,7 +24,6 @@ KINDS = ("survey", "notification", "update")
 SURVEY_TYPES = ("nps", "csat", "choice", "yes_no", "text")
 
 
-
 @dataclass(frozen=True)
 class Survey:
     question: str

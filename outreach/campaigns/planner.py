@@ -183,9 +183,7 @@ class _DryRunRenderer:
         self.now = now
         self.survey = campaign.survey.snapshot() if campaign.survey else None
 
-    def render(
-        self, batch: list[dict[str, Any]], rows: list[Delivery], result: PlanResult
-    ) -> None:
+    def render(self, batch: list[dict[str, Any]], rows: list[Delivery], result: PlanResult) -> None:
         for customer, row in zip(batch, rows, strict=True):
             if row.status == Status.SKIPPED or row.channel is None:
                 continue
@@ -238,9 +236,7 @@ def _plan_batch(
     usage = [
         (
             cap,
-            store.deliveries.cap_usage(
-                ids, clock.iso(now - cap.period), scope, states=CAP_STATES
-            ),
+            store.deliveries.cap_usage(ids, clock.iso(now - cap.period), scope, states=CAP_STATES),
         )
         for cap, scope in caps
     ]

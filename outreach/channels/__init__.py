@@ -33,9 +33,7 @@ def provider_class(name: str) -> type[Provider]:
     try:
         module_name, class_name = REGISTRY[name].split(":")
     except KeyError:
-        raise ConfigError(
-            f'"{name}" is not a provider; use one of {", ".join(REGISTRY)}'
-        ) from None
+        raise ConfigError(f'"{name}" is not a provider; use one of {", ".join(REGISTRY)}') from None
     cls: type[Provider] = getattr(importlib.import_module(module_name), class_name)
     return cls
 
@@ -78,8 +76,9 @@ def check_channel(channel: ChannelConfig, env: Mapping[str, str] | None = None) 
     cls = provider_class(channel.provider)
     where = f"[channels.{channel.name}]"
     # an email channel may also read its replies from an IMAP mailbox (mail/settings.py)
-    extra = {"address"} | (IMAP_SETTINGS if cls.address_kind == "email" or
-                           channel.provider == "outbox" else set())
+    extra = {"address"} | (
+        IMAP_SETTINGS if cls.address_kind == "email" or channel.provider == "outbox" else set()
+    )
     problems = [
         f"{where}: unknown setting {key!r} for provider {channel.provider}; known: "
         + ", ".join(sorted(cls.settings | extra))

@@ -266,8 +266,10 @@ class HttpChannel:
         if known is None:
             if len(self._urls) > 256:
                 self._urls.clear()
-            whole = path if path.startswith(("http://", "https://")) else (
-                f"{self.base_url}/{path.lstrip('/')}"
+            whole = (
+                path
+                if path.startswith(("http://", "https://"))
+                else (f"{self.base_url}/{path.lstrip('/')}")
             )
             url, auth = httpx.URL(whole), None
             if url.userinfo:

@@ -113,9 +113,7 @@ def _write_atomically(target: str, data: bytes) -> None:
 
 
 def _email_bytes(message: OutboundMessage, sender_name: str) -> bytes:
-    return render_email(
-        message, sender=_sender(sender_name), message_id_domain="outreach.local"
-    )
+    return render_email(message, sender=_sender(sender_name), message_id_domain="outreach.local")
 
 
 @lru_cache(maxsize=16)

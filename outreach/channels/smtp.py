@@ -227,8 +227,10 @@ class SmtpProvider(Provider):
         code = _reply_code(exc)
         text = redact(" ".join(str(getattr(exc, "message", "") or "").split()), self._secrets)
         if code is not None:
-            what = "login refused" if isinstance(exc, aiosmtplib.SMTPAuthenticationError) else (
-                "temporary failure" if 400 <= code < 500 else "refused"
+            what = (
+                "login refused"
+                if isinstance(exc, aiosmtplib.SMTPAuthenticationError)
+                else ("temporary failure" if 400 <= code < 500 else "refused")
             )
             return ProviderError(
                 f"smtp: {self.host} {what} while {doing}: {code} {text}".rstrip(),

@@ -197,12 +197,18 @@ def _content_of(content: dict[str, Any]) -> tuple[str, str, dict[str, Any] | Non
     kind = str(content.get("type") or "text")
     if kind == "text":
         payload = content.get("payload")  # a tapped quick reply
-        return "text", str(content.get("text") or ""), (
-            {"payload": str(payload)} if payload else None)
+        return (
+            "text",
+            str(content.get("text") or ""),
+            ({"payload": str(payload)} if payload else None),
+        )
     if kind in ("image", "file"):
         content_type = str(content.get("mediaType") or "")
-        media = {"type": "image" if kind == "image" else media_kind(content_type),
-                 "url": str(content.get("mediaUrl") or ""), "content_type": content_type}
+        media = {
+            "type": "image" if kind == "image" else media_kind(content_type),
+            "url": str(content.get("mediaUrl") or ""),
+            "content_type": content_type,
+        }
         # altText describes the media for screen readers: not the customer's words
         return str(media["type"]), str(content.get("text") or ""), {"media": [media]}
     if kind == "location":
@@ -217,8 +223,19 @@ def _content_of(content: dict[str, Any]) -> tuple[str, str, dict[str, Any] | Non
                 place[key] = str(where[key])
         return "location", "", {"location": place}
     if kind == "formResponse":
-        return "interactive", str(content.get("textFallback") or ""), {
-            "fields": [{"name": f.get("name"), "label": f.get("label"),
-                        "value": f.get("text") or f.get("email") or f.get("select")}
-                       for f in content.get("fields") or [] if isinstance(f, dict)]}
+        return (
+            "interactive",
+            str(content.get("textFallback") or ""),
+            {
+                "fields": [
+                    {
+                        "name": f.get("name"),
+                        "label": f.get("label"),
+                        "value": f.get("text") or f.get("email") or f.get("select"),
+                    }
+                    for f in content.get("fields") or []
+                    if isinstance(f, dict)
+                ]
+            },
+        )
     return "unsupported", "", {"type": kind}

@@ -151,8 +151,9 @@ class TwilioProvider(Provider):
         now = clock.now()
         status = params.get("MessageStatus") or params.get("SmsStatus") or ""
         sid = params.get("MessageSid") or params.get("SmsSid") or ""
-        inbound = ("Body" in params or "NumMedia" in params or "Latitude" in params) and \
-            params.get("From")
+        inbound = ("Body" in params or "NumMedia" in params or "Latitude" in params) and params.get(
+            "From"
+        )
         if inbound and status in ("", "received", "receiving"):
             kind, details = _content_of(params)
             return [
@@ -208,8 +209,9 @@ def _content_of(params: dict[str, str]) -> tuple[str, dict[str, Any] | None]:
         url = params.get(f"MediaUrl{n}")
         if url:
             content_type = params.get(f"MediaContentType{n}") or ""
-            media.append({"type": media_kind(content_type), "url": url,
-                          "content_type": content_type})
+            media.append(
+                {"type": media_kind(content_type), "url": url, "content_type": content_type}
+            )
     if media:
         vcard = all(m["content_type"].lower() in ("text/vcard", "text/x-vcard") for m in media)
         return ("contacts" if vcard else str(media[0]["type"])), {"media": media}

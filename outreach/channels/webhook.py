@@ -157,8 +157,9 @@ class WebhookProvider(Provider):
     def parse(self, request: WebhookRequest) -> list[InboundEvent]:
         data = json_payload(request.body, "webhook")
         items = data if isinstance(data, list) else [data]
-        if not any(isinstance(i, dict) and i.get("from") and i.get("text") is not None
-                   for i in items):
+        if not any(
+            isinstance(i, dict) and i.get("from") and i.get("text") is not None for i in items
+        ):
             raise PayloadError(
                 'webhook: not an inbound message (expected a JSON object {"from": …, '
                 '"text": …} or a list of them)'

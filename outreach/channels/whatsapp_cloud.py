@@ -185,8 +185,11 @@ class WhatsAppCloudProvider(Provider):
 
     def parse(self, request: WebhookRequest) -> list[InboundEvent]:
         data = json_payload(request.body, "whatsapp-cloud")
-        if not isinstance(data, dict) or not isinstance(data.get("entry"), list) or \
-                data.get("object") not in (None, "whatsapp_business_account"):
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("entry"), list)
+            or data.get("object") not in (None, "whatsapp_business_account")
+        ):
             raise PayloadError(
                 "whatsapp-cloud: not a WhatsApp Cloud webhook (expected a JSON object "
                 '{"object": "whatsapp_business_account", "entry": [...]})'
@@ -296,8 +299,11 @@ def _content_of(item: dict[str, Any]) -> tuple[str, str, dict[str, Any] | None]:
         return kind, str(part.get("body") or ""), None
     if kind == "button":
         payload = part.get("payload")
-        return kind, str(part.get("text") or payload or ""), (
-            {"payload": str(payload)} if payload else None)
+        return (
+            kind,
+            str(part.get("text") or payload or ""),
+            ({"payload": str(payload)} if payload else None),
+        )
     if kind == "interactive":
         for key in ("button_reply", "list_reply", "nfm_reply"):
             reply = part.get(key)
@@ -307,9 +313,14 @@ def _content_of(item: dict[str, Any]) -> tuple[str, str, dict[str, Any] | None]:
         return kind, "", None
     if kind in MEDIA_KINDS:
         media = {"type": kind}
-        for key, name in (("id", "id"), ("url", "url"), ("link", "url"),
-                          ("mime_type", "content_type"), ("filename", "filename"),
-                          ("sha256", "sha256")):
+        for key, name in (
+            ("id", "id"),
+            ("url", "url"),
+            ("link", "url"),
+            ("mime_type", "content_type"),
+            ("filename", "filename"),
+            ("sha256", "sha256"),
+        ):
             if part.get(key) and name not in media:
                 media[name] = str(part[key])
         return kind, str(part.get("caption") or ""), {"media": [media]}
@@ -320,8 +331,14 @@ def _content_of(item: dict[str, Any]) -> tuple[str, str, dict[str, Any] | None]:
         return kind, "", {"contacts": contacts}
     if kind == "reaction":
         # an empty emoji takes a reaction away
-        return kind, "", {"reaction": str(part.get("emoji") or ""),
-                          "message_id": str(part.get("message_id") or "")}
+        return (
+            kind,
+            "",
+            {
+                "reaction": str(part.get("emoji") or ""),
+                "message_id": str(part.get("message_id") or ""),
+            },
+        )
     if kind == "revoke":
         original = part.get("original_message_id") or part.get("message_id")
         return kind, "", {"message_id": str(original or "")}
@@ -332,10 +349,12 @@ def _content_of(item: dict[str, Any]) -> tuple[str, str, dict[str, Any] | None]:
     if kind == "system":
         new_id = part.get("new_wa_id") or part.get("wa_id")
         if part.get("type") in ("user_changed_number", "customer_changed_number") and new_id:
-            return "number_change", "", {"new": _plus(str(new_id)),
-                                         "body": str(part.get("body") or "")}
-        return kind, "", {"type": str(part.get("type") or ""),
-                          "body": str(part.get("body") or "")}
+            return (
+                "number_change",
+                "",
+                {"new": _plus(str(new_id)), "body": str(part.get("body") or "")},
+            )
+        return kind, "", {"type": str(part.get("type") or ""), "body": str(part.get("body") or "")}
     # "unsupported", "unknown" and types newer than this code: kept, never read as text
     errors = [{"code": e.get("code"), "title": e.get("title")} for e in _dicts(item.get("errors"))]
     return "unsupported", "", {"type": kind, **({"errors": errors} if errors else {})}
@@ -357,8 +376,10 @@ def _location(part: dict[str, Any]) -> dict[str, Any]:
 def _contact(card: dict[str, Any]) -> dict[str, Any]:
     name = as_dict(card.get("name"))
     return {
-        "name": str(name.get("formatted_name") or " ".join(
-            str(name[k]) for k in ("first_name", "last_name") if name.get(k))),
+        "name": str(
+            name.get("formatted_name")
+            or " ".join(str(name[k]) for k in ("first_name", "last_name") if name.get(k))
+        ),
         "phones": [str(p.get("phone") or p.get("wa_id") or "") for p in _dicts(card.get("phones"))],
         "emails": [str(e.get("email") or "") for e in _dicts(card.get("emails"))],
     }

@@ -35,9 +35,19 @@ GLOBAL_OPTIONS = ("workspace", "now", "debug")
 
 # metavars for value options whose name alone says little
 METAVARS = {
-    "now": "TIME", "since": "TIME", "until": "TIME", "occurrence": "TIME",
-    "customer": "ID", "channel": "NAME", "where": "SQL", "id_column": "COLUMN",
-    "limit": "N", "sample": "N", "wait": "SECONDS", "port": "PORT", "host": "HOST",
+    "now": "TIME",
+    "since": "TIME",
+    "until": "TIME",
+    "occurrence": "TIME",
+    "customer": "ID",
+    "channel": "NAME",
+    "where": "SQL",
+    "id_column": "COLUMN",
+    "limit": "N",
+    "sample": "N",
+    "wait": "SECONDS",
+    "port": "PORT",
+    "host": "HOST",
 }
 
 

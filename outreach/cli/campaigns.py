@@ -117,8 +117,9 @@ def run(
                 on_stop=lambda: _stopping(bar),
             )
         except (DiskFullError, sqlite3.Error) as exc:
-            fault = (exc if isinstance(exc, DiskFullError)
-                     else database_error(exc, store_path(ws.store)))
+            fault = (
+                exc if isinstance(exc, DiskFullError) else database_error(exc, store_path(ws.store))
+            )
             if not isinstance(fault, DiskFullError):
                 raise
             # sends recorded before the disk filled are done: exit 3, not 4
@@ -203,8 +204,16 @@ def queue(
     shown = print_table(
         rows,
         ["id", "campaign", "customer_id", "channel", "purpose", "status", "reason", "not_before"],
-        headers=["id", "campaign", "customer", "channel", "purpose", "status", "reason",
-                 "not before"],
+        headers=[
+            "id",
+            "campaign",
+            "customer",
+            "channel",
+            "purpose",
+            "status",
+            "reason",
+            "not before",
+        ],
         title="Queue",
         times={"not_before"},
         tz=ws.config.timezone,

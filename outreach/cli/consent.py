@@ -33,8 +33,14 @@ EvidenceOption = Annotated[
 CustomersArg = Annotated[list[str], typer.Argument(help="One or more customer ids.")]
 
 
-def _record(ctx: typer.Context, customers: list[str], channel: str, status: str,
-            source: str, evidence: str | None) -> None:
+def _record(
+    ctx: typer.Context,
+    customers: list[str],
+    channel: str,
+    status: str,
+    source: str,
+    evidence: str | None,
+) -> None:
     from ..consent import OPTED_IN, OPTED_OUT, record
 
     ws = workspace(ctx)

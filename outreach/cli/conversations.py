@@ -157,9 +157,12 @@ def list_conversations(
     ] = False,
     since: Annotated[
         str | None,
-        typer.Option("--since", help="Only with a message at or after this time: "
-                     "2026-11-01, '2026-11-01 09:00', ISO 8601, or relative: 7d, 12h. "
-                     "Without a zone: workspace time zone."),
+        typer.Option(
+            "--since",
+            help="Only with a message at or after this time: "
+            "2026-11-01, '2026-11-01 09:00', ISO 8601, or relative: 7d, 12h. "
+            "Without a zone: workspace time zone.",
+        ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -203,8 +206,11 @@ def show_conversation(
     customer: CustomerArg,
     full: Annotated[
         bool,
-        typer.Option("--full", help="Emails as received: the whole body with the quoted "
-                     "history, instead of only the new text."),
+        typer.Option(
+            "--full",
+            help="Emails as received: the whole body with the quoted "
+            "history, instead of only the new text.",
+        ),
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -243,8 +249,10 @@ def show_conversation(
         if email.get("kind") == "auto_reply":
             text = f"(automatic reply) {text}"
         for attachment in email.get("attachments") or []:
-            text += f"\n[attachment: {attachment['name'] or 'unnamed'}, {attachment['type']}, " \
-                    f"{attachment['size']:,} bytes]"
+            text += (
+                f"\n[attachment: {attachment['name'] or 'unnamed'}, {attachment['type']}, "
+                f"{attachment['size']:,} bytes]"
+            )
         if email.get("problem"):
             text += f"\n[{email['problem']}]"
         console.print(line + text.replace("\n", "\n" + " " * len(line)), markup=False)
@@ -272,8 +280,11 @@ def reply(
     text: Annotated[str, typer.Argument(help="What to send.")],
     channel: Annotated[
         str | None,
-        typer.Option("--channel", help="Send on this channel (default: the one the customer "
-                     "last wrote on, if it still has consent)."),
+        typer.Option(
+            "--channel",
+            help="Send on this channel (default: the one the customer "
+            "last wrote on, if it still has consent).",
+        ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -284,8 +295,14 @@ def reply(
     ws = workspace(ctx)
     result = send_reply(ws, customer, text, channel)
     if as_json:
-        print_json({"delivery_id": result.delivery_id, "channel": result.channel,
-                    "status": result.status, "error": result.error})
+        print_json(
+            {
+                "delivery_id": result.delivery_id,
+                "channel": result.channel,
+                "status": result.status,
+                "error": result.error,
+            }
+        )
     if result.status in ("sent", "delivered", "read"):
         if not as_json:
             note(f"Sent to {customer} on {result.channel} (delivery {result.delivery_id}).")
@@ -301,13 +318,13 @@ def serve(
     ctx: typer.Context,
     host: Annotated[
         str | None,
-        typer.Option("--host", help="Address to listen on (default: [server] host, "
-                     "127.0.0.1)."),
+        typer.Option("--host", help="Address to listen on (default: [server] host, 127.0.0.1)."),
     ] = None,
     port: Annotated[
         int | None,
-        typer.Option("--port", min=0, max=65535,
-                     help="Port to listen on (default: [server] port, 8787)."),
+        typer.Option(
+            "--port", min=0, max=65535, help="Port to listen on (default: [server] port, 8787)."
+        ),
     ] = None,
 ) -> None:
     """Receive webhooks (inbound messages, delivery statuses), one-click unsubscribes and

@@ -138,8 +138,10 @@ def _stopped(exc: BaseException, ws: Workspace, name: str, committed: int) -> No
     done = f"the first {committed:,} rows of {name} were imported" if committed else None
     if isinstance(exc, KeyboardInterrupt | SystemExit):
         if done:
-            note(f"interrupted: {done}; import the file again to finish (imported rows are "
-                 "updated, nothing is duplicated)")
+            note(
+                f"interrupted: {done}; import the file again to finish (imported rows are "
+                "updated, nothing is duplicated)"
+            )
         raise exc
     fault = exc if isinstance(exc, DiskFullError) else None
     if isinstance(exc, sqlite3.Error):

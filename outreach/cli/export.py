@@ -35,16 +35,13 @@ SinceOption = Annotated[
 ]
 UntilOption = Annotated[
     str | None,
-    typer.Option(
-        "--until", help="Up to this time (exclusive); same forms as --since."
-    ),
+    typer.Option("--until", help="Up to this time (exclusive); same forms as --since."),
 ]
 FormatOption = Annotated[
     ExportFormat | None,
     typer.Option(
         "--format",
-        help="csv (spreadsheet-safe), jsonl or json. Default: from the --output suffix, "
-        "else csv.",
+        help="csv (spreadsheet-safe), jsonl or json. Default: from the --output suffix, else csv.",
     ),
 ]
 OutputOption = Annotated[
@@ -117,9 +114,7 @@ def _run_export(
         note(f"Exported {what} to {output}.")
 
 
-@export_app.command(
-    "replies", epilog="Example: outreach export replies --since 7d -o replies.csv"
-)
+@export_app.command("replies", epilog="Example: outreach export replies --since 7d -o replies.csv")
 def export_replies(
     ctx: typer.Context,
     campaign: CampaignFilter = None,

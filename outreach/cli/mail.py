@@ -18,18 +18,27 @@ def sync(
     ctx: typer.Context,
     channel: Annotated[
         str | None,
-        typer.Option("--channel", help="Only this email channel (default: every channel with "
-                     "an imap_host)."),
+        typer.Option(
+            "--channel", help="Only this email channel (default: every channel with an imap_host)."
+        ),
     ] = None,
     since: Annotated[
         str | None,
-        typer.Option("--since", metavar="DATE", help="Only mail that arrived on or after DATE "
-                     "(2026-11-01), e.g. to start a large mailbox's first sync later."),
+        typer.Option(
+            "--since",
+            metavar="DATE",
+            help="Only mail that arrived on or after DATE "
+            "(2026-11-01), e.g. to start a large mailbox's first sync later.",
+        ),
     ] = None,
     move_to: Annotated[
         str | None,
-        typer.Option("--move-to", metavar="FOLDER", help="Move each stored message to FOLDER "
-                     "(default: leave the mailbox exactly as it is)."),
+        typer.Option(
+            "--move-to",
+            metavar="FOLDER",
+            help="Move each stored message to FOLDER "
+            "(default: leave the mailbox exactly as it is).",
+        ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:

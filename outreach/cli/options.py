@@ -39,7 +39,6 @@ class State:
 
         clock.set_now(text)
 
-
     @property
     def loaded(self) -> Workspace | None:
         """The workspace, if this invocation has loaded it (never loads it)."""

@@ -181,7 +181,7 @@ def local_time(value: str | None, tz: Any) -> str:
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:
-    """"1 duplicate", "2 duplicates", "1 reply", "3 replies" (``many`` when not +s)."""
+    """ "1 duplicate", "2 duplicates", "1 reply", "3 replies" (``many`` when not +s)."""
     return f"{count:,} {word if count == 1 else (many or word + 's')}"
 
 

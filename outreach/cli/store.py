@@ -73,8 +73,10 @@ def check(ctx: typer.Context) -> None:
 
     database = workspace(ctx).config.database
     if not isinstance(database, Path):
-        raise UsageError("store check checks a SQLite workspace database; for PostgreSQL "
-                         "use its own tools (amcheck)")
+        raise UsageError(
+            "store check checks a SQLite workspace database; for PostgreSQL "
+            "use its own tools (amcheck)"
+        )
     problems = integrity_check(database)
     if not problems:
         console.print(f"{database.name}: ok")

@@ -73,8 +73,16 @@ def check(
         print_table(
             rows,
             ["template", "channel", "languages", "html", "ok", "sms", "length", "subject"],
-            headers=["template", "channel", "languages", "HTML", "result", "SMS", "length",
-                     "subject"],
+            headers=[
+                "template",
+                "channel",
+                "languages",
+                "HTML",
+                "result",
+                "SMS",
+                "length",
+                "subject",
+            ],
         )
         # a file shared by several channels (default.j2, an include) is named once
         for problem in dict.fromkeys(p for r in results for p in r.errors):
@@ -86,8 +94,10 @@ def check(
             if r.builtin:
                 fallbacks.setdefault(r.channel, []).append(r.template)
         for channel, replies in fallbacks.items():
-            note(f"{channel}: no {', '.join(replies)} template; the built-in text (English, "
-                 f"Dutch) answers; add templates/NAME/{channel}.j2 for your own")
+            note(
+                f"{channel}: no {', '.join(replies)} template; the built-in text (English, "
+                f"Dutch) answers; add templates/NAME/{channel}.j2 for your own"
+            )
     if errors:
         pairs = sum(1 for r in results if r.errors)
         raise TemplateError(
@@ -105,9 +115,7 @@ def check(
 def render(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Template name (a folder in templates/).")],
-    customer: Annotated[
-        str, typer.Option("--customer", help="Id of the customer to render for.")
-    ],
+    customer: Annotated[str, typer.Option("--customer", help="Id of the customer to render for.")],
     channel: Annotated[
         str | None,
         typer.Option(

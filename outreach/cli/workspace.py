@@ -104,8 +104,11 @@ def render_status(info: dict[str, Any], tz: Any) -> None:
     )
     for c in info["campaigns"]:
         campaigns.add_row(
-            Text(c["name"]), "yes" if c["file"] else "no", local_time(c["last_occurrence"], tz),
-            str(c["occurrences_planned"]), str(c["occurrences_missed"]),
+            Text(c["name"]),
+            "yes" if c["file"] else "no",
+            local_time(c["last_occurrence"], tz),
+            str(c["occurrences_planned"]),
+            str(c["occurrences_missed"]),
         )
     console.print(campaigns)
     if not due["available"]:

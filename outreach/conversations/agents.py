@@ -86,7 +86,8 @@ def show_conversation(store: Store, customer_id: str) -> dict[str, Any]:
         "status": conversation.get("status"),
         "needs_attention": bool(conversation.get("needs_attention")),
         "attention_reason": conversation.get("attention_reason")
-        if conversation.get("needs_attention") else None,
+        if conversation.get("needs_attention")
+        else None,
         "messages": messages,
     }
 
@@ -99,8 +100,11 @@ def close_conversation(store: Store, customer_id: str) -> None:
         raise NotFoundError(f'customer "{customer_id}" has no conversation yet')
     with store.write():
         store.conversations.update_conversation(
-            conversation["id"], status="closed", needs_attention=0,
-            attention_reason=None, updated_at=clock.iso(clock.now()),
+            conversation["id"],
+            status="closed",
+            needs_attention=0,
+            attention_reason=None,
+            updated_at=clock.iso(clock.now()),
         )
 
 
@@ -110,17 +114,13 @@ def reply_allowed(store: Store, customer_id: str, channel: str) -> str | None:
     status = store.consent.current_consent_for(customer_id, channel)
     now = clock.now()
     wrote = policy.needs_recent_contact(Purpose.AGENT, status) and bool(
-        store.conversations.wrote_since(
-            [(customer_id, channel)], clock.iso(now - SERVICE_WINDOW)
-        )
+        store.conversations.wrote_since([(customer_id, channel)], clock.iso(now - SERVICE_WINDOW))
     )
     decision = policy.may_send(Purpose.AGENT, status, now, wrote_recently=wrote)
     if decision.reason == policy.REASON_OPTED_OUT:
         return f"the customer opted out on {channel}"
     if decision.reason is not None:
-        return (
-            f"the customer has not opted in on {channel} nor written there in the last 24 hours"
-        )
+        return f"the customer has not opted in on {channel} nor written there in the last 24 hours"
     return None
 
 
@@ -160,8 +160,9 @@ def reply(ws: Workspace, customer_id: str, text: str, channel: str | None = None
     send_deliveries(ws, [delivery])
     outcome = store.deliveries.delivery_outcome(delivery) or {}
     error = outcome.get("error") or outcome.get("reason")
-    return ReplyResult(delivery, channel, str(outcome.get("status") or "queued"),
-                       str(error) if error else None)
+    return ReplyResult(
+        delivery, channel, str(outcome.get("status") or "queued"), str(error) if error else None
+    )
 
 
 def check_reply_text(text: str) -> None:

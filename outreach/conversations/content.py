@@ -19,8 +19,16 @@ def describe(kind: str | None, details: Mapping[str, Any] | None) -> str | None:
         return None
     if "media" in details:
         parts = [
-            " ".join(str(p) for p in (m.get("type"), m.get("content_type"),
-                                      m.get("filename"), m.get("url") or m.get("id")) if p)
+            " ".join(
+                str(p)
+                for p in (
+                    m.get("type"),
+                    m.get("content_type"),
+                    m.get("filename"),
+                    m.get("url") or m.get("id"),
+                )
+                if p
+            )
             for m in details["media"]
         ]
         return "; ".join(f"[{p}]" for p in parts)
@@ -30,8 +38,10 @@ def describe(kind: str | None, details: Mapping[str, Any] | None) -> str | None:
         named = " ".join(str(place[k]) for k in ("name", "address") if place.get(k))
         return f"[location {where}{' ' + named if named else ''}]"
     if kind == "contacts":
-        cards = [" ".join([c.get("name") or "", *c.get("phones", []), *c.get("emails", [])])
-                 .strip() for c in details.get("contacts") or []]
+        cards = [
+            " ".join([c.get("name") or "", *c.get("phones", []), *c.get("emails", [])]).strip()
+            for c in details.get("contacts") or []
+        ]
         return "[contact " + "; ".join(cards) + "]"
     if kind == "reaction":
         emoji = details.get("reaction")

@@ -197,9 +197,11 @@ class Inbox:
         ids: set[str] = set()
         for channel, addresses in by_channel.items():
             kind = self.address_kind(channel)
-            variants = {
-                v for a in addresses if a[:3] in VARIANT_PREFIXES for v in mobile_variants(a)
-            } if kind == "phone" else set()
+            variants = (
+                {v for a in addresses if a[:3] in VARIANT_PREFIXES for v in mobile_variants(a)}
+                if kind == "phone"
+                else set()
+            )
             found = self.store.customers.customers_by_address(
                 channel, kind, addresses | variants if variants else addresses
             )
@@ -229,8 +231,11 @@ class Inbox:
             if isinstance(event, InboundMessage):
                 if event.reply_token:
                     tokens.add(event.reply_token.lower())
-                references.update(r.strip().strip("<>") for r in (event.in_reply_to,
-                                  *event.references) if r and r.strip())
+                references.update(
+                    r.strip().strip("<>")
+                    for r in (event.in_reply_to, *event.references)
+                    if r and r.strip()
+                )
         if tokens:
             found = self.store.mail.customers_by_reply_token(sorted(tokens))
             self._tokens.update({t: found.get(t, "") for t in tokens})
@@ -342,7 +347,12 @@ class Inbox:
             conversation["last_inbound_channel"] = channel
         conversation["updated_at"] = max(conversation["updated_at"] or at, at)
         attention = message.attention or self._react(
-            customer_id, channel, text, message_id, message.received_at, summary,
+            customer_id,
+            channel,
+            text,
+            message_id,
+            message.received_at,
+            summary,
             answerable=kind in TEXT_KINDS,
         )
         if attention is not None:
@@ -371,10 +381,15 @@ class Inbox:
             if conversation is None:
                 conversation = {
                     "id": self.store.conversations.create_conversation(customer_id, at),
-                    "customer_id": customer_id, "status": "open", "needs_attention": 0,
-                    "attention_reason": None, "last_inbound_at": None,
-                    "last_inbound_channel": None, "auto_reply_until": None,
-                    "created_at": at, "updated_at": at,
+                    "customer_id": customer_id,
+                    "status": "open",
+                    "needs_attention": 0,
+                    "attention_reason": None,
+                    "last_inbound_at": None,
+                    "last_inbound_channel": None,
+                    "auto_reply_until": None,
+                    "created_at": at,
+                    "updated_at": at,
                 }
             self._conversations[customer_id] = conversation
         return conversation
@@ -387,9 +402,7 @@ class Inbox:
         known = self._tokens.get(token.lower())
         if known is not None:
             return known or None
-        return self.store.customers.find_customer_by_address(
-            REPLY_CHANNEL, "user", token.lower()
-        )
+        return self.store.customers.find_customer_by_address(REPLY_CHANNEL, "user", token.lower())
 
     def _customer_by_reference(
         self, in_reply_to: str | None, references: Sequence[str] = ()
@@ -400,8 +413,11 @@ class Inbox:
         for reference in dict.fromkeys((in_reply_to, *reversed(references))):
             if reference and reference.strip():
                 known = self._references.get(reference.strip().strip("<>"))
-                found = known if known is not None else \
-                    self.store.deliveries.customer_of_sent_message(reference.strip())
+                found = (
+                    known
+                    if known is not None
+                    else self.store.deliveries.customer_of_sent_message(reference.strip())
+                )
                 if found:
                     return found
         return None
@@ -414,12 +430,8 @@ class Inbox:
         if found is None:
             found = self.store.customers.find_customer_by_address(channel, kind, address)
             for variant in mobile_variants(address) if found is None and kind == "phone" else ():
-                found = self.store.customers.find_customer_by_address(
-                    channel, kind, variant
-                )
-            if found is None and kind == "id" and self.store.customers.get_customer(
-                address
-            ):
+                found = self.store.customers.find_customer_by_address(channel, kind, variant)
+            if found is None and kind == "id" and self.store.customers.get_customer(address):
                 found = address
         found = found or None
         if found is not None:
@@ -458,20 +470,25 @@ class Inbox:
             keyword = keyword if opted_out else None
         if keyword is not None:
             status: consent.Status | None = {
-                "stop": consent.OPTED_OUT, "start": consent.OPTED_IN
+                "stop": consent.OPTED_OUT,
+                "start": consent.OPTED_IN,
             }.get(keyword.kind)
             if status is not None:
                 consent.record(
-                    self.store, self.config, [customer_id], channel, status,
+                    self.store,
+                    self.config,
+                    [customer_id],
+                    channel,
+                    status,
                     source=f"keyword:{keyword.word}",
                     evidence=f"message {message_id}: {text[:200]}",
                 )
             summary.keywords[keyword.word] = summary.keywords.get(keyword.word, 0) + 1
-            template = {"stop": "stop_confirmation", "start": "start_confirmation",
-                        "help": "help"}[keyword.kind]
+            template = {"stop": "stop_confirmation", "start": "start_confirmation", "help": "help"}[
+                keyword.kind
+            ]
             extra = {"help_text": self.config.help_text} if keyword.kind == "help" else None
-            self._enqueue(summary, customer_id, channel, "keyword", template=template,
-                          extra=extra)
+            self._enqueue(summary, customer_id, channel, "keyword", template=template, extra=extra)
             return None
         if asks_to_stop(text):
             return "opt_out_intent"
@@ -488,7 +505,8 @@ class Inbox:
         if message.kind == "number_change":
             details["old"] = address
             details["new"] = fields["new_address"] = self.normalize_address(
-                channel, str(details.get("new") or ""))
+                channel, str(details.get("new") or "")
+            )
         fields["details"] = json.dumps(details, ensure_ascii=False) if details else None
         return fields
 
@@ -557,14 +575,21 @@ class Inbox:
             return "unclear_answer"
         # answered: this delivery's survey is closed
         self._surveys[customer_id] = [
-            r for r in self._surveys.get(customer_id, [])
+            r
+            for r in self._surveys.get(customer_id, [])
             if r["delivery_id"] != found["delivery_id"]
         ]
         summary.survey_answers += 1
         follow_up = survey.get("follow_up")
         if follow_up:
-            self._enqueue(summary, customer_id, channel, "follow_up", template=str(follow_up),
-                          campaign=found["campaign"])
+            self._enqueue(
+                summary,
+                customer_id,
+                channel,
+                "follow_up",
+                template=str(follow_up),
+                campaign=found["campaign"],
+            )
         return None
 
     def _auto_reply(
@@ -587,13 +612,20 @@ class Inbox:
             return None
         customer = self.store.customers.get_customer(customer_id) or {}
         zone = zone_or(customer.get("timezone"), self.config.timezone)
-        self._enqueue(summary, customer_id, channel, "auto_reply", template="out_of_hours",
-                      extra={"next_opening": opening.astimezone(zone)})
+        self._enqueue(
+            summary,
+            customer_id,
+            channel,
+            "auto_reply",
+            template="out_of_hours",
+            extra={"next_opening": opening.astimezone(zone)},
+        )
         summary.auto_replies += 1
         return until
 
-    def _enqueue(self, summary: InboundSummary, customer_id: str, channel: str, purpose: str,
-                 **kwargs: Any) -> None:
+    def _enqueue(
+        self, summary: InboundSummary, customer_id: str, channel: str, purpose: str, **kwargs: Any
+    ) -> None:
         delivery = deliveries.enqueue_reply(
             self.store, customer_id=customer_id, channel=channel, purpose=purpose, **kwargs
         )
@@ -601,8 +633,11 @@ class Inbox:
 
 
 def apply_events(
-    store: Store, config: Config, events: Iterable[tuple[int, InboundEvent]],
-    summary: InboundSummary, inbox: Inbox | None = None,
+    store: Store,
+    config: Config,
+    events: Iterable[tuple[int, InboundEvent]],
+    summary: InboundSummary,
+    inbox: Inbox | None = None,
 ) -> None:
     """Apply numbered events in one write transaction; a bad event is rejected (with its
     number) before it writes anything, and the others are kept."""
@@ -619,7 +654,9 @@ def apply_events(
 
 
 def receive(
-    store: Store, config: Config, requests: Sequence[Sequence[InboundEvent]],
+    store: Store,
+    config: Config,
+    requests: Sequence[Sequence[InboundEvent]],
     inbox: Inbox | None = None,
 ) -> list[InboundSummary]:
     """Apply the events of several webhook requests in one transaction (the server's group

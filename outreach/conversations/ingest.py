@@ -158,8 +158,14 @@ def _parse_received(text: str, tz: ZoneInfo) -> datetime:
 
 
 def _json_type(value: Any) -> str:
-    return {list: "a list", str: "a string", int: "a number", float: "a number",
-            bool: "true/false", type(None): "null"}.get(type(value), type(value).__name__)
+    return {
+        list: "a list",
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "true/false",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
 
 
 def _provider_parser(ws: Workspace, fmt: str, channel: str | None) -> Provider:
@@ -200,10 +206,12 @@ def _provider_events(provider: Provider, raw: bytes, number: int) -> list[Inboun
                 body.decode("utf-8")
             except UnicodeDecodeError:
                 raise RejectedEvent("not UTF-8; save the file as UTF-8") from None
-        content_type = "application/json" if data is not None else \
-            "application/x-www-form-urlencoded"
-    request = WebhookRequest(method="POST", url="", headers={"content-type": content_type},
-                             query={}, body=body)
+        content_type = (
+            "application/json" if data is not None else "application/x-www-form-urlencoded"
+        )
+    request = WebhookRequest(
+        method="POST", url="", headers={"content-type": content_type}, query={}, body=body
+    )
     try:
         events = provider.parse(request)
     except PayloadError as exc:
@@ -211,8 +219,7 @@ def _provider_events(provider: Provider, raw: bytes, number: int) -> list[Inboun
     except (OutreachError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise RejectedEvent(f"{provider.name} payload cannot be read ({exc})") from None
     except RecursionError:
-        raise RejectedEvent(f"{provider.name} payload cannot be read (nested too deeply)") \
-            from None
+        raise RejectedEvent(f"{provider.name} payload cannot be read (nested too deeply)") from None
     return events
 
 
@@ -262,8 +269,11 @@ def ingest(
             unsent.extend(summary.replies_queued[before:])
         # A send pass has a fixed cost, so replies go out in bunches: at the end, or once
         # enough are waiting or the oldest has waited a few seconds (a slow stdin stream).
-        if send and (final or len(unsent) >= REPLY_BUNCH
-                     or time.monotonic() - last_send >= REPLY_DELAY_SECONDS):
+        if send and (
+            final
+            or len(unsent) >= REPLY_BUNCH
+            or time.monotonic() - last_send >= REPLY_DELAY_SECONDS
+        ):
             send_waiting()
 
     try:
@@ -275,8 +285,9 @@ def ingest(
                 continue
             try:
                 if provider is None:
-                    batch.append((number, parse_normalized(_decode_object(raw, number), config,
-                                                           channel)))
+                    batch.append(
+                        (number, parse_normalized(_decode_object(raw, number), config, channel))
+                    )
                 else:
                     batch.extend((number, e) for e in _provider_events(provider, raw, number))
             except RejectedEvent as exc:

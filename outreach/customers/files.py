@@ -223,7 +223,9 @@ def _csv_source(text: TextIO, delimiter: str, label: str) -> tuple[list[str], It
             except _RunawayRecord:
                 lines.read_again_after_first()
                 yield Record(
-                    start, None, None,
+                    start,
+                    None,
+                    None,
                     f"a quoted cell opened on this line is not closed within {MAX_RECORD_LINES} "
                     'lines; close the " (the lines after it were read as rows of their own)',
                 )
@@ -236,14 +238,18 @@ def _csv_source(text: TextIO, delimiter: str, label: str) -> tuple[list[str], It
                 # A cell that runs to the end of the file is a missing ", not a value.
                 lines.read_again_after_first()
                 yield Record(
-                    start, None, None,
+                    start,
+                    None,
+                    None,
                     'a quoted cell opened on this line is never closed; close the " '
                     "(the lines after it were read as rows of their own)",
                 )
                 continue
             if len(cells) > width and any(c.strip() for c in cells[width:]):
                 yield Record(
-                    start, None, None,
+                    start,
+                    None,
+                    None,
                     f"the row has {len(cells)} cells but the header names {width} columns; "
                     f'quote cells that contain "{delimiter}" or remove the extra cells',
                 )

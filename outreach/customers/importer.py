@@ -41,7 +41,14 @@ MAX_CELL_BYTES = 64 * 1024
 # Errors and duplicate warnings kept for the report; the rest are only counted.
 MAX_KEPT = 1_000
 KNOWN_COLUMNS = (
-    "id", "name", "email", "phone", "preferred_channel", "locale", "timezone", "opted_in",
+    "id",
+    "name",
+    "email",
+    "phone",
+    "preferred_channel",
+    "locale",
+    "timezone",
+    "opted_in",
 )
 STORED_COLUMNS = KNOWN_COLUMNS[:-1]
 # Built-in columns a file may not write, and SQLite's aliases of the row id.
@@ -166,8 +173,13 @@ def _plan(
     targets = list(STORED_COLUMNS)
     new_columns: list[str] = []
     handlers: dict[str, Callable[[Any], Any]] = {
-        "id": norm.text, "name": norm.text, "email": norm.email, "phone": norm.phone,
-        "preferred_channel": norm.channel, "locale": norm.locale, "timezone": norm.timezone,
+        "id": norm.text,
+        "name": norm.text,
+        "email": norm.email,
+        "phone": norm.phone,
+        "preferred_channel": norm.channel,
+        "locale": norm.locale,
+        "timezone": norm.timezone,
         "opted_in": norm.channels_list,
     }
     cells: list[tuple[int, int, str, Callable[[Any], Any]]] = []
@@ -245,9 +257,10 @@ def _normalise(plan: _Plan, cells: Sequence[Any]) -> _Row | list[tuple[str, str]
         given = True
         try:
             if isinstance(raw, str):
-                if len(raw) > MAX_CELL_BYTES // 4 and (
-                    size := len(raw.encode("utf-8", "surrogateescape"))
-                ) > MAX_CELL_BYTES:
+                if (
+                    len(raw) > MAX_CELL_BYTES // 4
+                    and (size := len(raw.encode("utf-8", "surrogateescape"))) > MAX_CELL_BYTES
+                ):
                     raise BadCell(
                         f"the value is {_size(size)}; a cell holds at most 64 KiB, "
                         "keep long texts out of the customer file"
@@ -280,8 +293,13 @@ def _normalise(plan: _Plan, cells: Sequence[Any]) -> _Row | list[tuple[str, str]
     if key is None:
         return [("id", "is empty; every customer needs an id")]
     if not key.isprintable():
-        return [("id", f"{show_value(key)} contains a line break or control character; "
-                 'check the quoting of this row (an unclosed " joins the lines after it)')]
+        return [
+            (
+                "id",
+                f"{show_value(key)} contains a line break or control character; "
+                'check the quoting of this row (an unclosed " joins the lines after it)',
+            )
+        ]
     return values, opted
 
 
@@ -415,7 +433,8 @@ class _BatchWriter:
         if len(self.result.warnings) < MAX_KEPT:
             self.result.warnings.append(
                 RowProblem(
-                    line, "id",
+                    line,
+                    "id",
                     f'"{key}" also appears on line {first}; the later row wins '
                     "(empty cells keep the earlier values)",
                 )
@@ -475,5 +494,3 @@ class _BatchWriter:
 
     def close(self) -> None:
         self.store.customers.end_import_scratch()
-
-

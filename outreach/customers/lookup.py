@@ -20,9 +20,7 @@ def list_customers(
     return _paged_with_consent(store, store.customers.select_customers(where, limit=limit))
 
 
-def _paged_with_consent(
-    store: Store, rows: Iterator[dict[str, Any]]
-) -> Iterator[dict[str, Any]]:
+def _paged_with_consent(store: Store, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     page: list[dict[str, Any]] = []
     for row in rows:
         page.append(row)

@@ -27,8 +27,9 @@ def apply_bounce(store: Store, config: Config, event: StatusEvent, summary: Inbo
     reason = f"bounce:{event.error_code}" if event.error_code else "bounce"
     delivery = None
     if event.provider_message_id:
-        delivery = store.mail.bounce_delivery(event.provider_message_id, reason,
-                                   event.error_message, at, _BOUNCE_FROM)
+        delivery = store.mail.bounce_delivery(
+            event.provider_message_id, reason, event.error_message, at, _BOUNCE_FROM
+        )
     if delivery is not None:
         customer_id, channel = str(delivery["customer_id"]), str(delivery["channel"])
         if delivery["changed"]:
@@ -42,7 +43,8 @@ def apply_bounce(store: Store, config: Config, event: StatusEvent, summary: Inbo
         channel = event.channel
         found = (
             store.customers.find_customer_by_address(channel, "email", event.recipient)
-            if event.recipient and channel in config.channels else None
+            if event.recipient and channel in config.channels
+            else None
         )
         if found is None:
             return
@@ -52,7 +54,12 @@ def apply_bounce(store: Store, config: Config, event: StatusEvent, summary: Inbo
     if store.consent.current_consent_for(customer_id, channel) == consent.OPTED_OUT:
         return
     consent.record(
-        store, config, [customer_id], channel, consent.OPTED_OUT, source="provider:bounce",
+        store,
+        config,
+        [customer_id],
+        channel,
+        consent.OPTED_OUT,
+        source="provider:bounce",
         evidence=f"{event.error_code or 'bounce'} {event.recipient or ''}: "
         f"{event.error_message or ''}".strip()[:300],
     )

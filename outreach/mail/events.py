@@ -33,16 +33,18 @@ def events_of(
     if mail.kind == "bounce":
         if mail.bounce is None:
             return []  # a delay notice or a report without a failed recipient
-        return [StatusEvent(
-            channel=channel,
-            provider_message_id=mail.bounce.original_message_id or "",
-            status="bounced",
-            at=received,
-            error_code=mail.bounce.status,
-            error_message=mail.bounce.diagnostic,
-            recipient=mail.bounce.recipient,
-            permanent=mail.bounce.permanent,
-        )]
+        return [
+            StatusEvent(
+                channel=channel,
+                provider_message_id=mail.bounce.original_message_id or "",
+                status="bounced",
+                at=received,
+                error_code=mail.bounce.status,
+                error_message=mail.bounce.diagnostic,
+                recipient=mail.bounce.recipient,
+                permanent=mail.bounce.permanent,
+            )
+        ]
     text = mail.text
     if mail.truncated:
         text = text[: 60_000 - 80] + "\n[truncated: the full message was too long to keep]"
@@ -54,18 +56,20 @@ def events_of(
         "attachments": mail.attachments_json(),
         "problem": mail.problem,
     }
-    return [InboundMessage(
-        channel=channel,
-        address=mail.sender or UNKNOWN_SENDER,
-        text=text,
-        external_id=mail.message_id,
-        received_at=received,
-        profile_name=mail.sender_name,
-        in_reply_to=mail.in_reply_to,
-        reply_token=mail.reply_token,
-        references=mail.references,
-        subject=mail.subject,
-        automatic=mail.kind == "auto_reply",
-        attention="unreadable_email" if mail.malformed else None,
-        extra=extra,
-    )]
+    return [
+        InboundMessage(
+            channel=channel,
+            address=mail.sender or UNKNOWN_SENDER,
+            text=text,
+            external_id=mail.message_id,
+            received_at=received,
+            profile_name=mail.sender_name,
+            in_reply_to=mail.in_reply_to,
+            reply_token=mail.reply_token,
+            references=mail.references,
+            subject=mail.subject,
+            automatic=mail.kind == "auto_reply",
+            attention="unreadable_email" if mail.malformed else None,
+            extra=extra,
+        )
+    ]

@@ -44,8 +44,9 @@ def email_channel(config: Config, channel: str | None) -> str:
 class MailFeed:
     """Feeds raw emails of one channel to the inbox; ``close`` flushes the rest."""
 
-    def __init__(self, ws: Workspace, channel: str, *, send: bool = True,
-                 batch_size: int = BATCH_SIZE) -> None:
+    def __init__(
+        self, ws: Workspace, channel: str, *, send: bool = True, batch_size: int = BATCH_SIZE
+    ) -> None:
         self.ws = ws
         self.channel = channel
         self.send = send

@@ -60,8 +60,9 @@ def _maildir(path: str) -> Iterator[tuple[bytes, int]]:
             yield stream.read(HEAD_BYTES if size > MAX_MESSAGE_BYTES else -1), size
 
 
-def ingest_mail(ws: Workspace, path: str, fmt: str, channel: str | None = None,
-                *, send: bool = True) -> InboundSummary:
+def ingest_mail(
+    ws: Workspace, path: str, fmt: str, channel: str | None = None, *, send: bool = True
+) -> InboundSummary:
     """Store every email in ``path`` as a reply on ``channel`` (or the one email channel)."""
     name = email_channel(ws.config, channel)
     reader = {"eml": _eml, "mbox": _mbox, "maildir": _maildir}[fmt]

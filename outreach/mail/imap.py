@@ -57,17 +57,36 @@ class SyncResult:
 
     def as_dict(self) -> dict[str, Any]:
         counts = self.summary.as_dict() if self.summary is not None else dict(NOTHING_READ)
-        return {"channel": self.channel, "folder": self.folder, "fetched": self.fetched,
-                "moved": self.moved, "uidvalidity_changed": self.uidvalidity_changed,
-                **counts}
+        return {
+            "channel": self.channel,
+            "folder": self.folder,
+            "fetched": self.fetched,
+            "moved": self.moved,
+            "uidvalidity_changed": self.uidvalidity_changed,
+            **counts,
+        }
 
 
 # InboundSummary().as_dict(), spelled out: an idle sync does not import the inbox
 NOTHING_READ: dict[str, Any] = {
-    "messages": 0, "stored": 0, "duplicates": 0, "new_contacts": 0, "keywords": {},
-    "survey_answers": 0, "unclear_answers": 0, "needs_attention": 0, "auto_replies": 0,
-    "automatic": 0, "events": 0, "bounces": 0, "status_updates": 0, "status_ignored": 0,
-    "replies": 0, "replies_sent": 0, "problems": [], "rejected": [],
+    "messages": 0,
+    "stored": 0,
+    "duplicates": 0,
+    "new_contacts": 0,
+    "keywords": {},
+    "survey_answers": 0,
+    "unclear_answers": 0,
+    "needs_attention": 0,
+    "auto_replies": 0,
+    "automatic": 0,
+    "events": 0,
+    "bounces": 0,
+    "status_updates": 0,
+    "status_ignored": 0,
+    "replies": 0,
+    "replies_sent": 0,
+    "problems": [],
+    "rejected": [],
 }
 
 
@@ -110,8 +129,9 @@ def sync(
     results = []
     for name in mailbox_channels(ws, channel):
         settings = mailbox_settings(ws.config.channel(name), os.environ)
-        results.append(sync_mailbox(ws, settings, since=since, move_to=move_to,
-                                    progress=progress, send=send))
+        results.append(
+            sync_mailbox(ws, settings, since=since, move_to=move_to, progress=progress, send=send)
+        )
     return results
 
 
@@ -119,18 +139,29 @@ def _connect(settings: MailboxSettings) -> BaseMailBox:
     where = f"[channels.{settings.channel}] imap_host {settings.host}:{settings.port}"
     try:
         if settings.security == "tls":
-            return MailBox(settings.host, settings.port, timeout=settings.timeout,
-                           ssl_context=ssl.create_default_context())
+            return MailBox(
+                settings.host,
+                settings.port,
+                timeout=settings.timeout,
+                ssl_context=ssl.create_default_context(),
+            )
         if settings.security == "starttls":
-            return MailBoxStartTls(settings.host, settings.port, timeout=settings.timeout,
-                                   ssl_context=ssl.create_default_context())
+            return MailBoxStartTls(
+                settings.host,
+                settings.port,
+                timeout=settings.timeout,
+                ssl_context=ssl.create_default_context(),
+            )
         return MailBoxUnencrypted(settings.host, settings.port, timeout=settings.timeout)
     except ssl.SSLError as exc:
-        raise ConfigError(f"{where}: TLS failed ({exc.reason or exc}); check imap_security "
-                          "and imap_port") from None
+        raise ConfigError(
+            f"{where}: TLS failed ({exc.reason or exc}); check imap_security and imap_port"
+        ) from None
     except (OSError, imaplib.IMAP4.error) as exc:
-        raise ConfigError(f"{where}: cannot connect ({_reason(exc)}); check imap_host, "
-                          "imap_port and imap_security") from None
+        raise ConfigError(
+            f"{where}: cannot connect ({_reason(exc)}); check imap_host, "
+            "imap_port and imap_security"
+        ) from None
 
 
 def _reason(exc: BaseException) -> str:
@@ -227,8 +258,9 @@ def _read_folder(
         last = int(chunk[-1])
 
         def remember(last: int = last) -> None:
-            store.mail.save_mailbox_position(settings.channel, settings.folder, uidvalidity, last,
-                                  clock.iso(clock.now()))
+            store.mail.save_mailbox_position(
+                settings.channel, settings.folder, uidvalidity, last, clock.iso(clock.now())
+            )
 
         feed.flush(also=remember)
         result.fetched += len(chunk)
@@ -240,14 +272,18 @@ def _read_folder(
     if not uids:
         # a folder emptied (or rebuilt) since: remember its UIDVALIDITY all the same
         with store.write():
-            store.mail.save_mailbox_position(settings.channel, settings.folder, uidvalidity,
-                                  max(start - 1, 0) if not result.uidvalidity_changed else 0,
-                                  clock.iso(clock.now()))
+            store.mail.save_mailbox_position(
+                settings.channel,
+                settings.folder,
+                uidvalidity,
+                max(start - 1, 0) if not result.uidvalidity_changed else 0,
+                clock.iso(clock.now()),
+            )
 
 
 def _chunks(values: Sequence[str], size: int) -> Iterator[list[str]]:
     for at in range(0, len(values), size):
-        yield list(values[at:at + size])
+        yield list(values[at : at + size])
 
 
 def _sizes(box: BaseMailBox, uids: Sequence[str]) -> dict[str, int]:

@@ -53,11 +53,15 @@ _OUT_OF_OFFICE = re.compile(
 )
 _DAEMONS = ("mailer-daemon@", "postmaster@")
 # defects that mean the structure itself is broken, not a harmless oddity
-_BROKEN = frozenset({
-    "StartBoundaryNotFoundDefect", "MultipartInvariantViolationDefect",
-    "NoBoundaryInMultipartDefect", "MissingHeaderBodySeparatorDefect",
-    "InvalidMultipartContentTransferEncodingDefect",
-})
+_BROKEN = frozenset(
+    {
+        "StartBoundaryNotFoundDefect",
+        "MultipartInvariantViolationDefect",
+        "NoBoundaryInMultipartDefect",
+        "MissingHeaderBodySeparatorDefect",
+        "InvalidMultipartContentTransferEncodingDefect",
+    }
+)
 
 
 class _RawHeaders(EmailPolicy):
@@ -148,7 +152,8 @@ def parse_email(raw: bytes, *, size: int | None = None) -> ParsedEmail:
         megabytes = total / (1024 * 1024)
         parsed = _replace(
             parsed,
-            problem=parsed.problem or f"message is {megabytes:.1f} MB, over the "
+            problem=parsed.problem
+            or f"message is {megabytes:.1f} MB, over the "
             f"{MAX_MESSAGE_BYTES // (1024 * 1024)} MB limit: kept as metadata, text truncated",
             truncated=True,
         )
@@ -379,10 +384,13 @@ def _body(message: EmailMessage) -> tuple[str, list[Attachment]]:
             if ctype in ("message/delivery-status", "message/rfc822", "text/rfc822-headers"):
                 continue
             payload = part.get_payload(decode=True)
-            attachments.append(Attachment(
-                name=filename, type=ctype,
-                size=len(payload) if isinstance(payload, bytes) else 0,
-            ))
+            attachments.append(
+                Attachment(
+                    name=filename,
+                    type=ctype,
+                    size=len(payload) if isinstance(payload, bytes) else 0,
+                )
+            )
             continue
         if ctype == "text/plain" and plain is None:
             plain = _decode(part)
@@ -410,8 +418,11 @@ def _delivery_status(message: EmailMessage) -> tuple[Bounce | None, bool]:
                 blocks.extend(p for p in payload if isinstance(p, Message))
             elif isinstance(payload, str):
                 parser = BytesHeaderParser(policy=_POLICY)
-                blocks.extend(parser.parsebytes(chunk.encode("utf-8", "replace"))
-                              for chunk in re.split(r"\n\s*\n", payload) if chunk.strip())
+                blocks.extend(
+                    parser.parsebytes(chunk.encode("utf-8", "replace"))
+                    for chunk in re.split(r"\n\s*\n", payload)
+                    if chunk.strip()
+                )
         elif ctype == "message/rfc822" and original is None:
             inner = part.get_payload()
             if isinstance(inner, list) and inner and isinstance(inner[0], Message):

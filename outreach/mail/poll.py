@@ -30,16 +30,23 @@ class MailPoller:
 
     @property
     def channels(self) -> list[str]:
-        return [c.name for c in self.config.channels.values()
-                if has_mailbox(c) and c.settings.get("imap_poll")]
+        return [
+            c.name
+            for c in self.config.channels.values()
+            if has_mailbox(c) and c.settings.get("imap_poll")
+        ]
 
     def start(self) -> MailPoller:
         for name in self.channels:
             # wrong settings stop serve before it listens, as any other config error
             settings = mailbox_settings(self.config.channel(name), os.environ)
             assert settings.poll_seconds is not None
-            thread = threading.Thread(target=self._loop, args=(name, settings.poll_seconds),
-                                      name=f"imap-poll-{name}", daemon=True)
+            thread = threading.Thread(
+                target=self._loop,
+                args=(name, settings.poll_seconds),
+                name=f"imap-poll-{name}",
+                daemon=True,
+            )
             thread.start()
             self._threads.append(thread)
         return self

@@ -40,7 +40,7 @@ def new_text(body: str) -> str:
     if cut is not None:
         # top-posted: the history starts here; bottom-posted: the line itself goes
         before = text[: cut.start()]
-        text = before if before.strip() else text[cut.end():]
+        text = before if before.strip() else text[cut.end() :]
     message = _parser().read(text)
     parts = [reply.body for reply in message.replies]
     first = next((p for p in parts if _unquoted(p)), "")

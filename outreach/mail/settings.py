@@ -15,10 +15,17 @@ from dataclasses import dataclass
 from ..config import ChannelConfig, parse_duration
 from ..errors import ConfigError
 
-IMAP_SETTINGS = frozenset({
-    "imap_host", "imap_port", "imap_security", "imap_username_env", "imap_password_env",
-    "imap_folder", "imap_poll",
-})
+IMAP_SETTINGS = frozenset(
+    {
+        "imap_host",
+        "imap_port",
+        "imap_security",
+        "imap_username_env",
+        "imap_password_env",
+        "imap_folder",
+        "imap_poll",
+    }
+)
 _PORTS = {"tls": 993, "starttls": 143, "none": 143}
 
 
@@ -35,8 +42,10 @@ class MailboxSettings:
     timeout: float
 
     def __repr__(self) -> str:  # never the password, whoever prints it
-        return (f"MailboxSettings({self.channel}: {self.username}@{self.host}:{self.port} "
-                f"{self.security} {self.folder})")
+        return (
+            f"MailboxSettings({self.channel}: {self.username}@{self.host}:{self.port} "
+            f"{self.security} {self.folder})"
+        )
 
 
 def has_mailbox(channel: ChannelConfig) -> bool:
@@ -82,8 +91,10 @@ def secret_problems(channel: ChannelConfig, env: Mapping[str, str]) -> list[str]
     for key in ("imap_username_env", "imap_password_env"):
         var = channel.settings.get(key)
         if isinstance(var, str) and var and not env.get(var):
-            out.append(f"{where} {key}: environment variable {var} is not set (or empty); "
-                       f"export {var}=… before running replies sync")
+            out.append(
+                f"{where} {key}: environment variable {var} is not set (or empty); "
+                f"export {var}=… before running replies sync"
+            )
     return out
 
 
@@ -109,6 +120,7 @@ def mailbox_settings(channel: ChannelConfig, env: Mapping[str, str]) -> MailboxS
         password=env[str(values["imap_password_env"])],
         folder=str(values.get("imap_folder", "INBOX")),
         poll_seconds=parse_duration(str(poll), where="imap_poll").total_seconds()
-        if poll is not None else None,
+        if poll is not None
+        else None,
         timeout=max(channel.timeout, 30.0),
     )

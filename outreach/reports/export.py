@@ -150,7 +150,7 @@ def write_rows(
             count += 1
         out.write("\n]\n" if count else "]\n")
     else:
-        raise UsageError(f'--format {fmt}: not a format; use one of {", ".join(FORMATS)}')
+        raise UsageError(f"--format {fmt}: not a format; use one of {', '.join(FORMATS)}")
     return count
 
 
@@ -165,7 +165,7 @@ def format_for(fmt: str | None, output: Path | None) -> str:
     file would open as garbage in whatever that suffix starts.
     """
     if fmt and fmt not in FORMATS:
-        raise UsageError(f'--format {fmt}: not a format; use one of {", ".join(FORMATS)}')
+        raise UsageError(f"--format {fmt}: not a format; use one of {', '.join(FORMATS)}")
     suffix = output.suffix.lower().lstrip(".") if output else ""
     if suffix in _PLAIN_SUFFIXES:
         return fmt or "csv"

@@ -30,9 +30,7 @@ def atomic_output(path: Path, *, what: str = "--output") -> Iterator[IO[str]]:
     _sweep_leftovers(folder, prefix)
     try:
         # the pid in the name tells a later export whether its writer is still alive
-        fd, tmp_name = tempfile.mkstemp(
-            dir=folder, prefix=f"{prefix}{os.getpid()}.", suffix=".tmp"
-        )
+        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f"{prefix}{os.getpid()}.", suffix=".tmp")
     except OSError as exc:
         raise local_write_error(exc, path) or UsageError(
             f"{what} {path}: cannot write in {folder} ({exc.strerror}); "

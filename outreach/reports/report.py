@@ -82,9 +82,7 @@ def csat_mean(scores: dict[int, int]) -> float | None:
     return round(sum(s * n for s, n in scores.items()) / total, 2)
 
 
-def _pick_occurrence(
-    ws: Workspace, campaign: str, wanted: str, known: list[str]
-) -> str:
+def _pick_occurrence(ws: Workspace, campaign: str, wanted: str, known: list[str]) -> str:
     if wanted in known:
         return wanted
     if not wanted.startswith("file:"):
@@ -137,9 +135,7 @@ def _answers(
     return answers, scores
 
 
-def campaign_report(
-    ws: Workspace, campaign: str, occurrence: str | None = None
-) -> dict[str, Any]:
+def campaign_report(ws: Workspace, campaign: str, occurrence: str | None = None) -> dict[str, Any]:
     """Every figure `report` shows (README "Exports and reports"), for a campaign or occurrence."""
     require_campaign(ws, campaign)
     store = ws.store
@@ -272,8 +268,11 @@ def render_html(report: dict[str, Any]) -> str:
     # a provider without receipts (the outbox, SMTP) never reports delivered or read:
     # unknown, not an empty bar
     receipts = int(report["delivered"]) + int(report["read"]) > 0
-    funnel = [(step, int(report[step])) for step in FUNNEL
-              if receipts or step not in ("delivered", "read")]
+    funnel = [
+        (step, int(report[step]))
+        for step in FUNNEL
+        if receipts or step not in ("delivered", "read")
+    ]
     cards = [
         ("audience", f"{report['audience']:,}"),
         ("sent", f"{report['sent']:,}"),
@@ -297,8 +296,11 @@ def render_html(report: dict[str, Any]) -> str:
         "</div>",
         "<h2>Delivery funnel</h2>",
         _bars(funnel, int(report["planned"])),
-        "" if receipts else
-        "<p class=meta>delivered, read: unknown (no delivery receipts from these channels)</p>",
+        ""
+        if receipts
+        else (
+            "<p class=meta>delivered, read: unknown (no delivery receipts from these channels)</p>"
+        ),
         "<h2>Failures by reason</h2>",
         _table(report["failed_by_reason"], "reason"),
         "<h2>Skipped by reason</h2>",

@@ -54,9 +54,7 @@ def workspace_status(ws: Workspace) -> dict[str, Any]:
         "customers": counts["customers"],
         "unverified_contacts": counts["unverified_contacts"],
         "consent": store.consent.consent_summary(),
-        "channels": [
-            {"name": c.name, "provider": c.provider} for c in ws.config.channels.values()
-        ],
+        "channels": [{"name": c.name, "provider": c.provider} for c in ws.config.channels.values()],
         "campaigns": campaigns,
         "due": due_campaigns(ws),
         "queue": store.reports.queue_figures(),

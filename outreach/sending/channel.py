@@ -127,8 +127,11 @@ class Channel:
         if self.open:
             return None
         self.open = True
-        after = (f" after {self.consecutive_failures} failures in a row"
-                 if self.consecutive_failures > 1 else "")
+        after = (
+            f" after {self.consecutive_failures} failures in a row"
+            if self.consecutive_failures > 1
+            else ""
+        )
         return (
             f"channel {self.name}: circuit open{after} ({exc}); its remaining messages stay "
             "queued for the next run"
@@ -167,8 +170,9 @@ async def send_one(
                     # queue uncounted, and the circuit opens now, with one line, instead of
                     # a failure per message
                     _add(problems, ch.open_circuit(exc))
-                    return result(Status.QUEUED, attempts_back=True, reason=exc.code,
-                                  error=str(exc))
+                    return result(
+                        Status.QUEUED, attempts_back=True, reason=exc.code, error=str(exc)
+                    )
                 if exc.ambiguous and not ch.provider.idempotent:
                     # the provider may have the message: a resend could duplicate it
                     _add(problems, ch.note_failure(exc))

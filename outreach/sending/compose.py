@@ -82,7 +82,8 @@ class Composer:
             # a reply answers the customer's email: its subject, and headers that thread it
             thread = self.store.conversations.email_thread(row["customer_id"], channel)
             reply_subject = _re(
-                thread.get("in_subject") or thread.get("out_subject")
+                thread.get("in_subject")
+                or thread.get("out_subject")
                 or phrase("reply_subject", customer.get("locale"), sender=self.config.sender_name)
             )
         if row["purpose"] == Purpose.AGENT:
@@ -157,6 +158,9 @@ def _provider_extra(campaign: Campaign | None, customer: Mapping[str, Any]) -> d
     if not spec:
         return {}
     params = [str(customer.get(str(p), p) or "") for p in spec.get("parameters", [])]
-    template = {"name": spec.get("name"), "language": spec.get("language", "en"),
-                "parameters": params}
+    template = {
+        "name": spec.get("name"),
+        "language": spec.get("language", "en"),
+        "parameters": params,
+    }
     return {"whatsapp_template": template}

@@ -31,9 +31,7 @@ class Verdict(NamedTuple):
 
 NO_CUSTOMER = Verdict(Status.FAILED, "no_customer")
 NO_ADDRESS = Verdict(Status.SKIPPED, "no_address")
-EXHAUSTED = Verdict(
-    Status.FAILED, "retries_exhausted", "gave up after repeated temporary failures"
-)
+EXHAUSTED = Verdict(Status.FAILED, "retries_exhausted", "gave up after repeated temporary failures")
 
 
 def decide(

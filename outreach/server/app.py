@@ -94,10 +94,17 @@ class _Server:
             store = self.db.store()
             if store.consent.current_consent_for(customer_id, channel) == consent.OPTED_OUT:
                 return False
-            store.when_unlocked(lambda: consent.record(
-                store, self.config, [customer_id], channel, consent.OPTED_OUT,
-                source="unsubscribe-link", evidence=evidence,
-            ))
+            store.when_unlocked(
+                lambda: consent.record(
+                    store,
+                    self.config,
+                    [customer_id],
+                    channel,
+                    consent.OPTED_OUT,
+                    source="unsubscribe-link",
+                    evidence=evidence,
+                )
+            )
             return True
 
     # -- providers ----------------------------------------------------------------------------
@@ -171,8 +178,9 @@ def create_app(ws: Workspace) -> Starlette:
         except (OutreachError, ValueError, KeyError, TypeError, AttributeError) as exc:
             return PlainTextResponse(f"cannot read this payload ({exc})", status_code=400)
         except RecursionError:
-            return PlainTextResponse("cannot read this payload (nested too deeply)",
-                                     status_code=400)
+            return PlainTextResponse(
+                "cannot read this payload (nested too deeply)", status_code=400
+            )
         if not events:
             problem = _payload_problem(body)
             if problem:
@@ -183,17 +191,22 @@ def create_app(ws: Workspace) -> Starlette:
             # busy beyond the timeout, damaged, a full disk: 503, so the provider retries
             return await _unavailable(server, exc, f"webhook for {channel} not stored")
         server.replies.queue(summary.replies_queued)
-        if summary.rejected and not (summary.stored or summary.duplicates
-                                     or summary.status_updates or summary.status_ignored):
+        if summary.rejected and not (
+            summary.stored or summary.duplicates or summary.status_updates or summary.status_ignored
+        ):
             reasons = "; ".join(reason for _, reason in summary.rejected)
             return PlainTextResponse(f"rejected: {reasons}", status_code=400)
-        return _answer(provider.webhook_response({
-            "messages": summary.messages,
-            "stored": summary.stored,
-            "duplicates": summary.duplicates,
-            "status_updates": summary.status_updates,
-            "rejected": len(summary.rejected),
-        }))
+        return _answer(
+            provider.webhook_response(
+                {
+                    "messages": summary.messages,
+                    "stored": summary.stored,
+                    "duplicates": summary.duplicates,
+                    "status_updates": summary.status_updates,
+                    "rejected": len(summary.rejected),
+                }
+            )
+        )
 
     async def unsubscribe(request: Request) -> Response:
         token = request.path_params["token"]
@@ -204,8 +217,12 @@ def create_app(ws: Workspace) -> Starlette:
         try:
             customer_id, channel = read_unsubscribe_token(key, token)
         except SignatureError:
-            return _page("Invalid link", "This unsubscribe link is not valid. Copy the whole "
-                         "link from the message, or reply STOP to it.", 404)
+            return _page(
+                "Invalid link",
+                "This unsubscribe link is not valid. Copy the whole "
+                "link from the message, or reply STOP to it.",
+                404,
+            )
         if channel not in server.config.channels:
             return _page("Unknown channel", "These messages are no longer sent.", 410)
         try:
@@ -225,8 +242,12 @@ def create_app(ws: Workspace) -> Starlette:
             return _gone()
         form = _form_fields(body, request.headers.get("content-type", ""))
         if form.get("List-Unsubscribe") != ["One-Click"]:
-            return _page(phrase("not_unsubscribed_title", locale),
-                         phrase("not_unsubscribed_text", locale), 400, locale)
+            return _page(
+                phrase("not_unsubscribed_title", locale),
+                phrase("not_unsubscribed_text", locale),
+                400,
+                locale,
+            )
         try:
             await run_in_threadpool(
                 server.unsubscribe, customer_id, channel, f"one-click POST {request.url.path}"
@@ -235,9 +256,12 @@ def create_app(ws: Workspace) -> Starlette:
             return _page("Invalid link", "This unsubscribe link is not valid.", 404)
         except (sqlite3.Error, OutreachError) as exc:
             return await _unavailable(server, exc, "unsubscribe not recorded")
-        return _page(phrase("unsubscribed_title", locale),
-                     phrase("unsubscribed_text", locale, sender=server.config.sender_name,
-                            channel=channel), 200, locale)
+        return _page(
+            phrase("unsubscribed_title", locale),
+            phrase("unsubscribed_text", locale, sender=server.config.sender_name, channel=channel),
+            200,
+            locale,
+        )
 
     async def healthz(request: Request) -> Response:
         try:
@@ -281,8 +305,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _too_slow() -> Response:
-    return PlainTextResponse(f"the request body did not arrive within {BODY_SECONDS:g} s",
-                             status_code=408, headers={"Connection": "close"})
+    return PlainTextResponse(
+        f"the request body did not arrive within {BODY_SECONDS:g} s",
+        status_code=408,
+        headers={"Connection": "close"},
+    )
 
 
 def _gone() -> Response:
@@ -361,8 +388,7 @@ def _form_fields(body: bytes, content_type: str) -> dict[str, list[str]]:
     package's MIME parser, which is what multipart/form-data is)."""
     if not content_type.lower().lstrip().startswith("multipart/form-data"):
         return parse_qs(body.decode("utf-8", "replace"))
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1",
-                                                                            "replace")
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1", "replace")
     message = BytesParser(policy=policy.HTTP).parsebytes(head + body)
     fields: dict[str, list[str]] = {}
     if not isinstance(message, EmailMessage) or not message.is_multipart():
@@ -415,7 +441,11 @@ def run_server(ws: Workspace, host: str, port: int) -> None:
     poller = MailPoller(ws.config).start()  # channels with imap_poll: email replies too
     try:
         uvicorn.run(
-            app, host=host, port=port, log_level="info", access_log=False,
+            app,
+            host=host,
+            port=port,
+            log_level="info",
+            access_log=False,
             http=header_deadline(AutoHTTPProtocol),
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
         )
@@ -471,9 +501,7 @@ def header_deadline(base: type[asyncio.Protocol]) -> type[asyncio.Protocol]:
         def _arm(self) -> None:
             if self._deadline is not None:
                 self._deadline.cancel()
-            self._deadline = asyncio.get_running_loop().call_later(
-                HEADER_SECONDS, self._too_slow
-            )
+            self._deadline = asyncio.get_running_loop().call_later(HEADER_SECONDS, self._too_slow)
 
         def _too_slow(self) -> None:
             self._deadline = None

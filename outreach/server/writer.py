@@ -99,8 +99,11 @@ class Database:
                 self.store()  # checked again at open: fixed (restored) or still damaged
             store = self.store()
             store.check()
-            if (isinstance(store, SqliteStore) and store.path
-                    and time.monotonic() - self._checked_at > DEEP_CHECK_SECONDS):
+            if (
+                isinstance(store, SqliteStore)
+                and store.path
+                and time.monotonic() - self._checked_at > DEEP_CHECK_SECONDS
+            ):
                 self._checked_at = time.monotonic()
                 if store.path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
                     problems = quick_check(store)
@@ -184,8 +187,9 @@ class ReplySender:
             self.outbox.put(delivery)
 
     def start(self) -> None:
-        self.thread = threading.Thread(target=self._send_forever, name="outreach-replies",
-                                       daemon=True)
+        self.thread = threading.Thread(
+            target=self._send_forever, name="outreach-replies", daemon=True
+        )
         self.thread.start()
 
     def stop(self, timeout: float) -> None:

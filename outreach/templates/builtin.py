@@ -15,27 +15,27 @@ from ..locales import locale_chain
 BUILTIN_TEXTS: dict[str, dict[str, str]] = {
     "stop_confirmation": {
         "en": "{{ sender }}: you are unsubscribed and will get no more messages here. "
-              "Reply START to subscribe again.",
+        "Reply START to subscribe again.",
         "nl": "{{ sender }}: je bent afgemeld en krijgt hier geen berichten meer. "
-              "Antwoord START om je weer aan te melden.",
+        "Antwoord START om je weer aan te melden.",
     },
     "start_confirmation": {
         "en": "{{ sender }}: welcome back! You will get our messages again. "
-              "Reply STOP to unsubscribe, HELP for help.",
+        "Reply STOP to unsubscribe, HELP for help.",
         "nl": "{{ sender }}: welkom terug! Je krijgt onze berichten weer. "
-              "Antwoord STOP om je af te melden, HELP voor hulp.",
+        "Antwoord STOP om je af te melden, HELP voor hulp.",
     },
     "help": {
         "en": "{% if help_text %}{{ help_text }}{% else %}{{ sender }}: reply STOP to "
-              "unsubscribe, START to subscribe again.{% endif %}",
+        "unsubscribe, START to subscribe again.{% endif %}",
         "nl": "{% if help_text %}{{ help_text }}{% else %}{{ sender }}: antwoord STOP om je "
-              "af te melden, START om je weer aan te melden.{% endif %}",
+        "af te melden, START om je weer aan te melden.{% endif %}",
     },
     "out_of_hours": {
         "en": "Thanks for your message! Our team is away; an agent will answer from "
-              "{{ next_opening|date(\"EEEE 'at' HH:mm\") }}. {{ sender }}",
+        "{{ next_opening|date(\"EEEE 'at' HH:mm\") }}. {{ sender }}",
         "nl": "Bedankt voor je bericht! Ons team is er nu niet; we antwoorden vanaf "
-              "{{ next_opening|date(\"EEEE 'om' HH:mm\") }}. {{ sender }}",
+        "{{ next_opening|date(\"EEEE 'om' HH:mm\") }}. {{ sender }}",
     },
 }
 LANGUAGE_NAMES = {"en": "English", "nl": "Dutch"}

@@ -30,15 +30,39 @@ WHATSAPP_LIMIT = 4096
 
 
 SAMPLE_CUSTOMERS: tuple[dict[str, Any], ...] = (
-    {"id": "sample-en", "name": "Alex Morgan", "email": "alex@example.com",
-     "phone": "+447700900123", "preferred_channel": None, "locale": "en-GB",
-     "timezone": "Europe/London", "plan": "pro", "country": "GB"},
-    {"id": "sample-nl", "name": "Anna de Vries", "email": "anna@example.nl",
-     "phone": "+31612345678", "preferred_channel": None, "locale": "nl-NL",
-     "timezone": "Europe/Amsterdam", "plan": "basic", "country": "NL"},
-    {"id": "sample-be", "name": "Lotte Peeters", "email": "lotte@example.be",
-     "phone": "+32470123456", "preferred_channel": None, "locale": "nl-BE",
-     "timezone": "Europe/Brussels", "plan": "pro", "country": "BE"},
+    {
+        "id": "sample-en",
+        "name": "Alex Morgan",
+        "email": "alex@example.com",
+        "phone": "+447700900123",
+        "preferred_channel": None,
+        "locale": "en-GB",
+        "timezone": "Europe/London",
+        "plan": "pro",
+        "country": "GB",
+    },
+    {
+        "id": "sample-nl",
+        "name": "Anna de Vries",
+        "email": "anna@example.nl",
+        "phone": "+31612345678",
+        "preferred_channel": None,
+        "locale": "nl-NL",
+        "timezone": "Europe/Amsterdam",
+        "plan": "basic",
+        "country": "NL",
+    },
+    {
+        "id": "sample-be",
+        "name": "Lotte Peeters",
+        "email": "lotte@example.be",
+        "phone": "+32470123456",
+        "preferred_channel": None,
+        "locale": "nl-BE",
+        "timezone": "Europe/Brussels",
+        "plan": "pro",
+        "country": "BE",
+    },
 )
 
 
@@ -72,10 +96,16 @@ def sample_campaign(name: str) -> dict[str, Any]:
 
 def sample_survey(name: str, sender: str) -> dict[str, Any]:
     if name.startswith("csat"):
-        return {"question": f"How satisfied are you with the help you got from {sender}?",
-                "type": "csat", "choices": []}
-    return {"question": f"How likely are you to recommend {sender} to a friend?",
-            "type": "nps", "choices": []}
+        return {
+            "question": f"How satisfied are you with the help you got from {sender}?",
+            "type": "csat",
+            "choices": [],
+        }
+    return {
+        "question": f"How likely are you to recommend {sender} to a friend?",
+        "type": "nps",
+        "choices": [],
+    }
 
 
 @dataclass
@@ -96,11 +126,17 @@ class TemplateCheck:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "template": self.template, "channel": self.channel, "sources": self.sources,
+            "template": self.template,
+            "channel": self.channel,
+            "sources": self.sources,
             "builtin": self.builtin,
-            "renders": self.renders, "errors": self.errors, "warnings": self.warnings,
-            "encoding": self.encoding, "segments": self.segments,
-            "max_length": self.max_length, "max_subject_length": self.max_subject,
+            "renders": self.renders,
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "encoding": self.encoding,
+            "segments": self.segments,
+            "max_length": self.max_length,
+            "max_subject_length": self.max_subject,
         }
 
 
@@ -141,13 +177,18 @@ def check_templates(
             )
     results: list[TemplateCheck] = []
     extra = sample_extra(config, moment)
-    partials = [
-        p.relative_to(config.templates_dir).as_posix()
-        for p in sorted(config.templates_dir.glob("_*/**/*.j2"))
-    ] if config.templates_dir.is_dir() else []
+    partials = (
+        [
+            p.relative_to(config.templates_dir).as_posix()
+            for p in sorted(config.templates_dir.glob("_*/**/*.j2"))
+        ]
+        if config.templates_dir.is_dir()
+        else []
+    )
     for partial in partials:
-        result = TemplateCheck(template=partial.split("/")[0], channel="-",
-                               sources=[f"templates/{partial}"])
+        result = TemplateCheck(
+            template=partial.split("/")[0], channel="-", sources=[f"templates/{partial}"]
+        )
         try:
             renderer.compile(partial)
         except RenderError as exc:
@@ -163,8 +204,9 @@ def check_templates(
                 used.update(s.rsplit("/", 1)[1] for s in checked.sources)
                 results.append(checked)
         for file in sorted(files - used):
-            result = TemplateCheck(template=name, channel=file.split(".")[0],
-                                   sources=[f"templates/{name}/{file}"])
+            result = TemplateCheck(
+                template=name, channel=file.split(".")[0], sources=[f"templates/{name}/{file}"]
+            )
             try:
                 renderer.compile(f"{name}/{file}")
                 if ".html" not in file:
@@ -198,8 +240,9 @@ def _check_builtin(
             for language in BUILTIN_TEXTS[name]:
                 for customer in customers[:1]:
                     try:
-                        msg = renderer.render(name, channel, {**customer, "locale": language},
-                                              now=now, extra=extra)
+                        msg = renderer.render(
+                            name, channel, {**customer, "locale": language}, now=now, extra=extra
+                        )
                     except RenderError as exc:
                         result.errors.append(str(exc))
                         continue
@@ -252,8 +295,13 @@ def _check_channel(
                     if source and source not in result.sources:
                         result.sources.append(str(source))
                 msg = renderer.render(
-                    name, channel, person, campaign=campaign, survey=survey,
-                    unsubscribe_url="https://example.com/unsubscribe/sample", now=now,
+                    name,
+                    channel,
+                    person,
+                    campaign=campaign,
+                    survey=survey,
+                    unsubscribe_url="https://example.com/unsubscribe/sample",
+                    now=now,
                     extra=extra,
                 )
             except RenderError as exc:
@@ -270,19 +318,23 @@ def _check_channel(
                 if segments > worst:
                     worst, result.encoding, result.segments = segments, encoding, segments
             if medium == "whatsapp" and len(msg.body) > WHATSAPP_LIMIT:
-                problem = (f"{msg.source}: body is {len(msg.body)} characters; WhatsApp allows "
-                           f"{WHATSAPP_LIMIT}")
+                problem = (
+                    f"{msg.source}: body is {len(msg.body)} characters; WhatsApp allows "
+                    f"{WHATSAPP_LIMIT}"
+                )
                 if problem not in result.errors:
                     result.errors.append(problem)
             if msg.subject is not None:
                 result.max_subject = max(result.max_subject or 0, len(msg.subject))
                 if len(msg.subject) > SUBJECT_LIMIT:
-                    warning = (f"{msg.source}: subject is {len(msg.subject)} characters (over "
-                               f"{SUBJECT_LIMIT}; mail clients cut it)")
+                    warning = (
+                        f"{msg.source}: subject is {len(msg.subject)} characters (over "
+                        f"{SUBJECT_LIMIT}; mail clients cut it)"
+                    )
                     if warning not in result.warnings:
                         result.warnings.append(warning)
             if medium == "email" and msg.html is None and any(".html" in f for f in files):
-                warning = (f"{msg.source}: no HTML in this language; customers get text only")
+                warning = f"{msg.source}: no HTML in this language; customers get text only"
                 if warning not in result.warnings:
                     result.warnings.append(warning)
     if not result.sources and not result.errors:
@@ -317,12 +369,17 @@ class Preview:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "template": self.template, "channel": self.channel,
-            "customer_id": self.customer_id, "campaign": self.campaign,
+            "template": self.template,
+            "channel": self.channel,
+            "customer_id": self.customer_id,
+            "campaign": self.campaign,
             "source": self.message.source,
-            "subject": self.message.subject, "preheader": self.message.preheader,
-            "body": self.message.body, "html": self.message.html,
-            "encoding": self.encoding, "segments": self.segments,
+            "subject": self.message.subject,
+            "preheader": self.message.preheader,
+            "body": self.message.body,
+            "html": self.message.html,
+            "encoding": self.encoding,
+            "segments": self.segments,
         }
 
 
@@ -359,15 +416,27 @@ def preview(
             snapshot = campaign.survey.snapshot()
             survey = {**snapshot, "question": localized_question(snapshot, customer.get("locale"))}
     message = Renderer(config).render(
-        name, channel, customer, campaign=context, survey=survey,
-        unsubscribe_url="https://example.com/unsubscribe/sample", now=now,
+        name,
+        channel,
+        customer,
+        campaign=context,
+        survey=survey,
+        unsubscribe_url="https://example.com/unsubscribe/sample",
+        now=now,
         extra=sample_extra(config, now),
     )
     encoding = segments = None
     if channel_medium(config, channel) == "sms":
         encoding, segments = sms_segments(message.body)
-    return Preview(name, channel, customer_id, message, encoding, segments,
-                   campaign.name if campaign is not None else None)
+    return Preview(
+        name,
+        channel,
+        customer_id,
+        message,
+        encoding,
+        segments,
+        campaign.name if campaign is not None else None,
+    )
 
 
 # --- SMS segments -----------------------------------------------------------------------

@@ -82,9 +82,7 @@ def charge(size: int) -> None:
         raise Limit("a large value outside a render")
     budget[_LEFT] -= size
     if budget[_LEFT] < 0:
-        raise Limit(
-            f"the template made over {MAX_SPENT:,} characters of values for one message"
-        )
+        raise Limit(f"the template made over {MAX_SPENT:,} characters of values for one message")
 
 
 def too_large(what: str) -> Limit:
@@ -195,9 +193,7 @@ def check_binop(operator: str, left: Any, right: Any) -> None:
         check_format("%", left, right if isinstance(right, tuple) else (right,), {})
 
 
-def check_format(
-    name: str, template: str, args: Sequence[Any], kwargs: Mapping[str, Any]
-) -> None:
+def check_format(name: str, template: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
     """``%``, ``format`` and ``format_map``: no wide fields, and fields times the largest
     value bounded."""
     if _WIDE_FORMAT.search(template):
@@ -345,14 +341,38 @@ BOUNDED_FILTERS: dict[str, _Before | None] = {
     "sum": _sum_before,
     "tojson": _tojson_before,
     "urlize": _urlize_before,
-    **{name: _items_before(name) for name in (
-        "list", "sort", "unique", "reverse", "groupby", "dictsort", "last", "min", "max",
-        "random",
-    )},
-    **dict.fromkeys((
-        "string", "pprint", "escape", "e", "forceescape", "urlencode", "xmlattr", "upper",
-        "lower", "title", "capitalize", "truncate", "filesizeformat",
-    )),
+    **{
+        name: _items_before(name)
+        for name in (
+            "list",
+            "sort",
+            "unique",
+            "reverse",
+            "groupby",
+            "dictsort",
+            "last",
+            "min",
+            "max",
+            "random",
+        )
+    },
+    **dict.fromkeys(
+        (
+            "string",
+            "pprint",
+            "escape",
+            "e",
+            "forceescape",
+            "urlencode",
+            "xmlattr",
+            "upper",
+            "lower",
+            "title",
+            "capitalize",
+            "truncate",
+            "filesizeformat",
+        )
+    ),
 }
 
 

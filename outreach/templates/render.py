@@ -180,8 +180,13 @@ class Renderer:
             text = self.env.from_string(BUILTIN_TEXTS[name][language])
         except TemplateSyntaxError as exc:  # a bug here, not in the workspace
             raise RenderError(f"built-in {name}: {exc.message}") from None
-        return _Entry(text=text, html=None, email=self.is_email(channel),
-                      source=f"built-in {name} ({LANGUAGE_NAMES[language]})", builtin=True)
+        return _Entry(
+            text=text,
+            html=None,
+            email=self.is_email(channel),
+            source=f"built-in {name} ({LANGUAGE_NAMES[language]})",
+            builtin=True,
+        )
 
     def _entry(self, name: str, channel: str, locale: str | None) -> _Entry:
         key = (name, channel, locale)
@@ -247,8 +252,9 @@ class Renderer:
             return Rendered(body=text.strip(), source=entry.source)
         if entry.builtin:
             reply_subject = reply_subject or self.config.sender_name
-        subject, preheader, body = parse_email(text, entry.source, customer_id,
-                                               default_subject=reply_subject)
+        subject, preheader, body = parse_email(
+            text, entry.source, customer_id, default_subject=reply_subject
+        )
         html = None
         if entry.html is not None:
             html = self._run(entry.html, context, str(entry.html.filename), customer_id).strip()

@@ -226,9 +226,7 @@ class _Loader(BaseLoader):
         self.root = root
         self.real_root = root.resolve()
 
-    def get_source(
-        self, environment: Any, template: str
-    ) -> tuple[str, str, Callable[[], bool]]:
+    def get_source(self, environment: Any, template: str) -> tuple[str, str, Callable[[], bool]]:
         pieces = template.replace("\\", "/").split("/")
         if (
             template.startswith(("/", "\\"))

@@ -33,8 +33,9 @@ def account(dovecot: Dovecot) -> Account:
     return dovecot.account()
 
 
-def use_mailbox(ws: Path, account: Account, *, port: int | None = None, extra: str = "",
-                security: str = "none") -> dict[str, str]:
+def use_mailbox(
+    ws: Path, account: Account, *, port: int | None = None, extra: str = "", security: str = "none"
+) -> dict[str, str]:
     """Point the workspace's email channel at ``account``; the env it needs."""
     toml = ws / "outreach.toml"
     text = toml.read_text(encoding="utf-8")
@@ -43,7 +44,12 @@ def use_mailbox(ws: Path, account: Account, *, port: int | None = None, extra: s
         f'imap_security = "{security}"\nimap_username_env = "IMAP_USER"\n'
         f'imap_password_env = "IMAP_PASSWORD"\n{extra}'
     )
-    toml.write_text(text.replace('[channels.email]\nprovider = "outbox"\n',
-                                 f'[channels.email]\nprovider = "outbox"\n{settings}', 1),
-                    encoding="utf-8")
+    toml.write_text(
+        text.replace(
+            '[channels.email]\nprovider = "outbox"\n',
+            f'[channels.email]\nprovider = "outbox"\n{settings}',
+            1,
+        ),
+        encoding="utf-8",
+    )
     return {"IMAP_USER": account.user, "IMAP_PASSWORD": account.password}

@@ -35,10 +35,12 @@ def stored(ws: Path) -> list[str]:
 
 def numbered(n: int, sent_token: str = "aaaaaaaaaaaaaaaa") -> list[bytes]:
     return [
-        (f"From: Sender {i} <sender{i}@example.org>\nTo: replies+{sent_token}@acme.example\n"
-         f"Subject: Re: hello {i}\nMessage-ID: <m{i}@example.org>\n"
-         f"Date: Tue, 1 Dec 2026 10:00:{i % 60:02d} +0000\n\nanswer {i}\n\n"
-         f"On Tue, 1 Dec 2026 at 09:00, Acme <a@acme.example> wrote:\n> question\n").encode()
+        (
+            f"From: Sender {i} <sender{i}@example.org>\nTo: replies+{sent_token}@acme.example\n"
+            f"Subject: Re: hello {i}\nMessage-ID: <m{i}@example.org>\n"
+            f"Date: Tue, 1 Dec 2026 10:00:{i % 60:02d} +0000\n\nanswer {i}\n\n"
+            f"On Tue, 1 Dec 2026 at 09:00, Acme <a@acme.example> wrote:\n> question\n"
+        ).encode()
         for i in range(n)
     ]
 
@@ -48,8 +50,11 @@ def test_a_sync_stores_replies_once_across_runs_and_leaves_them_unread(
 ) -> None:
     sent = send_survey(ws, cli)
     env = use_mailbox(ws, account)
-    account.append(fixture("gmail_en.eml", sent), fixture("outlook_nl.eml", sent),
-                   fixture("out_of_office_en.eml", sent))
+    account.append(
+        fixture("gmail_en.eml", sent),
+        fixture("outlook_nl.eml", sent),
+        fixture("out_of_office_en.eml", sent),
+    )
     first = sync(cli, env)
     assert first["fetched"] == 3 and first["stored"] == 3 and first["survey_answers"] == 1
     assert first["automatic"] == 1
@@ -72,8 +77,9 @@ def test_a_bounce_in_the_mailbox_marks_the_delivery(ws: Path, cli: Cli, account:
     account.append(fixture("bounce_hard.eml", sent))
     assert sync(cli, env)["bounces"] == 1
     conn = sqlite3.connect(ws / "outreach.db")
-    status = conn.execute("SELECT status FROM deliveries WHERE id = ?",
-                          (sent.delivery_id,)).fetchone()[0]
+    status = conn.execute(
+        "SELECT status FROM deliveries WHERE id = ?", (sent.delivery_id,)
+    ).fetchone()[0]
     conn.close()
     assert status == "bounced" and stored(ws) == []
 
@@ -171,8 +177,9 @@ def test_a_malformed_message_never_stops_the_sync(ws: Path, cli: Cli, account: A
     assert show(cli, "nl2")["attention_reason"] == "unreadable_email"
 
 
-def test_imap_settings_are_checked_when_the_config_loads(ws: Path, cli: Cli,
-                                                          account: Account) -> None:
+def test_imap_settings_are_checked_when_the_config_loads(
+    ws: Path, cli: Cli, account: Account
+) -> None:
     use_mailbox(ws, account, extra='imap_poll = "soon"\n')
     result = cli("replies", "sync")
     assert result.exit_code == 4 and "imap_poll" in result.stderr
@@ -183,9 +190,7 @@ def test_sync_without_a_mailbox_says_what_to_set(cli: Cli) -> None:
     assert result.exit_code == 4 and "imap_host" in result.stderr
 
 
-def test_serve_syncs_the_mailbox_on_its_poll_interval(
-    ws: Path, cli: Cli, account: Account
-) -> None:
+def test_serve_syncs_the_mailbox_on_its_poll_interval(ws: Path, cli: Cli, account: Account) -> None:
     import os
     import subprocess
     import sys
@@ -200,7 +205,8 @@ def test_serve_syncs_the_mailbox_on_its_poll_interval(
     proc = subprocess.Popen(
         [sys.executable, "-m", "outreach", "-w", str(ws), "serve", "--port", str(port)],
         env={**{k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}, **env},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 20
@@ -274,9 +280,9 @@ def test_serve_keeps_serving_when_a_poll_fails_and_logs_one_line_without_the_pas
     with log_file.open("wb") as log_out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "outreach", "-w", str(ws), "serve", "--port", str(port)],
-            env={**{k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")},
-                 **env},
-            stdout=subprocess.DEVNULL, stderr=log_out,
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=log_out,
         )
 
     def refusals() -> list[str]:

@@ -12,8 +12,7 @@ from tests.mail.helpers import LATER, fixture, send_survey, show
 
 
 def ingest(cli: Cli, path: Path, fmt: str, *extra: str) -> dict[str, object]:
-    result = cli("--now", LATER, "replies", "ingest", str(path), "--format", fmt, "--json",
-                 *extra)
+    result = cli("--now", LATER, "replies", "ingest", str(path), "--format", fmt, "--json", *extra)
     assert result.exit_code == 0, result.stderr
     data: dict[str, object] = json.loads(result.stdout)
     return data
@@ -68,17 +67,17 @@ def test_a_reply_that_lost_its_token_is_matched_by_references(ws: Path, cli: Cli
     sent = send_survey(ws, cli)
     raw = fixture("outlook_en.eml", sent).replace(sent.token.encode(), b"")
     # the Message-ID outreach sent is only in References, after an unknown one
-    raw = raw.replace(b"In-Reply-To: <" + sent.message_id.encode() + b">",
-                      b"In-Reply-To: <unknown@elsewhere.example>")
+    raw = raw.replace(
+        b"In-Reply-To: <" + sent.message_id.encode() + b">",
+        b"In-Reply-To: <unknown@elsewhere.example>",
+    )
     (ws / "reply.eml").write_bytes(raw)
     summary = ingest(cli, ws / "reply.eml", "eml")
     assert summary["new_contacts"] == 0 and summary["survey_answers"] == 1
     assert survey_answers(ws) == [("7", 1)]
 
 
-def test_an_unknown_sender_without_token_or_reference_is_a_new_contact(
-    ws: Path, cli: Cli
-) -> None:
+def test_an_unknown_sender_without_token_or_reference_is_a_new_contact(ws: Path, cli: Cli) -> None:
     send_survey(ws, cli)
     (ws / "reply.eml").write_bytes(fixture("thunderbird_nl.eml"))
     summary = ingest(cli, ws / "reply.eml", "eml")
@@ -105,16 +104,15 @@ def test_an_out_of_office_is_stored_but_never_answers_or_stops(ws: Path, cli: Cl
     assert consent["current"]["email"]["status"] == "opted_in"
 
 
-def test_a_hard_bounce_marks_the_delivery_and_stops_mail_to_the_address(
-    ws: Path, cli: Cli
-) -> None:
+def test_a_hard_bounce_marks_the_delivery_and_stops_mail_to_the_address(ws: Path, cli: Cli) -> None:
     sent = send_survey(ws, cli)
     (ws / "bounce.eml").write_bytes(fixture("bounce_hard.eml", sent))
     summary = ingest(cli, ws / "bounce.eml", "eml")
     assert summary["bounces"] == 1 and summary["stored"] == 0
     conn = sqlite3.connect(ws / "outreach.db")
-    row = conn.execute("SELECT status, reason, error FROM deliveries WHERE id = ?",
-                       (sent.delivery_id,)).fetchone()
+    row = conn.execute(
+        "SELECT status, reason, error FROM deliveries WHERE id = ?", (sent.delivery_id,)
+    ).fetchone()
     conn.close()
     assert row[0] == "bounced" and row[1] == "bounce:5.1.1" and "User unknown" in row[2]
     consent = json.loads(cli("consent", "show", "nl2", "--json").stdout)
@@ -164,13 +162,14 @@ def test_an_oversized_email_file_is_stored_as_metadata(ws: Path, cli: Cli) -> No
     raw = fixture("attachment.eml", sent)
     head, _ = raw.rsplit(b"--0000000000001122334455667788--", 1)
     body = b"QUFB" * 76 * 90_000  # ~26 MB of base64 in the attachment
-    lines = b"\n".join(body[i:i + 76] for i in range(0, len(body), 76))
+    lines = b"\n".join(body[i : i + 76] for i in range(0, len(body), 76))
     (ws / "big.eml").write_bytes(head + lines + b"\n--0000000000001122334455667788--\n")
     summary = ingest(cli, ws / "big.eml", "eml")
     assert summary["stored"] == 1
     conn = sqlite3.connect(ws / "outreach.db")
     [(raw_kept, size, problem)] = conn.execute(
-        "SELECT raw, size, problem FROM email_messages").fetchall()
+        "SELECT raw, size, problem FROM email_messages"
+    ).fetchall()
     conn.close()
     assert raw_kept is None and size > 25 * 1024 * 1024 and "over the 25 MB limit" in problem
 
@@ -221,13 +220,16 @@ def test_at_night_a_reply_gets_the_out_of_hours_answer_but_an_out_of_office_none
     sent = send_survey(ws, cli)
     night = "2026-12-01T22:00:00Z"  # 23:00 in Amsterdam: agents are away
     (ws / "ooo.eml").write_bytes(fixture("out_of_office_nl.eml", sent))
-    result = cli("--now", night, "replies", "ingest", str(ws / "ooo.eml"), "--format", "eml",
-                 "--json")
+    result = cli(
+        "--now", night, "replies", "ingest", str(ws / "ooo.eml"), "--format", "eml", "--json"
+    )
     assert json.loads(result.stdout)["replies"] == 0
-    (ws / "reply.eml").write_bytes(fixture("gmail_nl.eml", sent).replace(
-        b"Een 8, de levering", b"Wanneer komt de levering"))
-    result = cli("--now", night, "replies", "ingest", str(ws / "reply.eml"), "--format", "eml",
-                 "--json")
+    (ws / "reply.eml").write_bytes(
+        fixture("gmail_nl.eml", sent).replace(b"Een 8, de levering", b"Wanneer komt de levering")
+    )
+    result = cli(
+        "--now", night, "replies", "ingest", str(ws / "reply.eml"), "--format", "eml", "--json"
+    )
     assert json.loads(result.stdout)["auto_replies"] == 1
 
 
@@ -251,6 +253,9 @@ def test_a_batch_finds_its_tokens_and_references_in_a_few_queries(ws: Path, cli:
     finally:
         workspace.close()
     assert summary.stored == 60 and summary.new_contacts == 0
-    lookups = [s for s in statements if s.startswith("SELECT") and
-               ("FROM addresses" in s or "FROM deliveries" in s)]
+    lookups = [
+        s
+        for s in statements
+        if s.startswith("SELECT") and ("FROM addresses" in s or "FROM deliveries" in s)
+    ]
     assert len(lookups) < 10, lookups[:5]

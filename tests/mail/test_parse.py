@@ -14,8 +14,10 @@ from tests.mail.helpers import fixture
     ("name", "text"),
     [
         ("gmail_en.eml", "9"),
-        ("gmail_nl.eml", "Een 8, de levering was snel maar de verpakking was kapot.\n\n"
-                         "Groet,\nBram"),
+        (
+            "gmail_nl.eml",
+            "Een 8, de levering was snel maar de verpakking was kapot.\n\nGroet,\nBram",
+        ),
         ("outlook_en.eml", "I'd say 7. Support was slow last month."),
         ("outlook_nl.eml", "10! Altijd tevreden."),
         ("apple_mail_en.eml", "a 9!"),
@@ -123,9 +125,14 @@ def test_a_malformed_message_is_flagged_and_its_text_kept() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"\x00\xff\xfe", b"From:\n\n", b"Content-Type: multipart/mixed\n\n--x\n",
-     b"From: =?utf-8?b?broken <x@y>\nSubject: =?bad?q?x?=\n\nhi",
-     b"Message-ID: <a>\nContent-Type: text/plain; charset=nonesuch\n\n\xe9t\xe9"],
+    [
+        b"",
+        b"\x00\xff\xfe",
+        b"From:\n\n",
+        b"Content-Type: multipart/mixed\n\n--x\n",
+        b"From: =?utf-8?b?broken <x@y>\nSubject: =?bad?q?x?=\n\nhi",
+        b"Message-ID: <a>\nContent-Type: text/plain; charset=nonesuch\n\n\xe9t\xe9",
+    ],
 )
 def test_junk_never_raises(raw: bytes) -> None:
     parsed = parse_email(raw)
@@ -164,12 +171,10 @@ def test_html_quotes_become_quoted_lines_and_scripts_vanish() -> None:
     [
         ("9\n\nOn Tue, 1 Dec 2026 at 09:00, Acme <a@b> wrote:\n> 0 to 10?\n", "9"),
         ("9\n\nOp di 1 dec 2026 om 09:00 schreef Acme <a@b>:\n> 0 tot 10?\n", "9"),
-        ("9\n\nOp 1 dec. 2026, om 09:00 heeft Acme <a@b> het volgende geschreven:\n> x\n",
-         "9"),
+        ("9\n\nOp 1 dec. 2026, om 09:00 heeft Acme <a@b> het volgende geschreven:\n> x\n", "9"),
         ("> 0 to 10?\n\n9\n", "9"),
         ("8\n\n-----Original Message-----\nFrom: Acme\nSent: today\n\n0 to 10?\n", "8"),
-        ("7\n\nVan: Acme\nVerzonden: dinsdag\nAan: Piet\nOnderwerp: vraag\n\n0 tot 10?\n",
-         "7"),
+        ("7\n\nVan: Acme\nVerzonden: dinsdag\nAan: Piet\nOnderwerp: vraag\n\n0 tot 10?\n", "7"),
         ("Thanks!\n\nSent from my iPhone\n", "Thanks!"),
     ],
 )

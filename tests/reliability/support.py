@@ -45,8 +45,14 @@ window = "00:00-24:00"
 """
 
 
-def twilio_channel(url: str, *, name: str = "sms", concurrency: int = 8,
-                   rate: str | None = None, timeout: float = 2.0) -> str:
+def twilio_channel(
+    url: str,
+    *,
+    name: str = "sms",
+    concurrency: int = 8,
+    rate: str | None = None,
+    timeout: float = 2.0,
+) -> str:
     rate_line = f'rate = "{rate}"\n' if rate else ""
     return (
         f"[channels.{name}]\n"
@@ -61,8 +67,13 @@ def twilio_channel(url: str, *, name: str = "sms", concurrency: int = 8,
     )
 
 
-def outreach_toml(channels: str, *, public_url: str | None = None,
-                  business_hours: str = "Mon-Sun 00:00-24:00", extra: str = "") -> str:
+def outreach_toml(
+    channels: str,
+    *,
+    public_url: str | None = None,
+    business_hours: str = "Mon-Sun 00:00-24:00",
+    extra: str = "",
+) -> str:
     server = f'public_url = "{public_url}"\n' if public_url else ""
     return (
         "[workspace]\n"
@@ -73,7 +84,7 @@ def outreach_toml(channels: str, *, public_url: str | None = None,
         "[sending]\n"
         'sender_name = "Acme"\n\n'
         f"{channels}\n"
-        f"[server]\n{server}host = \"127.0.0.1\"\nport = 8787\n{extra}"
+        f'[server]\n{server}host = "127.0.0.1"\nport = 8787\n{extra}'
     )
 
 
@@ -81,8 +92,9 @@ def phone(i: int) -> str:
     return f"+3161{i:07d}"
 
 
-def customers_csv(n: int, *, opted_in: str = "sms", start: int = 0,
-                  timezones: Iterable[str] | None = None) -> str:
+def customers_csv(
+    n: int, *, opted_in: str = "sms", start: int = 0, timezones: Iterable[str] | None = None
+) -> str:
     zones = list(timezones or ["Europe/Amsterdam"])
     lines = ["id,name,email,phone,preferred_channel,locale,timezone,opted_in"]
     for i in range(start, start + n):
@@ -93,8 +105,13 @@ def customers_csv(n: int, *, opted_in: str = "sms", start: int = 0,
     return "\n".join(lines) + "\n"
 
 
-def in_process(ws: Path, *args: str, input: str | None = None,
-               env: Mapping[str, str] | None = None, timeout: float = 60) -> Any:
+def in_process(
+    ws: Path,
+    *args: str,
+    input: str | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60,
+) -> Any:
     """The real CLI in this process (fast set-up steps); clock reset afterwards.
 
     It runs in a worker thread with a deadline, so that a command that never returns
@@ -106,8 +123,9 @@ def in_process(ws: Path, *args: str, input: str | None = None,
 
     def invoke() -> None:
         try:
-            box["result"] = CliRunner().invoke(app, ["-w", str(ws), *args], input=input,
-                                               env=dict(env) if env else None)
+            box["result"] = CliRunner().invoke(
+                app, ["-w", str(ws), *args], input=input, env=dict(env) if env else None
+            )
         except BaseException as exc:  # reported in the test's thread
             box["error"] = exc
 
@@ -117,8 +135,7 @@ def in_process(ws: Path, *args: str, input: str | None = None,
     if worker.is_alive():
         frame = sys._current_frames().get(worker.ident or 0)
         stack = "".join(traceback.format_stack(frame)) if frame else "?"
-        raise AssertionError(f"`outreach {' '.join(args)}` did not return in {timeout} s:\n"
-                             f"{stack}")
+        raise AssertionError(f"`outreach {' '.join(args)}` did not return in {timeout} s:\n{stack}")
     clock.set_now(None)
     if "error" in box:
         raise box["error"]
@@ -175,20 +192,29 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def spawn(ws: Path, *args: str, now: str | None = NOW,
-          env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+def spawn(
+    ws: Path, *args: str, now: str | None = NOW, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[str]:
     """``python -m outreach -w WS [--now NOW] ARGS`` as its own process."""
     cmd = [sys.executable, "-m", "outreach", "-w", str(ws)]
     if now:
         cmd += ["--now", now]
     return subprocess.Popen(
-        [*cmd, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [*cmd, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env=child_env(env),
     )
 
 
-def run_cli(ws: Path, *args: str, now: str | None = NOW, env: Mapping[str, str] | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    ws: Path,
+    *args: str,
+    now: str | None = NOW,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
     proc = spawn(ws, *args, now=now, env=env)
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -231,8 +257,9 @@ def query(ws: Path, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
 
 
 def statuses(ws: Path) -> Counter[str]:
-    return Counter({r[0]: r[1] for r in query(
-        ws, "SELECT status, count(*) FROM deliveries GROUP BY status")})
+    return Counter(
+        {r[0]: r[1] for r in query(ws, "SELECT status, count(*) FROM deliveries GROUP BY status")}
+    )
 
 
 def sends_per_to(server: LoopbackServer) -> Counter[str]:

@@ -78,8 +78,9 @@ async def _post_all(url: str, payloads: list[dict[str, str]], connections: int) 
     return codes
 
 
-def _serve_while_running(tmp_path: Path, server: TwilioEmulator, customers: int,
-                         webhooks: int) -> None:
+def _serve_while_running(
+    tmp_path: Path, server: TwilioEmulator, customers: int, webhooks: int
+) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     toml = outreach_toml(twilio_channel(server.url, concurrency=16), public_url=url)
@@ -102,8 +103,9 @@ def _serve_while_running(tmp_path: Path, server: TwilioEmulator, customers: int,
     assert codes == [200] * len(payloads)
     assert code == 0, serve_err
     assert "Traceback" not in serve_err
-    rows = query(ws, "SELECT external_id, count(*) FROM messages WHERE direction = 'in' "
-                     "GROUP BY external_id")
+    rows = query(
+        ws, "SELECT external_id, count(*) FROM messages WHERE direction = 'in' GROUP BY external_id"
+    )
     assert len(rows) == webhooks and all(n == 1 for _, n in rows)
     assert {r[0] for r in rows} == {f"SM{i:032x}" for i in range(webhooks)}
     assert statuses(ws) == {"sent": customers}

@@ -53,8 +53,11 @@ START = clock.parse_time("2026-12-01T06:10:00Z")
 cid = st.integers(0, CUSTOMERS - 1)
 channel = st.sampled_from(CHANNELS)
 step = st.one_of(
-    st.tuples(st.just("import"), st.lists(cid, min_size=1, max_size=CUSTOMERS, unique=True),
-              st.sampled_from(["", "sms", "email", "sms;email"])),
+    st.tuples(
+        st.just("import"),
+        st.lists(cid, min_size=1, max_size=CUSTOMERS, unique=True),
+        st.sampled_from(["", "sms", "email", "sms;email"]),
+    ),
     st.tuples(st.just("grant"), cid, channel),
     st.tuples(st.just("revoke"), cid, channel),
     st.tuples(st.just("stop"), cid, channel),
@@ -134,8 +137,9 @@ def test_no_campaign_message_without_opt_in_and_the_ledger_only_grows(
                             revoked.discard((f"c{i:05d}", ch))
             elif kind in ("grant", "revoke"):
                 customer = f"c{action[1]:05d}"
-                result = in_process(ws, "--now", at, "consent", kind, customer,
-                                    "--channel", action[2])
+                result = in_process(
+                    ws, "--now", at, "consent", kind, customer, "--channel", action[2]
+                )
                 if result.exit_code == 2:  # not imported yet
                     assert "c" in result.stderr
                     continue
@@ -143,8 +147,9 @@ def test_no_campaign_message_without_opt_in_and_the_ledger_only_grows(
                 (revoked.add if kind == "revoke" else revoked.discard)((customer, action[2]))
             elif kind in ("stop", "start"):
                 i, ch = action[1], action[2]
-                line = json.dumps({"channel": ch, "from": _address(i, ch),
-                                   "text": kind.upper(), "id": f"in-{n}"})
+                line = json.dumps(
+                    {"channel": ch, "from": _address(i, ch), "text": kind.upper(), "id": f"in-{n}"}
+                )
                 result = in_process(ws, "--now", at, "replies", "ingest", "-", input=line)
                 assert result.exit_code in (0, 3), result.stderr
                 known = (f"c{i:05d}", ch)

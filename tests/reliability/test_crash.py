@@ -56,8 +56,12 @@ def _sending(ws: Path) -> set[str]:
 
 
 def _phones_with(ws: Path, status: str) -> set[str]:
-    rows = query(ws, "SELECT c.phone FROM deliveries d JOIN customers c ON c.id = d.customer_id "
-                     "WHERE d.status = ?", (status,))
+    rows = query(
+        ws,
+        "SELECT c.phone FROM deliveries d JOIN customers c ON c.id = d.customer_id "
+        "WHERE d.status = ?",
+        (status,),
+    )
     return {r[0] for r in rows}
 
 
@@ -72,14 +76,16 @@ def _finish(ws: Path) -> list[dict[str, Any]]:
     return reports
 
 
-def _reached(server: TwilioEmulator, target: int,
-             proc: subprocess.Popen[str]) -> Callable[[], bool]:
+def _reached(
+    server: TwilioEmulator, target: int, proc: subprocess.Popen[str]
+) -> Callable[[], bool]:
     """Has the emulator received ``target`` requests in all (or has the run ended)?"""
     return lambda: post_count(server) >= target or proc.poll() is not None
 
 
-def _kill_at_random_moments(ws: Path, server: TwilioEmulator, customers: int, kills: int,
-                            seed: int) -> set[str]:
+def _kill_at_random_moments(
+    ws: Path, server: TwilioEmulator, customers: int, kills: int, seed: int
+) -> set[str]:
     rng = random.Random(seed)
     left_sending: set[str] = set()
     for _ in range(kills):
@@ -101,8 +107,9 @@ def _kill_at_random_moments(ws: Path, server: TwilioEmulator, customers: int, ki
     return left_sending
 
 
-def _check_crash_run(tmp_path: Path, server: TwilioEmulator, customers: int, kills: int,
-                     seed: int) -> None:
+def _check_crash_run(
+    tmp_path: Path, server: TwilioEmulator, customers: int, kills: int, seed: int
+) -> None:
     ws = _workspace(tmp_path, server, customers)
     left_sending = _kill_at_random_moments(ws, server, customers, kills, seed)
     dangling = _sending(ws)

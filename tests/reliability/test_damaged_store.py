@@ -62,9 +62,16 @@ def sound(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ws = make_workspace(root / "ws", outreach_toml(OUTBOX), customers=3000)
     assert run_cli(ws, "run", "blast").returncode == 0
     replies = root / "replies.jsonl"
-    replies.write_text("".join(
-        json.dumps({"channel": "sms", "from": f"+3161{i:07d}", "text": f"thanks {i}",
-                    "id": f"r{i}"}) + "\n" for i in range(500)), encoding="utf-8")
+    replies.write_text(
+        "".join(
+            json.dumps(
+                {"channel": "sms", "from": f"+3161{i:07d}", "text": f"thanks {i}", "id": f"r{i}"}
+            )
+            + "\n"
+            for i in range(500)
+        ),
+        encoding="utf-8",
+    )
     assert run_cli(ws, "replies", "ingest", str(replies)).returncode == 0
     return ws
 
@@ -81,8 +88,11 @@ def _inputs(tmp_path: Path) -> dict[str, str]:
     customers = tmp_path / "more.csv"
     customers.write_text(customers_csv(50, start=5000), encoding="utf-8")
     replies = tmp_path / "more.jsonl"
-    replies.write_text(json.dumps({"channel": "sms", "from": "+31610000001", "text": "STOP",
-                                   "id": "late-1"}) + "\n", encoding="utf-8")
+    replies.write_text(
+        json.dumps({"channel": "sms", "from": "+31610000001", "text": "STOP", "id": "late-1"})
+        + "\n",
+        encoding="utf-8",
+    )
     return {"CUSTOMERS": str(customers), "REPLIES": str(replies)}
 
 

@@ -38,8 +38,7 @@ from .support import (
 
 
 def _ws(tmp_path: Path, url: str, customers: int = 1) -> Path:
-    return make_workspace(tmp_path / "ws", outreach_toml(twilio_channel(url)),
-                          customers=customers)
+    return make_workspace(tmp_path / "ws", outreach_toml(twilio_channel(url)), customers=customers)
 
 
 def test_a_credential_echoed_in_another_case_or_url_encoded_is_scrubbed(

@@ -38,8 +38,9 @@ MESSAGES = 150_000
 @pytest.fixture(scope="module")
 def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace whose store holds ``MESSAGES`` inbound messages from 1,000 customers."""
-    ws = make_workspace(tmp_path_factory.mktemp("export") / "ws", outreach_toml(OUTBOX),
-                        customers=1000)
+    ws = make_workspace(
+        tmp_path_factory.mktemp("export") / "ws", outreach_toml(OUTBOX), customers=1000
+    )
     conn = sqlite3.connect(ws / "outreach.db")
     with conn:
         ids = [r[0] for r in conn.execute("SELECT id FROM customers ORDER BY id")]
@@ -53,9 +54,14 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "INSERT INTO messages (conversation_id, customer_id, direction, channel, address, "
             "text, external_id, at) VALUES (?, ?, 'in', 'sms', ?, ?, ?, ?)",
             (
-                (conv[ids[i % 1000]], ids[i % 1000], f"+3161{i % 1000:07d}",
-                 f"reply number {i}, with a comma and \"quotes\"", f"ext-{i}",
-                 f"2026-11-{1 + i % 28:02d}T{i % 24:02d}:00:00Z")
+                (
+                    conv[ids[i % 1000]],
+                    ids[i % 1000],
+                    f"+3161{i % 1000:07d}",
+                    f'reply number {i}, with a comma and "quotes"',
+                    f"ext-{i}",
+                    f"2026-11-{1 + i % 28:02d}T{i % 24:02d}:00:00Z",
+                )
                 for i in range(MESSAGES)
             ),
         )
@@ -80,8 +86,7 @@ def _interrupt_export(ws: Path, sig: int, name: str) -> tuple[Path, int, str]:
     target = ws / name
     proc = spawn(ws, "export", "replies", "--output", str(target))
     assert wait_until(
-        lambda: _temp_size(ws, name) > 50_000
-        or proc.poll() is not None,
+        lambda: _temp_size(ws, name) > 50_000 or proc.poll() is not None,
         timeout=60,
     )
     assert proc.poll() is None, "the export finished before it could be interrupted"

@@ -74,15 +74,17 @@ def test_the_outbox_on_a_full_disk_keeps_deliveries_queued_and_sends_them_once_l
     assert again.returncode == 0, again.stderr
     assert statuses(ws) == {"sent": 300}
     assert len(list((outbox / "sms").glob("*.json"))) == 300
-    sent = query(ws, "SELECT count(*), count(DISTINCT delivery_id) FROM messages "
-                     "WHERE direction = 'out'")[0]
+    sent = query(
+        ws, "SELECT count(*), count(DISTINCT delivery_id) FROM messages WHERE direction = 'out'"
+    )[0]
     assert tuple(sent) == (300, 300)
 
 
 def _ws_on_disk(small_disk: SmallDisk, tmp_path: Path, customers: int = 50) -> Path:
     """A workspace (and database) on the small disk; its outbox on the roomy one."""
-    return make_workspace(small_disk.path / "ws", _outbox_toml(tmp_path / "outbox"),
-                          customers=customers)
+    return make_workspace(
+        small_disk.path / "ws", _outbox_toml(tmp_path / "outbox"), customers=customers
+    )
 
 
 def test_run_on_a_full_disk_says_disk_full_and_a_later_run_sends_everything_once(
@@ -134,9 +136,21 @@ def test_customers_import_on_a_full_disk(tmp_path: Path, small_disk: SmallDisk) 
 def test_replies_ingest_on_a_full_disk(tmp_path: Path, small_disk: SmallDisk) -> None:
     ws = _ws_on_disk(small_disk, tmp_path, customers=10)
     replies = tmp_path / "replies.jsonl"
-    replies.write_text("".join(
-        json.dumps({"channel": "sms", "from": f"+3161{i:07d}", "text": f"hello {i} " * 20,
-                    "id": f"r{i}"}) + "\n" for i in range(20_000)), encoding="utf-8")
+    replies.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "channel": "sms",
+                    "from": f"+3161{i:07d}",
+                    "text": f"hello {i} " * 20,
+                    "id": f"r{i}",
+                }
+            )
+            + "\n"
+            for i in range(20_000)
+        ),
+        encoding="utf-8",
+    )
     small_disk.fill(leave=2 * 1024 * 1024)  # a batch or two fit
     done = run_cli(ws, "replies", "ingest", str(replies))
     assert done.returncode == 3, done.stderr
@@ -146,18 +160,25 @@ def test_replies_ingest_on_a_full_disk(tmp_path: Path, small_disk: SmallDisk) ->
 
 def _roomy_ws(tmp_path: Path) -> Path:
     ws = make_workspace(tmp_path / "ws", _outbox_toml(tmp_path / "outbox"), customers=20)
-    rows = "".join(json.dumps({"channel": "sms", "from": f"+3161{i % 20:07d}",
-                               "text": "a reply that takes some room " * 40, "id": f"x{i}"})
-                   + "\n" for i in range(4000))
+    rows = "".join(
+        json.dumps(
+            {
+                "channel": "sms",
+                "from": f"+3161{i % 20:07d}",
+                "text": "a reply that takes some room " * 40,
+                "id": f"x{i}",
+            }
+        )
+        + "\n"
+        for i in range(4000)
+    )
     (tmp_path / "replies.jsonl").write_text(rows, encoding="utf-8")
     assert run_cli(ws, "replies", "ingest", str(tmp_path / "replies.jsonl")).returncode == 0
     return ws
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "json"])
-def test_export_to_a_file_on_a_full_disk(
-    tmp_path: Path, small_disk: SmallDisk, fmt: str
-) -> None:
+def test_export_to_a_file_on_a_full_disk(tmp_path: Path, small_disk: SmallDisk, fmt: str) -> None:
     ws = _roomy_ws(tmp_path)
     target = small_disk.path / f"replies.{fmt}"
     small_disk.fill()
@@ -173,7 +194,11 @@ def test_export_to_stdout_on_a_full_disk(tmp_path: Path, small_disk: SmallDisk) 
     with (small_disk.path / "out.csv").open("w") as out:
         done = subprocess.run(
             [sys.executable, "-m", "outreach", "-w", str(ws), "export", "replies"],
-            stdout=out, stderr=subprocess.PIPE, text=True, env=child_env(), timeout=120,
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+            timeout=120,
             check=False,
         )
     assert done.returncode == 4, done.stderr

@@ -42,8 +42,11 @@ HELPER_NOTE = re.compile(r"(\d+) helper process(?:es)? sent (\d+) of the campaig
 
 @pytest.fixture(scope="module")
 def seed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_workspace(tmp_path_factory.mktemp("seed") / "ws",
-                          outreach_toml(OUTBOX).replace(*TWO), customers=CUSTOMERS)
+    return make_workspace(
+        tmp_path_factory.mktemp("seed") / "ws",
+        outreach_toml(OUTBOX).replace(*TWO),
+        customers=CUSTOMERS,
+    )
 
 
 @pytest.fixture
@@ -63,8 +66,10 @@ def _assert_each_customer_once(ws: Path) -> None:
     assert len(per_customer) == CUSTOMERS
     assert max(per_customer.values()) == 1
     assert statuses(ws) == Counter(sent=CUSTOMERS)
-    out = query(ws, "SELECT customer_id, count(*) FROM messages WHERE direction = 'out' "
-                    "GROUP BY customer_id")
+    out = query(
+        ws,
+        "SELECT customer_id, count(*) FROM messages WHERE direction = 'out' GROUP BY customer_id",
+    )
     assert len(out) == CUSTOMERS
     assert {n for _, n in out} == {1}
 
@@ -171,8 +176,10 @@ def test_sigterm_stops_run_and_helper_and_leaves_nothing_in_flight(ws: Path) -> 
 @pytest.mark.parametrize(
     ("edit", "why"),
     [
-        (lambda t: t.replace('provider = "outbox"\n', 'provider = "outbox"\nrate = "50/s"\n'),
-         "both channels are rate-limited"),
+        (
+            lambda t: t.replace('provider = "outbox"\n', 'provider = "outbox"\nrate = "50/s"\n'),
+            "both channels are rate-limited",
+        ),
         (lambda t: t.replace("processes = 2", "processes = 1"), "processes = 1"),
     ],
 )
@@ -186,11 +193,15 @@ def test_no_helpers_where_two_processes_would_break_a_limit(
 
 
 def test_no_helpers_with_a_limit_or_a_rate_limited_campaign(tmp_path: Path) -> None:
-    ws = make_workspace(tmp_path / "ws", outreach_toml(OUTBOX).replace(*TWO), campaigns={
-        "blast": BLAST,
-        "slow": 'kind = "update"\ntemplate = "product_update"\nchannels = ["sms"]\n\n'
-                '[schedule]\nstart = "2026-12-01 08:00"\n\n[limits]\nrate = "10/s"\n',
-    })
+    ws = make_workspace(
+        tmp_path / "ws",
+        outreach_toml(OUTBOX).replace(*TWO),
+        campaigns={
+            "blast": BLAST,
+            "slow": 'kind = "update"\ntemplate = "product_update"\nchannels = ["sms"]\n\n'
+            '[schedule]\nstart = "2026-12-01 08:00"\n\n[limits]\nrate = "10/s"\n',
+        },
+    )
     workspace = Workspace.load(ws)
     assert Helpers.for_run(workspace, ["blast"], None, -1, None) is not None
     assert Helpers.for_run(workspace, ["blast"], 100, -1, None) is None
@@ -198,9 +209,7 @@ def test_no_helpers_with_a_limit_or_a_rate_limited_campaign(tmp_path: Path) -> N
     assert Helpers.for_run(workspace, [], None, -1, None) is None  # --due: any campaign
 
 
-def test_a_helper_that_cannot_start_leaves_everything_to_the_run(
-    ws: Path, tmp_path: Path
-) -> None:
+def test_a_helper_that_cannot_start_leaves_everything_to_the_run(ws: Path, tmp_path: Path) -> None:
     # a sitecustomize that refuses to run the helper module: a broken helper install
     site = tmp_path / "site"
     site.mkdir()
@@ -211,7 +220,10 @@ def test_a_helper_that_cannot_start_leaves_everything_to_the_run(
     )
     result = run_cli(ws, "run", "blast", env={"PYTHONPATH": str(site)})
     assert result.returncode == 0, result.stderr
-    assert re.search(r"send helper process \d+ ended with exit code 1 "
-                     r"\(.*helper refused to start \(test\)\)", result.stderr), result.stderr
+    assert re.search(
+        r"send helper process \d+ ended with exit code 1 "
+        r"\(.*helper refused to start \(test\)\)",
+        result.stderr,
+    ), result.stderr
     assert f"sent {CUSTOMERS}" in result.stdout
     _assert_each_customer_once(ws)

@@ -39,8 +39,9 @@ from .support import (
 )
 
 LATER = "2026-12-01T10:30:00Z"  # an hour on: every requeue is due again
-RETRY_AFTER_1S = Reply.json(429, {"code": 20429, "message": "Too Many Requests"},
-                            {"Retry-After": "1"})
+RETRY_AFTER_1S = Reply.json(
+    429, {"code": 20429, "message": "Too Many Requests"}, {"Retry-After": "1"}
+)
 
 # case → (faults of its requests, final state after the first run, reason, words in error)
 CASES: dict[str, tuple[list[str | Reply], str, str | None, str | None]] = {
@@ -70,8 +71,7 @@ class PerRecipient(TwilioEmulator):
         queue = self.by_to.get(request.form().get("To", ""))
         if fault is None and queue:
             planned = queue.popleft()
-            return planned if isinstance(planned, Reply) else super()._fault_reply(planned,
-                                                                                     request)
+            return planned if isinstance(planned, Reply) else super()._fault_reply(planned, request)
         return super()._fault_reply(fault, request)
 
 
@@ -81,8 +81,10 @@ def _ws(tmp_path: Path, url: str, customers: int = 1, concurrency: int = 2) -> P
 
 
 def _delivery(ws: Path) -> dict[str, Any]:
-    [row] = query(ws, "SELECT status, reason, error, attempts, not_before, provider_message_id "
-                      "FROM deliveries")
+    [row] = query(
+        ws,
+        "SELECT status, reason, error, attempts, not_before, provider_message_id FROM deliveries",
+    )
     return dict(row)
 
 
@@ -90,23 +92,32 @@ def test_each_fault_ends_in_its_state_with_the_providers_reason(tmp_path: Path) 
     names = list(CASES)
     with PerRecipient() as server:
         assert isinstance(server, PerRecipient)
-        channels = "\n".join(twilio_channel(server.url, name=n, concurrency=1, timeout=0.5)
-                             for n in names)
+        channels = "\n".join(
+            twilio_channel(server.url, name=n, concurrency=1, timeout=0.5) for n in names
+        )
         lines = ["id,name,phone,preferred_channel,timezone,opted_in"]
         for i, name in enumerate(names):
             lines.append(f"c{i:05d},Customer {i},{phone(i)},{name},Europe/Amsterdam,{name}")
             server.by_to[phone(i)] = deque(CASES[name][0])
-        campaign = ('kind = "update"\ntemplate = "product_update"\nchannels = ["preferred"]\n'
-                    '[schedule]\nstart = "2026-12-01 08:00"\nwindow = "00:00-24:00"\n')
-        ws = make_workspace(tmp_path / "ws", outreach_toml(channels),
-                            campaigns={"blast": campaign}, customers_text="\n".join(lines) + "\n")
+        campaign = (
+            'kind = "update"\ntemplate = "product_update"\nchannels = ["preferred"]\n'
+            '[schedule]\nstart = "2026-12-01 08:00"\nwindow = "00:00-24:00"\n'
+        )
+        ws = make_workspace(
+            tmp_path / "ws",
+            outreach_toml(channels),
+            campaigns={"blast": campaign},
+            customers_text="\n".join(lines) + "\n",
+        )
         (ws / "templates" / "product_update" / "default.j2").write_text("News {{ sender }}")
         started = time.monotonic()
         first = run_cli(ws, "run", "blast", "--json")
         assert first.returncode == 3, first.stderr  # the permanent failures
         assert time.monotonic() - started >= 1.0, "Retry-After: 1 was not honoured"
-        rows = {r["channel"]: dict(r) for r in query(
-            ws, "SELECT channel, status, reason, error, not_before FROM deliveries")}
+        rows = {
+            r["channel"]: dict(r)
+            for r in query(ws, "SELECT channel, status, reason, error, not_before FROM deliveries")
+        }
         for name, (_, state, reason, words) in CASES.items():
             row = rows[name]
             assert row["status"] == state, (name, row)
@@ -129,8 +140,10 @@ def test_each_fault_ends_in_its_state_with_the_providers_reason(tmp_path: Path) 
         # the requeued ones go out now, except the one told to wait until 2038
         assert later["sent"] == 3
         final = {r[0]: r[1] for r in query(ws, "SELECT channel, status FROM deliveries")}
-        assert final == {n: ("queued" if n == "q429date" else
-                             "failed" if CASES[n][1] == "failed" else "sent") for n in names}
+        assert final == {
+            n: ("queued" if n == "q429date" else "failed" if CASES[n][1] == "failed" else "sent")
+            for n in names
+        }
         # a failed delivery is never retried: an ambiguous 2xx may have been a send
         after = sends_per_to(server)
         for i, name in enumerate(names):
@@ -169,8 +182,11 @@ def test_connection_refused_requeues_then_sends_when_the_provider_is_back(
     assert "connection failed" in row["error"]
     toml = (ws / "outreach.toml").read_text()
     (ws / "outreach.toml").write_text(
-        "\n".join(f'base_url = "{twilio_server.url}"' if line.startswith("base_url") else line
-                  for line in toml.splitlines()) + "\n"
+        "\n".join(
+            f'base_url = "{twilio_server.url}"' if line.startswith("base_url") else line
+            for line in toml.splitlines()
+        )
+        + "\n"
     )
     assert run_json(ws, "blast", now=LATER, ok=(0,))["sent"] == 1
     assert len(twilio_server.requests) == 1
@@ -184,8 +200,9 @@ def test_a_provider_that_keeps_failing_opens_the_circuit_and_leaves_the_rest_que
     data = run_json(ws, "blast", ok=(0,))
     assert data["sent"] == 0 and data["failed"] == 0
     assert any("circuit open" in p for p in data["problems"]), data["problems"]
-    statuses = {r[0]: r[1] for r in query(ws, "SELECT status, count(*) FROM deliveries "
-                                               "GROUP BY status")}
+    statuses = {
+        r[0]: r[1] for r in query(ws, "SELECT status, count(*) FROM deliveries GROUP BY status")
+    }
     assert statuses == {"queued": 40}
     # the circuit stopped the run long before it tried everyone three times
     assert len(twilio_server.requests) < 40

@@ -76,9 +76,14 @@ class EchoServer(LoopbackServer):
             echo += " credentials " + base64.b64decode(auth[6:]).decode(errors="replace")
         echo += " body " + request.body.decode(errors="replace")[:2000]
         body: dict[str, Any] = {
-            "code": 20003, "message": echo,
-            "error": {"message": echo, "code": 190, "type": "OAuthException",
-                      "error_data": {"details": echo}},
+            "code": 20003,
+            "message": echo,
+            "error": {
+                "message": echo,
+                "code": 190,
+                "type": "OAuthException",
+                "error_data": {"details": echo},
+            },
             "errors": [{"code": "unauthorized", "title": echo}],
         }
         self.turn += 1
@@ -86,8 +91,11 @@ class EchoServer(LoopbackServer):
         if kind == 0:
             return Reply.json(401, body)
         if kind == 1:
-            return Reply(500, f"<html><body><pre>{echo}</pre></body></html>".encode(),
-                         {"Content-Type": "text/html"})
+            return Reply(
+                500,
+                f"<html><body><pre>{echo}</pre></body></html>".encode(),
+                {"Content-Type": "text/html"},
+            )
         if kind == 2:
             return Reply.json(200, body)
         return Reply.json(400, body)
@@ -140,24 +148,41 @@ def _run_surface(tmp_path: Path, echo: EchoServer, smtp: SmtpEmulator) -> Surfac
     toml = outreach_toml(
         all_channels(twilio=url, meta=url, sunshine=url, hook=url, smtp_port=smtp.port),
         public_url=f"http://127.0.0.1:{port}",
-    ).replace('integration_id = "5e4af71a81966cfff3ef6550"',
-              'integration_id = "5e4af71a81966cfff3ef6550"\naddress = "phone"')
+    ).replace(
+        'integration_id = "5e4af71a81966cfff3ef6550"',
+        'integration_id = "5e4af71a81966cfff3ef6550"\naddress = "phone"',
+    )
     lines = ["id,name,email,phone,preferred_channel,timezone,opted_in"]
     for i in range(10):
-        lines.append(f"c{i:05d},Customer {i},c{i}@example.com,+3161000{i:04d},"
-                     f"{CHANNELS[i % 5]},Europe/Amsterdam,{';'.join(CHANNELS)}")
-    campaign = ('kind = "update"\ntemplate = "product_update"\nchannels = ["preferred"]\n'
-                '[schedule]\nstart = "2026-12-01 08:00"\nwindow = "00:00-24:00"\n')
-    ws = make_workspace(tmp_path / "ws", toml, campaigns={"blast": campaign},
-                        customers_text="\n".join(lines) + "\n")
+        lines.append(
+            f"c{i:05d},Customer {i},c{i}@example.com,+3161000{i:04d},"
+            f"{CHANNELS[i % 5]},Europe/Amsterdam,{';'.join(CHANNELS)}"
+        )
+    campaign = (
+        'kind = "update"\ntemplate = "product_update"\nchannels = ["preferred"]\n'
+        '[schedule]\nstart = "2026-12-01 08:00"\nwindow = "00:00-24:00"\n'
+    )
+    ws = make_workspace(
+        tmp_path / "ws", toml, campaigns={"blast": campaign}, customers_text="\n".join(lines) + "\n"
+    )
     (ws / "templates" / "product_update" / "default.j2").write_text(
-        "Hi {{ customer.name }}, news from {{ sender }}.", encoding="utf-8")
+        "Hi {{ customer.name }}, news from {{ sender }}.", encoding="utf-8"
+    )
     replies = tmp_path / "replies.jsonl"
-    replies.write_text("".join(
-        json.dumps({"channel": "sms", "from": f"+3161000{i:04d}",
-                    "text": "STOP" if i == 1 else f"question {i}", "id": f"r{i}"}) + "\n"
-        for i in range(5)
-    ))
+    replies.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "channel": "sms",
+                    "from": f"+3161000{i:04d}",
+                    "text": "STOP" if i == 1 else f"question {i}",
+                    "id": f"r{i}",
+                }
+            )
+            + "\n"
+            for i in range(5)
+        )
+    )
     surface = Surface(ws)
     env = dict(MARKERS)
 
@@ -175,9 +200,13 @@ def _run_surface(tmp_path: Path, echo: EchoServer, smtp: SmtpEmulator) -> Surfac
 
     read("channels", "check")
     read("channels", "check", "--json")
-    for channel, address in [("sms", "+31610000001"), ("whatsapp", "+31610000002"),
-                             ("chat", "+31610000003"), ("hook", "c00001"),
-                             ("email", "c1@example.com")]:
+    for channel, address in [
+        ("sms", "+31610000001"),
+        ("whatsapp", "+31610000002"),
+        ("chat", "+31610000003"),
+        ("hook", "c00001"),
+        ("email", "c1@example.com"),
+    ]:
         cli("channels", "check", "--channel", channel, "--send-test", address)
     cli("--debug", "run", "blast", codes=(0, 1, 3, 4))
     cli("replies", "ingest", str(replies))
@@ -207,13 +236,22 @@ def _run_surface(tmp_path: Path, echo: EchoServer, smtp: SmtpEmulator) -> Surfac
 
     assert wait_until(up, timeout=30)
     for channel in ("sms", "whatsapp", "chat", "hook"):
-        httpx.post(f"{base}/webhooks/{channel}", content=b"{}",
-                   headers={"X-Twilio-Signature": "AAAA", "X-API-Key": "nope",
-                            "X-Hub-Signature-256": "sha256=00", "webhook-id": "m",
-                            "webhook-timestamp": "1", "webhook-signature": "v1,AAAA"})
-    httpx.get(f"{base}/webhooks/whatsapp",
-              params={"hub.mode": "subscribe", "hub.verify_token": "wrong",
-                      "hub.challenge": "1"})
+        httpx.post(
+            f"{base}/webhooks/{channel}",
+            content=b"{}",
+            headers={
+                "X-Twilio-Signature": "AAAA",
+                "X-API-Key": "nope",
+                "X-Hub-Signature-256": "sha256=00",
+                "webhook-id": "m",
+                "webhook-timestamp": "1",
+                "webhook-signature": "v1,AAAA",
+            },
+        )
+    httpx.get(
+        f"{base}/webhooks/whatsapp",
+        params={"hub.mode": "subscribe", "hub.verify_token": "wrong", "hub.challenge": "1"},
+    )
     _, out, err = stop(proc, signal.SIGINT)
     surface.outputs.append(("serve", out + err))
     # the emulator saw every provider and answered with their secrets in it

@@ -56,8 +56,11 @@ def _hook_toml(receiver_url: str, port: int) -> str:
 
 
 def _ws(folder: Path, receiver_url: str, port: int, customers: int = 40) -> Path:
-    ws = make_workspace(folder, _hook_toml(receiver_url, port),
-                        customers_text=customers_csv(customers, opted_in="hook"))
+    ws = make_workspace(
+        folder,
+        _hook_toml(receiver_url, port),
+        customers_text=customers_csv(customers, opted_in="hook"),
+    )
     confirmation = ws / "templates" / "stop_confirmation"
     (confirmation / "hook.j2").write_text((confirmation / "sms.j2").read_text())
     return ws
@@ -101,9 +104,12 @@ def _signed(payload: object, msg_id: str) -> tuple[bytes, dict[str, str]]:
     body = json.dumps(payload).encode()
     stamp = int(time.time())
     key = decode_secret(WEBHOOK_SECRET, where="test")
-    return body, {"Content-Type": "application/json", "webhook-id": msg_id,
-                  "webhook-timestamp": str(stamp),
-                  "webhook-signature": sign(key, msg_id, stamp, body)}
+    return body, {
+        "Content-Type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": sign(key, msg_id, stamp, body),
+    }
 
 
 def _posts(receiver: WebhookReceiver) -> list[dict[str, object]]:
@@ -124,29 +130,39 @@ def test_a_retried_webhook_list_without_ids_is_stored_once_with_one_opt_out(
 ) -> None:
     port = free_port()
     ws = _ws(tmp_path / "ws", webhook_receiver.url, port)
-    payload = [{"from": "c00001", "text": "STOP"}, {"from": "c00001", "text": "why?"},
-               {"from": "c00002", "text": "hello"}]
+    payload = [
+        {"from": "c00001", "text": "STOP"},
+        {"from": "c00001", "text": "why?"},
+        {"from": "c00002", "text": "hello"},
+    ]
     body, headers = _signed(payload, "msg_retried")
     with serving(ws, port) as serve:
         for _ in range(3):  # the sender's retries after a timeout
-            answer = httpx.post(f"{serve.url}/webhooks/hook", content=body, headers=headers,
-                                timeout=10)
+            answer = httpx.post(
+                f"{serve.url}/webhooks/hook", content=body, headers=headers, timeout=10
+            )
             assert answer.status_code == 200, answer.text
         assert wait_until(lambda: len(_posts(webhook_receiver)) >= 1, timeout=15)
         time.sleep(2.5)  # time for a second (wrong) confirmation to show up
     stored = query(ws, "SELECT count(*) FROM messages WHERE direction = 'in'")[0][0]
     assert stored == 3
-    opt_outs = query(ws, "SELECT count(*) FROM consent WHERE customer_id = 'c00001' AND "
-                         "channel = 'hook' AND status = 'opted_out'")[0][0]
+    opt_outs = query(
+        ws,
+        "SELECT count(*) FROM consent WHERE customer_id = 'c00001' AND "
+        "channel = 'hook' AND status = 'opted_out'",
+    )[0][0]
     assert opt_outs == 1
     assert len(_posts(webhook_receiver)) == 1
 
 
 async def _burst(url: str, requests: list[tuple[bytes, dict[str, str]]]) -> list[int]:
     async with httpx.AsyncClient(timeout=10) as client:
-        answers = await asyncio.gather(*(
-            client.post(f"{url}/webhooks/hook", content=body, headers=headers)
-            for body, headers in requests))
+        answers = await asyncio.gather(
+            *(
+                client.post(f"{url}/webhooks/hook", content=body, headers=headers)
+                for body, headers in requests
+            )
+        )
     return [a.status_code for a in answers]
 
 
@@ -156,8 +172,7 @@ def test_confirmations_accepted_before_a_sigkill_go_out_once_after_the_restart(
     port = free_port()
     n = 30
     ws = _ws(tmp_path / "ws", webhook_receiver.url, port, customers=n)
-    requests = [_signed({"from": f"c{i:05d}", "text": "STOP"}, f"msg_kill_{i}")
-                for i in range(n)]
+    requests = [_signed({"from": f"c{i:05d}", "text": "STOP"}, f"msg_kill_{i}") for i in range(n)]
     proc = spawn(ws, "serve", "--port", str(port), now=None)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -166,17 +181,20 @@ def test_confirmations_accepted_before_a_sigkill_go_out_once_after_the_restart(
     finally:
         proc.kill()  # SIGKILL: within the sender's gathering second, nothing sent yet
         proc.communicate()
-    queued = query(ws, "SELECT count(*) FROM deliveries WHERE purpose = 'keyword' AND "
-                       "status = 'queued'")[0][0]
+    queued = query(
+        ws, "SELECT count(*) FROM deliveries WHERE purpose = 'keyword' AND status = 'queued'"
+    )[0][0]
     assert queued > 0, "the kill came too late to leave confirmations queued"
     with serving(ws, port):
-        assert wait_until(lambda: len(_posts(webhook_receiver)) >= n, timeout=30), (
-            len(_posts(webhook_receiver)))
+        assert wait_until(lambda: len(_posts(webhook_receiver)) >= n, timeout=30), len(
+            _posts(webhook_receiver)
+        )
         time.sleep(1.5)
     per_customer = _confirmations_per_customer(webhook_receiver)
     assert per_customer == Counter({f"c{i:05d}": 1 for i in range(n)})
-    left = query(ws, "SELECT status, count(*) FROM deliveries WHERE purpose = 'keyword' "
-                     "GROUP BY status")
+    left = query(
+        ws, "SELECT status, count(*) FROM deliveries WHERE purpose = 'keyword' GROUP BY status"
+    )
     assert {r[0]: r[1] for r in left} == {"sent": n}
 
 
@@ -199,8 +217,7 @@ def test_a_damaged_database_is_503_and_an_unhealthy_healthz(
         health = httpx.get(f"{serve.url}/healthz", timeout=5)
         assert health.status_code == 503
         assert "damaged" in health.json()["error"]
-        answer = httpx.post(f"{serve.url}/webhooks/hook", content=body, headers=headers,
-                            timeout=10)
+        answer = httpx.post(f"{serve.url}/webhooks/hook", content=body, headers=headers, timeout=10)
         assert answer.status_code == 503, answer.text
         assert "Traceback" not in answer.text
 
@@ -251,17 +268,19 @@ def test_slow_and_vanishing_clients_cost_no_traceback_and_no_connection_for_ever
     port = free_port()
     ws = _ws(tmp_path / "ws", webhook_receiver.url, port, customers=3)
     body, headers = _signed({"from": "c00001", "text": "hello", "id": "v1"}, "msg_v1")
-    head = ("POST /webhooks/hook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
-            "application/json\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()
-                                             if k != "Content-Type"))
+    head = (
+        "POST /webhooks/hook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+        "application/json\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in headers.items() if k != "Content-Type")
+    )
     with serving(ws, port) as serve:
         for _ in range(3):  # hang up halfway through the body
-            sock = _raw(port, f"{head}Content-Length: {len(body)}\r\n\r\n".encode()
-                        + body[: len(body) // 2])
+            sock = _raw(
+                port, f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body[: len(body) // 2]
+            )
             sock.close()
         slow_headers = _raw(port, b"POST /webhooks/hook HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-        slow_body = _raw(port, f"{head}Content-Length: {len(body)}\r\n\r\n".encode()
-                         + body[:10])
+        slow_body = _raw(port, f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body[:10])
         closed, _ = _closed_within(slow_headers, 25)
         assert closed, "a connection that never finishes its headers is closed"
         closed, answer = _closed_within(slow_body, 25)
@@ -272,9 +291,7 @@ def test_slow_and_vanishing_clients_cost_no_traceback_and_no_connection_for_ever
     assert "Traceback" not in serve.stderr and "Exception" not in serve.stderr, serve.stderr
 
 
-def test_head_is_never_taken_for_post(
-    tmp_path: Path, webhook_receiver: WebhookReceiver
-) -> None:
+def test_head_is_never_taken_for_post(tmp_path: Path, webhook_receiver: WebhookReceiver) -> None:
     from outreach.store import open_store
     from outreach.tokens import make_unsubscribe_token
 
@@ -287,12 +304,17 @@ def test_head_is_never_taken_for_post(
         store.close()
     body, headers = _signed({"from": "c00002", "text": "STOP", "id": "h1"}, "msg_h1")
     with serving(ws, port) as serve:
-        page = httpx.request("HEAD", f"{serve.url}/unsubscribe/{token}",
-                             content=b"List-Unsubscribe=One-Click", timeout=5,
-                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+        page = httpx.request(
+            "HEAD",
+            f"{serve.url}/unsubscribe/{token}",
+            content=b"List-Unsubscribe=One-Click",
+            timeout=5,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
         assert page.status_code in (200, 405)
-        hook = httpx.request("HEAD", f"{serve.url}/webhooks/hook", content=body,
-                             headers=headers, timeout=5)
+        hook = httpx.request(
+            "HEAD", f"{serve.url}/webhooks/hook", content=body, headers=headers, timeout=5
+        )
         assert hook.status_code in (200, 405)
         for method in ("PUT", "DELETE", "PATCH"):
             other = httpx.request(method, f"{serve.url}/unsubscribe/{token}", timeout=5)

@@ -34,7 +34,7 @@ EVIL = {
     "import": "{% import '../../outreach.toml' as t %}{{ t }}",
     "loop": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
     "recurse": "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
-               "{{ f(60) }}",
+    "{{ f(60) }}",
     "bigmul": "{{ 'x' * 1000000000 }}",
     "bigpow": "{{ 7 ** 123456789 }}",
     "bigpad": "{{ 'x'|center(1000000000) }}",
@@ -44,11 +44,16 @@ EVIL = {
 
 @pytest.fixture
 def evil_ws(tmp_path: Path) -> Path:
-    ws = make_workspace(tmp_path / "ws", outreach_toml(OUTBOX) + f"# {MARKER}\n",
-                        campaigns={"evil": 'kind = "update"\ntemplate = "loop"\n'
-                                   'channels = ["sms"]\n[schedule]\n'
-                                   'start = "2026-12-01 08:00"\nwindow = "00:00-24:00"\n'},
-                        customers=3)
+    ws = make_workspace(
+        tmp_path / "ws",
+        outreach_toml(OUTBOX) + f"# {MARKER}\n",
+        campaigns={
+            "evil": 'kind = "update"\ntemplate = "loop"\n'
+            'channels = ["sms"]\n[schedule]\n'
+            'start = "2026-12-01 08:00"\nwindow = "00:00-24:00"\n'
+        },
+        customers=3,
+    )
     for name, source in EVIL.items():
         folder = ws / "templates" / name
         folder.mkdir()

@@ -39,13 +39,30 @@ from .support import (
 )
 
 ZONES = (
-    "Europe/Amsterdam", "Europe/London", "America/New_York", "America/St_Johns",
-    "America/Santiago", "Australia/Adelaide", "Australia/Lord_Howe", "Asia/Kolkata",
-    "Asia/Kathmandu", "Pacific/Chatham", "Asia/Tehran", "UTC",
+    "Europe/Amsterdam",
+    "Europe/London",
+    "America/New_York",
+    "America/St_Johns",
+    "America/Santiago",
+    "Australia/Adelaide",
+    "Australia/Lord_Howe",
+    "Asia/Kolkata",
+    "Asia/Kathmandu",
+    "Pacific/Chatham",
+    "Asia/Tehran",
+    "UTC",
 )
 # DST changes in 2026 (UTC days): US, EU, Chile, AU/NZ
-TRANSITIONS = ("2026-03-08", "2026-03-29", "2026-04-05", "2026-09-06", "2026-09-27",
-               "2026-10-04", "2026-10-25", "2026-11-01")
+TRANSITIONS = (
+    "2026-03-08",
+    "2026-03-29",
+    "2026-04-05",
+    "2026-09-06",
+    "2026-09-27",
+    "2026-10-04",
+    "2026-10-25",
+    "2026-11-01",
+)
 OUTBOX = '[channels.sms]\nprovider = "outbox"\nconcurrency = 4\n'
 
 quarter = st.builds(time, st.integers(0, 23), st.sampled_from([0, 15, 30, 45]))
@@ -93,8 +110,11 @@ def test_every_send_is_inside_the_recipients_local_window(
             later = min(clock.parse_time(r[0]) for r in waiting)
             assert later > now, "a deferral that does not move forward"
             now = later
-        rows = query(ws, "SELECT d.status, d.sent_at, c.timezone FROM deliveries d "
-                         "JOIN customers c ON c.id = d.customer_id")
+        rows = query(
+            ws,
+            "SELECT d.status, d.sent_at, c.timezone FROM deliveries d "
+            "JOIN customers c ON c.id = d.customer_id",
+        )
         assert len(rows) == len(zones)
         for status, sent_at, zone in rows:
             assert status == "sent", (status, text, zone, start)
@@ -117,10 +137,16 @@ def test_next_opening_of_a_window_inside_a_dst_gap_is_inside_the_window(
 
 
 def test_a_run_whose_window_opens_in_a_dst_gap_returns(tmp_path: Path) -> None:
-    campaign = ('kind = "update"\ntemplate = "product_update"\nchannels = ["sms"]\n\n'
-                '[schedule]\nstart = "2026-03-08T00:00:00Z"\nwindow = "02:00-02:15"\n')
-    ws = make_workspace(tmp_path / "ws", outreach_toml(OUTBOX), campaigns={"w": campaign},
-                        customers_text=customers_csv(1, timezones=["America/St_Johns"]))
+    campaign = (
+        'kind = "update"\ntemplate = "product_update"\nchannels = ["sms"]\n\n'
+        '[schedule]\nstart = "2026-03-08T00:00:00Z"\nwindow = "02:00-02:15"\n'
+    )
+    ws = make_workspace(
+        tmp_path / "ws",
+        outreach_toml(OUTBOX),
+        campaigns={"w": campaign},
+        customers_text=customers_csv(1, timezones=["America/St_Johns"]),
+    )
     first = run_cli(ws, "run", "w", "--json", now="2026-03-08T04:00:00Z")
     assert first.returncode == 0, first.stderr
     try:

@@ -107,8 +107,9 @@ class Account:
         try:
             client.create(folder)  # fails harmlessly when it exists
             for raw in messages:
-                typ, data = client.append(folder, "", None, raw.replace(b"\r\n", b"\n")
-                                          .replace(b"\n", b"\r\n"))
+                typ, data = client.append(
+                    folder, "", None, raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+                )
                 assert typ == "OK", data
         finally:
             client.logout()
@@ -153,9 +154,9 @@ class Dovecot:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         # every user up front: Dovecot notices a changed passwd-file by its mtime in
         # seconds, so users added later in the same second would be refused
-        (self.root / "passwd").write_text("".join(
-            f"user{i}:{{PLAIN}}pw-user{i}-secret\n" for i in range(1, MAX_USERS + 1)
-        ))
+        (self.root / "passwd").write_text(
+            "".join(f"user{i}:{{PLAIN}}pw-user{i}-secret\n" for i in range(1, MAX_USERS + 1))
+        )
         if os.geteuid() == 0:
             owner = pwd.getpwnam("dovecot")
             uid, gid, users = owner.pw_uid, owner.pw_gid, ""
@@ -163,8 +164,7 @@ class Dovecot:
         else:
             me = pwd.getpwuid(os.geteuid())
             uid, gid = me.pw_uid, me.pw_gid
-            users = (f"default_login_user = {me.pw_name}\n"
-                     f"default_internal_user = {me.pw_name}\n")
+            users = f"default_login_user = {me.pw_name}\ndefault_internal_user = {me.pw_name}\n"
         import trustme
 
         authority = trustme.CA()
@@ -173,17 +173,27 @@ class Dovecot:
         issued.private_key_pem.write_to_path(str(self.root / "key.pem"))
         authority.cert_pem.write_to_path(str(self.root / "ca.pem"))
         conf = self.root / "dovecot.conf"
-        conf.write_text(_CONFIG.format(root=self.root, uid=uid, gid=gid, port=self.port,
-                                       tls_port=self.tls_port, users=users))
+        conf.write_text(
+            _CONFIG.format(
+                root=self.root,
+                uid=uid,
+                gid=gid,
+                port=self.port,
+                tls_port=self.tls_port,
+                users=users,
+            )
+        )
         self.process = subprocess.Popen(
-            [DOVECOT, "-F", "-c", str(conf)], stdout=subprocess.DEVNULL,
+            [DOVECOT, "-F", "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
             stderr=open(self.root / "stderr.log", "wb"),  # noqa: SIM115 - lives with it
         )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=1
-            ) as probe:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1) as probe,
+            ):
                 if probe.recv(100).startswith(b"* OK"):
                     return
             if self.process.poll() is not None:
@@ -205,8 +215,15 @@ class Dovecot:
         assert number <= MAX_USERS, "raise MAX_USERS"
         user = f"user{number}"
         password = f"pw-{user}-secret"
-        return Account("127.0.0.1", self.port, user, password, self.root / "mail" / user,
-                       self.tls_port, self.root / "ca.pem")
+        return Account(
+            "127.0.0.1",
+            self.port,
+            user,
+            password,
+            self.root / "mail" / user,
+            self.tls_port,
+            self.root / "ca.pem",
+        )
 
 
 class DroppingProxy:
@@ -228,10 +245,12 @@ class DroppingProxy:
                 client, _ = self.server.accept()
                 upstream = socket.create_connection(("127.0.0.1", self.target))
                 limit = None if self.dropped.is_set() else self.limit
-                threading.Thread(target=self._pump, args=(client, upstream, None),
-                                 daemon=True).start()
-                threading.Thread(target=self._pump, args=(upstream, client, limit),
-                                 daemon=True).start()
+                threading.Thread(
+                    target=self._pump, args=(client, upstream, None), daemon=True
+                ).start()
+                threading.Thread(
+                    target=self._pump, args=(upstream, client, limit), daemon=True
+                ).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, limit: int | None) -> None:
         sent = 0

@@ -69,10 +69,20 @@ class Reply:
         )
 
 
-_REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request",
-            401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 410: "Gone",
-            429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
-            503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    201: "Created",
+    204: "No Content",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    410: "Gone",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
 
 
 class LoopbackServer:
@@ -228,12 +238,16 @@ class LoopbackServer:
             )
         if fault in ("500", "502", "503"):
             if fault == "502":
-                return Reply(502, b"<html><body>Bad Gateway</body></html>",
-                             {"Content-Type": "text/html"})
+                return Reply(
+                    502, b"<html><body>Bad Gateway</body></html>", {"Content-Type": "text/html"}
+                )
             return Reply.json(int(fault), self.error_json(request, int(fault)))
         if fault == "html":
-            return Reply(200, b"<!doctype html><html><body>Welcome</body></html>",
-                         {"Content-Type": "text/html; charset=utf-8"})
+            return Reply(
+                200,
+                b"<!doctype html><html><body>Welcome</body></html>",
+                {"Content-Type": "text/html; charset=utf-8"},
+            )
         if fault == "malformed":
             return Reply(200, b'{"sid": "SM12', {"Content-Type": "application/json"})
         if fault == "error-body":

@@ -52,9 +52,7 @@ class MetaEmulator(LoopbackServer):
         if body.get("messaging_product") != "whatsapp" or not to.isdigit():
             return Reply.json(400, meta_error(100, "Invalid parameter"))
         if body.get("type") == "text" and to in self.closed_windows:
-            return Reply.json(
-                400, meta_error(131047, "Re-engagement message", "OAuthException")
-            )
+            return Reply.json(400, meta_error(131047, "Re-engagement message", "OAuthException"))
         if body.get("type") not in ("text", "template"):
             return Reply.json(400, meta_error(100, "Invalid parameter"))
         wamid = "wamid." + base64.b64encode(b"HBgL" + secrets.token_bytes(24)).decode()

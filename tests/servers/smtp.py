@@ -29,8 +29,11 @@ class Received:
     @property
     def message(self) -> EmailMessage:
         # an SMTPUTF8 message has UTF-8 headers (RFC 6532), which the parser reads from text
-        parsed = (message_from_bytes(self.data, policy=policy.default) if self.data.isascii()
-                  else message_from_string(self.data.decode("utf-8"), policy=policy.default))
+        parsed = (
+            message_from_bytes(self.data, policy=policy.default)
+            if self.data.isascii()
+            else message_from_string(self.data.decode("utf-8"), policy=policy.default)
+        )
         assert isinstance(parsed, EmailMessage)
         return parsed
 

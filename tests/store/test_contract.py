@@ -41,29 +41,46 @@ class Result:
 
 def add_customers(store: Store, n: int, prefix: str = "c") -> list[str]:
     ids = [f"{prefix}{i:05d}" for i in range(n)]
-    rows = [[cid, f"Name {cid}", f"{cid}@example.com", f"+3161234{i:04d}"] for i, cid in
-            enumerate(ids)]
+    rows = [
+        [cid, f"Name {cid}", f"{cid}@example.com", f"+3161234{i:04d}"] for i, cid in enumerate(ids)
+    ]
     with store.write():
         store.customers.upsert_customers(CUSTOMER, rows, AT)
     return ids
 
 
 def delivery(
-    delivery_id: str, customer: str, *, occurrence: str = AT, channel: str = "sms",
-    not_before: str = AT, campaign: str = "nps", counts_for_cap: int = 1,
+    delivery_id: str,
+    customer: str,
+    *,
+    occurrence: str = AT,
+    channel: str = "sms",
+    not_before: str = AT,
+    campaign: str = "nps",
+    counts_for_cap: int = 1,
 ) -> tuple[Any, ...]:
     values = {
-        "id": delivery_id, "campaign": campaign, "occurrence": occurrence,
-        "customer_id": customer, "channel": channel, "purpose": "campaign",
-        "template": "nps", "counts_for_cap": counts_for_cap, "status": "queued",
-        "not_before": not_before, "created_at": AT, "updated_at": AT,
+        "id": delivery_id,
+        "campaign": campaign,
+        "occurrence": occurrence,
+        "customer_id": customer,
+        "channel": channel,
+        "purpose": "campaign",
+        "template": "nps",
+        "counts_for_cap": counts_for_cap,
+        "status": "queued",
+        "not_before": not_before,
+        "created_at": AT,
+        "updated_at": AT,
     }
     return tuple(values.get(c) for c in DELIVERY_COLUMNS)
 
 
 def plan(store: Store, customers: list[str], **kwargs: Any) -> list[str]:
-    ids = [f"d-{cid}-{kwargs.get('occurrence', AT)}-{kwargs.get('channel', 'sms')}"
-           for cid in customers]
+    ids = [
+        f"d-{cid}-{kwargs.get('occurrence', AT)}-{kwargs.get('channel', 'sms')}"
+        for cid in customers
+    ]
     with store.write():
         store.deliveries.insert_deliveries(
             [delivery(did, cid, **kwargs) for did, cid in zip(ids, customers, strict=True)]
@@ -178,7 +195,8 @@ def test_select_customers_streams_pages_and_honours_limit_and_columns(store: Sto
     assert len(ids) == 600 and ids == sorted(ids)
     assert len(list(store.customers.select_customers(None, limit=501))) == 501
     assert next(store.customers.select_customers("plan = 'pro'", columns=["plan"])) == {
-        "id": "c0001", "plan": "pro"
+        "id": "c0001",
+        "plan": "pro",
     }
 
 
@@ -206,23 +224,28 @@ def test_the_consent_ledger_only_grows_and_the_latest_row_is_current(
 ) -> None:
     add_customers(store, 2)
     with store.write():
-        store.consent.append_consent([
-            ("c00000", "sms", "opted_in", "import", None, AT),
-            ("c00000", "sms", "opted_out", "keyword", "STOP", LATER),
-            ("c00001", "email", "opted_in", "import", None, AT),
-        ])
+        store.consent.append_consent(
+            [
+                ("c00000", "sms", "opted_in", "import", None, AT),
+                ("c00000", "sms", "opted_out", "keyword", "STOP", LATER),
+                ("c00001", "email", "opted_in", "import", None, AT),
+            ]
+        )
     assert store.consent.current_consent_for("c00000", "sms") == "opted_out"
     assert store.consent.current_consent_for("c00000", "email") is None
     assert store.consent.current_consent_many(["c00000", "c00001"]) == {
-        "c00000": {"sms": "opted_out"}, "c00001": {"email": "opted_in"},
+        "c00000": {"sms": "opted_out"},
+        "c00001": {"email": "opted_in"},
     }
     assert store.consent.customers_with_history(["c00000", "c00001"], "sms") == {"c00000"}
     history = store.consent.consent_history("c00000")
     assert [(h["status"], h["evidence"]) for h in history] == [
-        ("opted_in", None), ("opted_out", "STOP"),
+        ("opted_in", None),
+        ("opted_out", "STOP"),
     ]
     assert store.consent.consent_summary() == {
-        "email": {"opted_in": 1}, "sms": {"opted_out": 1},
+        "email": {"opted_in": 1},
+        "sms": {"opted_out": 1},
     }
     for sql in ("UPDATE consent SET status = 'opted_in'", "DELETE FROM consent"):
         with pytest.raises(Exception, match="append-only"):
@@ -236,14 +259,20 @@ def test_the_consent_ledger_only_grows_and_the_latest_row_is_current(
 def test_planning_is_idempotent_by_campaign_occurrence_and_customer(store: Store) -> None:
     ids = add_customers(store, 3)
     with store.write():
-        assert store.deliveries.insert_deliveries(
-            [delivery(f"d{i}", cid) for i, cid in enumerate(ids)]
-        ) == 3
+        assert (
+            store.deliveries.insert_deliveries(
+                [delivery(f"d{i}", cid) for i, cid in enumerate(ids)]
+            )
+            == 3
+        )
     with store.write():
         # a re-plan after a crash: new delivery ids, the same keys, nothing inserted
-        assert store.deliveries.insert_deliveries(
-            [delivery(f"e{i}", cid) for i, cid in enumerate(ids)]
-        ) == 0
+        assert (
+            store.deliveries.insert_deliveries(
+                [delivery(f"e{i}", cid) for i, cid in enumerate(ids)]
+            )
+            == 0
+        )
         # another occurrence is another key
         assert store.deliveries.insert_deliveries([delivery("f0", ids[0], occurrence=LATER)]) == 1
     assert store.deliveries.count_due(LATER) == 4
@@ -321,18 +350,31 @@ def test_results_are_recorded_only_over_sending(store: Store) -> None:
     first, second = store.deliveries.claim_due(LATER, 10, from_states=DUE_STATES)
     store.deliveries.record_results(
         [Result(first["id"], "sent", LATER, provider_message_id="SM1", sent_at=LATER)],
-        [{"customer_id": first["customer_id"], "channel": "sms", "text": "hello", "at": LATER,
-          "delivery_id": first["id"], "campaign": "nps"}],
+        [
+            {
+                "customer_id": first["customer_id"],
+                "channel": "sms",
+                "text": "hello",
+                "at": LATER,
+                "delivery_id": first["id"],
+                "campaign": "nps",
+            }
+        ],
     )
     # a late second record of the same send changes nothing: it is no longer sending
-    store.deliveries.record_results(
-        [Result(first["id"], "failed", LATER, error="late")], []
-    )
+    store.deliveries.record_results([Result(first["id"], "failed", LATER, error="late")], [])
     assert store.deliveries.delivery_outcome(first["id"])["status"] == "sent"
     # deferred with attempts given back
     store.deliveries.record_results(
-        [Result(second["id"], "deferred", LATER, not_before="2026-12-01T12:00:00Z",
-                attempts_back=True)],
+        [
+            Result(
+                second["id"],
+                "deferred",
+                LATER,
+                not_before="2026-12-01T12:00:00Z",
+                attempts_back=True,
+            )
+        ],
         [],
     )
     assert store.deliveries.count_due(LATER) == 0
@@ -348,9 +390,8 @@ def test_status_events_move_forward_only(store: Store) -> None:
     ids = add_customers(store, 1)
     plan(store, ids)
     (d,) = store.deliveries.claim_due(LATER, 1, from_states=DUE_STATES)
-    store.deliveries.record_results(
-        [Result(d["id"], "sent", LATER, provider_message_id="SM9")], []
-    )
+    store.deliveries.record_results([Result(d["id"], "sent", LATER, provider_message_id="SM9")], [])
+
     def report(provider_id: str, status: str, error: str | None = None) -> int:
         return store.deliveries.apply_status(
             provider_id, status, LATER, error=error, from_states=reported_from(status)
@@ -373,8 +414,12 @@ def test_recovery_makes_in_flight_deliveries_unknown_or_requeues_idempotent_ones
     assert len(store.deliveries.claim_due(LATER, 10, from_states=DUE_STATES)) == 3
     assert store.deliveries.recover_in_flight(["outbox"], LATER) == {"requeued": 1, "unknown": 2}
     unknown = store.deliveries.delivery_outcome(f"d-{ids[0]}-{AT}-sms")
-    assert unknown == {"status": "unknown", "reason": "in_flight_at_crash", "error": None,
-                       "channel": "sms"}
+    assert unknown == {
+        "status": "unknown",
+        "reason": "in_flight_at_crash",
+        "error": None,
+        "channel": "sms",
+    }
     rows = list(store.deliveries.queue_rows(None))
     assert [r["status"] for r in rows][:2] == ["unknown", "unknown"]
     assert store.deliveries.retry_unknown(LATER) == 2
@@ -397,9 +442,16 @@ def test_replies_are_queued_and_summarised(store: Store) -> None:
     plan(store, ids)
     with store.write():
         reply = {
-            "id": "r1", "customer_id": ids[0], "channel": "sms", "purpose": "follow_up",
-            "template": "thanks", "counts_for_cap": 0, "status": "queued", "not_before": AT,
-            "created_at": AT, "updated_at": AT,
+            "id": "r1",
+            "customer_id": ids[0],
+            "channel": "sms",
+            "purpose": "follow_up",
+            "template": "thanks",
+            "counts_for_cap": 0,
+            "status": "queued",
+            "not_before": AT,
+            "created_at": AT,
+            "updated_at": AT,
         }
         store.deliveries.insert_reply(tuple(reply.get(c) for c in DELIVERY_COLUMNS))
     assert list(store.deliveries.summarize([("nps", AT)])) == [("nps", AT, {"queued": 1})]
@@ -421,7 +473,9 @@ def test_a_conversation_is_created_once_and_read_back(store: Store) -> None:
     conversation = store.conversations.get_conversation(ids[0])
     assert conversation is not None
     assert (conversation["id"], conversation["status"], conversation["created_at"]) == (
-        first, "open", AT,
+        first,
+        "open",
+        AT,
     )
     with store.write():
         store.conversations.update_conversation(
@@ -436,8 +490,15 @@ def test_an_inbound_message_is_stored_once_per_provider_id(store: Store) -> None
     ids = add_customers(store, 1)
     with store.write():
         conversation = store.conversations.ensure_conversation(ids[0], AT)
-        message = {"conversation_id": conversation, "customer_id": ids[0], "direction": "in",
-                   "channel": "sms", "text": "YES", "external_id": "SM-in-1", "at": AT}
+        message = {
+            "conversation_id": conversation,
+            "customer_id": ids[0],
+            "direction": "in",
+            "channel": "sms",
+            "text": "YES",
+            "external_id": "SM-in-1",
+            "at": AT,
+        }
         first = store.conversations.insert_message(**message)
         again = store.conversations.insert_message(**message)
         # the same id on another channel is another message
@@ -461,8 +522,13 @@ def test_exports_stream_rows_in_order(store: Store) -> None:
         for n, cid in enumerate(ids):
             conversation = store.conversations.ensure_conversation(cid, AT)
             store.conversations.insert_message(
-                conversation_id=conversation, customer_id=cid, direction="in", channel="sms",
-                text=f"reply {n}", external_id=f"in-{n}", at=f"2026-12-01T10:0{n}:00Z",
+                conversation_id=conversation,
+                customer_id=cid,
+                direction="in",
+                channel="sms",
+                text=f"reply {n}",
+                external_id=f"in-{n}",
+                at=f"2026-12-01T10:0{n}:00Z",
             )
     replies = store.reports.iter_replies(campaign=None, since=None, until=None)
     assert isinstance(replies, Iterator)
@@ -473,8 +539,7 @@ def test_exports_stream_rows_in_order(store: Store) -> None:
         campaign=None, since="2026-12-01T10:01:00Z", until="2026-12-01T10:02:00Z"
     )
     assert [r[1] for r in window] == [ids[1]]
-    messages = list(store.reports.iter_conversation_messages(campaign=None, since=None,
-                                                             until=None))
+    messages = list(store.reports.iter_conversation_messages(campaign=None, since=None, until=None))
     assert len(messages) == 3
 
 
@@ -525,8 +590,13 @@ def test_the_same_inbound_message_from_two_processes_is_stored_once(backend: Bac
 def _store_once(store: Store, conversation: int, customer: str) -> int | None:
     with store.write():
         return store.conversations.insert_message(
-            conversation_id=conversation, customer_id=customer, direction="in",
-            channel="sms", text="YES", external_id="SM-twice", at=AT,
+            conversation_id=conversation,
+            customer_id=customer,
+            direction="in",
+            channel="sms",
+            text="YES",
+            external_id="SM-twice",
+            at=AT,
         )
 
 
@@ -536,17 +606,31 @@ def test_an_email_thread_is_the_latest_message_each_way(store: Store) -> None:
     (sent,) = store.deliveries.claim_due(LATER, 1, from_states=DUE_STATES)
     store.deliveries.record_results(
         [Result(sent["id"], "sent", LATER)],
-        [{"customer_id": ids[0], "channel": "email", "text": "How likely…", "at": LATER,
-          "subject": "Your opinion", "delivery_id": sent["id"]}],
+        [
+            {
+                "customer_id": ids[0],
+                "channel": "email",
+                "text": "How likely…",
+                "at": LATER,
+                "subject": "Your opinion",
+                "delivery_id": sent["id"],
+            }
+        ],
     )
     assert store.conversations.email_thread(ids[0], "email") == {
-        "out_subject": "Your opinion", "out_delivery": sent["id"],
+        "out_subject": "Your opinion",
+        "out_delivery": sent["id"],
     }
     with store.write():
         conversation = store.conversations.ensure_conversation(ids[0], LATER)
         store.conversations.insert_message(
-            conversation_id=conversation, customer_id=ids[0], direction="in", channel="email",
-            text="9", subject="Re: Your opinion", external_id="<m1@example.com>",
+            conversation_id=conversation,
+            customer_id=ids[0],
+            direction="in",
+            channel="email",
+            text="9",
+            subject="Re: Your opinion",
+            external_id="<m1@example.com>",
             at="2026-12-01T12:00:00Z",
         )
     thread = store.conversations.email_thread(ids[0], "email")
@@ -559,10 +643,19 @@ def test_replies_find_their_customer_by_reply_token_and_quoted_message_id(store:
     plan(store, ids, channel="email")
     first, second = store.deliveries.claim_due(LATER, 2, from_states=DUE_STATES)
     store.deliveries.record_results(
-        [Result(first["id"], "sent", LATER, provider_message_id=f"<{first['id']}@acme.example>"),
-         Result(second["id"], "sent", LATER)],
-        [{"customer_id": first["customer_id"], "channel": "email", "text": "Hi", "at": LATER,
-          "reply_token": "tok123"}],
+        [
+            Result(first["id"], "sent", LATER, provider_message_id=f"<{first['id']}@acme.example>"),
+            Result(second["id"], "sent", LATER),
+        ],
+        [
+            {
+                "customer_id": first["customer_id"],
+                "channel": "email",
+                "text": "Hi",
+                "at": LATER,
+                "reply_token": "tok123",
+            }
+        ],
     )
     assert store.mail.customers_by_reply_token(["tok123", "nope"]) == {
         "tok123": first["customer_id"]

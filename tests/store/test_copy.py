@@ -54,8 +54,17 @@ def test_everything_is_copied_and_counted_and_the_copy_works(
     assert report.exit_code == 0, report.stderr
     assert '"replied": 1' in report.stdout
     # new rows get new ids after the copied ones
-    assert cli("--now", LATER, "replies", "ingest", "-", input=REPLY.replace("in-1", "in-2")
-               .replace('"9"', '"10"')).exit_code == 0
+    assert (
+        cli(
+            "--now",
+            LATER,
+            "replies",
+            "ingest",
+            "-",
+            input=REPLY.replace("in-1", "in-2").replace('"9"', '"10"'),
+        ).exit_code
+        == 0
+    )
     workspace = Workspace.load(busy_workspace)
     try:
         transcript = workspace.store.conversations.transcript("nl1")
@@ -65,9 +74,7 @@ def test_everything_is_copied_and_counted_and_the_copy_works(
         workspace.close()
 
 
-def test_a_target_that_is_not_empty_is_refused(
-    busy_workspace: Path, cli: Cli, target: str
-) -> None:
+def test_a_target_that_is_not_empty_is_refused(busy_workspace: Path, cli: Cli, target: str) -> None:
     assert cli("store", "copy", "--to", target).exit_code == 0
     again = cli("store", "copy", "--to", target)
     assert again.exit_code == 2
@@ -82,8 +89,7 @@ def test_a_copy_stopped_half_way_is_named_incomplete(
 
     assert cli("store", "copy", "--to", target).exit_code == 0
     with psycopg.connect(target, autocommit=True) as conn:  # as a copy killed before the end
-        conn.execute("INSERT INTO meta (key, value) VALUES (%s, 'outreach.db')",
-                     (INCOMPLETE_COPY,))
+        conn.execute("INSERT INTO meta (key, value) VALUES (%s, 'outreach.db')", (INCOMPLETE_COPY,))
     with pytest.raises(StoreError, match=r"holds an incomplete copy of outreach\.db"):
         open_store(target)
     again = cli("store", "copy", "--to", target)

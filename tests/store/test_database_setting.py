@@ -84,8 +84,7 @@ def test_a_database_of_another_application_is_refused_and_left_alone(
             open_store(postgresql_database)
         with psycopg.connect(postgresql_database, autocommit=True) as conn:
             tables = conn.execute(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = 'public'"
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
             ).fetchall()
         assert tables == [("invoices",)]
     finally:

@@ -22,54 +22,125 @@ from tests.conftest import Cli
 # migration, then update this pin on purpose (as llm's tests/test_migrate.py does).
 SCHEMA = {
     "customers": {
-        "id": "TEXT", "name": "TEXT", "email": "TEXT", "phone": "TEXT",
-        "preferred_channel": "TEXT", "locale": "TEXT", "timezone": "TEXT",
-        "verified": "INTEGER", "created_at": "TEXT", "updated_at": "TEXT",
+        "id": "TEXT",
+        "name": "TEXT",
+        "email": "TEXT",
+        "phone": "TEXT",
+        "preferred_channel": "TEXT",
+        "locale": "TEXT",
+        "timezone": "TEXT",
+        "verified": "INTEGER",
+        "created_at": "TEXT",
+        "updated_at": "TEXT",
     },
     "addresses": {"channel": "TEXT", "address": "TEXT", "customer_id": "TEXT"},
     "consent": {
-        "id": "INTEGER", "customer_id": "TEXT", "channel": "TEXT", "status": "TEXT",
-        "source": "TEXT", "evidence": "TEXT", "recorded_at": "TEXT",
+        "id": "INTEGER",
+        "customer_id": "TEXT",
+        "channel": "TEXT",
+        "status": "TEXT",
+        "source": "TEXT",
+        "evidence": "TEXT",
+        "recorded_at": "TEXT",
     },
     "occurrences": {
-        "id": "INTEGER", "campaign": "TEXT", "occurrence": "TEXT", "kind": "TEXT",
-        "status": "TEXT", "audience": "INTEGER", "planned_at": "TEXT", "survey": "TEXT",
+        "id": "INTEGER",
+        "campaign": "TEXT",
+        "occurrence": "TEXT",
+        "kind": "TEXT",
+        "status": "TEXT",
+        "audience": "INTEGER",
+        "planned_at": "TEXT",
+        "survey": "TEXT",
     },
     "deliveries": {
-        "id": "TEXT", "campaign": "TEXT", "occurrence": "TEXT", "customer_id": "TEXT",
-        "channel": "TEXT", "purpose": "TEXT", "template": "TEXT", "counts_for_cap": "INTEGER",
-        "window": "TEXT", "status": "TEXT", "reason": "TEXT", "error": "TEXT",
-        "not_before": "TEXT", "attempts": "INTEGER", "provider_message_id": "TEXT",
-        "context": "TEXT", "created_at": "TEXT", "updated_at": "TEXT", "sent_at": "TEXT",
+        "id": "TEXT",
+        "campaign": "TEXT",
+        "occurrence": "TEXT",
+        "customer_id": "TEXT",
+        "channel": "TEXT",
+        "purpose": "TEXT",
+        "template": "TEXT",
+        "counts_for_cap": "INTEGER",
+        "window": "TEXT",
+        "status": "TEXT",
+        "reason": "TEXT",
+        "error": "TEXT",
+        "not_before": "TEXT",
+        "attempts": "INTEGER",
+        "provider_message_id": "TEXT",
+        "context": "TEXT",
+        "created_at": "TEXT",
+        "updated_at": "TEXT",
+        "sent_at": "TEXT",
     },
     "conversations": {
-        "id": "INTEGER", "customer_id": "TEXT", "status": "TEXT", "needs_attention": "INTEGER",
-        "attention_reason": "TEXT", "last_inbound_at": "TEXT", "last_inbound_channel": "TEXT",
-        "auto_reply_until": "TEXT", "created_at": "TEXT", "updated_at": "TEXT",
+        "id": "INTEGER",
+        "customer_id": "TEXT",
+        "status": "TEXT",
+        "needs_attention": "INTEGER",
+        "attention_reason": "TEXT",
+        "last_inbound_at": "TEXT",
+        "last_inbound_channel": "TEXT",
+        "auto_reply_until": "TEXT",
+        "created_at": "TEXT",
+        "updated_at": "TEXT",
     },
     "messages": {
-        "id": "INTEGER", "conversation_id": "INTEGER", "customer_id": "TEXT",
-        "direction": "TEXT", "channel": "TEXT", "address": "TEXT", "subject": "TEXT",
-        "text": "TEXT", "external_id": "TEXT", "delivery_id": "TEXT", "campaign": "TEXT",
-        "author": "TEXT", "at": "TEXT", "kind": "TEXT", "details": "TEXT",
+        "id": "INTEGER",
+        "conversation_id": "INTEGER",
+        "customer_id": "TEXT",
+        "direction": "TEXT",
+        "channel": "TEXT",
+        "address": "TEXT",
+        "subject": "TEXT",
+        "text": "TEXT",
+        "external_id": "TEXT",
+        "delivery_id": "TEXT",
+        "campaign": "TEXT",
+        "author": "TEXT",
+        "at": "TEXT",
+        "kind": "TEXT",
+        "details": "TEXT",
     },
     "survey_responses": {
-        "id": "INTEGER", "message_id": "INTEGER", "delivery_id": "TEXT", "customer_id": "TEXT",
-        "campaign": "TEXT", "occurrence": "TEXT", "question": "TEXT", "type": "TEXT",
-        "answer": "TEXT", "score": "INTEGER", "valid": "INTEGER", "recorded_at": "TEXT",
+        "id": "INTEGER",
+        "message_id": "INTEGER",
+        "delivery_id": "TEXT",
+        "customer_id": "TEXT",
+        "campaign": "TEXT",
+        "occurrence": "TEXT",
+        "question": "TEXT",
+        "type": "TEXT",
+        "answer": "TEXT",
+        "score": "INTEGER",
+        "valid": "INTEGER",
+        "recorded_at": "TEXT",
     },
     "meta": {"key": "TEXT", "value": "TEXT"},
     "email_messages": {
-        "message_id": "INTEGER", "kind": "TEXT", "full_text": "TEXT", "raw": "BLOB",
-        "size": "INTEGER", "attachments": "TEXT", "problem": "TEXT",
+        "message_id": "INTEGER",
+        "kind": "TEXT",
+        "full_text": "TEXT",
+        "raw": "BLOB",
+        "size": "INTEGER",
+        "attachments": "TEXT",
+        "problem": "TEXT",
     },
     "mailbox_sync": {
-        "channel": "TEXT", "mailbox": "TEXT", "uidvalidity": "INTEGER", "last_uid": "INTEGER",
+        "channel": "TEXT",
+        "mailbox": "TEXT",
+        "uidvalidity": "INTEGER",
+        "last_uid": "INTEGER",
         "updated_at": "TEXT",
     },
 }
 FIRST_MIGRATIONS = [
-    "m001_customers", "m002_consent", "m003_campaigns", "m004_conversations", "m005_meta",
+    "m001_customers",
+    "m002_consent",
+    "m003_campaigns",
+    "m004_conversations",
+    "m005_meta",
     "m006_occurrence_survey",
 ]
 
@@ -126,8 +197,10 @@ def test_deliveries_of_an_older_database_may_become_bounced(tmp_path: Path) -> N
     migrations.apply(db, stop_before="m190_email_replies")
     db.execute("INSERT INTO customers (id, created_at, updated_at) VALUES ('c', 'x', 'x')")
     row = ("d1", "c", "t", "sent", "x", "x", "x")
-    sql = ("INSERT INTO deliveries (id, customer_id, template, status, not_before, created_at, "
-           "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+    sql = (
+        "INSERT INTO deliveries (id, customer_id, template, status, not_before, created_at, "
+        "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    )
     db.execute(sql, row)
     with pytest.raises(sqlite3.IntegrityError):
         db.execute(sql, ("d2", *row[1:3], "bounced", *row[4:]))
@@ -230,18 +303,28 @@ def test_authorizer_is_gone_even_when_the_iterator_is_abandoned(people: Store) -
 
 def test_safe_functions_are_all_allowed(people: Store) -> None:
     calls = {
-        "lower": "lower(plan) = 'pro'", "upper": "upper(plan) = 'PRO'",
-        "length": "length(plan) = 3", "substr": "substr(plan, 1, 1) = 'p'",
-        "trim": "trim(plan) = 'pro'", "coalesce": "coalesce(plan, '') = 'pro'",
-        "ifnull": "ifnull(plan, '') = 'pro'", "abs": "abs(age) > 0",
-        "round": "round(age) > 0", "date": "date('2026-01-01') IS NOT NULL",
+        "lower": "lower(plan) = 'pro'",
+        "upper": "upper(plan) = 'PRO'",
+        "length": "length(plan) = 3",
+        "substr": "substr(plan, 1, 1) = 'p'",
+        "trim": "trim(plan) = 'pro'",
+        "coalesce": "coalesce(plan, '') = 'pro'",
+        "ifnull": "ifnull(plan, '') = 'pro'",
+        "abs": "abs(age) > 0",
+        "round": "round(age) > 0",
+        "date": "date('2026-01-01') IS NOT NULL",
         "datetime": "datetime(created_at) IS NOT NULL",
         "strftime": "strftime('%Y', created_at) = '2026'",
-        "julianday": "julianday(created_at) > 0", "like": "plan LIKE 'p%'",
-        "glob": "plan GLOB 'p*'", "instr": "instr(plan, 'r') = 2",
-        "replace": "replace(plan, 'p', 'q') = 'qro'", "min": "min(age, 5) = 5",
-        "max": "max(age, 5) = age", "typeof": "typeof(age) = 'integer'",
-        "nullif": "nullif(plan, 'free') IS NOT NULL", "iif": "iif(age > 5, 1, 0) = 1",
+        "julianday": "julianday(created_at) > 0",
+        "like": "plan LIKE 'p%'",
+        "glob": "plan GLOB 'p*'",
+        "instr": "instr(plan, 'r') = 2",
+        "replace": "replace(plan, 'p', 'q') = 'qro'",
+        "min": "min(age, 5) = 5",
+        "max": "max(age, 5) = age",
+        "typeof": "typeof(age) = 'integer'",
+        "nullif": "nullif(plan, 'free') IS NOT NULL",
+        "iif": "iif(age > 5, 1, 0) = 1",
     }
     for name, where in calls.items():
         assert name in SAFE_FUNCTIONS
@@ -289,15 +372,27 @@ def test_a_claim_reads_what_it_claims_not_the_backlog(store: Store) -> None:
                 "INSERT INTO customers (id, created_at, updated_at) VALUES (?, ?, ?)",
                 [(cid, at, at) for cid in ids],
             )
-            values = {"campaign": "nps", "occurrence": at, "channel": "email",
-                      "purpose": "campaign", "template": "nps", "counts_for_cap": 1,
-                      "status": "queued",
-                      "not_before": at, "created_at": at, "updated_at": at}
-            store.deliveries.insert_deliveries([
-                tuple(cid if c == "customer_id" else f"d{cid}" if c == "id"
-                      else values.get(c) for c in DELIVERY_COLUMNS)
-                for cid in ids
-            ])
+            values = {
+                "campaign": "nps",
+                "occurrence": at,
+                "channel": "email",
+                "purpose": "campaign",
+                "template": "nps",
+                "counts_for_cap": 1,
+                "status": "queued",
+                "not_before": at,
+                "created_at": at,
+                "updated_at": at,
+            }
+            store.deliveries.insert_deliveries(
+                [
+                    tuple(
+                        cid if c == "customer_id" else f"d{cid}" if c == "id" else values.get(c)
+                        for c in DELIVERY_COLUMNS
+                    )
+                    for cid in ids
+                ]
+            )
         steps = 0
 
         def count() -> int:
@@ -341,10 +436,20 @@ def test_a_delivery_id_taken_twice_is_an_error_not_a_skipped_customer(store: Sto
         )
 
     def row(delivery: str, customer: str) -> tuple[object, ...]:
-        values = {"id": delivery, "campaign": "nps", "occurrence": at, "customer_id": customer,
-                  "channel": "email", "purpose": "campaign", "template": "nps",
-                  "counts_for_cap": 1, "status": "queued", "not_before": at, "created_at": at,
-                  "updated_at": at}
+        values = {
+            "id": delivery,
+            "campaign": "nps",
+            "occurrence": at,
+            "customer_id": customer,
+            "channel": "email",
+            "purpose": "campaign",
+            "template": "nps",
+            "counts_for_cap": 1,
+            "status": "queued",
+            "not_before": at,
+            "created_at": at,
+            "updated_at": at,
+        }
         return tuple(values.get(c) for c in DELIVERY_COLUMNS)
 
     with store.write():

@@ -284,8 +284,10 @@ def database_error(exc: sqlite3.Error, file: Path | None) -> OutreachError | Non
             return DiskFullError(where)
         return StoreError(f"{where}: input/output error ({exc}); check the disk (dmesg)")
     if code == sqlite3.SQLITE_READONLY:
-        return StoreError(f"{where}: the database is read-only ({exc}); check the file's "
-                          "permissions and that its file system is mounted read-write")
+        return StoreError(
+            f"{where}: the database is read-only ({exc}); check the file's "
+            "permissions and that its file system is mounted read-write"
+        )
     return None
 
 
