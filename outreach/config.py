@@ -287,6 +287,7 @@ class Config:
     sender_name: str
     channels: dict[str, ChannelConfig]
     processes: int = 1  # send processes for local channels (the outbox); see _processes
+    lease: float = 30.0  # seconds without a heartbeat after which a sender counts as dead
     server: ServerConfig = field(default_factory=ServerConfig)
     keywords: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_KEYWORDS))
     help_text: str = ""
@@ -357,6 +358,15 @@ def _processes(sending: dict[str, Any], where: str) -> int:
     return value
 
 
+def _lease(sending: dict[str, Any], where: str) -> float:
+    """``lease``: seconds a sending process may go without a heartbeat before another
+    process counts it as dead and turns its in-flight deliveries ``unknown``."""
+    value = sending.get("lease", 30)
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 1 <= value <= 3600:
+        raise ConfigError(f"{where} lease: expected seconds from 1 to 3600, got {value!r}")
+    return float(value)
+
+
 DATABASE_URL_ENV = "OUTREACH_DATABASE_URL"
 
 
@@ -400,7 +410,9 @@ def load_config(root: Path) -> Config:
     )
     sending = data.get("sending", {})
     _check_keys(
-        sending, {"window", "frequency_cap", "sender_name", "processes"}, f"{name} [sending]"
+        sending,
+        {"window", "frequency_cap", "sender_name", "processes", "lease"},
+        f"{name} [sending]",
     )
     where = f"{name} [workspace]"
     timezone = parse_timezone(_str(ws, "timezone", "UTC", where), where=f"{where} timezone")
@@ -446,6 +458,7 @@ def load_config(root: Path) -> Config:
         sender_name=sender,
         channels=channels,
         processes=_processes(sending, f"{name} [sending]"),
+        lease=_lease(sending, f"{name} [sending]"),
         server=ServerConfig(
             public_url=(srv.get("public_url") or "").rstrip("/") or None,
             host=str(srv.get("host", "127.0.0.1")),

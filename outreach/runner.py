@@ -1,9 +1,10 @@
 """``outreach run``: lock, recover, plan the occurrences asked for, send what is due.
 
-The order matters for exactly-once: the lock first (one run at a time), then recovery of
-deliveries a dead run left ``sending``, then planning (idempotent by unique key), then
-sending (guarded state changes). SIGINT and SIGTERM stop claiming new deliveries, let the
-ones in flight finish and be recorded, and leave everything else queued: no ``unknown``.
+The order matters for exactly-once: the lock first (one run at a time), then this
+process's lease, then recovery of deliveries that dead senders left ``sending``, then
+planning (idempotent by unique key), then sending (guarded state changes). SIGINT and
+SIGTERM stop claiming new deliveries, let the ones in flight finish and be recorded, and
+leave everything else queued: no ``unknown``.
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ from .campaigns.schedule import (
     next_occurrence,
     trigger_occurrence,
 )
-from .channels import provider_class
 from .deliveries import Status
 from .errors import UsageError
 from .lock import workspace_lock
 from .sending.engine import send_due_async
 from .sending.helpers import Helpers
+from .sending.lease import hold, recover
 from .sending.results import SendSummary
 from .workspace import Workspace
 
@@ -182,10 +183,27 @@ def _run_locked(
             report.campaigns.append(_line(campaign.name, occurrence, result))
         return report
 
-    idempotent = [
-        name for name, ch in config.channels.items() if provider_class(ch.provider).idempotent
-    ]
-    recovered = store.deliveries.recover_in_flight(idempotent, at)
+    with hold(ws, "run"):
+        return _run_leased(
+            ws, options, lock_fd, work, report, now, on_plan, on_progress, on_send_start, on_stop
+        )
+
+
+def _run_leased(
+    ws: Workspace,
+    options: RunOptions,
+    lock_fd: int,
+    work: list[tuple[Campaign, str, list[tuple[str, dict[str, Any]]] | None]],
+    report: RunReport,
+    now: datetime,
+    on_plan: Callable[[str], None] | None,
+    on_progress: Callable[[int], None] | None,
+    on_send_start: Callable[[int], None] | None,
+    on_stop: Callable[[], None] | None,
+) -> RunReport:
+    store = ws.store
+    at = clock.iso(now)
+    recovered = recover(ws, at)
     report.recovered_unknown = recovered["unknown"]
     if recovered["unknown"]:
         report.problems.append(
@@ -278,7 +296,7 @@ def _send_all(
     if problems:
         own.problems.extend(problems)
         # a helper died with deliveries claimed: back to the queue, sent by this process
-        ws.store.deliveries.recover_in_flight(helpers.channels, clock.iso(clock.now()))
+        recover(ws, clock.iso(clock.now()))
         if not own.interrupted:
             summaries.append(asyncio.run(_send(ws, options, started, on_progress, None, None)))
     return summaries

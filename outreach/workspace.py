@@ -46,6 +46,8 @@ class Workspace:
 
     config: Config
     _store: Store | None = field(default=None, repr=False)
+    # this process's row in the workers table while it holds a lease (sending/lease.py)
+    worker_id: int | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, explicit: Path | None = None) -> Workspace:

@@ -7,7 +7,8 @@ STOP recorded a moment ago stops the send. It is recorded (``sending`` → ``sen
 answered. A process that dies in between leaves ``sending`` rows that the next run turns
 into ``unknown`` (or back into ``queued`` where a resend cannot duplicate). Per channel,
 at most a budget of deliveries are ``sending`` at once, which bounds how many can end up
-``unknown``.
+``unknown``. Each claim names the claiming process's lease (``lease.py``), so recovery
+leaves a live process's ``sending`` rows alone.
 
 Each claimed batch is read once (customers, recent contact, staleness), then every
 delivery goes through ``decide`` (the pure decision), ``Composer.message`` and
@@ -35,6 +36,7 @@ from ..workspace import Workspace
 from .channel import Channel, RateLimiter, send_one
 from .compose import Composer
 from .decide import decide
+from .lease import hold
 from .results import Result, SendSummary
 
 SENT_STATES = (Status.SENT, Status.DELIVERED, Status.READ)
@@ -63,8 +65,10 @@ class _Engine:
         summary: SendSummary | None = None,
         run_started: str | None = None,
     ) -> None:
+        self.ws = ws
         self.config = ws.config
         self.store = ws.store
+        self.worker: int | None = None  # this process's lease, named by each claim
         self.campaign_filter = campaigns
         self.ids = ids
         self.left = limit
@@ -88,6 +92,12 @@ class _Engine:
     # -- the pass -------------------------------------------------------------------------
 
     async def run(self) -> SendSummary:
+        # a caller that sends for long holds its lease already (run, worker, serve);
+        # anything else (a reply sent by a command) holds one for this pass
+        with hold(self.ws, "run") as self.worker:
+            return await self._run()
+
+    async def _run(self) -> SendSummary:
         flusher = asyncio.create_task(self._flush_periodically())
         try:
             workers = []
@@ -166,6 +176,7 @@ class _Engine:
                 channels=[ch.name],
                 ids=self.ids,
                 from_states=DUE_STATES,
+                worker=self.worker,
             )
         if recorded and self.on_progress:
             self.on_progress(recorded)

@@ -12,8 +12,9 @@ guarded by the old state, in a write transaction, so no delivery is claimed twic
 A helper inherits the workspace lock, so no new run starts before it has ended. It stops
 claiming when the run tells it to (the run got SIGINT or SIGTERM), when its standard input
 closes (the run died), or on a signal of its own. A helper that dies leaves its claimed
-deliveries ``sending``; the run puts them back in the queue (local channels are
-idempotent: a file named by its delivery id) and sends them itself.
+deliveries ``sending`` under its lease; the run finds its pid gone, puts them back in the
+queue (local channels are idempotent: a file named by its delivery id) and sends them
+itself.
 
 Only channels without a rate limit are shared, and only in runs whose campaigns have none
 and no ``--limit``: each process would allow the whole rate, or the whole limit.
@@ -41,6 +42,7 @@ from ..deliveries import Delivery, Status
 from ..errors import OutreachError
 from ..workspace import Workspace
 from .engine import send_due_async
+from .lease import hold
 from .results import SendSummary, Tally
 
 HELPER_MIN = 5000  # planned local deliveries that make helpers worth starting
@@ -326,7 +328,8 @@ def main() -> int:
         clock.set_now(job["now"])
     ws = Workspace.load(Path(job["root"]))
     try:
-        summary = asyncio.run(_help(ws, job))
+        with hold(ws, "helper"):
+            summary = asyncio.run(_help(ws, job))
     finally:
         ws.close()
     _emit({"summary": _summary_to_json(summary), "final": True})

@@ -20,6 +20,7 @@ back in the queue for later).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -36,6 +37,7 @@ from ..config import Config
 from ..conversations.inbox import InboundSummary, Inbox, receive
 from ..errors import DamagedStoreError, DiskFullError, OutreachError
 from ..sending.engine import send_deliveries
+from ..sending.lease import hold, recover
 from ..store import Store, open_store
 from ..store.sqlite import (
     QUICK_CHECK_MAX_BYTES,
@@ -206,39 +208,52 @@ class ReplySender:
         (database connection) and event loop of its own, so that neither its database
         waits nor its provider set-up ever hold up the webhook event loop."""
         sender = Workspace(self.config)
-        stopping = False
-        next_sweep = time.monotonic()  # at once: what a killed serve left queued
         try:
-            while not stopping:
+            with contextlib.ExitStack() as lease:
                 try:
-                    first = self.outbox.get(timeout=max(0.0, next_sweep - time.monotonic()))
-                except queue.Empty:
-                    self._sweep(sender)
-                    next_sweep = time.monotonic() + SWEEP_SECONDS
-                    continue
-                if first is None:
-                    break
-                # A send pass has a fixed cost (providers, HTTP clients, templates): let the
-                # replies of a burst of webhooks gather and go out in one pass.
-                time.sleep(REPLY_GATHER_SECONDS)
-                batch = [first]
-                while len(batch) < SEND_BATCH and not self.outbox.empty():
-                    item = self.outbox.get_nowait()
-                    if item is None:
-                        stopping = True
-                        break
-                    batch.append(item)
-                try:
-                    send_deliveries(sender, batch)
-                except Exception:  # a failed pass must not stop later replies
-                    log.exception("sending %d replies failed", len(batch))
+                    # one lease for the server's life, so its replies in flight are never
+                    # taken for a dead sender's
+                    lease.enter_context(hold(sender, "serve"))
+                except Exception as exc:  # each send pass holds one of its own instead
+                    log.error("reply sender lease: %s", " ".join(str(exc).split()))
+                    sender.close()
+                self._send_until_stopped(sender)
         finally:
             sender.close()
+
+    def _send_until_stopped(self, sender: Workspace) -> None:
+        stopping = False
+        next_sweep = time.monotonic()  # at once: what a killed serve left queued
+        while not stopping:
+            try:
+                first = self.outbox.get(timeout=max(0.0, next_sweep - time.monotonic()))
+            except queue.Empty:
+                self._sweep(sender)
+                next_sweep = time.monotonic() + SWEEP_SECONDS
+                continue
+            if first is None:
+                break
+            # A send pass has a fixed cost (providers, HTTP clients, templates): let the
+            # replies of a burst of webhooks gather and go out in one pass.
+            time.sleep(REPLY_GATHER_SECONDS)
+            batch = [first]
+            while len(batch) < SEND_BATCH and not self.outbox.empty():
+                item = self.outbox.get_nowait()
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            try:
+                send_deliveries(sender, batch)
+            except Exception:  # a failed pass must not stop later replies
+                log.exception("sending %d replies failed", len(batch))
 
     def _sweep(self, sender: Workspace) -> None:
         """Send the replies waiting in the database (claims are guarded, so a reply that a
         ``run`` or this sender is sending already is not sent twice)."""
         try:
+            # what dead senders (a killed serve or run) left in flight; a live one's stays
+            recover(sender, clock.iso(clock.now()))
             while True:
                 due = sender.store.deliveries.due_reply_ids(clock.iso(clock.now()), SEND_BATCH)
                 if not due:

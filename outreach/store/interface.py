@@ -288,11 +288,13 @@ class Deliveries(Protocol):
         channels: Sequence[str] | None = None,
         ids: Sequence[str] | None = None,
         from_states: Sequence[str],
+        worker: int | None = None,
     ) -> list[dict[str, Any]]:
         """Move up to ``limit`` due deliveries in ``from_states`` to ``sending`` (the domain's
         table of moves says which) and return them, each with the
         customer's current ``consent`` on its channel and ``attempts`` as before this claim.
-        No two claimers ever get the same delivery."""
+        No two claimers ever get the same delivery. ``worker``: the claimer's row in
+        ``workers``, kept as ``claimed_by`` (None: no claimer, recovered by anyone)."""
         ...
 
     def record_results(
@@ -302,9 +304,35 @@ class Deliveries(Protocol):
         messages to their conversations, in one transaction."""
         ...
 
-    def recover_in_flight(self, idempotent_channels: Iterable[str], at: str) -> dict[str, int]:
+    def recover_in_flight(
+        self,
+        idempotent_channels: Iterable[str],
+        at: str,
+        *,
+        lease: float,
+        dead: Sequence[int] = (),
+    ) -> dict[str, int]:
         """``sending`` rows left by a dead process become ``unknown`` (``queued`` on
-        idempotent channels); {"requeued": n, "unknown": n}."""
+        idempotent channels); {"requeued": n, "unknown": n}.
+
+        A claimer is dead when its heartbeat is older than ``lease`` seconds (real time:
+        the database server's clock where there is one), when its id is in ``dead`` (the
+        caller found its pid gone on this host), or when it has no row in ``workers``; a
+        row without a claimer is recovered too. The dead claimers' rows are deleted once
+        they hold nothing."""
+        ...
+
+    def planning_lock(
+        self, campaign: str, occurrence: str, *, caps: bool
+    ) -> AbstractContextManager[bool]:
+        """Hold the right to plan this occurrence: yields False at once when another
+        process holds it (it plans; this one only sends). ``caps``: the occurrence counts
+        for frequency caps, so its planning also waits for every other cap-counting plan.
+        Released when the block ends, or when the process dies."""
+        ...
+
+    def planning_elsewhere(self, campaign: str, occurrence: str) -> bool:
+        """Whether another process holds this occurrence's planning lock now."""
         ...
 
     def retry_unknown(self, at: str) -> int: ...
@@ -483,6 +511,30 @@ class Mail(Protocol):
         ...
 
 
+class Workers(Protocol):
+    """The processes that send (``run``, ``worker``, a run's helpers, ``serve``), each with
+    a lease kept by heartbeats. Times are real time, never the clock a run may be given:
+    on a server, the server's own clock, so hosts whose clocks differ agree."""
+
+    def register(self, host: str, pid: int, kind: str) -> int:
+        """Add this process; its worker id."""
+        ...
+
+    def heartbeat(self, worker_id: int, host: str, pid: int, kind: str) -> None:
+        """Renew the lease (the row is made again if recovery removed it meanwhile)."""
+        ...
+
+    def unregister(self, worker_id: int) -> None: ...
+
+    def on_host(self, host: str) -> list[tuple[int, int]]:
+        """(worker id, pid) of every worker registered from ``host``."""
+        ...
+
+    def list_workers(self) -> list[dict[str, Any]]:
+        """Every worker: id, host, pid, kind, and the age of its heartbeat in seconds."""
+        ...
+
+
 class Meta(Protocol):
     """Workspace-wide facts."""
 
@@ -501,6 +553,7 @@ class Store(Protocol):
     reports: Reports
     mail: Mail
     meta: Meta
+    workers: Workers
 
     @property
     def name(self) -> str:

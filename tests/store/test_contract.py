@@ -8,6 +8,7 @@ a rewrite of the consent ledger); those go through the backend's raw connection.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -412,7 +413,8 @@ def test_recovery_makes_in_flight_deliveries_unknown_or_requeues_idempotent_ones
     plan(store, ids[:2], channel="sms")
     plan(store, ids[2:], channel="outbox")
     assert len(store.deliveries.claim_due(LATER, 10, from_states=DUE_STATES)) == 3
-    assert store.deliveries.recover_in_flight(["outbox"], LATER) == {"requeued": 1, "unknown": 2}
+    recovered = store.deliveries.recover_in_flight(["outbox"], LATER, lease=30)
+    assert recovered == {"requeued": 1, "unknown": 2}  # no claimer: nobody is sending them
     unknown = store.deliveries.delivery_outcome(f"d-{ids[0]}-{AT}-sms")
     assert unknown == {
         "status": "unknown",
@@ -424,6 +426,126 @@ def test_recovery_makes_in_flight_deliveries_unknown_or_requeues_idempotent_ones
     assert [r["status"] for r in rows][:2] == ["unknown", "unknown"]
     assert store.deliveries.retry_unknown(LATER) == 2
     assert store.deliveries.count_due(LATER) == 3
+
+
+def _statuses(store: Store, ids: list[str]) -> list[str]:
+    outcomes = {r["id"]: r["status"] for r in store.deliveries.delivery_outcomes(ids)}
+    return [outcomes[i] for i in ids]
+
+
+def test_recovery_leaves_a_live_claimers_deliveries_alone(store: Store) -> None:
+    ids = add_customers(store, 3)
+    live = store.workers.register("here", 101, "serve")
+    gone = store.workers.register("here", 102, "run")
+    first, second, third = plan(store, ids[:1]), plan(store, ids[1:2]), plan(store, ids[2:])
+    claim = store.deliveries.claim_due
+    assert len(claim(LATER, 1, ids=first, from_states=DUE_STATES, worker=live)) == 1
+    assert len(claim(LATER, 1, ids=second, from_states=DUE_STATES, worker=gone)) == 1
+    store.workers.unregister(gone)  # a claimer without a row has ended
+    assert len(claim(LATER, 1, ids=third, from_states=DUE_STATES)) == 1  # no claimer
+    assert store.deliveries.recover_in_flight([], LATER, lease=30) == {
+        "requeued": 0,
+        "unknown": 2,
+    }
+    assert _statuses(store, [*first, *second, *third]) == ["sending", "unknown", "unknown"]
+    # its pid found gone on its host (the caller's finding): dead at once, row removed
+    assert store.deliveries.recover_in_flight([], LATER, lease=30, dead=[live]) == {
+        "requeued": 0,
+        "unknown": 1,
+    }
+    assert _statuses(store, first) == ["unknown"]
+    assert store.workers.list_workers() == []
+
+
+def test_a_claimer_whose_heartbeat_is_older_than_the_lease_is_dead(store: Store) -> None:
+    ids = add_customers(store, 2)
+    stale = store.workers.register("other-host", 7, "worker")
+    fresh = store.workers.register("other-host", 8, "worker")
+    old, new = plan(store, ids[:1], channel="outbox"), plan(store, ids[1:])
+    claim = store.deliveries.claim_due
+    assert len(claim(LATER, 1, ids=old, from_states=DUE_STATES, worker=stale)) == 1
+    assert len(claim(LATER, 1, ids=new, from_states=DUE_STATES, worker=fresh)) == 1
+    time.sleep(0.6)  # real time: the clock a run is given (--now) plays no part
+    store.workers.heartbeat(fresh, "other-host", 8, "worker")
+    assert store.deliveries.recover_in_flight(["outbox"], LATER, lease=0.5) == {
+        "requeued": 1,
+        "unknown": 0,
+    }
+    assert _statuses(store, [*old, *new]) == ["queued", "sending"]
+    workers = store.workers.list_workers()
+    assert [(w["id"], w["host"], w["pid"], w["kind"]) for w in workers] == [
+        (fresh, "other-host", 8, "worker")
+    ]
+    assert 0 <= workers[0]["heartbeat_age"] < 0.5
+    assert store.workers.on_host("other-host") == [(fresh, 8)]
+    assert store.workers.on_host("here") == []
+
+
+def test_a_heartbeat_makes_a_removed_row_again_and_ids_are_never_reused(store: Store) -> None:
+    first = store.workers.register("here", 1, "run")
+    store.workers.unregister(first)
+    second = store.workers.register("here", 2, "worker")
+    assert second != first
+    store.deliveries.recover_in_flight([], LATER, lease=30, dead=[second])
+    assert store.workers.list_workers() == []
+    # alive after all (a stalled host): its next heartbeat makes its row again
+    store.workers.heartbeat(second, "here", 2, "worker")
+    assert store.workers.on_host("here") == [(second, 2)]
+    assert store.workers.register("here", 3, "helper") not in (first, second)
+
+
+def test_planning_an_occurrence_is_granted_to_one_process_at_a_time(backend: Backend) -> None:
+    one, two = backend.open(), backend.open()
+    try:
+        with one.deliveries.planning_lock("nps", AT, caps=False) as granted:
+            assert granted
+            assert not one.deliveries.planning_elsewhere("nps", AT)
+            with two.deliveries.planning_lock("nps", AT, caps=False) as also:
+                # SQLite: one run at a time holds the workspace lock, so it is always granted
+                assert also is (backend.name == "sqlite")
+            assert two.deliveries.planning_elsewhere("nps", AT) is (backend.name != "sqlite")
+            with two.deliveries.planning_lock("nps", LATER, caps=False) as other:
+                assert other  # another occurrence
+        assert not two.deliveries.planning_elsewhere("nps", AT)
+        with two.deliveries.planning_lock("nps", AT, caps=False) as granted:
+            assert granted
+    finally:
+        one.close()
+        two.close()
+
+
+@pytest.mark.postgresql
+def test_a_dead_planners_lock_is_released_and_cap_plans_run_one_at_a_time(
+    backend: Backend,
+) -> None:
+    if backend.name != "postgresql":
+        pytest.skip("SQLite plans under the workspace lock")
+    one, two = backend.open(), backend.open()
+    try:
+        held = one.deliveries.planning_lock("nps", AT, caps=True)
+        assert held.__enter__()
+        order: list[str] = []
+
+        def plan_other() -> None:
+            with two.deliveries.planning_lock("weekly", AT, caps=True) as granted:
+                order.append(f"weekly {granted}")
+
+        waiter = threading.Thread(target=plan_other)
+        waiter.start()
+        waiter.join(0.5)
+        assert waiter.is_alive() and order == []  # waits for the other cap-counting plan
+        order.append("nps done")
+        held.__exit__(None, None, None)
+        waiter.join(5)
+        assert order == ["nps done", "weekly True"]
+        with one.deliveries.planning_lock("nps", AT, caps=True) as granted:
+            assert granted
+            one.close()  # the planner dies: the server releases its locks
+            with two.deliveries.planning_lock("nps", AT, caps=True) as taken:
+                assert taken
+    finally:
+        one.close()
+        two.close()
 
 
 def test_cap_usage_counts_cap_deliveries_since_a_time(store: Store) -> None:

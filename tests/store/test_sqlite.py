@@ -73,6 +73,15 @@ SCHEMA = {
         "created_at": "TEXT",
         "updated_at": "TEXT",
         "sent_at": "TEXT",
+        "claimed_by": "INTEGER",
+    },
+    "workers": {
+        "id": "INTEGER",
+        "host": "TEXT",
+        "pid": "INTEGER",
+        "kind": "TEXT",
+        "started_at": "TEXT",
+        "heartbeat_at": "TEXT",
     },
     "conversations": {
         "id": "INTEGER",

@@ -47,6 +47,7 @@ class PgStore(Store):
         from .mail import PgMail
         from .meta import PgMeta
         from .reports import PgReports
+        from .workers import PgWorkers
 
         self.raw = conn
         self.conn = Connection(conn)
@@ -58,6 +59,7 @@ class PgStore(Store):
         self.reports = PgReports(self)
         self.mail = PgMail(self)
         self.meta = PgMeta(self)
+        self.workers = PgWorkers(self)
 
     @property
     def name(self) -> str:

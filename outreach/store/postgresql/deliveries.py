@@ -6,9 +6,14 @@ processes (a ``run`` and ``serve`` sending a reply) can never both send the same
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+
+import psycopg
 
 from ..interface import DELIVERY_COLUMNS, Deliveries, SendResult
 from ..rows import chunks, dicts, iter_dicts
@@ -16,6 +21,24 @@ from .sql import marks, quote
 
 if TYPE_CHECKING:
     from . import PgStore
+    from .sql import Connection
+
+# the advisory lock that cap-counting plans take one after another (see planning_lock)
+CAPS_KEY = int.from_bytes(hashlib.sha256(b"outreach caps").digest()[:8], "big", signed=True)
+
+
+def advisory_key(campaign: str, occurrence: str) -> int:
+    """The bigint advisory lock of planning one occurrence (64 bits of a hash: two
+    occurrences sharing one is as likely as a random collision of 64-bit numbers)."""
+    digest = hashlib.sha256(f"{campaign}\0{occurrence}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _unlock(conn: Connection, key: int) -> None:
+    # a connection that is gone has released its locks already
+    with contextlib.suppress(psycopg.OperationalError):
+        conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
 
 # what a send needs of a claimed delivery; attempts as they were before this claim
 CLAIMED_RETURNING = ", ".join(
@@ -145,27 +168,90 @@ class PgDeliveries(Deliveries):
                 out[cid] = n
         return out
 
-    def recover_in_flight(self, idempotent_channels: Iterable[str], at: str) -> dict[str, int]:
-        """After a crash: ``sending`` rows become ``unknown``; on idempotent channels, ``queued``.
+    def recover_in_flight(
+        self,
+        idempotent_channels: Iterable[str],
+        at: str,
+        *,
+        lease: float,
+        dead: Sequence[int] = (),
+    ) -> dict[str, int]:
+        """After a crash: a dead claimer's ``sending`` rows become ``unknown``; on idempotent
+        channels, ``queued``.
 
-        Only one run holds the workspace lock, so any ``sending`` row found by a new run was
-        left by a process that died between claiming and recording. A resend on a channel that
-        cannot duplicate (outbox files, idempotency keys) is safe, so those go back to the queue.
+        A claimer is alive while its heartbeat (the server's clock) is younger than
+        ``lease`` seconds and the caller has not found its pid gone (``dead``); any other
+        ``sending`` row was left by a process that died between claiming and recording.
+        Many processes on many hosts may recover at once: each row changes once, guarded by
+        its ``sending`` state. A resend on a channel that cannot duplicate (outbox files,
+        idempotency keys) is safe, so those go back to the queue.
         """
         safe = list(idempotent_channels)
-        channels = marks(safe) or "NULL"
+        gone = list(dead)
+        # NULL (no claimer) is not in the list of live ones either
+        orphaned = (
+            "status = 'sending' AND coalesce(claimed_by NOT IN (SELECT id FROM workers "
+            "WHERE heartbeat_at >= clock_timestamp() - make_interval(secs => %s) "
+            "AND id <> ALL(%s::bigint[])), true)"
+        )
         with self.store.write() as conn:
             requeued = conn.execute(
-                f"UPDATE deliveries SET status = 'queued', updated_at = %s "
-                f"WHERE status = 'sending' AND channel IN ({channels})",
-                [at, *safe],
+                "UPDATE deliveries SET status = 'queued', claimed_by = NULL, updated_at = %s "
+                f"WHERE {orphaned} AND channel = ANY(%s::text[])",
+                [at, float(lease), gone, safe],
             ).rowcount
             unknown = conn.execute(
                 "UPDATE deliveries SET status = 'unknown', reason = 'in_flight_at_crash', "
-                "updated_at = %s WHERE status = 'sending'",
-                (at,),
+                f"updated_at = %s WHERE {orphaned}",
+                [at, float(lease), gone],
             ).rowcount
+            conn.execute(
+                "DELETE FROM workers WHERE heartbeat_at < clock_timestamp() - "
+                "make_interval(secs => %s) OR id = ANY(%s::bigint[])",
+                [float(lease), gone],
+            )
         return {"requeued": requeued, "unknown": unknown}
+
+    @contextmanager
+    def planning_lock(self, campaign: str, occurrence: str, *, caps: bool) -> Iterator[bool]:
+        """A session advisory lock per occurrence: one process plans it, the others skip
+        it; the server releases it when the planner's connection ends (it died), and the
+        next process to take it re-plans idempotently.
+
+        Frequency caps count deliveries that other plans write: two processes planning two
+        cap-counting campaigns side by side would each read the other's customers as
+        unused (neither sees the other's uncommitted batch), and both plan them. There is
+        no row to lock for "this customer's count", so every cap-counting plan takes one
+        more lock, the same for all, and they run one after another.
+        """
+        key = advisory_key(campaign, occurrence)
+        if not self.conn.one("SELECT pg_try_advisory_lock(%s)", (key,))[0]:
+            yield False
+            return
+        try:
+            if caps:
+                # always after an occurrence's lock: one order for all, no deadlock
+                self.conn.execute("SELECT pg_advisory_lock(%s)", (CAPS_KEY,))
+            try:
+                yield True
+            finally:
+                if caps:
+                    _unlock(self.conn, CAPS_KEY)
+        finally:
+            _unlock(self.conn, key)
+
+    def planning_elsewhere(self, campaign: str, occurrence: str) -> bool:
+        """Read from pg_locks (a try-lock would take the lock for a moment, and another
+        process trying then would skip an occurrence that nobody plans)."""
+        key = advisory_key(campaign, occurrence) & 0xFFFFFFFFFFFFFFFF
+        row = self.conn.one(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND classid::text::bigint = %s AND objid::text::bigint = %s AND objsubid = 1 "
+            "AND pid <> pg_backend_pid())",
+            (key >> 32, key & 0xFFFFFFFF),
+        )
+        return bool(row[0])
 
     def retry_unknown(self, at: str) -> int:
         """``run --retry-unknown``: put unknown deliveries back in the queue."""
@@ -185,6 +271,7 @@ class PgDeliveries(Deliveries):
         channels: Sequence[str] | None = None,
         ids: Sequence[str] | None = None,
         from_states: Sequence[str],
+        worker: int | None = None,
     ) -> list[dict[str, Any]]:
         """Move up to ``limit`` due deliveries to ``sending`` and return them with consent.
 
@@ -214,14 +301,16 @@ class PgDeliveries(Deliveries):
             f"WHERE d.status IN ({marks(from_states)}) AND {' AND '.join(where)} "
             "ORDER BY d.not_before, d.id LIMIT %s FOR UPDATE SKIP LOCKED) "
             "UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1, "
-            "updated_at = %s FROM due WHERE d.id = due.id "
+            "claimed_by = %s, updated_at = %s FROM due WHERE d.id = due.id "
             f"AND d.status IN ({marks(from_states)}) "
             f"RETURNING {CLAIMED_RETURNING}, (SELECT c.status FROM consent c "
             "WHERE c.customer_id = d.customer_id AND c.channel = d.channel "
             "ORDER BY c.id DESC LIMIT 1) AS consent"
         )
         with self.store.write() as conn:
-            claimed = dicts(conn.execute(sql, [*from_states, *params, limit, now, *from_states]))
+            claimed = dicts(
+                conn.execute(sql, [*from_states, *params, limit, worker, now, *from_states])
+            )
         claimed.sort(key=lambda row: (row["not_before"], row["id"]))
         return claimed
 

@@ -44,6 +44,7 @@ class SqliteStore(Store):
         from .mail import SqliteMail
         from .meta import SqliteMeta
         from .reports import SqliteReports
+        from .workers import SqliteWorkers
 
         self.db = db
         self.conn: sqlite3.Connection = db.conn
@@ -55,6 +56,7 @@ class SqliteStore(Store):
         self.reports = SqliteReports(self)
         self.mail = SqliteMail(self)
         self.meta = SqliteMeta(self)
+        self.workers = SqliteWorkers(self)
 
     @property
     def name(self) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ..interface import DELIVERY_COLUMNS, Deliveries, SendResult
@@ -142,27 +143,58 @@ class SqliteDeliveries(Deliveries):
                 out[cid] = n
         return out
 
-    def recover_in_flight(self, idempotent_channels: Iterable[str], at: str) -> dict[str, int]:
-        """After a crash: ``sending`` rows become ``unknown``; on idempotent channels, ``queued``.
+    def recover_in_flight(
+        self,
+        idempotent_channels: Iterable[str],
+        at: str,
+        *,
+        lease: float,
+        dead: Sequence[int] = (),
+    ) -> dict[str, int]:
+        """After a crash: a dead claimer's ``sending`` rows become ``unknown``; on idempotent
+        channels, ``queued``.
 
-        Only one run holds the workspace lock, so any ``sending`` row found by a new run was
-        left by a process that died between claiming and recording. A resend on a channel that
-        cannot duplicate (outbox files, idempotency keys) is safe, so those go back to the queue.
+        A claimer is alive while its heartbeat is younger than ``lease`` seconds and the
+        caller has not found its pid gone (``dead``); any other ``sending`` row was left by
+        a process that died between claiming and recording. A resend on a channel that
+        cannot duplicate (outbox files, idempotency keys) is safe, so those go back to the
+        queue.
         """
         safe = list(idempotent_channels)
         channels = marks(safe) or "NULL"
+        gone = list(dead)
+        cutoff = f"strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-{float(lease):.3f} seconds')"
+        found_dead = f" AND id NOT IN ({marks(gone)})" if gone else ""
+        # NULL (no claimer) is not in the list of live ones either
+        orphaned = (
+            "status = 'sending' AND coalesce(claimed_by NOT IN (SELECT id FROM workers "
+            f"WHERE heartbeat_at >= {cutoff}{found_dead}), 1)"
+        )
         with self.store.write() as conn:
             requeued = conn.execute(
-                f"UPDATE deliveries SET status = 'queued', updated_at = ? "
-                f"WHERE status = 'sending' AND channel IN ({channels})",
-                [at, *safe],
+                f"UPDATE deliveries SET status = 'queued', claimed_by = NULL, updated_at = ? "
+                f"WHERE {orphaned} AND channel IN ({channels})",
+                [at, *gone, *safe],
             ).rowcount
             unknown = conn.execute(
                 "UPDATE deliveries SET status = 'unknown', reason = 'in_flight_at_crash', "
-                "updated_at = ? WHERE status = 'sending'",
-                (at,),
+                f"updated_at = ? WHERE {orphaned}",
+                [at, *gone],
             ).rowcount
+            conn.execute(
+                f"DELETE FROM workers WHERE heartbeat_at < {cutoff}"
+                + (f" OR id IN ({marks(gone)})" if gone else ""),
+                gone,
+            )
         return {"requeued": requeued, "unknown": unknown}
+
+    @contextmanager
+    def planning_lock(self, campaign: str, occurrence: str, *, caps: bool) -> Iterator[bool]:
+        """Always granted: on SQLite one ``run`` at a time holds the workspace lock."""
+        yield True
+
+    def planning_elsewhere(self, campaign: str, occurrence: str) -> bool:
+        return False
 
     def retry_unknown(self, at: str) -> int:
         """``run --retry-unknown``: put unknown deliveries back in the queue."""
@@ -182,6 +214,7 @@ class SqliteDeliveries(Deliveries):
         channels: Sequence[str] | None = None,
         ids: Sequence[str] | None = None,
         from_states: Sequence[str],
+        worker: int | None = None,
     ) -> list[dict[str, Any]]:
         """Move up to ``limit`` due deliveries to ``sending`` and return them with consent.
 
@@ -227,9 +260,9 @@ class SqliteDeliveries(Deliveries):
                 # +status: look the ids up by key; on status SQLite would scan the whole backlog
                 conn.execute(
                     "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, "
-                    "updated_at = ? "
+                    "claimed_by = ?, updated_at = ? "
                     f"WHERE id IN ({marks(found)}) AND +status IN ({marks(from_states)})",
-                    [now, *(r[key] for r in found), *from_states],
+                    [worker, now, *(r[key] for r in found), *from_states],
                 )
         return to_dicts(names, found)
 

@@ -324,3 +324,27 @@ def m160_message_kinds(db: Database) -> None:
         ALTER TABLE messages ADD COLUMN details TEXT;
         """
     )
+
+
+@migrations()
+def m200_workers(db: Database) -> None:
+    # Leases: every sending process has a row here, kept fresh by a heartbeat, and each
+    # claimed delivery names the process that claimed it (claimed_by). Recovery then turns
+    # only a dead process's ``sending`` rows into ``unknown``, never a live one's (serve's
+    # replies in flight while a run starts). Times are the real time (SQLite's own 'now'),
+    # never the --now a run may be given. No foreign key: a worker's row goes when it ends;
+    # AUTOINCREMENT, so that an id is never given again (a live worker declared dead
+    # renews its own row, which must not be another's).
+    db.executescript(
+        """
+        CREATE TABLE workers (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('run', 'worker', 'helper', 'serve')),
+            started_at TEXT NOT NULL,
+            heartbeat_at TEXT NOT NULL
+        );
+        ALTER TABLE deliveries ADD COLUMN claimed_by INTEGER;
+        """
+    )

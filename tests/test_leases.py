@@ -1,0 +1,94 @@
+"""Leases on SQLite: `run` recovers only what dead senders left in flight, never a live
+sender's (serve's replies, a helper), and finds a dead one on this host at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from outreach.deliveries import DUE_STATES
+from outreach.sending.lease import HOST, running
+from outreach.store import open_store
+from tests.conftest import Cli
+from tests.test_cli_run import NOW, deliveries, outbox_files
+from tests.test_cli_run import imported as imported
+
+LATER = "2026-12-01T14:10:00Z"  # us1's window (New York) is open
+
+
+def _claim_us1(ws: Path, pid: int, host: str = HOST) -> str:
+    """us1's deferred delivery, claimed by a process registered as ``pid`` on ``host``."""
+    store = open_store(ws / "outreach.db")
+    try:
+        worker = store.workers.register(host, pid, "serve")
+        (us1,) = [d for d in deliveries(ws) if d["customer_id"] == "us1"]
+        claimed = store.deliveries.claim_due(
+            LATER, 1, ids=[str(us1["id"])], from_states=DUE_STATES, worker=worker
+        )
+        assert len(claimed) == 1
+        return str(us1["id"])
+    finally:
+        store.close()
+
+
+def _status(ws: Path, delivery_id: str) -> object:
+    return next(d["status"] for d in deliveries(ws) if d["id"] == delivery_id)
+
+
+def test_run_leaves_a_live_senders_delivery_in_flight_and_recovers_a_dead_ones(
+    imported: Path, cli: Cli
+) -> None:
+    assert cli("--now", NOW, "run", "nps", "--json").exit_code == 0
+    live = subprocess.Popen(["sleep", "60"])
+    try:
+        sending = _claim_us1(imported, live.pid)
+        files = outbox_files(imported)
+        result = cli("--now", LATER, "run", "--json")
+        assert result.exit_code == 0, result.stderr
+        # in flight in a live process: not resent, not made unknown
+        assert _status(imported, sending) == "sending"
+        assert outbox_files(imported) == files
+        assert json.loads(result.stdout)["problems"] == []
+    finally:
+        live.kill()
+        live.wait()
+    assert not running(live.pid)
+    # its process has gone from this host: recovered at once, without waiting for the
+    # lease (the outbox cannot duplicate, so it is queued again and sent)
+    result = cli("--now", LATER, "run", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert _status(imported, sending) == "sent"
+    assert len(outbox_files(imported)) == len(files) + 1
+
+
+def test_a_sender_on_another_host_is_dead_only_once_its_lease_has_expired(
+    imported: Path, cli: Cli
+) -> None:
+    config = imported / "outreach.toml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace("[sending]", "[sending]\nlease = 1", 1),
+        encoding="utf-8",
+    )
+    assert cli("--now", NOW, "run", "nps", "--json").exit_code == 0
+    # a pid that runs here proves nothing about a process on another host
+    sending = _claim_us1(imported, os.getpid(), host="elsewhere")
+    assert cli("--now", LATER, "run", "--json").exit_code == 0
+    assert _status(imported, sending) == "sending"
+    time.sleep(1.2)  # no heartbeat from it for longer than the lease
+    assert cli("--now", LATER, "run", "--json").exit_code == 0
+    assert _status(imported, sending) == "sent"
+
+
+def test_a_lease_that_is_not_a_number_of_seconds_is_one_line(imported: Path, cli: Cli) -> None:
+    config = imported / "outreach.toml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace("[sending]", '[sending]\nlease = "30s"', 1),
+        encoding="utf-8",
+    )
+    result = cli("run")
+    assert result.exit_code == 4
+    assert "lease: expected seconds from 1 to 3600" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
