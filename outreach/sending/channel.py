@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -23,6 +24,7 @@ from ..channels.base import OutboundMessage, Provider
 from ..config import ChannelConfig, Rate
 from ..deliveries import Status
 from ..errors import ProviderError
+from ..store import Limits
 from .results import Result
 
 RETRIES_IN_RUN = 3  # attempts of one send within a run
@@ -31,28 +33,79 @@ MAX_RETRY_AFTER = 60.0  # a longer Retry-After requeues the delivery for a later
 CIRCUIT_THRESHOLD = 8  # consecutive retryable failures that open a channel's circuit
 
 
-class RateLimiter:
-    """A token bucket of depth one: sends are spaced evenly at ``rate``.
+# A reservation takes this many seconds of slots at most (never fewer than one slot): a
+# few tens of ms, so that processes interleave finely and one that dies gives up only that
+# much of the rate (an undershoot; nothing is ever sent early).
+BATCH_SECONDS = 0.05
 
-    Each acquire reserves the next slot, so the long-run rate is exact and there is no
-    burst at start (a burst would break a provider's per-second limit).
+
+class RateLimiter:
+    """Sends spaced evenly at ``rate``, for every process on the workspace together.
+
+    The slots come from the store (``store.limits``, virtual scheduling on the database's
+    clock), a batch at a time: one reservation of up to ``BATCH_SECONDS`` of slots, then
+    the sends of this process take them one by one. There is no burst, at start or after
+    an idle spell: slots are ``1 / rate`` apart across all processes. A send that wakes up
+    later than ``late`` after its slot (a busy event loop) gives that slot up and takes the
+    next one, so a stalled process never sends its missed slots at once; any one-second
+    window then holds at most ``rate + 2`` sends (``1.05 * rate + 1`` above 20/s, where
+    ``late`` is 50 ms), as sent: the network may bunch them further. Without ``reserve``
+    the same schedule is kept in this process alone.
     """
 
-    def __init__(self, rate: Rate) -> None:
+    def __init__(self, rate: Rate, reserve: Callable[[int], float] | None = None) -> None:
+        self.per_second = rate.per_second
         self.interval = 1.0 / rate.per_second
-        self.next_slot = 0.0
+        self.most = max(1, int(rate.per_second * BATCH_SECONDS))
+        self.late = max(self.interval, BATCH_SECONDS)
+        # one slot first, doubling while sends keep coming: a reply sender that sends one
+        # message reserves one slot, a campaign reaches whole batches within a few
+        self.batch = 1
+        self.slots: deque[float] = deque()  # time.monotonic() of the slots reserved here
+        self.reserve = reserve or self._reserve_here
+        self.next_here = 0.0
+        self.lock = asyncio.Lock()
+
+    @classmethod
+    def shared(cls, rate: Rate, limits: Limits, key: str) -> RateLimiter:
+        per_second = rate.per_second
+        return cls(rate, lambda count: limits.reserve(key, per_second, count))
 
     async def acquire(self, stop: asyncio.Event) -> None:
         """Wait for the next slot, or until ``stop`` is set (a stopped run must not wait
         for the slots of every delivery it had claimed)."""
         if stop.is_set():
             return
+        # one waiter at a time: the others queue here, so this process holds one batch of
+        # slots at most, however many sends it runs at once
+        async with self.lock:
+            while not stop.is_set():
+                slot = self._next_slot()
+                delay = slot - time.monotonic()
+                if delay > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), delay)
+                if time.monotonic() - slot <= self.late:
+                    return
+
+    def _next_slot(self) -> float:
         now = time.monotonic()
-        slot = max(now, self.next_slot)
-        self.next_slot = slot + self.interval
-        if slot > now:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), slot - now)
+        while self.slots and now - self.slots[0] > self.late:
+            self.slots.popleft()  # missed while the loop was busy: given up, not sent late
+        if not self.slots:
+            # a synchronous store call in the send loop: one short statement (about 0.3 ms
+            # on PostgreSQL, less on SQLite) per batch of slots, never per message
+            wait = self.reserve(self.batch)
+            first = time.monotonic() + wait
+            self.slots.extend(first + i * self.interval for i in range(self.batch))
+            self.batch = min(self.most, self.batch * 2)
+        return self.slots.popleft()
+
+    def _reserve_here(self, count: int) -> float:
+        now = time.monotonic()
+        start = max(now, self.next_here)
+        self.next_here = start + count * self.interval
+        return start - now
 
 
 @dataclass
@@ -76,14 +129,14 @@ class Channel:
     open: bool = False  # the circuit: no more sends on it in this pass
 
     @classmethod
-    def of(cls, config: ChannelConfig, provider: Provider) -> Channel:
+    def of(cls, config: ChannelConfig, provider: Provider, limits: Limits | None = None) -> Channel:
         # a provider that cannot send twice (files, idempotency keys) works through larger
         # batches, so fewer transactions
         budget = max(config.concurrency, 1024) if provider.idempotent else config.concurrency
         return cls(
             config=config,
             provider=provider,
-            limiter=RateLimiter(config.rate) if config.rate else None,
+            limiter=limiter_for(config.rate, limits, f"channel:{config.name}"),
             budget=budget,
             semaphore=asyncio.Semaphore(config.concurrency),
         )
@@ -122,18 +175,19 @@ class Channel:
             return self.open_circuit(exc)
         return None
 
-    def open_circuit(self, exc: ProviderError) -> str | None:
+    def open_circuit(self, exc: Exception, *, what: str = "") -> str | None:
         """Open the circuit; the one problem line saying so (None when it already was)."""
         if self.open:
             return None
         self.open = True
         after = (
             f" after {self.consecutive_failures} failures in a row"
-            if self.consecutive_failures > 1
+            if self.consecutive_failures > 1 and not what
             else ""
         )
+        cause = f"{what}: {exc}" if what else str(exc)
         return (
-            f"channel {self.name}: circuit open{after} ({exc}); its remaining messages stay "
+            f"channel {self.name}: circuit open{after} ({cause}); its remaining messages stay "
             "queued for the next run"
         )
 
@@ -155,10 +209,16 @@ async def send_one(
 
     async with ch.semaphore:
         for attempt in range(RETRIES_IN_RUN):
-            if ch.limiter:
-                await ch.limiter.acquire(stop)
-            if campaign_limiter:
-                await campaign_limiter.acquire(stop)
+            try:
+                if ch.limiter:
+                    await ch.limiter.acquire(stop)
+                if campaign_limiter:
+                    await campaign_limiter.acquire(stop)
+            except Exception as exc:
+                # the store could not reserve a slot (its connection is gone): nothing is
+                # sent on this channel without one, and this message was not sent
+                _add(problems, ch.open_circuit(exc, what="no send slot from the database"))
+                return result(Status.QUEUED, attempts_back=True, error=str(exc)[:500])
             if ch.open or stop.is_set():
                 # not sent: back to the queue, as if never claimed
                 return result(Status.QUEUED, attempts_back=True)
@@ -218,6 +278,13 @@ async def send_one(
                 sent_at=at,
             )
     raise AssertionError("unreachable: every attempt returns or continues")
+
+
+def limiter_for(rate: Rate | None, limits: Limits | None, key: str) -> RateLimiter | None:
+    """The limiter of a ``rate`` (None: no limit), shared through ``limits`` when given."""
+    if rate is None:
+        return None
+    return RateLimiter.shared(rate, limits, key) if limits is not None else RateLimiter(rate)
 
 
 def backoff(attempt: int, retry_after: float | None) -> float:

@@ -33,7 +33,7 @@ from ..deliveries import DUE_STATES, Purpose, Status
 from ..errors import OutreachError
 from ..policy import needs_recent_contact
 from ..workspace import Workspace
-from .channel import Channel, RateLimiter, send_one
+from .channel import Channel, RateLimiter, limiter_for, send_one
 from .compose import Composer
 from .decide import decide
 from .lease import hold
@@ -87,6 +87,9 @@ class _Engine:
         self.results: list[Result] = []
         self.outbound: list[dict[str, Any]] = []
         self.campaign_limiters: dict[str, RateLimiter | None] = {}
+        # a channel's and a campaign's rate hold for every process sending on this
+        # database together (a run, its helpers, serve's reply sender, workers)
+        self.limits = ws.store.limits
         self.windows: dict[str, Window] = {}
 
     # -- the pass -------------------------------------------------------------------------
@@ -104,7 +107,8 @@ class _Engine:
             for name in self.only_channels or self.config.channels:
                 try:
                     config = self.config.channel(name)
-                    self.channels[name] = Channel.of(config, build_provider(config, self.context))
+                    provider = build_provider(config, self.context)
+                    self.channels[name] = Channel.of(config, provider, self.limits)
                 except OutreachError as exc:
                     self.summary.problems.append(f"channel {name}: {exc}")
                     continue
@@ -383,7 +387,7 @@ class _Engine:
         if name not in self.campaign_limiters:
             campaign = self.composer.campaign(name)
             rate = campaign.rate if campaign else None
-            self.campaign_limiters[name] = RateLimiter(rate) if rate else None
+            self.campaign_limiters[name] = limiter_for(rate, self.limits, f"campaign:{name}")
         return self.campaign_limiters[name]
 
 

@@ -16,8 +16,9 @@ deliveries ``sending`` under its lease; the run finds its pid gone, puts them ba
 queue (local channels are idempotent: a file named by its delivery id) and sends them
 itself.
 
-Only channels without a rate limit are shared, and only in runs whose campaigns have none
-and no ``--limit``: each process would allow the whole rate, or the whole limit.
+Only channels without a rate limit are shared (a rate, not the CPU, is their limit; it is
+shared through the store whichever process sends), and only in runs whose campaigns have
+none and no ``--limit`` (each process would allow the whole limit).
 """
 
 from __future__ import annotations

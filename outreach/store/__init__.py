@@ -17,6 +17,7 @@ from .interface import (
     DELIVERY_COLUMNS,
     REPLY_COLUMNS,
     SENT_STATUSES,
+    Limits,
     Store,
 )
 
@@ -26,6 +27,7 @@ __all__ = [
     "DELIVERY_COLUMNS",
     "REPLY_COLUMNS",
     "SENT_STATUSES",
+    "Limits",
     "Store",
     "open_store",
 ]

@@ -1,7 +1,8 @@
 """The store interface: what the rest of outreach may ask of a database, whatever the engine.
 
 A ``Store`` is grouped by concern, as the tables are: ``store.customers``, ``store.consent``,
-``store.deliveries``, ``store.conversations``, ``store.reports``, ``store.meta``. Each
+``store.deliveries``, ``store.conversations``, ``store.reports``, ``store.meta``,
+``store.limits``. Each
 implementation (``sqlite/`` today) provides every method with the same guarantees, and
 ``tests/store/`` holds the contract each must pass. Nothing outside ``store/`` sees a
 connection, a cursor or SQL.
@@ -543,6 +544,23 @@ class Meta(Protocol):
         ...
 
 
+class Limits(Protocol):
+    """Send rates shared by every process on this database (a channel's or campaign's
+    ``rate``), kept as virtual scheduling (GCRA): one row per key holds the next free slot.
+
+    Time is the database's own clock (the server's, on PostgreSQL: hosts' clocks differ),
+    and only the wait it computes leaves the store, so no host's clock is compared with it.
+    """
+
+    def reserve(self, key: str, per_second: float, count: int) -> float:
+        """Reserve the next ``count`` slots of ``key``, spaced ``1 / per_second`` apart for
+        all processes together: the row's next slot moves by ``count / per_second`` from
+        the later of itself and now. The seconds (>= 0) to wait before the first of them.
+        One atomic statement; never inside a caller's transaction (it would hold the row
+        for every other sender until that commits)."""
+        ...
+
+
 class Store(Protocol):
     """An open workspace database."""
 
@@ -554,6 +572,7 @@ class Store(Protocol):
     mail: Mail
     meta: Meta
     workers: Workers
+    limits: Limits
 
     @property
     def name(self) -> str:

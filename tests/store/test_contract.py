@@ -789,3 +789,63 @@ def test_replies_find_their_customer_by_reply_token_and_quoted_message_id(store:
         f"{first['id']}@acme.example": first["customer_id"],
         f"{second['id']}@acme.example": second["customer_id"],
     }
+
+
+# -- shared send rates ------------------------------------------------------------------------
+
+
+def test_reservations_of_one_key_follow_each_other(store: Store) -> None:
+    t0 = time.monotonic()
+    first = store.limits.reserve("channel:sms", 100.0, 10)
+    second = store.limits.reserve("channel:sms", 100.0, 10)
+    third = store.limits.reserve("channel:sms", 100.0, 5)
+    elapsed = time.monotonic() - t0
+    assert first < 0.001
+    # 10 slots at 100/s are 0.1 s: the next batch starts where the first ends
+    assert 0.1 - elapsed - 0.005 <= second <= 0.1 + 0.005
+    assert 0.2 - elapsed - 0.005 <= third <= 0.2 + 0.005
+    # another key has a schedule of its own
+    assert store.limits.reserve("campaign:nps", 100.0, 10) < 0.001
+
+
+def test_an_idle_limit_gives_no_burst_credit(store: Store) -> None:
+    store.limits.reserve("channel:sms", 1000.0, 1)
+    time.sleep(0.1)  # 100 slots' worth of idle time
+    assert store.limits.reserve("channel:sms", 1000.0, 20) < 0.001
+    # the idle time bought nothing: the next batch waits for those 20 slots (20 ms)
+    assert store.limits.reserve("channel:sms", 1000.0, 1) >= 0.015
+
+
+def test_reservations_from_many_connections_never_share_a_slot(backend: Backend) -> None:
+    # slots far longer than a reservation takes, so that none has passed when the last
+    # is made
+    rate, threads, each = 100.0, 4, 50
+    setup = backend.open()
+    setup.limits.reserve("channel:sms", rate, 1)  # the row and the schema exist
+    start = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def reserver() -> None:
+        store = backend.open()
+        try:
+            start.wait()
+            for _ in range(each):
+                store.limits.reserve("channel:sms", rate, 1)
+        except BaseException as exc:  # reported by the test thread
+            errors.append(exc)
+        finally:
+            store.close()
+
+    t0 = time.monotonic()
+    workers = [threading.Thread(target=reserver) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not errors
+    # every one of the 1 + 200 reservations moved the shared next slot: the schedule now
+    # reaches 201 slots from the start, however the connections interleaved
+    wait = setup.limits.reserve("channel:sms", rate, 1)
+    reached = time.monotonic() - t0 + wait
+    assert reached >= (1 + threads * each) / rate - 0.01
+    setup.close()

@@ -143,6 +143,7 @@ SCHEMA = {
         "last_uid": "INTEGER",
         "updated_at": "TEXT",
     },
+    "rate_limits": {"key": "TEXT", "next_at": "REAL"},
 }
 FIRST_MIGRATIONS = [
     "m001_customers",

@@ -44,6 +44,7 @@ class PgStore(Store):
         from .conversations import PgConversations
         from .customers import PgCustomers
         from .deliveries import PgDeliveries
+        from .limits import PgLimits
         from .mail import PgMail
         from .meta import PgMeta
         from .reports import PgReports
@@ -60,6 +61,7 @@ class PgStore(Store):
         self.mail = PgMail(self)
         self.meta = PgMeta(self)
         self.workers = PgWorkers(self)
+        self.limits = PgLimits(self)
 
     @property
     def name(self) -> str:

@@ -41,6 +41,7 @@ class SqliteStore(Store):
         from .conversations import SqliteConversations
         from .customers import SqliteCustomers
         from .deliveries import SqliteDeliveries
+        from .limits import SqliteLimits
         from .mail import SqliteMail
         from .meta import SqliteMeta
         from .reports import SqliteReports
@@ -57,6 +58,7 @@ class SqliteStore(Store):
         self.mail = SqliteMail(self)
         self.meta = SqliteMeta(self)
         self.workers = SqliteWorkers(self)
+        self.limits = SqliteLimits(self)
 
     @property
     def name(self) -> str:

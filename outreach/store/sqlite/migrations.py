@@ -348,3 +348,17 @@ def m200_workers(db: Database) -> None:
         ALTER TABLE deliveries ADD COLUMN claimed_by INTEGER;
         """
     )
+
+
+@migrations()
+def m210_rate_limits(db: Database) -> None:
+    # A send rate shared by every process on the workspace: per key (a channel's or a
+    # campaign's), the next free send slot, in seconds since the epoch.
+    db.executescript(
+        """
+        CREATE TABLE rate_limits (
+            key TEXT PRIMARY KEY,
+            next_at REAL NOT NULL
+        );
+        """
+    )

@@ -1,0 +1,38 @@
+"""Shared send rates on PostgreSQL: one row per key holds the next free slot (see Limits).
+
+One atomic upsert per reservation, on the server's clock (``clock_timestamp()``, read
+after the row lock is taken, so a reservation that waited for another starts from the time
+it got the row): the senders' hosts may disagree about the time, the server is one clock.
+Only the wait leaves the server, so no host's clock is ever compared with it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..interface import Limits
+
+if TYPE_CHECKING:
+    from . import PgStore
+
+_NOW = "extract(epoch FROM clock_timestamp())::float8"
+_RESERVE = (
+    "INSERT INTO rate_limits AS r (key, next_at, reserved_at) "
+    f"VALUES (%s, {_NOW} + %s, {_NOW}) "
+    f"ON CONFLICT (key) DO UPDATE SET next_at = greatest(r.next_at, {_NOW}) + %s, "
+    f"reserved_at = {_NOW} "
+    "RETURNING next_at - %s - reserved_at"
+)
+
+
+class PgLimits(Limits):
+    """Limits on PostgreSQL."""
+
+    def __init__(self, store: PgStore) -> None:
+        self.store = store
+
+    def reserve(self, key: str, per_second: float, count: int) -> float:
+        span = count / per_second
+        (wait,) = self.store.conn.one(_RESERVE, (key, span, span, span))
+        # the two clock readings of one statement differ by microseconds
+        return max(0.0, float(wait))

@@ -1,0 +1,117 @@
+"""The send rate limiter: slots from the store, shared by every process on the database.
+
+Two limiters on two connections of one database stand for two processes (the real
+processes are in tests/reliability/test_shared_rate.py); without the shared schedule each
+would allow the whole rate and together they would send twice as fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from outreach.config import Rate
+from outreach.sending.channel import RateLimiter
+from outreach.store import Store, open_store
+from tests.postgresql import empty_database
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield str(tmp_path / "outreach.db")
+        return
+    url = request.getfixturevalue("postgresql_database")
+    yield url
+    empty_database(url)
+
+
+async def _send_times(limiter: RateLimiter, n: int, concurrency: int) -> list[float]:
+    stop = asyncio.Event()
+    times: list[float] = []
+
+    async def sender(count: int) -> None:
+        for _ in range(count):
+            await limiter.acquire(stop)
+            times.append(time.monotonic())
+
+    share = [n // concurrency] * concurrency
+    await asyncio.gather(*(sender(k) for k in share))
+    return times
+
+
+def _two_processes(stores: list[Store], rate: Rate, n: int) -> list[float]:
+    limiters = [RateLimiter.shared(rate, s.limits, "channel:sms") for s in stores]
+
+    async def both() -> list[float]:
+        runs = await asyncio.gather(*(_send_times(lim, n, 4) for lim in limiters))
+        return sorted(t for run in runs for t in run)
+
+    return asyncio.run(both())
+
+
+def test_two_senders_on_one_database_share_the_rate(database: str) -> None:
+    stores = [open_store(database), open_store(database)]
+    try:
+        times = _two_processes(stores, Rate(100, 1.0), 40)
+    finally:
+        for s in stores:
+            s.close()
+    assert len(times) == 80
+    # 80 slots at 100/s, starting at once: the last one 0.79 s after the first
+    assert times[-1] - times[0] >= 0.79 - 0.01
+    # and never two closer than a slot, less the scheduler's jitter
+    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.01 - 0.004
+
+
+def test_a_stalled_sender_gives_up_its_missed_slots_instead_of_sending_them_at_once() -> None:
+    limiter = RateLimiter(Rate(100, 1.0))
+
+    async def stalled() -> list[float]:
+        stop = asyncio.Event()
+        times = []
+        for i in range(30):
+            await limiter.acquire(stop)
+            times.append(time.monotonic())
+            if i == 9:
+                time.sleep(0.2)  # the event loop is blocked: 20 slots go by
+        return times
+
+    times = asyncio.run(stalled())
+    # after the stall the sends go on at the rate, not 20 of them back to back
+    after = times[10:]
+    assert after[-1] - after[0] >= 19 * 0.01 - 0.005
+
+
+def test_a_slot_is_reserved_a_batch_at_a_time_not_per_message(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "outreach.db")
+    calls: list[int] = []
+
+    def reserve(count: int) -> float:
+        calls.append(count)
+        return store.limits.reserve("channel:sms", 1000.0, count)
+
+    limiter = RateLimiter(Rate(1000, 1.0), reserve)
+    asyncio.run(_send_times(limiter, 200, 8))
+    store.close()
+    # one slot first, then doubling up to 50 ms of slots (50 at 1000/s)
+    assert calls[:7] == [1, 2, 4, 8, 16, 32, 50]
+    assert sum(calls) >= 200 and len(calls) <= 10
+
+
+def test_a_stopped_sender_does_not_wait_for_its_slot() -> None:
+    limiter = RateLimiter(Rate(1, 3600.0))  # one a hour
+
+    async def stopped() -> float:
+        stop = asyncio.Event()
+        await limiter.acquire(stop)  # the first slot is now
+        asyncio.get_running_loop().call_later(0.05, stop.set)
+        t0 = time.monotonic()
+        await limiter.acquire(stop)
+        return time.monotonic() - t0
+
+    assert asyncio.run(stopped()) < 1.0
