@@ -44,6 +44,10 @@ async def _send_times(limiter: RateLimiter, n: int, concurrency: int) -> list[fl
     return times
 
 
+def _in_window(times: list[float], start: float, length: float) -> int:
+    return sum(1 for t in times if start <= t < start + length)
+
+
 def _two_processes(stores: list[Store], rate: Rate, n: int) -> list[float]:
     limiters = [RateLimiter.shared(rate, s.limits, "channel:sms") for s in stores]
 
@@ -64,8 +68,8 @@ def test_two_senders_on_one_database_share_the_rate(database: str) -> None:
     assert len(times) == 80
     # 80 slots at 100/s, starting at once: the last one 0.79 s after the first
     assert times[-1] - times[0] >= 0.79 - 0.01
-    # and never two closer than a slot, less the scheduler's jitter
-    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.01 - 0.004
+    # any half second holds at most 50 slots, plus what a late send (50 ms) lets in
+    assert max(_in_window(times, t, 0.5) for t in times) <= 50 + 5 + 1
 
 
 def test_a_stalled_sender_gives_up_its_missed_slots_instead_of_sending_them_at_once() -> None:
