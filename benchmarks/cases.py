@@ -41,6 +41,7 @@ from .cases_peers import (
 )
 from .context import Context
 from .harness import ChildFailed, NotAvailable, Row
+from .shared_rate import bench_shared_rate
 
 BENCHMARKS: dict[str, Callable[[Context], Row]] = {
     "startup": bench_startup,
@@ -53,6 +54,7 @@ BENCHMARKS: dict[str, Callable[[Context], Row]] = {
     "report_1m": bench_report_1m,
     "twilio_20k": bench_twilio_20k,
     "rate_200": bench_rate_200,
+    "rate_200_4p": bench_shared_rate,
     "smtp": bench_smtp,
     "serve_webhooks": bench_serve_webhooks,
     "ingest_100k": bench_ingest_100k,
@@ -77,6 +79,7 @@ TARGETS = {
     "report_1m": ("report nps --json", "< 2 s"),
     "twilio_20k": ("SMS to a loopback Twilio emulator, concurrency 64", ">= 1,500 msg/s"),
     "rate_200": ('configured rate = "200/s": measured rate', "200/s ± 5%"),
+    "rate_200_4p": ('rate = "200/s" shared by 4 sender processes: total', "200/s ± 5%"),
     "smtp": ("email over SMTP to loopback aiosmtpd", ">= 500 msg/s"),
     "serve_webhooks": ("serve: signed Twilio webhooks, 32 connections", ">= 800 /s"),
     "ingest_100k": ("replies ingest (normalized JSONL)", ">= 10,000 msg/s"),

@@ -37,6 +37,9 @@ CIRCUIT_THRESHOLD = 8  # consecutive retryable failures that open a channel's ci
 # few tens of ms, so that processes interleave finely and one that dies gives up only that
 # much of the rate (an undershoot; nothing is ever sent early).
 BATCH_SECONDS = 0.05
+# A reservation may take this many seconds of slots (or 4) beyond the sends waiting for
+# one, so that a channel sending one message at a time still reserves a batch.
+MIN_BATCH_SECONDS = 0.01
 
 
 class RateLimiter:
@@ -57,10 +60,12 @@ class RateLimiter:
         self.per_second = rate.per_second
         self.interval = 1.0 / rate.per_second
         self.most = max(1, int(rate.per_second * BATCH_SECONDS))
+        self.least = max(4, int(rate.per_second * MIN_BATCH_SECONDS))
         self.late = max(self.interval, BATCH_SECONDS)
         # one slot first, doubling while sends keep coming: a reply sender that sends one
         # message reserves one slot, a campaign reaches whole batches within a few
         self.batch = 1
+        self.waiting = 0  # sends in acquire: more slots than that would go unused
         self.slots: deque[float] = deque()  # time.monotonic() of the slots reserved here
         self.reserve = reserve or self._reserve_here
         self.next_here = 0.0
@@ -78,15 +83,19 @@ class RateLimiter:
             return
         # one waiter at a time: the others queue here, so this process holds one batch of
         # slots at most, however many sends it runs at once
-        async with self.lock:
-            while not stop.is_set():
-                slot = self._next_slot()
-                delay = slot - time.monotonic()
-                if delay > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), delay)
-                if time.monotonic() - slot <= self.late:
-                    return
+        self.waiting += 1
+        try:
+            async with self.lock:
+                while not stop.is_set():
+                    slot = self._next_slot()
+                    delay = slot - time.monotonic()
+                    if delay > 0:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), delay)
+                    if time.monotonic() - slot <= self.late:
+                        return
+        finally:
+            self.waiting -= 1
 
     def _next_slot(self) -> float:
         now = time.monotonic()
@@ -95,9 +104,13 @@ class RateLimiter:
         if not self.slots:
             # a synchronous store call in the send loop: one short statement (about 0.3 ms
             # on PostgreSQL, less on SQLite) per batch of slots, never per message
-            wait = self.reserve(self.batch)
+            # no more than the sends waiting need (slots nobody takes are lost to every
+            # process: the tail of a run, a reply sender's one message), but a few even
+            # for a channel that sends one at a time
+            count = min(self.batch, max(self.waiting, self.least))
+            wait = self.reserve(count)
             first = time.monotonic() + wait
-            self.slots.extend(first + i * self.interval for i in range(self.batch))
+            self.slots.extend(first + i * self.interval for i in range(count))
             self.batch = min(self.most, self.batch * 2)
         return self.slots.popleft()
 

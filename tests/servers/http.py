@@ -14,6 +14,7 @@ import json
 import socket
 import struct
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -46,6 +47,8 @@ class Recorded:
     headers: dict[str, str]
     body: bytes
     connection: int
+    # when it arrived (time.monotonic(), one clock for every process of the machine)
+    at: float = field(default_factory=time.monotonic)
 
     def form(self) -> dict[str, str]:
         return {k: v[0] for k, v in parse_qs(self.body.decode(), keep_blank_values=True).items()}

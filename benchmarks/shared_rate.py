@@ -1,0 +1,195 @@
+"""A channel's ``rate`` shared by four sender processes: the total the provider sees.
+
+``rate = "200/s"`` on a Twilio channel, the campaign planned once, then four processes
+send it side by side to one loopback Twilio emulator (a process of its own, counting on
+the machine's monotonic clock), first on PostgreSQL (a fresh database on the server that
+``OUTREACH_BENCH_POSTGRESQL``, else ``OUTREACH_TEST_POSTGRESQL``, names) and then, beside
+it, on SQLite. The figure is the rate the server saw, first to last request, which must be
+200/s ± 5 % for the four together (a limiter per process would let through 800/s); every
+message arrives once and at least three of the four processes send.
+
+Until ``outreach worker`` exists the senders are the library's send pass, run by this
+module: ``python -m benchmarks.shared_rate plan|send WORKSPACE`` prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .context import SECRET_ENV, TWILIO_FROM, TWILIO_SID, TWILIO_TOKEN, Context, join, repeat
+from .harness import (
+    Child,
+    ChildFailed,
+    LoopbackServer,
+    Row,
+    copy_workspace,
+    outreach,
+    run_child,
+)
+
+SIZES = {"full": 2_000, "quick": 600, "tiny": 100}
+PROCESSES = 4
+RATE = 200
+
+
+def _channel(port: int) -> dict[str, str]:
+    return {
+        "sms": (
+            f'provider = "twilio"\naccount_sid = "{TWILIO_SID}"\n'
+            f'auth_token_env = "BENCH_TWILIO_TOKEN"\nfrom = "{TWILIO_FROM}"\n'
+            f'base_url = "http://127.0.0.1:{port}"\nconcurrency = 8\nrate = "{RATE}/s"\n'
+        )
+    }
+
+
+def _postgresql_url() -> str | None:
+    return os.environ.get("OUTREACH_BENCH_POSTGRESQL") or os.environ.get("OUTREACH_TEST_POSTGRESQL")
+
+
+@contextmanager
+def _fresh_database(url: str) -> Iterator[str]:
+    import psycopg
+
+    name = f"outreach_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+    head = url.partition("?")[0].rpartition("/")[0]
+    try:
+        yield f"{head}/{name}"
+    finally:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _job(ws: Path, role: str, timeout: float) -> Child:
+    return run_child(
+        [sys.executable, "-m", "benchmarks.shared_rate", role, str(ws)],
+        timeout=timeout,
+        env=SECRET_ENV,
+    ).check()
+
+
+def _send_once(ctx: Context, server: LoopbackServer, ws: Path, n: int) -> tuple[float, list[int]]:
+    """Plan, then four senders at once: (the server's msg/s, what each process sent)."""
+    _job(ws, "plan", ctx.timeout)
+    server.stats()  # reset
+    children: list[Child | BaseException] = [ChildFailed("did not end")] * PROCESSES
+
+    def sender(i: int) -> None:
+        try:
+            children[i] = _job(ws, "send", ctx.timeout)
+        except BaseException as exc:  # reported below, in the benchmark's thread
+            children[i] = exc
+
+    threads = [threading.Thread(target=sender, args=(i,)) for i in range(PROCESSES)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stats = server.stats()
+    sent: list[int] = []
+    for child in children:
+        if isinstance(child, BaseException):
+            raise child
+        sent.append(int(json.loads(child.stdout.strip().splitlines()[-1])["sent"]))
+    # the correctness figures: every message once, really sent by several processes
+    if sum(sent) != n or stats["count"] != n:
+        raise ChildFailed(f"sent {sent} (total {sum(sent)}), server got {stats['count']} of {n}")
+    if sum(1 for s in sent if s) < PROCESSES - 1:
+        raise ChildFailed(f"the processes did not send side by side: {sent}")
+    span = stats["last"] - stats["first"]
+    return (n - 1) / span if span > 0 else 0.0, sent
+
+
+def _postgresql_copy(ctx: Context, seed: Path, name: str, url: str) -> Path:
+    ws = copy_workspace(seed, ctx.path(name))
+    run_child(outreach(ws, "store", "copy", "--to", url), timeout=ctx.timeout).check()
+    toml = ws / "outreach.toml"
+    text = re.sub(r'(?m)^database = ".*"', f'database = "{url}"', toml.read_text(encoding="utf-8"))
+    toml.write_text(text, encoding="utf-8")
+    return ws
+
+
+def bench_shared_rate(ctx: Context) -> Row:
+    n = SIZES[ctx.mode]
+    row = Row(
+        "rate_200_4p",
+        f'rate = "200/s" shared by {PROCESSES} sender processes: total measured rate',
+        f"{n:,} messages",
+        "msg/s",
+        "200/s ± 5%",
+    )
+    url = _postgresql_url()
+    with LoopbackServer("twilio", TWILIO_SID, TWILIO_TOKEN) as server:
+        seed = ctx.seeded("rate4", n, channels=_channel(server.port), customer_channels=("sms",))
+
+        def on_sqlite(i: int) -> float:
+            ws = copy_workspace(seed, ctx.path(f"rate4-sqlite-{i}"))
+            return _send_once(ctx, server, ws, n)[0]
+
+        if url is None:
+            repeat(ctx, row, on_sqlite)
+            row.note = "SQLite; PostgreSQL not measured: set OUTREACH_BENCH_POSTGRESQL"
+        else:
+
+            def on_postgresql(i: int) -> float:
+                with _fresh_database(url) as database:
+                    ws = _postgresql_copy(ctx, seed, f"rate4-pg-{i}", database)
+                    rate, sent = _send_once(ctx, server, ws, n)
+                row.note = join(row.note, f"PostgreSQL; per process {sent}")
+                return rate
+
+            repeat(ctx, row, on_postgresql)
+            beside = on_sqlite(0)
+            row.note = join(row.note, f"SQLite beside it: {beside:,.1f} msg/s")
+    row.note = join(row.note, "rate seen by the server, first to last request")
+    row.met = bool(row.values) and all(RATE * 0.95 <= v <= RATE * 1.05 for v in row.values)
+    return row
+
+
+# -- the child processes ------------------------------------------------------------------------
+
+
+def _child(role: str, root: Path) -> dict[str, Any]:
+    import asyncio
+
+    from outreach import clock
+    from outreach.workspace import Workspace
+
+    from .data import NOW
+
+    clock.set_now(NOW)
+    ws = Workspace.load(root)
+    try:
+        if role == "plan":
+            from outreach.campaigns.files import load_campaign
+            from outreach.campaigns.planner import plan_occurrence
+            from outreach.campaigns.schedule import latest_occurrence
+
+            campaign = load_campaign(ws.config, "nps")
+            occurrence = latest_occurrence(ws.config, campaign, clock.now())
+            assert occurrence is not None
+            result = plan_occurrence(ws.config, ws.store, campaign, occurrence, clock.now())
+            return {"planned": result.planned}
+        from outreach.sending.engine import send_due_async
+
+        summary = asyncio.run(send_due_async(ws))
+        return {"sent": summary.sent, "problems": summary.problems[:3]}
+    finally:
+        ws.close()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] not in ("plan", "send"):
+        print("usage: python -m benchmarks.shared_rate plan|send WORKSPACE", file=sys.stderr)
+        sys.exit(2)
+    print(json.dumps(_child(sys.argv[1], Path(sys.argv[2]))))
