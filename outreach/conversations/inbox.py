@@ -161,10 +161,19 @@ def normalize_email(text: str) -> str:
 class Inbox:
     """Applies inbound events to one store. Not thread-safe: one per connection.
 
-    Within one batch (one write transaction, so no other process can change anything
-    underneath) customers by address, conversation state and open surveys are cached, and
-    conversation updates are written once per conversation at the end (``end_batch``):
-    that is what makes 10,000+ messages a second possible.
+    Within one batch (one write transaction) customers by address, conversation state and
+    open surveys are cached, and conversation updates are written once per conversation at
+    the end (``end_batch``): that is what makes 10,000+ messages a second possible.
+
+    The cache is only as true as the transaction makes it. On SQLite a write transaction
+    holds the whole database. On PostgreSQL other processes (``serve`` replicas) write
+    beside it, so the batch first holds its customers (``hold_customers``: a replica with a
+    message of the same customer waits for this commit, then reads what it wrote) and only
+    then reads their conversations and surveys; a customer met later in the batch is held
+    when met. What the batch learnt is then merged into each conversation in the database
+    (``merge_conversations``: the later message, the stronger attention reason), never
+    written back as a whole row, so an agent's close or a message another process stored
+    in between is not overwritten.
     """
 
     def __init__(self, store: Store, config: Config) -> None:
@@ -175,6 +184,9 @@ class Inbox:
         self._customers: dict[tuple[str, str], str] = {}
         self._conversations: dict[str, dict[str, Any]] = {}
         self._dirty: set[str] = set()
+        # the attention reason this batch gives each conversation (the strongest, the last
+        # of equals): only the batch's own, merged with the stored one at the end
+        self._attention: dict[str, str] = {}
         self._surveys: dict[str, list[dict[str, Any]]] = {}
         self._prefetched: set[str] = set()
         # email routes of the batch: reply token / quoted Message-ID → customer ("" = none)
@@ -188,6 +200,7 @@ class Inbox:
         self._customers.clear()
         self._conversations.clear()
         self._dirty.clear()
+        self._attention.clear()
         self._surveys.clear()
         by_channel: dict[str, set[str]] = {}
         for event in events:
@@ -215,6 +228,8 @@ class Inbox:
         ids.update(self._prefetch_email_routes(events))
         self._prefetched = ids
         if ids:
+            # before reading them: another process's batch of these customers commits first
+            self.store.conversations.hold_customers(ids)
             self._conversations.update(self.store.conversations.conversations_for(ids))
             surveys = self.store.conversations.survey_candidates_for(ids)
             for customer_id in ids:
@@ -245,10 +260,26 @@ class Inbox:
         return {c for c in (*self._tokens.values(), *self._references.values()) if c}
 
     def end_batch(self) -> None:
-        """Write the conversations this batch changed. Call before COMMIT."""
-        rows = [self._conversations[c] for c in self._dirty]
-        self.store.conversations.save_conversations(rows)
+        """Merge what this batch learnt into its conversations. Call before COMMIT."""
+        if not self._dirty:
+            return
+        attention = self._attention
+        rows = []
+        for customer_id in self._dirty:
+            c = self._conversations[customer_id]
+            rows.append(
+                {
+                    "id": c["id"],
+                    "last_inbound_at": c["last_inbound_at"],
+                    "last_inbound_channel": c["last_inbound_channel"],
+                    "auto_reply_until": c["auto_reply_until"],
+                    "updated_at": c["updated_at"],
+                    "attention_reason": attention.get(customer_id),
+                }
+            )
+        self.store.conversations.merge_conversations(rows, _ATTENTION_RANK)
         self._dirty.clear()
+        attention.clear()
 
     def address_kind(self, channel: str) -> str:
         kind = self._kinds.get(channel)
@@ -325,7 +356,6 @@ class Inbox:
             summary.duplicates += 1
             return
         summary.stored += 1
-        self._dirty.add(customer_id)
         if message.extra:
             self.store.mail.save_email_parts([{**message.extra, "message_id": message_id}])
         if message.automatic:
@@ -340,6 +370,7 @@ class Inbox:
             if new_address and new_address != address:
                 self._change_number(customer_id, channel, new_address, at)
             return
+        self._dirty.add(customer_id)
         conversation["status"] = "open"
         # a file need not be in time order: the latest message names the reply channel
         if not conversation["last_inbound_at"] or at >= conversation["last_inbound_at"]:
@@ -360,11 +391,13 @@ class Inbox:
                 summary.flagged.add(customer_id)
                 summary.needs_attention += 1
             current = conversation["attention_reason"] if conversation["needs_attention"] else None
-            if current is None or _ATTENTION_RANK.get(attention, 0) >= _ATTENTION_RANK.get(
-                current, 0
-            ):
+            rank = _ATTENTION_RANK.get(attention, 0)
+            if current is None or rank >= _ATTENTION_RANK.get(current, 0):
                 conversation["attention_reason"] = attention
             conversation["needs_attention"] = 1
+            batch = self._attention.get(customer_id)
+            if batch is None or rank >= _ATTENTION_RANK.get(batch, 0):
+                self._attention[customer_id] = attention
             if attention != "opt_out_intent":
                 until = self._auto_reply(customer_id, channel, conversation, summary)
                 if until is not None:
@@ -375,8 +408,9 @@ class Inbox:
         conversation = self._conversations.get(customer_id)
         if conversation is None:
             # prefetched customers without a conversation are known to have none; the
-            # others are looked up (the batch holds the write transaction)
+            # others are held (as the prefetched ones were) and looked up
             if customer_id not in self._prefetched:
+                self.store.conversations.hold_customers([customer_id])
                 conversation = self.store.conversations.get_conversation(customer_id)
             if conversation is None:
                 conversation = {

@@ -396,7 +396,24 @@ class Conversations(Protocol):
 
     def update_conversation(self, conversation_id: int, **fields: Any) -> None: ...
 
-    def save_conversations(self, rows: Iterable[Mapping[str, Any]]) -> None: ...
+    def hold_customers(self, customer_ids: Iterable[str]) -> None:
+        """Until the transaction ends, no other process handles inbound messages of these
+        customers: what one batch reads of them (conversation, open surveys, consent) stays
+        true until it commits. Call before reading them. Caller holds the transaction."""
+        ...
+
+    def merge_conversations(
+        self, rows: Iterable[Mapping[str, Any]], ranks: Mapping[str, int]
+    ) -> None:
+        """Merge what a batch of inbound messages learnt into conversations, in the database
+        (never a row written back from memory, so that writers side by side lose nothing).
+
+        Each row: ``id``, ``last_inbound_at`` and ``last_inbound_channel`` (the later message
+        wins), ``updated_at`` and ``auto_reply_until`` (the later wins), and
+        ``attention_reason``: None, or a reason that flags the conversation and replaces the
+        stored one unless that one ranks higher in ``ranks`` (unknown reasons rank 0). Every
+        row also opens its conversation. Caller holds the transaction."""
+        ...
 
     def insert_message(self, **fields: Any) -> int | None:
         """Append one message; its id, or None for an inbound duplicate (same channel and

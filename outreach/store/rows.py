@@ -1,4 +1,5 @@
-"""The one way rows leave a cursor as dicts, and batching of ``IN (…)`` lists.
+"""The one way rows leave a cursor as dicts, batching of ``IN (…)`` lists, and the few
+SQL fragments both engines write alike.
 
 Every implementation builds dicts here, from the cursor's own column names (any DB-API
 cursor: sqlite3 and psycopg alike), never by zipping ``cursor.description`` by hand.
@@ -6,10 +7,12 @@ cursor: sqlite3 and psycopg alike), never by zipping ``cursor.description`` by h
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
+_WORD = re.compile(r"[a-z_]+")
 
 
 class Cursor(Protocol):
@@ -64,3 +67,15 @@ def chunks(values: Sequence[T], size: int = 900) -> Iterator[list[T]]:
 def marks(values: Sequence[object]) -> str:
     """``?, ?, …``: one placeholder per value."""
     return ", ".join("?" for _ in values)
+
+
+def rank_case(ranks: Mapping[str, int]) -> str:
+    """``CASE {} WHEN 'reason' THEN rank … ELSE 0 END``, to ``format`` with a column or a
+    parameter: how conversations compare attention reasons in SQL. The names are
+    outreach's own reasons, checked to be plain words."""
+    whens = []
+    for name, rank in sorted(ranks.items()):
+        if not _WORD.fullmatch(name):
+            raise ValueError(f"not a reason name: {name!r}")
+        whens.append(f"WHEN '{name}' THEN {int(rank)}")
+    return "(CASE {} " + " ".join(whens) + " ELSE 0 END)"

@@ -849,3 +849,106 @@ def test_reservations_from_many_connections_never_share_a_slot(backend: Backend)
     reached = time.monotonic() - t0 + wait
     assert reached >= (1 + threads * each) / rate - 0.01
     setup.close()
+
+
+RANKS = {"opt_out_intent": 3, "unclear_answer": 2, "reply": 1}
+
+
+def _merge(store: Store, customer: str, **news: Any) -> dict[str, Any]:
+    conversation = store.conversations.get_conversation(customer)
+    assert conversation is not None
+    row = {
+        "id": conversation["id"],
+        "last_inbound_at": AT,
+        "last_inbound_channel": "sms",
+        "auto_reply_until": None,
+        "updated_at": AT,
+        "attention_reason": None,
+        **news,
+    }
+    with store.write():
+        store.conversations.merge_conversations([row], RANKS)
+    merged = store.conversations.get_conversation(customer)
+    assert merged is not None
+    return merged
+
+
+def test_merged_conversation_news_keep_the_later_message_and_the_stronger_reason(
+    store: Store,
+) -> None:
+    ids = add_customers(store, 1)
+    with store.write():
+        conversation = store.conversations.ensure_conversation(ids[0], AT)
+        store.conversations.update_conversation(conversation, status="closed", updated_at=AT)
+    first = _merge(store, ids[0], attention_reason="reply", updated_at=LATER)
+    assert (first["status"], first["needs_attention"], first["attention_reason"]) == (
+        "open",
+        1,
+        "reply",
+    )
+    assert first["updated_at"] == LATER
+    stronger = _merge(store, ids[0], attention_reason="opt_out_intent")
+    assert stronger["attention_reason"] == "opt_out_intent"
+    assert stronger["updated_at"] == LATER  # an earlier batch's time never goes back
+    weaker = _merge(store, ids[0], attention_reason="reply")
+    assert weaker["attention_reason"] == "opt_out_intent"
+    equal = _merge(store, ids[0], attention_reason="unclear_answer")
+    assert equal["attention_reason"] == "opt_out_intent"
+    # a message that needs nobody changes neither flag nor reason
+    quiet = _merge(store, ids[0])
+    assert (quiet["needs_attention"], quiet["attention_reason"]) == (1, "opt_out_intent")
+    # once an agent has cleared it, any reason flags it again
+    with store.write():
+        store.conversations.update_conversation(
+            conversation, needs_attention=0, attention_reason=None, updated_at=LATER
+        )
+    again = _merge(store, ids[0], attention_reason="reply")
+    assert (again["needs_attention"], again["attention_reason"]) == (1, "reply")
+    # the later message names the reply channel, whichever batch is merged last
+    later = _merge(
+        store,
+        ids[0],
+        last_inbound_at=LATER,
+        last_inbound_channel="whatsapp",
+        auto_reply_until=LATER,
+    )
+    earlier = _merge(
+        store, ids[0], last_inbound_at=AT, last_inbound_channel="email", auto_reply_until=AT
+    )
+    assert later["last_inbound_channel"] == earlier["last_inbound_channel"] == "whatsapp"
+    assert earlier["last_inbound_at"] == LATER
+    assert earlier["auto_reply_until"] == LATER
+
+
+def test_a_held_customer_is_held_until_the_holder_commits(backend: Backend) -> None:
+    """Two serve replicas with messages of one customer: the second waits for the first's
+    commit before it reads the conversation; one of another customer does not wait (on
+    SQLite every write transaction waits for the one before)."""
+    setup = backend.open()
+    ids = add_customers(setup, 2)
+    setup.close()
+    first, second, third = backend.open(), backend.open(), backend.open()
+    order: list[str] = []
+
+    def hold(store: Store, customer: str, name: str) -> None:
+        with store.write():
+            store.conversations.hold_customers([customer])
+            order.append(name)
+
+    try:
+        with first.write():
+            first.conversations.hold_customers([ids[1], ids[0], ids[0]])
+            waiter = threading.Thread(target=hold, args=(second, ids[0], "second"))
+            waiter.start()
+            if backend.name == "postgresql":
+                hold(third, ids[1] + "-other", "other")
+            waiter.join(0.5)
+            assert waiter.is_alive()  # still waiting for the first's commit
+            order.append("first")
+        waiter.join(10)
+        assert not waiter.is_alive()
+        expected = ["first", "second"]
+        assert order == (["other", *expected] if backend.name == "postgresql" else expected)
+    finally:
+        for store in (first, second, third):
+            store.close()

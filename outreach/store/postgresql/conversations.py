@@ -11,12 +11,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..interface import Conversations
-from ..rows import chunks, dicts, iter_dicts, one_dict
+from ..rows import chunks, dicts, iter_dicts, one_dict, rank_case
 from .sql import marks
 
 if TYPE_CHECKING:
     from . import PgStore
 
+# the first key of the advisory locks ``hold_customers`` takes ("conv"); two-key locks are a
+# key space of their own, apart from the one-key lock that guards migrations
+HOLD_CLASS = 0x636F6E76
 _CONVERSATION_COLUMNS = (
     "id, customer_id, status, needs_attention, attention_reason, last_inbound_at, "
     "last_inbound_channel, auto_reply_until, created_at, updated_at"
@@ -47,25 +50,44 @@ class PgConversations(Conversations):
             (*fields.values(), conversation_id),
         )
 
-    def save_conversations(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Write back the state of conversations (rows as ``get_conversation`` returns them)."""
+    def hold_customers(self, customer_ids: Iterable[str]) -> None:
+        """Transaction-level advisory locks, one per customer, taken in one order (sorted
+        keys) so that two batches never wait for each other in a circle; released at
+        commit or rollback. A batch holds them from before it reads its customers'
+        conversations and surveys until it commits, so a ``serve`` replica handling the
+        same customer waits and then reads what this one wrote."""
+        ids = sorted(set(customer_ids))
+        if ids:
+            self.conn.execute(
+                "SELECT count(pg_advisory_xact_lock(%s, k)) FROM "
+                "(SELECT DISTINCT hashtext(id) AS k FROM unnest(%s::text[]) AS id ORDER BY k) "
+                "AS held",
+                (HOLD_CLASS, ids),
+            )
+
+    def merge_conversations(
+        self, rows: Iterable[Mapping[str, Any]], ranks: Mapping[str, int]
+    ) -> None:
+        """Merge a batch's news into conversations, in the UPDATE itself (see the interface)."""
+        rank = rank_case(ranks)
+        reason = "%(attention_reason)s::text"
+        at = "%(last_inbound_at)s::text"
+        until = "%(auto_reply_until)s::text"
         self.conn.executemany(
-            "UPDATE conversations SET status = %s, needs_attention = %s, "
-            "attention_reason = %s, last_inbound_at = %s, last_inbound_channel = %s, "
-            "auto_reply_until = %s, updated_at = %s WHERE id = %s",
-            [
-                (
-                    r["status"],
-                    r["needs_attention"],
-                    r["attention_reason"],
-                    r["last_inbound_at"],
-                    r["last_inbound_channel"],
-                    r["auto_reply_until"],
-                    r["updated_at"],
-                    r["id"],
-                )
-                for r in rows
-            ],
+            # SET reads the row as it was before this UPDATE, in every expression; a row
+            # another transaction is changing is waited for and then read as it committed
+            "UPDATE conversations SET status = 'open', "
+            f"needs_attention = CASE WHEN {reason} IS NULL THEN needs_attention ELSE 1 END, "
+            f"attention_reason = CASE WHEN {reason} IS NOT NULL AND (needs_attention = 0 "
+            f"OR {rank.format(reason)} >= {rank.format('attention_reason')}) "
+            f"THEN {reason} ELSE attention_reason END, "
+            f"last_inbound_channel = CASE WHEN last_inbound_at IS NULL OR {at} >= last_inbound_at "
+            "THEN %(last_inbound_channel)s::text ELSE last_inbound_channel END, "
+            f"last_inbound_at = GREATEST(last_inbound_at, {at}), "
+            f"auto_reply_until = GREATEST(auto_reply_until, {until}), "
+            "updated_at = GREATEST(updated_at, %(updated_at)s::text) "
+            "WHERE id = %(id)s",
+            list(rows),
         )
 
     def open_survey_candidates(self, customer_id: str) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ passes every value as a parameter.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -37,7 +37,7 @@ class Connection:
             raise LookupError(f"no row from {sql[:60]}")
         return tuple(row)
 
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> int:
         """Run ``sql`` once per row (psycopg pipelines them); how many rows changed in all."""
         cur = self.raw.cursor()
         cur.executemany(sql, rows)

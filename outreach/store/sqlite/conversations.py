@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..interface import Conversations
-from ..rows import chunks, dicts, iter_dicts, marks, one_dict
+from ..rows import chunks, dicts, iter_dicts, marks, one_dict, rank_case
 
 if TYPE_CHECKING:
     from . import SqliteStore
@@ -46,14 +46,31 @@ class SqliteConversations(Conversations):
             (*fields.values(), conversation_id),
         )
 
-    def save_conversations(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Write back the state of conversations (rows as ``get_conversation`` returns them)."""
+    def hold_customers(self, customer_ids: Iterable[str]) -> None:
+        """Nothing to do: a write transaction holds the whole database (BEGIN IMMEDIATE)."""
+
+    def merge_conversations(
+        self, rows: Iterable[Mapping[str, Any]], ranks: Mapping[str, int]
+    ) -> None:
+        """Merge a batch's news into conversations, in the UPDATE itself (see the interface)."""
+        rank = rank_case(ranks)
         self.conn.executemany(
-            "UPDATE conversations SET status = :status, needs_attention = :needs_attention, "
-            "attention_reason = :attention_reason, last_inbound_at = :last_inbound_at, "
-            "last_inbound_channel = :last_inbound_channel, auto_reply_until = :auto_reply_until, "
-            "updated_at = :updated_at WHERE id = :id",
-            list(rows),
+            # SET reads the row as it was before this UPDATE, in every expression
+            "UPDATE conversations SET status = 'open', "
+            "needs_attention = CASE WHEN :attention_reason IS NULL THEN needs_attention "
+            "ELSE 1 END, "
+            "attention_reason = CASE WHEN :attention_reason IS NOT NULL AND (needs_attention = 0 "
+            f"OR {rank.format(':attention_reason')} >= {rank.format('attention_reason')}) "
+            "THEN :attention_reason ELSE attention_reason END, "
+            "last_inbound_channel = CASE WHEN last_inbound_at IS NULL "
+            "OR :last_inbound_at >= last_inbound_at THEN :last_inbound_channel "
+            "ELSE last_inbound_channel END, "
+            "last_inbound_at = max(coalesce(last_inbound_at, ''), :last_inbound_at), "
+            "auto_reply_until = CASE WHEN :auto_reply_until IS NOT NULL AND "
+            "(auto_reply_until IS NULL OR :auto_reply_until > auto_reply_until) "
+            "THEN :auto_reply_until ELSE auto_reply_until END, "
+            "updated_at = max(updated_at, :updated_at) WHERE id = :id",
+            rows if isinstance(rows, list) else list(rows),
         )
 
     def open_survey_candidates(self, customer_id: str) -> list[dict[str, Any]]:
