@@ -92,20 +92,26 @@ class _Server:
         """Record the opt-out; False when the customer already was opted out there."""
         with self.db.lock:
             store = self.db.store()
-            if store.consent.current_consent_for(customer_id, channel) == consent.OPTED_OUT:
-                return False
-            store.when_unlocked(
-                lambda: consent.record(
-                    store,
-                    self.config,
-                    [customer_id],
-                    channel,
-                    consent.OPTED_OUT,
-                    source="unsubscribe-link",
-                    evidence=evidence,
-                )
-            )
-            return True
+
+            def once() -> bool:
+                with store.write():
+                    # a mail provider's retry may reach another replica at the same moment:
+                    # held, the second reads the first's opt-out and adds none
+                    store.conversations.hold_customers([customer_id])
+                    if store.consent.current_consent_for(customer_id, channel) == consent.OPTED_OUT:
+                        return False
+                    consent.record(
+                        store,
+                        self.config,
+                        [customer_id],
+                        channel,
+                        consent.OPTED_OUT,
+                        source="unsubscribe-link",
+                        evidence=evidence,
+                    )
+                    return True
+
+            return store.when_unlocked(once)
 
     # -- providers ----------------------------------------------------------------------------
 

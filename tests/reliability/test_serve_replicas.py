@@ -4,7 +4,8 @@ A provider that gets no answer retries, and behind a load balancer its retry may
 the other replica while the first is still storing: the same message arrives at both at
 once. Here every signed webhook is posted to both replicas at the same moment, and
 several messages of one customer go through the two replicas side by side. Whatever the
-order, each message is stored once and acted on once (one opt-out, one survey response,
+order, each message is stored once and acted on once (one opt-out, also from a one-click
+unsubscribe posted to both, one survey response,
 one follow-up, one automatic reply per closed period, each sent once by whichever
 replica's sender claimed it), and the conversation keeps its strongest attention reason
 and latest message.
@@ -29,6 +30,8 @@ import httpx
 import pytest
 
 from outreach.channels.webhook import decode_secret, sign
+from outreach.store import open_store
+from outreach.tokens import make_unsubscribe_token
 from tests.servers.fixtures import ENV, WEBHOOK_SECRET
 from tests.servers.webhook_receiver import WebhookReceiver
 
@@ -133,18 +136,16 @@ def _signed(payload: object, msg_id: str) -> tuple[bytes, dict[str, str]]:
 
 
 async def _fire(posts: list[tuple[str, bytes, dict[str, str]]]) -> list[int]:
-    """Every (replica, body, headers) at once, 32 in flight; each status (retried on a
+    """Every (URL, body, headers) at once, 32 in flight; each status (retried on a
     connection error or a 5xx, as a provider does)."""
     limit = asyncio.Semaphore(32)
     async with httpx.AsyncClient(timeout=30) as client:
 
-        async def post(base: str, body: bytes, headers: dict[str, str]) -> int:
+        async def post(url: str, body: bytes, headers: dict[str, str]) -> int:
             async with limit:
                 for _ in range(20):
                     try:
-                        answer = await client.post(
-                            f"{base}/webhooks/hook", content=body, headers=headers
-                        )
+                        answer = await client.post(url, content=body, headers=headers)
                     except httpx.TransportError:
                         await asyncio.sleep(0.2)
                         continue
@@ -161,6 +162,14 @@ def _rows(url: str, sql: str) -> list[tuple[Any, ...]]:
 
     with psycopg.connect(url) as conn:
         return [tuple(r) for r in conn.execute(sql)]  # type: ignore[arg-type]
+
+
+def _signing_key(url: str) -> bytes:
+    store = open_store(url)
+    try:
+        return store.meta.signing_key()
+    finally:
+        store.close()
 
 
 def _sends(receiver: WebhookReceiver) -> Counter[str]:
@@ -181,10 +190,10 @@ def test_two_replicas_store_and_act_on_each_message_once(
 ) -> None:
     url = postgresql_database
     monkeypatch.setenv("OUTREACH_DATABASE_URL", url)
-    ws = _workspace(tmp_path / "ws", webhook_receiver, 80)
+    ws = _workspace(tmp_path / "ws", webhook_receiver, 200)
     sent = in_process(ws, "run", "nps", "--json", env=ENV)
     assert sent.exit_code == 0, sent.stderr
-    assert json.loads(sent.stdout)["campaigns"][0]["sent"] == 80
+    assert json.loads(sent.stdout)["campaigns"][0]["sent"] == 200
 
     now = datetime.now(UTC).replace(microsecond=0)
     early, late = (now - timedelta(minutes=2)).isoformat(), (now - timedelta(minutes=1)).isoformat()
@@ -211,7 +220,14 @@ def test_two_replicas_store_and_act_on_each_message_once(
         for replica, message, hook_id in requests:
             body, headers = _signed(message, hook_id)
             for n in (0, 1) if replica == 2 else (replica,):
-                posts.append((replicas[n], body, headers))
+                posts.append((f"{replicas[n]}/webhooks/hook", body, headers))
+        # one-click unsubscribes of 80-99, each to both replicas
+        key = _signing_key(url)
+        for i in range(80, 200):
+            path = f"/unsubscribe/{make_unsubscribe_token(key, f'c{i:05d}', 'hook')}"
+            form = {"Content-Type": "application/x-www-form-urlencoded"}
+            for base in replicas:
+                posts.append((f"{base}{path}", b"List-Unsubscribe=One-Click", form))
         statuses = asyncio.run(_fire(posts))
         assert Counter(statuses) == {200: len(posts)}
 
@@ -236,6 +252,13 @@ def test_two_replicas_store_and_act_on_each_message_once(
         "GROUP BY customer_id",
     )
     assert sorted(opt_outs) == [(f"c{i:05d}", 1) for i in range(0, 40, 4)]
+
+    unsubscribed = _rows(
+        url,
+        "SELECT customer_id, count(*) FROM consent WHERE source = 'unsubscribe-link' "
+        "GROUP BY customer_id",
+    )
+    assert sorted(unsubscribed) == [(f"c{i:05d}", 1) for i in range(80, 200)]
 
     responses = Counter(
         dict(
