@@ -39,6 +39,7 @@ from .cases_peers import (
     bench_smtp_vs_mailmerge,
     bench_webhooks_vs_apprise,
 )
+from .cases_replicas import bench_serve_replicas
 from .context import Context
 from .harness import ChildFailed, NotAvailable, Row
 from .shared_rate import bench_shared_rate
@@ -57,6 +58,7 @@ BENCHMARKS: dict[str, Callable[[Context], Row]] = {
     "rate_200_4p": bench_shared_rate,
     "smtp": bench_smtp,
     "serve_webhooks": bench_serve_webhooks,
+    "serve_replicas": bench_serve_replicas,
     "ingest_100k": bench_ingest_100k,
     "export_1m": bench_export_1m,
     "render_vs_mailmerge": bench_render_vs_mailmerge,
@@ -82,6 +84,10 @@ TARGETS = {
     "rate_200_4p": ('rate = "200/s" shared by 4 sender processes: total', "200/s ± 5%"),
     "smtp": ("email over SMTP to loopback aiosmtpd", ">= 500 msg/s"),
     "serve_webhooks": ("serve: signed Twilio webhooks, 32 connections", ">= 800 /s"),
+    "serve_replicas": (
+        "serve: 2 replicas on PostgreSQL behind a proxy, one SIGKILLed half-way",
+        "0 lost, 0 stored twice",
+    ),
     "ingest_100k": ("replies ingest (normalized JSONL)", ">= 10,000 msg/s"),
     "export_1m": ("export replies to CSV, streamed", ">= 100,000 rows/s, < 100 MB"),
     "render_vs_mailmerge": ("render: outreach / mailmerge --dry-run", ">= 10x"),

@@ -264,18 +264,21 @@ class Inbox:
         if not self._dirty:
             return
         attention = self._attention
+        conversations = self._conversations
         rows = []
         for customer_id in self._dirty:
-            c = self._conversations[customer_id]
+            c = conversations[customer_id]
+            reason = attention.get(customer_id)
             rows.append(
-                {
-                    "id": c["id"],
-                    "last_inbound_at": c["last_inbound_at"],
-                    "last_inbound_channel": c["last_inbound_channel"],
-                    "auto_reply_until": c["auto_reply_until"],
-                    "updated_at": c["updated_at"],
-                    "attention_reason": attention.get(customer_id),
-                }
+                (
+                    c["id"],
+                    c["last_inbound_at"],
+                    c["last_inbound_channel"],
+                    c["auto_reply_until"],
+                    c["updated_at"],
+                    reason,
+                    _ATTENTION_RANK.get(reason, 0) if reason else 0,
+                )
             )
         self.store.conversations.merge_conversations(rows, _ATTENTION_RANK)
         self._dirty.clear()

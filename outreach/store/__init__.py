@@ -13,6 +13,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from .interface import (
     CONVERSATION_COLUMNS,
+    CONVERSATION_NEWS,
     CUSTOMER_COLUMNS,
     DELIVERY_COLUMNS,
     REPLY_COLUMNS,
@@ -23,6 +24,7 @@ from .interface import (
 
 __all__ = [
     "CONVERSATION_COLUMNS",
+    "CONVERSATION_NEWS",
     "CUSTOMER_COLUMNS",
     "DELIVERY_COLUMNS",
     "REPLY_COLUMNS",

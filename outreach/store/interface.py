@@ -55,6 +55,17 @@ DELIVERY_COLUMNS = (
     "updated_at",
 )
 
+# What an inbound batch hands ``Conversations.merge_conversations`` per conversation.
+CONVERSATION_NEWS = (
+    "id",
+    "last_inbound_at",
+    "last_inbound_channel",
+    "auto_reply_until",
+    "updated_at",
+    "attention_reason",
+    "attention_rank",
+)
+
 SENT_STATUSES = ("sent", "delivered", "read", "bounced")  # a bounce was sent first
 
 # The tuples ``Reports.iter_replies`` and ``Reports.iter_conversation_messages`` yield;
@@ -402,17 +413,16 @@ class Conversations(Protocol):
         true until it commits. Call before reading them. Caller holds the transaction."""
         ...
 
-    def merge_conversations(
-        self, rows: Iterable[Mapping[str, Any]], ranks: Mapping[str, int]
-    ) -> None:
+    def merge_conversations(self, rows: Iterable[Sequence[Any]], ranks: Mapping[str, int]) -> None:
         """Merge what a batch of inbound messages learnt into conversations, in the database
         (never a row written back from memory, so that writers side by side lose nothing).
 
-        Each row: ``id``, ``last_inbound_at`` and ``last_inbound_channel`` (the later message
-        wins), ``updated_at`` and ``auto_reply_until`` (the later wins), and
-        ``attention_reason``: None, or a reason that flags the conversation and replaces the
-        stored one unless that one ranks higher in ``ranks`` (unknown reasons rank 0). Every
-        row also opens its conversation. Caller holds the transaction."""
+        Each row is in CONVERSATION_NEWS order: the later ``last_inbound_at`` wins, with
+        its ``last_inbound_channel``; the later ``auto_reply_until`` and ``updated_at``
+        win; an ``attention_reason`` (None: none) flags the conversation and replaces the
+        stored reason unless that one ranks higher (``attention_rank`` is the new reason's,
+        ``ranks`` the stored one's; unknown reasons rank 0). Every row also opens its
+        conversation. Caller holds the transaction."""
         ...
 
     def insert_message(self, **fields: Any) -> int | None:

@@ -17,7 +17,7 @@ import pytest
 
 from outreach.deliveries import CAP_STATES, DUE_STATES, reported_from
 from outreach.errors import NotFoundError, StoreError, UsageError
-from outreach.store import DELIVERY_COLUMNS, REPLY_COLUMNS, Store
+from outreach.store import CONVERSATION_NEWS, DELIVERY_COLUMNS, REPLY_COLUMNS, Store
 from tests.store.conftest import Backend
 
 AT = "2026-12-01T10:00:00Z"
@@ -866,8 +866,9 @@ def _merge(store: Store, customer: str, **news: Any) -> dict[str, Any]:
         "attention_reason": None,
         **news,
     }
+    row["attention_rank"] = RANKS.get(row["attention_reason"] or "", 0)
     with store.write():
-        store.conversations.merge_conversations([row], RANKS)
+        store.conversations.merge_conversations([tuple(row[c] for c in CONVERSATION_NEWS)], RANKS)
     merged = store.conversations.get_conversation(customer)
     assert merged is not None
     return merged

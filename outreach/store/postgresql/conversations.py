@@ -7,7 +7,7 @@ so that one inbound message, with everything it causes, commits or rolls back as
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..interface import Conversations
@@ -65,29 +65,28 @@ class PgConversations(Conversations):
                 (HOLD_CLASS, ids),
             )
 
-    def merge_conversations(
-        self, rows: Iterable[Mapping[str, Any]], ranks: Mapping[str, int]
-    ) -> None:
-        """Merge a batch's news into conversations, in the UPDATE itself (see the interface)."""
-        rank = rank_case(ranks)
-        reason = "%(attention_reason)s::text"
-        at = "%(last_inbound_at)s::text"
-        until = "%(auto_reply_until)s::text"
+    def merge_conversations(self, rows: Iterable[Sequence[Any]], ranks: Mapping[str, int]) -> None:
+        """Merge a batch's news into conversations, in the UPDATE itself (see the interface).
+
+        A row another transaction is changing is waited for, then merged into as that one
+        committed it (READ COMMITTED re-reads an updated row before changing it)."""
+        stored_rank = rank_case(ranks).format("c.attention_reason")
         self.conn.executemany(
-            # SET reads the row as it was before this UPDATE, in every expression; a row
-            # another transaction is changing is waited for and then read as it committed
-            "UPDATE conversations SET status = 'open', "
-            f"needs_attention = CASE WHEN {reason} IS NULL THEN needs_attention ELSE 1 END, "
-            f"attention_reason = CASE WHEN {reason} IS NOT NULL AND (needs_attention = 0 "
-            f"OR {rank.format(reason)} >= {rank.format('attention_reason')}) "
-            f"THEN {reason} ELSE attention_reason END, "
-            f"last_inbound_channel = CASE WHEN last_inbound_at IS NULL OR {at} >= last_inbound_at "
-            "THEN %(last_inbound_channel)s::text ELSE last_inbound_channel END, "
-            f"last_inbound_at = GREATEST(last_inbound_at, {at}), "
-            f"auto_reply_until = GREATEST(auto_reply_until, {until}), "
-            "updated_at = GREATEST(updated_at, %(updated_at)s::text) "
-            "WHERE id = %(id)s",
-            list(rows),
+            # SET reads the row as it was before this UPDATE, in every expression
+            "UPDATE conversations c SET status = 'open', "
+            "needs_attention = CASE WHEN n.reason IS NULL THEN c.needs_attention ELSE 1 END, "
+            "attention_reason = CASE WHEN n.reason IS NULL THEN c.attention_reason "
+            f"WHEN c.needs_attention = 0 OR n.rank >= {stored_rank} "
+            "THEN n.reason ELSE c.attention_reason END, "
+            "last_inbound_channel = CASE WHEN c.last_inbound_at IS NULL "
+            "OR n.at >= c.last_inbound_at THEN n.channel ELSE c.last_inbound_channel END, "
+            "last_inbound_at = GREATEST(c.last_inbound_at, n.at), "
+            "auto_reply_until = GREATEST(c.auto_reply_until, n.until), "
+            "updated_at = GREATEST(c.updated_at, n.updated) "
+            "FROM (VALUES (%s::bigint, %s::text, %s::text, %s::text, %s::text, %s::text, "
+            "%s::integer)) AS n(id, at, channel, until, updated, reason, rank) "
+            "WHERE c.id = n.id",
+            rows,
         )
 
     def open_survey_candidates(self, customer_id: str) -> list[dict[str, Any]]:
