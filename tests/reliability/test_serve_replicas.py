@@ -32,7 +32,9 @@ import pytest
 from outreach.channels.webhook import decode_secret, sign
 from outreach.store import open_store
 from outreach.tokens import make_unsubscribe_token
+from tests.postgresql import empty_database
 from tests.servers.fixtures import ENV, WEBHOOK_SECRET
+from tests.servers.http import Recorded, Reply
 from tests.servers.webhook_receiver import WebhookReceiver
 
 from .support import (
@@ -71,7 +73,9 @@ def _closed_now() -> str:
     return f"Mon-Sun {hour:02d}:00-{hour + 1:02d}:00"
 
 
-def _workspace(folder: Path, receiver: WebhookReceiver, customers: int) -> Path:
+def _workspace(
+    folder: Path, receiver: WebhookReceiver, customers: int, *, timeout: float = 5
+) -> Path:
     channels = (
         '[channels.sms]\nprovider = "outbox"\n\n'  # the customers' preferred channel
         "[channels.hook]\n"
@@ -80,7 +84,7 @@ def _workspace(folder: Path, receiver: WebhookReceiver, customers: int) -> Path:
         'secret_env = "WEBHOOK_SECRET"\n'
         'address = "id"\n'
         "concurrency = 4\n"
-        "timeout = 5\n"
+        f"timeout = {timeout}\n"
     )
     ws = make_workspace(
         folder,
@@ -182,14 +186,17 @@ def _sends(receiver: WebhookReceiver) -> Counter[str]:
     return counts
 
 
+@pytest.fixture
+def url(postgresql_database: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The module's database for this test (emptied after it), for every command here."""
+    monkeypatch.setenv("OUTREACH_DATABASE_URL", postgresql_database)
+    yield postgresql_database
+    empty_database(postgresql_database)
+
+
 def test_two_replicas_store_and_act_on_each_message_once(
-    tmp_path: Path,
-    webhook_receiver: WebhookReceiver,
-    postgresql_database: str,
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, webhook_receiver: WebhookReceiver, url: str
 ) -> None:
-    url = postgresql_database
-    monkeypatch.setenv("OUTREACH_DATABASE_URL", url)
     ws = _workspace(tmp_path / "ws", webhook_receiver, 200)
     sent = in_process(ws, "run", "nps", "--json", env=ENV)
     assert sent.exit_code == 0, sent.stderr
@@ -306,3 +313,40 @@ def test_two_replicas_store_and_act_on_each_message_once(
         needs, reason, last = conversations[f"c{i:05d}"]
         assert (needs, reason) == (1, "opt_out_intent")
         assert last == late.replace("+00:00", "Z")
+
+
+class SlowReceiver(WebhookReceiver):
+    """Takes ``seconds`` over each POST (the whole emulator waits: one reply at a time)."""
+
+    seconds = 8.0
+
+    def handle(self, request: Recorded) -> Reply:
+        if request.method == "POST":
+            time.sleep(self.seconds)
+        return super().handle(request)
+
+
+def test_a_replica_starting_leaves_the_other_replicas_reply_in_flight_alone(
+    tmp_path: Path, url: str
+) -> None:
+    """Replica B's sweep at start recovers what dead senders left ``sending``; replica A,
+    alive and holding its lease, is sending a STOP confirmation right then: it stays A's,
+    is sent once, and is never taken for a dead sender's."""
+    with SlowReceiver() as receiver:
+        assert isinstance(receiver, SlowReceiver)
+        ws = _workspace(tmp_path / "ws", receiver, 2, timeout=30)
+        with _serve(ws, url) as first:
+            body, headers = _signed({"from": "c00000", "text": "STOP", "id": "stop-1"}, "msg_1")
+            assert asyncio.run(_fire([(f"{first}/webhooks/hook", body, headers)])) == [200]
+
+            def status() -> str:
+                (row,) = _rows(url, "SELECT status FROM deliveries WHERE purpose = 'keyword'")
+                return str(row[0])
+
+            assert wait_until(lambda: status() == "sending", timeout=30, step=0.05)
+            with _serve(ws, url):  # its sweep has run by the time it answers
+                time.sleep(1.0)
+                assert status() == "sending"
+                assert wait_until(lambda: status() == "sent", timeout=30, step=0.1)
+        time.sleep(1.0)
+        assert sum(_sends(receiver).values()) == 1
