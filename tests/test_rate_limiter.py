@@ -8,6 +8,7 @@ would allow the whole rate and together they would send twice as fast.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,14 @@ from outreach.config import Rate
 from outreach.sending.channel import RateLimiter
 from outreach.store import Store, open_store
 from tests.postgresql import empty_database
+from tests.reliability.support import (
+    make_workspace,
+    outreach_toml,
+    run_cli,
+    statuses,
+    twilio_channel,
+)
+from tests.servers.twilio import TwilioEmulator
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
@@ -121,3 +130,21 @@ def test_a_stopped_sender_does_not_wait_for_its_slot() -> None:
         return time.monotonic() - t0
 
     assert asyncio.run(stopped()) < 1.0
+
+
+def test_without_a_slot_from_the_database_nothing_is_sent_and_the_deliveries_stay_queued(
+    tmp_path: Path, twilio_server: TwilioEmulator
+) -> None:
+    toml = outreach_toml(twilio_channel(twilio_server.url, rate="100/s"))
+    ws = make_workspace(tmp_path / "ws", toml, customers=5)
+    with sqlite3.connect(ws / "outreach.db") as conn:
+        conn.execute("DROP TABLE rate_limits")  # a database fault where the slots are kept
+    result = run_cli(ws, "run", "blast", "--json")
+    # as for a full disk under the outbox: one line, exit 0, everything left for later
+    assert result.returncode == 0, result.stderr
+    problems = [line for line in result.stderr.splitlines() if line.startswith("problem:")]
+    assert len(problems) == 1, result.stderr
+    assert "circuit open (no send slot from the database" in problems[0]
+    assert "rate_limits" in problems[0] and "Traceback" not in result.stderr
+    assert twilio_server.requests == []
+    assert statuses(ws) == {"queued": 5}

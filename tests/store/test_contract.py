@@ -953,3 +953,12 @@ def test_a_held_customer_is_held_until_the_holder_commits(backend: Backend) -> N
     finally:
         for store in (first, second, third):
             store.close()
+
+
+def test_a_clock_stepped_back_does_not_stall_the_limit(store: Store, backend: Backend) -> None:
+    store.limits.reserve("channel:sms", 100.0, 10)  # 0.1 s of slots
+    # as if those slots had been reserved by a clock an hour ahead of today's
+    backend.raw("UPDATE rate_limits SET next_at = next_at + 3600, reserved_at = reserved_at + 3600")
+    wait = store.limits.reserve("channel:sms", 100.0, 1)
+    # the schedule moved back with the clock: the next slot follows the 10 reserved
+    assert 0.05 <= wait <= 0.1 + 0.005

@@ -143,7 +143,7 @@ SCHEMA = {
         "last_uid": "INTEGER",
         "updated_at": "TEXT",
     },
-    "rate_limits": {"key": "TEXT", "next_at": "REAL"},
+    "rate_limits": {"key": "TEXT", "next_at": "REAL", "reserved_at": "REAL"},
 }
 FIRST_MIGRATIONS = [
     "m001_customers",

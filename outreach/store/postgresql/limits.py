@@ -16,10 +16,15 @@ if TYPE_CHECKING:
     from . import PgStore
 
 _NOW = "extract(epoch FROM clock_timestamp())::float8"
+# a server clock found behind the last reservation (stepped back) moves the schedule back
+# by as much, so that no send waits for the time it lost
+_NEXT = (
+    f"CASE WHEN r.reserved_at > {_NOW} THEN r.next_at - (r.reserved_at - {_NOW}) ELSE r.next_at END"
+)
 _RESERVE = (
     "INSERT INTO rate_limits AS r (key, next_at, reserved_at) "
     f"VALUES (%s, {_NOW} + %s, {_NOW}) "
-    f"ON CONFLICT (key) DO UPDATE SET next_at = greatest(r.next_at, {_NOW}) + %s, "
+    f"ON CONFLICT (key) DO UPDATE SET next_at = greatest({_NEXT}, {_NOW}) + %s, "
     f"reserved_at = {_NOW} "
     "RETURNING next_at - %s - reserved_at"
 )

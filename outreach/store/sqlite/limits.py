@@ -1,8 +1,11 @@
 """Shared send rates on SQLite: one row per key holds the next free slot (see Limits).
 
 Every process of a SQLite workspace is on one machine, so the clock is this machine's
-wall clock, read while the write lock is held (a reservation that waited for the lock
-must not start from the time it began waiting).
+monotonic clock (one for all its processes, and never stepped back as the wall clock can
+be), read while the write lock is held (a reservation that waited for the lock must not
+start from the time it began waiting). A clock behind the last reservation (the machine
+has restarted) moves the schedule back by as much, so it never waits for a time that will
+not come.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ if TYPE_CHECKING:
     from . import SqliteStore
 
 _RESERVE = (
-    "INSERT INTO rate_limits (key, next_at) VALUES (?, ?) "
-    "ON CONFLICT (key) DO UPDATE SET next_at = max(next_at, ?) + ? RETURNING next_at"
+    "INSERT INTO rate_limits (key, next_at, reserved_at) VALUES (:key, :now + :span, :now) "
+    "ON CONFLICT (key) DO UPDATE SET next_at = max(CASE WHEN reserved_at > :now "
+    "THEN next_at - (reserved_at - :now) ELSE next_at END, :now) + :span, reserved_at = :now "
+    "RETURNING next_at"
 )
 
 
@@ -32,8 +37,9 @@ class SqliteLimits(Limits):
 
         def work() -> float:
             with self.store.write() as conn:
-                now = time.time()
-                (next_at,) = conn.execute(_RESERVE, (key, now + span, now, span)).fetchone()
+                now = time.monotonic()
+                values = {"key": key, "now": now, "span": span}
+                (next_at,) = conn.execute(_RESERVE, values).fetchone()
             return max(0.0, float(next_at) - span - now)
 
         # polls for the lock where serve's reply sender has turned the busy handler off

@@ -362,3 +362,18 @@ def m210_rate_limits(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m211_rate_limits_monotonic(db: Database) -> None:
+    # The next free slot on the machine's monotonic clock instead of the wall clock (which
+    # an NTP step or a manual change can move back, stalling every send by as much), with
+    # the time of the last reservation: a clock found behind it (a reboot restarts the
+    # monotonic clock) moves the schedule back with it. The rows written on the wall
+    # clock are a few ms of schedule, given up.
+    db.executescript(
+        """
+        DELETE FROM rate_limits;
+        ALTER TABLE rate_limits ADD COLUMN reserved_at REAL NOT NULL DEFAULT 0;
+        """
+    )
