@@ -276,11 +276,17 @@ def test_planning_is_idempotent_by_campaign_occurrence_and_customer(store: Store
         )
         # another occurrence is another key
         assert store.deliveries.insert_deliveries([delivery("f0", ids[0], occurrence=LATER)]) == 1
-    assert store.deliveries.count_due(LATER) == 4
+    more = add_customers(store, 2, prefix="m")
+    with store.write():
+        # a batch that meets a planned key part-way keeps the others of the batch
+        batch = [delivery("g0", more[0]), delivery("g1", ids[1]), delivery("g2", more[1])]
+        assert store.deliveries.insert_deliveries(batch) == 2
+    assert store.deliveries.count_due(LATER) == 6
+    assert store.deliveries.delivery_outcome("g1") is None
     # a delivery id taken twice is an error, never a customer silently left out
     with pytest.raises(Exception), store.write():  # noqa: B017
         store.deliveries.insert_deliveries([delivery("d0", ids[0], campaign="other")])
-    assert store.deliveries.count_due(LATER) == 4
+    assert store.deliveries.count_due(LATER) == 6
 
 
 def test_occurrences_begin_once_finish_and_keep_their_survey(store: Store) -> None:
@@ -365,6 +371,29 @@ def test_results_are_recorded_only_over_sending(store: Store) -> None:
     # a late second record of the same send changes nothing: it is no longer sending
     store.deliveries.record_results([Result(first["id"], "failed", LATER, error="late")], [])
     assert store.deliveries.delivery_outcome(first["id"])["status"] == "sent"
+    # in one batch too: each result is guarded on its own
+    others = add_customers(store, 2, prefix="b")
+    plan(store, others)
+    third, fourth = store.deliveries.claim_due(LATER, 10, from_states=DUE_STATES)
+    store.deliveries.record_results(
+        [
+            Result(first["id"], "failed", LATER, error="late again"),
+            Result(third["id"], "failed", LATER, reason="provider", error="refused"),
+            Result(fourth["id"], "sent", LATER, provider_message_id="SM4", sent_at=LATER),
+        ],
+        [],
+    )
+    outcomes = store.deliveries.delivery_outcomes([first["id"], third["id"], fourth["id"]])
+    assert sorted(outcomes, key=lambda o: o["id"]) == [
+        {"id": i, "customer_id": c, "channel": "sms", "status": st, "reason": r, "error": e}
+        for i, c, st, r, e in sorted(
+            [
+                (first["id"], first["customer_id"], "sent", None, None),
+                (third["id"], third["customer_id"], "failed", "provider", "refused"),
+                (fourth["id"], fourth["customer_id"], "sent", None, None),
+            ]
+        )
+    ]
     # deferred with attempts given back
     store.deliveries.record_results(
         [

@@ -54,15 +54,15 @@ class PgConsent(ConsentLedger):
     def current_consent_many(self, ids: Sequence[str]) -> dict[str, dict[str, str]]:
         """customer id → {channel: current status}, for many customers (a planner's batch)."""
         out: dict[str, dict[str, str]] = {}
-        for chunk in chunks(ids):
-            rows = self.conn.execute(
-                "SELECT DISTINCT ON (customer_id, channel) customer_id, channel, status "
-                f"FROM consent WHERE customer_id IN ({marks(chunk)}) "
-                "ORDER BY customer_id, channel, id DESC",
-                chunk,
-            )
-            for customer_id, channel, status in rows:
-                out.setdefault(customer_id, {})[channel] = status
+        if not ids:
+            return out
+        rows = self.conn.execute(
+            "SELECT DISTINCT ON (customer_id, channel) customer_id, channel, status "
+            "FROM consent WHERE customer_id = ANY(%s) ORDER BY customer_id, channel, id DESC",
+            (list(ids),),
+        )
+        for customer_id, channel, status in rows:
+            out.setdefault(customer_id, {})[channel] = status
         return out
 
     def consent_history(self, customer_id: str) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..interface import Conversations
 from ..rows import chunks, dicts, iter_dicts, one_dict, rank_case
-from .sql import marks
+from .sql import columns, marks
 
 if TYPE_CHECKING:
     from . import PgStore
@@ -130,15 +130,14 @@ class PgConversations(Conversations):
             by_channel.setdefault(channel, []).append(customer_id)
         found: set[tuple[str, str]] = set()
         for channel, ids in by_channel.items():
-            for chunk in chunks(ids):
-                found.update(
-                    (customer_id, channel)
-                    for (customer_id,) in self.conn.execute(
-                        "SELECT DISTINCT customer_id FROM messages WHERE direction = 'in' "
-                        f"AND channel = %s AND at >= %s AND customer_id IN ({marks(chunk)})",
-                        [channel, since, *chunk],
-                    )
+            found.update(
+                (customer_id, channel)
+                for (customer_id,) in self.conn.execute(
+                    "SELECT DISTINCT customer_id FROM messages WHERE direction = 'in' "
+                    "AND channel = %s AND at >= %s AND customer_id = ANY(%s)",
+                    (channel, since, ids),
                 )
+            )
         return found
 
     def list_conversations(
@@ -278,24 +277,35 @@ class PgConversations(Conversations):
         """
         conversations = self._conversation_ids({row["customer_id"] for row in rows}, rows[0]["at"])
         tokens = [
-            ("reply", row["reply_token"], row["customer_id"])
-            for row in rows
-            if row.get("reply_token")
+            (row["reply_token"], row["customer_id"]) for row in rows if row.get("reply_token")
         ]
         if tokens:
-            self.conn.executemany(
-                "INSERT INTO addresses (channel, address, customer_id) VALUES (%s, %s, %s) "
-                "ON CONFLICT DO NOTHING",
-                tokens,
+            self.conn.execute(
+                "INSERT INTO addresses (channel, address, customer_id) "
+                "SELECT 'reply', * FROM unnest(%s::text[], %s::text[]) ON CONFLICT DO NOTHING",
+                columns(tokens, 2),
             )
-        self.conn.executemany(
-            "INSERT INTO messages (conversation_id, customer_id, direction, channel, address, "
-            "subject, text, delivery_id, campaign, author, at) "
-            "VALUES (%s, %s, 'out', %s, %s, %s, %s, %s, %s, %s, %s)",
+        # outbound messages have no unique key to meet (only inbound ones do): COPY
+        self.conn.copy_rows(
+            "messages",
+            (
+                "conversation_id",
+                "customer_id",
+                "direction",
+                "channel",
+                "address",
+                "subject",
+                "text",
+                "delivery_id",
+                "campaign",
+                "author",
+                "at",
+            ),
             [
                 (
                     conversations[row["customer_id"]],
                     row["customer_id"],
+                    "out",
                     row["channel"],
                     row.get("address"),
                     row.get("subject"),
@@ -314,25 +324,30 @@ class PgConversations(Conversations):
         found = self._existing_conversations(list(customer_ids))
         missing = [cid for cid in customer_ids if cid not in found]
         if missing:
-            self.conn.executemany(
-                "INSERT INTO conversations (customer_id, status, needs_attention, created_at, "
-                "updated_at) VALUES (%s, 'open', 0, %s, %s) ON CONFLICT (customer_id) DO NOTHING",
-                [(cid, at, at) for cid in missing],
+            found.update(
+                self.conn.execute(
+                    "INSERT INTO conversations (customer_id, status, needs_attention, "
+                    "created_at, updated_at) SELECT id, 'open', 0, %s, %s "
+                    "FROM unnest(%s::text[]) AS u(id) "
+                    "ON CONFLICT (customer_id) DO NOTHING RETURNING customer_id, id",
+                    (at, at, missing),
+                ).fetchall()
             )
-            found.update(self._existing_conversations(missing))
+            # another process created some of them a moment ago
+            late = [cid for cid in missing if cid not in found]
+            if late:
+                found.update(self._existing_conversations(late))
         return found
 
     def _existing_conversations(self, customer_ids: list[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for chunk in chunks(customer_ids):
-            found.update(
-                self.conn.execute(
-                    "SELECT customer_id, id FROM conversations WHERE customer_id IN "
-                    f"({marks(chunk)})",
-                    chunk,
-                ).fetchall()
-            )
-        return found
+        if not customer_ids:
+            return {}
+        return dict(
+            self.conn.execute(
+                "SELECT customer_id, id FROM conversations WHERE customer_id = ANY(%s)",
+                (customer_ids,),
+            ).fetchall()
+        )
 
     def conversation_summary(self, customer_id: str) -> dict[str, Any] | None:
         """The customer's conversation in brief (status, attention, message counts), or None."""

@@ -100,11 +100,10 @@ class PgCustomers(Customers):
 
     def get_customers(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Customers by id, fetched in chunks."""
-        out: dict[str, dict[str, Any]] = {}
-        for chunk in chunks(ids):
-            cur = self.conn.execute(f"SELECT * FROM customers WHERE id IN ({marks(chunk)})", chunk)
-            out.update((row["id"], row) for row in iter_dicts(cur))
-        return out
+        if not ids:
+            return {}
+        cur = self.conn.execute("SELECT * FROM customers WHERE id = ANY(%s)", (list(ids),))
+        return {row["id"]: row for row in iter_dicts(cur)}
 
     def count_customers(self) -> dict[str, int]:
         row = self.conn.one("SELECT count(*), count(*) FILTER (WHERE verified = 0) FROM customers")
@@ -137,13 +136,12 @@ class PgCustomers(Customers):
     def user_addresses(self, channel: str, ids: Sequence[str]) -> dict[str, str]:
         """customer id → the platform user id that reaches them on ``channel`` (one each)."""
         found: dict[str, str] = {}
-        for chunk in chunks(sorted(set(ids))):
-            for customer_id, address in self.conn.execute(
-                f"SELECT customer_id, address FROM addresses WHERE channel = %s "
-                f"AND customer_id IN ({marks(chunk)})",
-                [channel, *chunk],
-            ):
-                found.setdefault(customer_id, address)
+        for customer_id, address in self.conn.execute(
+            "SELECT customer_id, address FROM addresses WHERE channel = %s "
+            "AND customer_id = ANY(%s)",
+            (channel, sorted(set(ids))),
+        ):
+            found.setdefault(customer_id, address)
         return found
 
     def add_address(self, channel: str, address: str, customer_id: str) -> None:
@@ -172,15 +170,12 @@ class PgCustomers(Customers):
 
     def existing_customer_ids(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` are stored customers."""
-        found: set[str] = set()
-        for chunk in chunks(ids):
-            found.update(
-                r[0]
-                for r in self.conn.execute(
-                    f"SELECT id FROM customers WHERE id IN ({marks(chunk)})", chunk
-                )
-            )
-        return found
+        if not ids:
+            return set()
+        return {
+            r[0]
+            for r in self.conn.execute("SELECT id FROM customers WHERE id = ANY(%s)", (list(ids),))
+        }
 
     def begin_import_scratch(self) -> None:
         """Start an empty list of the ids seen by this import (per connection, never on disk)."""

@@ -277,3 +277,21 @@ def m008_rate_limits(conn: psycopg.Connection) -> None:
         );
         """
     )
+
+
+@migration
+def m010_pending_indexes(conn: psycopg.Connection) -> None:
+    # Partial indexes over the deliveries still to be sent: a claim walks the due ones of a
+    # channel in order and stops at its limit (the full index on status made it sort the
+    # whole backlog on every claim), and a delivery that reaches its final state leaves
+    # both indexes, so recording a result writes two index entries fewer.
+    conn.execute(
+        """
+        DROP INDEX deliveries_claim;
+        DROP INDEX deliveries_due;
+        CREATE INDEX deliveries_claim_due ON deliveries(channel, not_before, id)
+            WHERE status IN ('queued', 'deferred');
+        CREATE INDEX deliveries_pending ON deliveries(status, not_before)
+            WHERE status IN ('queued', 'deferred', 'sending', 'unknown');
+        """
+    )
