@@ -39,6 +39,7 @@ from .cases_peers import (
     bench_smtp_vs_mailmerge,
     bench_webhooks_vs_apprise,
 )
+from .cases_postgresql import bench_copy_1m, bench_run_100k_pg
 from .cases_replicas import bench_serve_replicas
 from .context import Context
 from .harness import ChildFailed, NotAvailable, Row
@@ -53,6 +54,8 @@ BENCHMARKS: dict[str, Callable[[Context], Row]] = {
     "run_1m": bench_run_1m,
     "rerun_1m": bench_rerun_1m,
     "report_1m": bench_report_1m,
+    "run_100k_pg": bench_run_100k_pg,
+    "copy_1m": bench_copy_1m,
     "twilio_20k": bench_twilio_20k,
     "rate_200": bench_rate_200,
     "rate_200_4p": bench_shared_rate,
@@ -79,6 +82,8 @@ TARGETS = {
     "run_1m": ("run nps end to end: peak memory", "< 300 MB"),
     "rerun_1m": ("second run of the same occurrence", "< 5 s"),
     "report_1m": ("report nps --json", "< 2 s"),
+    "run_100k_pg": ("run nps on PostgreSQL, 2 processes", ">= 5,000 /s"),
+    "copy_1m": ("store copy --to URL of 1M customers + 1M deliveries", "< 90 s, < 300 MB"),
     "twilio_20k": ("SMS to a loopback Twilio emulator, concurrency 64", ">= 1,500 msg/s"),
     "rate_200": ('configured rate = "200/s": measured rate', "200/s ± 5%"),
     "rate_200_4p": ('rate = "200/s" shared by 4 sender processes: total', "200/s ± 5%"),

@@ -117,6 +117,10 @@ class Context:
     root: Path
     log: Callable[[str], None] = lambda message: None
     cache: dict[Any, Any] = field(default_factory=dict)
+    # a PostgreSQL server for the rows that need one (a user that may create databases)
+    postgresql: str | None = None
+    # run at the end of the session, whatever happened (dropping databases made for it)
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def sizes(self) -> dict[str, int]:

@@ -69,6 +69,7 @@ def _env(extra: dict[str, str] | None) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("OUTREACH_WORKSPACE", None)
     env.pop("OUTREACH_NOW", None)
+    env.pop("OUTREACH_DATABASE_URL", None)  # a benchmark names its PostgreSQL database
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
     env.setdefault("PYTHONHASHSEED", "0")
     if extra:

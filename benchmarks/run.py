@@ -162,6 +162,15 @@ def main(argv: list[str] | None = None) -> int:
         help="also write the table as Markdown to FILE (for the README)",
     )
     parser.add_argument(
+        "--postgresql",
+        metavar="URL",
+        default=os.environ.get("OUTREACH_BENCH_POSTGRESQL")
+        or os.environ.get("OUTREACH_TEST_POSTGRESQL"),
+        help="a PostgreSQL server for the PostgreSQL rows (a user that may create "
+        "databases; default: $OUTREACH_BENCH_POSTGRESQL, else $OUTREACH_TEST_POSTGRESQL); "
+        "without one they are skipped",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the temporary workspaces and print where they are"
     )
     args = parser.parse_args(argv)
@@ -173,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    ctx = Context(mode=mode, root=root, log=log)
+    if args.postgresql:  # the same server for every PostgreSQL row (benchmarks/postgresql.py)
+        os.environ["OUTREACH_BENCH_POSTGRESQL"] = args.postgresql
+    ctx = Context(mode=mode, root=root, log=log, postgresql=args.postgresql)
     load_before = os.getloadavg()
     rows: list[Row] = []
     started = time.monotonic()
@@ -188,6 +199,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             log(f"{name}: {shown} ({time.monotonic() - t0:.0f} s)")
     finally:
+        for cleanup in reversed(ctx.cleanups):
+            try:
+                cleanup()
+            except Exception as exc:  # one failed drop must not hide the results
+                log(f"clean-up: {type(exc).__name__}: {exc}")
         if args.keep:
             log(f"workspaces kept in {root}")
         else:
