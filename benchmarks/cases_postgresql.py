@@ -135,6 +135,7 @@ def _assert_sent_once(url: str, ws: Path, n: int) -> None:
 def bench_run_100k_pg(ctx: Context) -> Row:
     from .cases_local import sqlite_run_rates
 
+    _server(ctx)
     n = ctx.sizes["run_100k"]
     row = Row(
         "run_100k_pg",
