@@ -101,3 +101,57 @@ def test_copy_needs_a_postgresql_url(busy_workspace: Path, cli: Cli) -> None:
     result = cli("store", "copy", "--to", "other.db")
     assert result.exit_code == 2
     assert "is not a postgresql:// URL" in result.stderr
+
+
+def _schema(url: str) -> tuple[set[str], set[str]]:
+    """Every index and foreign key of a database, as the server defines them."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        indexes = {
+            r[0]
+            for r in conn.execute(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+            )
+        }
+        foreign = {
+            f"{r[0]} {r[1]}"
+            for r in conn.execute(
+                "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE contype = 'f' AND connamespace = current_schema()::regnamespace"
+            )
+        }
+    return indexes, foreign
+
+
+def test_the_copy_has_every_index_and_foreign_key_of_a_new_database(
+    busy_workspace: Path, cli: Cli, target: str
+) -> None:
+    open_store(target).close()  # migrated, empty: the schema as outreach makes it
+    fresh = _schema(target)
+    assert len(fresh[0]) > 20 and len(fresh[1]) > 5
+    assert cli("store", "copy", "--to", target).exit_code == 0
+    assert _schema(target) == fresh
+
+
+def test_a_copy_whose_rows_break_a_unique_index_fails_whole(
+    busy_workspace: Path, cli: Cli, target: str
+) -> None:
+    # the indexes are made again after the rows: a duplicate there must still stop it
+    db = sqlite3.connect(busy_workspace / "outreach.db")
+    db.execute("DROP INDEX deliveries_once")
+    db.execute(
+        "INSERT INTO deliveries SELECT 'dup' || id, campaign, occurrence, customer_id, channel, "
+        "purpose, template, counts_for_cap, window, status, reason, error, not_before, "
+        "attempts, provider_message_id, context, created_at, updated_at, sent_at "
+        "FROM deliveries WHERE purpose = 'campaign' LIMIT 1"
+    )
+    db.commit()
+    db.close()
+    result = cli("store", "copy", "--to", target)
+    assert result.exit_code == 4
+    assert "does not fit the PostgreSQL schema" in result.stderr
+    assert "deliveries_once" in result.stderr and "nothing was copied" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    with pytest.raises(StoreError, match="incomplete copy"):
+        open_store(target)
