@@ -140,11 +140,10 @@ def test_a_copy_whose_rows_break_a_unique_index_fails_whole(
     # the indexes are made again after the rows: a duplicate there must still stop it
     db = sqlite3.connect(busy_workspace / "outreach.db")
     db.execute("DROP INDEX deliveries_once")
+    names = [r[1] for r in db.execute("PRAGMA table_info(deliveries)")]
+    values = ", ".join("'dup' || id" if n == "id" else f'"{n}"' for n in names)
     db.execute(
-        "INSERT INTO deliveries SELECT 'dup' || id, campaign, occurrence, customer_id, channel, "
-        "purpose, template, counts_for_cap, window, status, reason, error, not_before, "
-        "attempts, provider_message_id, context, created_at, updated_at, sent_at "
-        "FROM deliveries WHERE purpose = 'campaign' LIMIT 1"
+        f"INSERT INTO deliveries SELECT {values} FROM deliveries WHERE purpose = 'campaign' LIMIT 1"
     )
     db.commit()
     db.close()
