@@ -8,12 +8,15 @@ and the whole takes about N / rate.
 
 Until ``outreach worker`` exists the senders are the library's send pass
 (``send_due_async``) in ``python -c`` processes, started together once the first has
-planned the campaign.
+planned the campaign. And ``serve``'s reply sender shares the rate with a ``run`` sending
+a campaign on the same channel.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,7 +27,19 @@ import pytest
 from tests.postgresql import empty_database
 from tests.servers.twilio import TwilioEmulator
 
-from .support import NOW, child_env, make_workspace, outreach_toml, sends_per_to, twilio_channel
+from .support import (
+    NOW,
+    child_env,
+    free_port,
+    make_workspace,
+    outreach_toml,
+    sends_per_to,
+    spawn,
+    stop,
+    twilio_channel,
+    wait_until,
+)
+from .test_concurrency import _healthy, _inbound, _post_all
 
 SENDER = """
 import asyncio, json, sys
@@ -110,3 +125,45 @@ def test_four_processes_share_a_channel_rate(
     # that (processes starting up and the machine's load may stretch it, never shrink it)
     took = times[-1] - times[0]
     assert (n - 1) / rate - 0.1 <= took <= (n - 1) / rate * 1.5 + 1.0, took
+
+
+def test_serve_replies_and_a_run_share_a_channel_rate(
+    tmp_path: Path, twilio_server: TwilioEmulator, database: str
+) -> None:
+    rate, customers, helps = 20, 60, 40
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    channel = twilio_channel(twilio_server.url, concurrency=4, rate=f"{rate}/s")
+    toml = outreach_toml(channel, public_url=url)
+    toml = toml.replace('database = "outreach.db"', f'database = "{database}"')
+    ws = make_workspace(tmp_path / "ws", toml, customers=customers)
+    serve = spawn(ws, "serve", "--port", str(port))
+    try:
+        assert wait_until(lambda: _healthy(url) or serve.poll() is not None, timeout=30)
+        assert serve.poll() is None, serve.stderr.read() if serve.stderr else ""
+        run = spawn(ws, "run", "blast", "--json")
+        assert wait_until(lambda: bool(twilio_server.requests) or run.poll() is not None, 30)
+        # HELP from 40 customers while the campaign goes out: 40 replies from serve
+        payloads = [{**_inbound(i, customers), "Body": "HELP"} for i in range(helps)]
+        codes = asyncio.run(_post_all(url, payloads, 8))
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err
+        assert json.loads(out)["sent"] == customers
+        assert wait_until(lambda: _posts(twilio_server) >= customers + helps, timeout=60)
+    finally:
+        code, _, serve_err = stop(serve, signal.SIGINT)
+    assert codes == [200] * helps
+    assert code == 0, serve_err
+    requests = [r for r in twilio_server.requests if r.method == "POST"]
+    # the campaign is the init workspace's product update; the rest are serve's replies
+    campaign = [r.at for r in requests if "news from" in r.form()["Body"]]
+    replies = [r.at for r in requests if "news from" not in r.form()["Body"]]
+    assert len(replies) == helps and len(campaign) == customers, len(requests)
+    # they went out side by side, not one after the other
+    assert replies[0] < campaign[-1]
+    times = sorted(r.at for r in requests)
+    assert _most_in_one_second(times) <= rate + 2 + 2
+
+
+def _posts(server: TwilioEmulator) -> int:
+    return sum(1 for r in list(server.requests) if r.method == "POST")
