@@ -9,7 +9,8 @@ it, on SQLite. The figure is the rate the server saw, first to last request, whi
 message arrives once and at least three of the four processes send.
 
 Until ``outreach worker`` exists the senders are the library's send pass, run by this
-module: ``python -m benchmarks.shared_rate plan|send WORKSPACE`` prints one JSON line.
+module: ``python -m benchmarks.shared_rate plan|send WORKSPACE`` prints one JSON line (a
+sender writes ``.ready-PID`` in the workspace and starts once ``.go`` is there).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import re
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -93,6 +95,14 @@ def _send_once(ctx: Context, server: LoopbackServer, ws: Path, n: int) -> tuple[
     threads = [threading.Thread(target=sender, args=(i,)) for i in range(PROCESSES)]
     for t in threads:
         t.start()
+    # every sender starts at once, when all have started up (a small run is over before
+    # the last process would have imported outreach)
+    deadline = time.monotonic() + ctx.timeout
+    while len(list(ws.glob(".ready-*"))) < PROCESSES and time.monotonic() < deadline:
+        if not any(t.is_alive() for t in threads):
+            break
+        time.sleep(0.01)
+    (ws / ".go").touch()
     for t in threads:
         t.join()
     stats = server.stats()
@@ -141,16 +151,22 @@ def bench_shared_rate(ctx: Context) -> Row:
             row.note = "SQLite; PostgreSQL not measured: set OUTREACH_BENCH_POSTGRESQL"
         else:
 
+            shares: list[list[int]] = []
+
             def on_postgresql(i: int) -> float:
                 with _fresh_database(url) as database:
                     ws = _postgresql_copy(ctx, seed, f"rate4-pg-{i}", database)
                     rate, sent = _send_once(ctx, server, ws, n)
-                row.note = join(row.note, f"PostgreSQL; per process {sent}")
+                shares.append(sent)
                 return rate
 
             repeat(ctx, row, on_postgresql)
             beside = on_sqlite(0)
-            row.note = join(row.note, f"SQLite beside it: {beside:,.1f} msg/s")
+            row.note = join(
+                row.note,
+                f"PostgreSQL, sent per process {shares[-1]}",
+                f"SQLite beside it: {beside:,.1f} msg/s",
+            )
     row.note = join(row.note, "rate seen by the server, first to last request")
     row.met = bool(row.values) and all(RATE * 0.95 <= v <= RATE * 1.05 for v in row.values)
     return row
@@ -182,6 +198,9 @@ def _child(role: str, root: Path) -> dict[str, Any]:
             return {"planned": result.planned}
         from outreach.sending.engine import send_due_async
 
+        (root / f".ready-{os.getpid()}").touch()
+        while not (root / ".go").exists():
+            time.sleep(0.005)
         summary = asyncio.run(send_due_async(ws))
         return {"sent": summary.sent, "problems": summary.problems[:3]}
     finally:
