@@ -2,9 +2,9 @@
 
 ``rate = "200/s"`` on a Twilio channel, the campaign planned once, then four processes
 send it side by side to one loopback Twilio emulator (a process of its own, counting on
-the machine's monotonic clock), first on PostgreSQL (a fresh database on the server that
-``OUTREACH_BENCH_POSTGRESQL``, else ``OUTREACH_TEST_POSTGRESQL``, names) and then, beside
-it, on SQLite. The figure is the rate the server saw, first to last request, which must be
+the machine's monotonic clock), first on PostgreSQL (a fresh database per run on the
+server of ``benchmarks/postgresql.py``: ``--postgresql URL``) and then, beside it, on
+SQLite. The figure is the rate the server saw, first to last request, which must be
 200/s ± 5 % for the four together (a limiter per process would let through 800/s); every
 message arrives once and at least three of the four processes send.
 
@@ -21,9 +21,6 @@ import re
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +29,13 @@ from .harness import (
     Child,
     ChildFailed,
     LoopbackServer,
+    NotAvailable,
     Row,
     copy_workspace,
     outreach,
     run_child,
 )
+from .postgresql import fresh_database, server_url
 
 SIZES = {"full": 2_000, "quick": 600, "tiny": 100}
 PROCESSES = 4
@@ -54,22 +53,10 @@ def _channel(port: int) -> dict[str, str]:
 
 
 def _postgresql_url() -> str | None:
-    return os.environ.get("OUTREACH_BENCH_POSTGRESQL") or os.environ.get("OUTREACH_TEST_POSTGRESQL")
-
-
-@contextmanager
-def _fresh_database(url: str) -> Iterator[str]:
-    import psycopg
-
-    name = f"outreach_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
-    head = url.partition("?")[0].rpartition("/")[0]
     try:
-        yield f"{head}/{name}"
-    finally:
-        with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        return server_url()
+    except NotAvailable:
+        return None
 
 
 def _job(ws: Path, role: str, timeout: float) -> Child:
@@ -154,7 +141,7 @@ def bench_shared_rate(ctx: Context) -> Row:
             shares: list[list[int]] = []
 
             def on_postgresql(i: int) -> float:
-                with _fresh_database(url) as database:
+                with fresh_database() as database:
                     ws = _postgresql_copy(ctx, seed, f"rate4-pg-{i}", database)
                     rate, sent = _send_once(ctx, server, ws, n)
                 shares.append(sent)
