@@ -137,7 +137,6 @@ def bench_shared_rate(ctx: Context) -> Row:
             repeat(ctx, row, on_sqlite)
             row.note = "SQLite; PostgreSQL not measured: set OUTREACH_BENCH_POSTGRESQL"
         else:
-
             shares: list[list[int]] = []
 
             def on_postgresql(i: int) -> float:
