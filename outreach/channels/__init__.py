@@ -10,11 +10,15 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from ..config import ChannelConfig
 from ..errors import ConfigError
-from ..mail.settings import IMAP_SETTINGS, setting_problems
-from .base import AddressKind, Medium, Provider, ProviderContext
+
+if TYPE_CHECKING:
+    # types only: `outreach --help` imports the registry for its names, and the
+    # configuration and provider base would add to every command's start-up
+    from ..config import ChannelConfig
+    from .base import AddressKind, Medium, Provider, ProviderContext
 
 REGISTRY: dict[str, str] = {
     "outbox": "outreach.channels.outbox:OutboxProvider",
@@ -72,6 +76,8 @@ def medium(channel: ChannelConfig) -> Medium:
 
 def check_channel(channel: ChannelConfig, env: Mapping[str, str] | None = None) -> list[str]:
     """Problems with a channel's settings: unknown or missing keys, unset secret variables."""
+    from ..mail.settings import IMAP_SETTINGS, setting_problems  # here: as for from_header
+
     env = os.environ if env is None else env
     cls = provider_class(channel.provider)
     where = f"[channels.{channel.name}]"

@@ -37,8 +37,6 @@ from email.utils import parseaddr
 from functools import lru_cache
 from typing import Any
 
-import phonenumbers
-
 from .. import clock, consent, deliveries
 from ..answers import parse_answer
 from ..channels import address_kind
@@ -140,6 +138,10 @@ def normalize_phone(text: str, region: str) -> str:
         elif not compact.startswith("0") and len(compact) >= 11:
             # WhatsApp ids and some gateways give the international number without its +
             candidate = "+" + compact
+    # here: phonenumbers takes longer to import than most ingests take to read their
+    # senders, nearly all of which are E.164 already
+    import phonenumbers
+
     try:
         number = phonenumbers.parse(candidate, region or None)
     except phonenumbers.NumberParseException:

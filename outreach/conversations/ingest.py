@@ -28,7 +28,6 @@ from ..channels import provider_class
 from ..channels.base import InboundEvent, InboundMessage, Provider, WebhookRequest
 from ..config import ChannelConfig, Config
 from ..errors import DiskFullError, OutreachError, PayloadError, UsageError
-from ..sending.engine import send_replies
 from ..store.sqlite import database_error, store_path
 from ..workspace import Workspace
 from .inbox import InboundSummary, Inbox, RejectedEvent, apply_events, check_text
@@ -252,6 +251,10 @@ def ingest(
         last_send = time.monotonic()
         if not unsent:
             return
+        # here: the sending engine (asyncio, ssl, templates) is start-up cost for the many
+        # ingests that queue no reply
+        from ..sending.engine import send_replies
+
         sent, problems = send_replies(ws, unsent)
         summary.replies_sent += sent
         summary.problems.extend(problems)
