@@ -248,11 +248,12 @@ class Inbox:
             if isinstance(event, InboundMessage):
                 if event.reply_token:
                     tokens.add(event.reply_token.lower())
-                references.update(
-                    r.strip().strip("<>")
-                    for r in (event.in_reply_to, *event.references)
-                    if r and r.strip()
-                )
+                if event.in_reply_to or event.references:  # only emails quote Message-IDs
+                    references.update(
+                        r.strip().strip("<>")
+                        for r in (event.in_reply_to, *event.references)
+                        if r and r.strip()
+                    )
         if tokens:
             found = self.store.mail.customers_by_reply_token(sorted(tokens))
             self._tokens.update({t: found.get(t, "") for t in tokens})
@@ -449,6 +450,8 @@ class Inbox:
         """The customer an email answered, by the Message-IDs it quotes (the second route
         for email replies, when the reply address lost its token): In-Reply-To first,
         then References from the newest."""
+        if not in_reply_to and not references:
+            return None
         for reference in dict.fromkeys((in_reply_to, *reversed(references))):
             if reference and reference.strip():
                 known = self._references.get(reference.strip().strip("<>"))
