@@ -2,6 +2,13 @@
 
 Each row is a ratio, outreach's rate over the peer's, with both rates in the note. A peer
 that is not installed gives the row "peer not installed (pip install -e '.[bench]')".
+
+The network rows also state a ceiling ratio, measured in the same run: outreach's rate
+over the bare client library's against the same server (httpx POSTs to the same endpoint,
+aiosmtplib over as many connections), which does nothing else, while outreach renders,
+signs and records each message. A row meets its target only if outreach reaches at least
+``CEILING_SHARE`` of that ceiling: a peer ratio alone says little when the ceiling itself
+is only 4x the peer (webhooks: no sender built on httpx can be 10x apprise here).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from .harness import (
 # -- peers -----------------------------------------------------------------------------------
 
 PEER_MISSING = "peer not installed (pip install -e '.[bench]')"
+CEILING_SHARE = 0.8  # outreach's rate over the bare client's, at least
 MAILMERGE_TEMPLATE = """\
 TO: {{email}}
 FROM: Acme <hello@example.com>
@@ -122,7 +130,8 @@ def bench_render_vs_mailmerge(ctx: Context) -> Row:
         rates,
         "mailmerge",
         10,
-        "outreach: render_100k's Renderer loop; mailmerge: whole CLI run",
+        "outreach: render_100k's Renderer loop; mailmerge: whole CLI run; no ceiling "
+        "row: rendering is the work itself, there is no bare client to compare with",
     )
 
 
@@ -133,7 +142,7 @@ def bench_smtp_vs_mailmerge(ctx: Context) -> Row:
         "SMTP send: outreach / mailmerge",
         f"{fmt_n(n)} messages (peer)",
         "x faster",
-        ">= 5x",
+        f">= 5x, >= {CEILING_SHARE} of bare aiosmtplib",
     )
     command = _mailmerge()
     with LoopbackServer("smtp") as server:
@@ -163,11 +172,14 @@ def bench_smtp_vs_mailmerge(ctx: Context) -> Row:
         5,
         "both as seen by the same aiosmtpd server, first to last message",
     )
+    share = statistics.median(ours) / ceiling
     row.note = join(
         row.note,
-        f"ceiling: bare aiosmtplib over 8 connections, nothing else, "
-        f"{ceiling:,.0f} msg/s = {ceiling / statistics.median(rates):.1f}x mailmerge",
+        f"ceiling: bare aiosmtplib over the same 8 connections, nothing else, "
+        f"{ceiling:,.0f} msg/s = {ceiling / statistics.median(rates):.1f}x mailmerge; "
+        f"outreach at {share:.2f} of it (renders, records each)",
     )
+    row.met = bool(row.met) and share >= CEILING_SHARE
     return row
 
 
@@ -175,10 +187,10 @@ def bench_webhooks_vs_apprise(ctx: Context) -> Row:
     n = ctx.sizes["webhooks"]
     row = Row(
         "webhooks_vs_apprise",
-        "JSON webhooks: outreach webhook / apprise json://",
+        "JSON webhooks: outreach webhook / bare httpx (ceiling), apprise json:// beside",
         f"{fmt_n(n)} notifications",
-        "x faster",
-        ">= 10x",
+        "of ceiling",
+        f">= {CEILING_SHARE} of bare httpx",
     )
     try:
         import apprise  # noqa: F401
@@ -232,20 +244,27 @@ def bench_webhooks_vs_apprise(ctx: Context) -> Row:
             ctx, server, "httpx-ceiling", f"http://127.0.0.1:{server.port}/hooks/bare", n, 64
         )
     note = row.note
+    peer = Row("apprise", "")
     _ratio_row(
-        row,
+        peer,
         ours,
         theirs,
         "apprise",
-        10,
-        "both as seen by the same JSON endpoint; outreach signs each (Standard Webhooks)",
+        0,
+        "all as seen by the same JSON endpoint; outreach signs each (Standard Webhooks)",
     )
+    share = statistics.median(ours) / ceiling
+    # the figure is the ceiling ratio: "10x apprise" is retired (bare httpx itself is ~4x)
+    row.values = [share]
     row.note = join(
-        row.note,
+        f"outreach {statistics.median(ours):,.0f} msg/s, bare httpx POSTs to the same "
+        f"endpoint (64 at a time, nothing else) {ceiling:,.0f} msg/s",
+        f"{peer.values[0]:.1f}x apprise ({statistics.median(theirs):,.0f} msg/s); "
+        f"the ceiling is {ceiling / statistics.median(theirs):.1f}x apprise",
+        peer.note.split("; ", 1)[1] if "; " in peer.note else "",
         note,
-        f"ceiling: bare httpx POSTs, nothing else, {ceiling:,.0f} "
-        f"msg/s = {ceiling / statistics.median(theirs):.1f}x apprise",
     )
+    row.met = share >= CEILING_SHARE
     return row
 
 

@@ -44,6 +44,8 @@ def _number(value: float | None, unit: str) -> str:
         return f"{value:.3f}" if value < 10 else f"{value:.1f}"
     if unit.startswith("x"):
         return f"{value:.1f}"
+    if unit == "of ceiling":
+        return f"{value:.2f}"
     if value >= 100:
         return f"{value:,.0f}"
     return f"{value:.1f}"
