@@ -59,7 +59,7 @@ class PgConversations(Conversations):
         ids = sorted(set(customer_ids))
         if ids:
             self.conn.execute(
-                "SELECT count(pg_advisory_xact_lock(%s, k)) FROM "
+                "SELECT count(pg_advisory_xact_lock(%s::integer, k)) FROM "
                 "(SELECT DISTINCT hashtext(id) AS k FROM unnest(%s::text[]) AS id ORDER BY k) "
                 "AS held",
                 (HOLD_CLASS, ids),
