@@ -2,9 +2,9 @@
 
 A ``Store`` is grouped by concern, as the tables are: ``store.customers``, ``store.consent``,
 ``store.deliveries``, ``store.conversations``, ``store.reports``, ``store.meta``,
-``store.limits``. Each
-implementation (``sqlite/`` today) provides every method with the same guarantees, and
-``tests/store/`` holds the contract each must pass. Nothing outside ``store/`` sees a
+``store.workers``, ``store.limits``. Each implementation (``sqlite/``, ``postgresql/``)
+provides every method with the same guarantees, and ``tests/store/`` holds the contract
+each must pass. Nothing outside ``store/`` sees a
 connection, a cursor or SQL.
 
 Rows come back as plain dicts (or tuples where a stream is written straight to a file), so
