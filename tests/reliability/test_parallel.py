@@ -227,3 +227,40 @@ def test_a_helper_that_cannot_start_leaves_everything_to_the_run(ws: Path, tmp_p
     ), result.stderr
     assert f"sent {CUSTOMERS}" in result.stdout
     _assert_each_customer_once(ws)
+
+
+@pytest.mark.postgresql
+def test_on_postgresql_a_large_outbox_run_is_shared_with_a_helper_and_sends_each_once(
+    postgresql_database: str, tmp_path: Path
+) -> None:
+    import psycopg
+
+    from tests.postgresql import empty_database
+
+    toml = outreach_toml(OUTBOX).replace(*TWO)
+    toml = toml.replace('database = "outreach.db"', f'database = "{postgresql_database}"')
+    ws = make_workspace(tmp_path / "ws", toml, customers=CUSTOMERS)
+    try:
+        result = run_cli(ws, "run", "blast")
+        assert result.returncode == 0, result.stderr
+        note = HELPER_NOTE.search(result.stderr)
+        assert note is not None, result.stderr
+        assert int(note[1]) == 1 and 0 < int(note[2]) < CUSTOMERS  # both processes sent
+        files = _files(ws)
+        per_customer = Counter(json.loads(f.read_bytes())["customer_id"] for f in files)
+        assert len(per_customer) == CUSTOMERS and max(per_customer.values()) == 1
+        with psycopg.connect(postgresql_database) as conn:
+            by_status = dict(
+                conn.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall()
+            )
+            out = conn.execute(
+                "SELECT count(*), count(DISTINCT customer_id) FROM messages WHERE direction = 'out'"
+            ).fetchone()
+            claimers = conn.execute("SELECT count(DISTINCT claimed_by) FROM deliveries").fetchone()
+        assert by_status == {"sent": CUSTOMERS}
+        assert out == (CUSTOMERS, CUSTOMERS)
+        assert claimers == (2,)
+        again = run_cli(ws, "run", "blast", "--json")
+        assert json.loads(again.stdout)["sent"] == 0
+    finally:
+        empty_database(postgresql_database)
