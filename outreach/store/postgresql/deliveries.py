@@ -341,8 +341,9 @@ class PgDeliveries(Deliveries):
         ``updates``: id, status, and optionally reason, error, provider_message_id, sent_at,
         not_before. ``outbound``: messages to append to conversations (sent ones).
         """
-        # one statement for the whole batch: the results as arrays, joined by id
-        params = columns(
+        # One statement for the whole batch: the results travel as one JSON array of
+        # rows, joined by id (json.dumps costs a tenth of binding nine arrays of them).
+        payload = json.dumps(
             [
                 (
                     u.id,
@@ -356,23 +357,20 @@ class PgDeliveries(Deliveries):
                     u.at,
                 )
                 for u in updates
-            ],
-            9,
+            ]
         )  # built before the transaction, which other processes wait for
         with self.store.write() as conn:
             if updates:
                 conn.execute(
-                    "UPDATE deliveries d SET status = u.status, reason = u.reason, "
-                    "error = u.error, "
-                    "provider_message_id = coalesce(u.provider_message_id, d.provider_message_id), "
-                    "sent_at = coalesce(u.sent_at, d.sent_at), "
-                    "not_before = coalesce(u.not_before, d.not_before), "
-                    "attempts = d.attempts - u.back, updated_at = u.at "
-                    "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
-                    "%s::text[], %s::text[], %s::int[], %s::text[]) AS u(id, status, reason, "
-                    "error, provider_message_id, sent_at, not_before, back, at) "
-                    "WHERE d.id = u.id AND d.status = 'sending'",
-                    params,
+                    "UPDATE deliveries d SET status = u.r->>1, reason = u.r->>2, "
+                    "error = u.r->>3, "
+                    "provider_message_id = coalesce(u.r->>4, d.provider_message_id), "
+                    "sent_at = coalesce(u.r->>5, d.sent_at), "
+                    "not_before = coalesce(u.r->>6, d.not_before), "
+                    "attempts = d.attempts - (u.r->>7)::int, updated_at = u.r->>8 "
+                    "FROM json_array_elements(%s::json) AS u(r) "
+                    "WHERE d.id = u.r->>0 AND d.status = 'sending'",
+                    (payload,),
                 )
             if outbound:
                 self.store.conversations.record_outbound(list(outbound))
