@@ -1,4 +1,4 @@
-"""A channel's rate held by four sender processes together, as the provider sees it.
+"""A channel's or a campaign's rate held by four sender processes together.
 
 Four real processes send one campaign on one workspace to the loopback Twilio emulator,
 which records when each request arrives. With a limiter per process each would allow the
@@ -28,6 +28,7 @@ from tests.postgresql import empty_database
 from tests.servers.twilio import TwilioEmulator
 
 from .support import (
+    BLAST,
     NOW,
     child_env,
     free_port,
@@ -95,13 +96,16 @@ def _most_in_one_second(times: list[float]) -> int:
     return max(sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times))
 
 
-def test_four_processes_share_a_channel_rate(
-    tmp_path: Path, twilio_server: TwilioEmulator, database: str
+@pytest.mark.parametrize("limit", ["channel", "campaign"])
+def test_four_processes_share_a_channel_or_campaign_rate(
+    tmp_path: Path, twilio_server: TwilioEmulator, database: str, limit: str
 ) -> None:
     rate, n = 20, 100
-    toml = outreach_toml(twilio_channel(twilio_server.url, concurrency=4, rate=f"{rate}/s"))
+    channel_rate = f"{rate}/s" if limit == "channel" else None
+    toml = outreach_toml(twilio_channel(twilio_server.url, concurrency=4, rate=channel_rate))
     toml = toml.replace('database = "outreach.db"', f'database = "{database}"')
-    ws = make_workspace(tmp_path / "ws", toml, customers=n)
+    campaign = BLAST if limit == "channel" else f'{BLAST}\n[limits]\nrate = "{rate}/s"\n'
+    ws = make_workspace(tmp_path / "ws", toml, customers=n, campaigns={"blast": campaign})
     senders = [_sender(ws, "plan")] + [_sender(ws, "send") for _ in range(3)]
     for proc in senders:
         assert proc.stdin is not None
