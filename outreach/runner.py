@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -114,6 +115,9 @@ class RunOptions:
     retry_unknown: bool = False
     customers_file: Path | None = None
     wait: float = 0
+    # set by the caller to stop the run (``outreach worker`` owns the signals then)
+    stop_flag: threading.Event | None = None
+    helpers: bool = True  # helper processes for the outbox (``[sending] processes``)
 
 
 def run(
@@ -131,6 +135,10 @@ def run(
         raise UsageError(
             "--customers needs exactly one campaign: outreach run NAME --customers FILE"
         )
+    if not isinstance(ws.config.database, Path):
+        # PostgreSQL: any number of runs and workers on any hosts; each occurrence is
+        # planned by one of them (store planning_lock), and claims never overlap
+        return _run_locked(ws, options, None, on_plan, on_progress, on_send_start, on_stop)
     with workspace_lock(ws.root, options.wait) as lock_fd:
         return _run_locked(ws, options, lock_fd, on_plan, on_progress, on_send_start, on_stop)
 
@@ -138,7 +146,7 @@ def run(
 def _run_locked(
     ws: Workspace,
     options: RunOptions,
-    lock_fd: int,
+    lock_fd: int | None,
     on_plan: Callable[[str], None] | None,
     on_progress: Callable[[int], None] | None,
     on_send_start: Callable[[int], None] | None,
@@ -192,7 +200,7 @@ def _run_locked(
 def _run_leased(
     ws: Workspace,
     options: RunOptions,
-    lock_fd: int,
+    lock_fd: int | None,
     work: list[tuple[Campaign, str, list[tuple[str, dict[str, Any]]] | None]],
     report: RunReport,
     now: datetime,
@@ -213,10 +221,31 @@ def _run_leased(
     if options.retry_unknown:
         n = store.deliveries.retry_unknown(at)
         report.notes.append(f"{n} unknown deliveries queued again")
-    helpers = Helpers.for_run(ws, options.campaigns, options.limit, lock_fd, on_progress, at)
+    helpers = (
+        Helpers.for_run(ws, options.campaigns, options.limit, lock_fd, on_progress, at)
+        if options.helpers
+        else None
+    )
+    lines: dict[tuple[str, str], CampaignRun] = {}
+    summaries: list[SendSummary] = []
     try:
-        lines = _plan(ws, work, now, helpers, on_plan)
-        summaries = _send_all(ws, options, at, helpers, report, on_progress, on_send_start, on_stop)
+        while True:
+            elsewhere = _plan(ws, work, now, helpers, on_plan, lines, report)
+            summaries += _send_all(
+                ws, options, at, helpers, report, on_progress, on_send_start, on_stop, elsewhere
+            )
+            if helpers:
+                helpers.close()
+            helpers = None  # they have ended: a second pass is this process's alone
+            # an occurrence whose planner died half-way: planned again here, idempotently
+            work = [
+                w
+                for w in work
+                if (w[0].name, w[1]) in elsewhere
+                and store.deliveries.occurrence_status(w[0].name, w[1]) != "planned"
+            ]
+            if not work or any(summary.interrupted for summary in summaries):
+                break
     finally:
         if helpers:
             helpers.close()
@@ -246,25 +275,44 @@ def _plan(
     now: datetime,
     helpers: Helpers | None,
     on_plan: Callable[[str], None] | None,
-) -> dict[tuple[str, str], CampaignRun]:
-    """Plan each occurrence; helpers start sending as soon as enough is planned."""
-    lines: dict[tuple[str, str], CampaignRun] = {}
+    lines: dict[tuple[str, str], CampaignRun],
+    report: RunReport,
+) -> list[tuple[str, str]]:
+    """Plan each occurrence into ``lines``; helpers start sending as soon as enough is
+    planned. The occurrences another process is planning (PostgreSQL) are left to it:
+    they are returned, and this process sends them beside it."""
+    elsewhere: list[tuple[str, str]] = []
     for campaign, occurrence, customers in work:
-        if on_plan:
-            on_plan(f"{campaign.name} {occurrence}")
-        result = plan_occurrence(
-            ws.config,
-            ws.store,
-            campaign,
-            occurrence,
-            now,
-            customers=customers,
-            on_batch=helpers.planned if helpers else None,
-        )
-        lines[(campaign.name, occurrence)] = _line(campaign.name, occurrence, result)
+        key = (campaign.name, occurrence)
+        with ws.store.deliveries.planning_lock(
+            campaign.name, occurrence, caps=campaign.counts_for_cap
+        ) as ours:
+            if not ours:
+                elsewhere.append(key)
+                report.notes.append(
+                    f"{campaign.name} {occurrence}: another process is planning it; "
+                    "this one sends beside it"
+                )
+                continue
+            if on_plan:
+                on_plan(f"{campaign.name} {occurrence}")
+            result = plan_occurrence(
+                ws.config,
+                ws.store,
+                campaign,
+                occurrence,
+                now,
+                customers=customers,
+                on_batch=helpers.planned if helpers else None,
+            )
+        line = _line(campaign.name, occurrence, result)
+        if key in lines:  # sent from before this process planned it (its planner died)
+            line.sent, line.failed = lines[key].sent, lines[key].failed
+            line.skipped = {**lines[key].skipped, **line.skipped}
+        lines[key] = line
     if helpers:
         helpers.planning_finished()
-    return lines
+    return elsewhere
 
 
 def _send_all(
@@ -276,11 +324,13 @@ def _send_all(
     on_progress: Callable[[int], None] | None,
     on_send_start: Callable[[int], None] | None,
     on_stop: Callable[[], None] | None,
+    elsewhere: list[tuple[str, str]],
 ) -> list[SendSummary]:
-    """Send what is due from this process and its helpers; their summaries."""
+    """Send what is due from this process and its helpers; their summaries. While
+    another process plans an occurrence in ``elsewhere``, an empty queue is waited on."""
     if on_send_start:
         on_send_start(_due_count(ws, options))
-    own = asyncio.run(_send(ws, options, started, on_progress, helpers, on_stop))
+    own = asyncio.run(_send(ws, options, started, on_progress, helpers, on_stop, elsewhere))
     if not helpers or not helpers.children:
         return [own]
     count = len(helpers.children)
@@ -298,7 +348,8 @@ def _send_all(
         # a helper died with deliveries claimed: back to the queue, sent by this process
         recover(ws, clock.iso(clock.now()))
         if not own.interrupted:
-            summaries.append(asyncio.run(_send(ws, options, started, on_progress, None, None)))
+            again = _send(ws, options, started, on_progress, None, None, [])
+            summaries.append(asyncio.run(again))
     return summaries
 
 
@@ -341,10 +392,16 @@ async def _send(
     on_progress: Callable[[int], None] | None,
     helpers: Helpers | None,
     on_stop: Callable[[], None] | None,
+    elsewhere: list[tuple[str, str]],
 ) -> SendSummary:
     stop = asyncio.Event()
     received: list[int] = []
     loop = asyncio.get_running_loop()
+    watchers: list[asyncio.Task[None]] = []
+    planning_done: asyncio.Event | None = None
+    if elsewhere:
+        planning_done = asyncio.Event()
+        watchers.append(asyncio.create_task(_watch_planning(ws, elsewhere, planning_done)))
 
     def on_signal(sig: int) -> None:
         if not received and on_stop:
@@ -354,7 +411,10 @@ async def _send(
         if helpers:
             helpers.stop(sig)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    signals = () if options.stop_flag is not None else (signal.SIGINT, signal.SIGTERM)
+    if options.stop_flag is not None:
+        watchers.append(asyncio.create_task(_watch_flag(options.stop_flag, stop)))
+    for sig in signals:
         # only the main thread can take signals; elsewhere (tests) there is nothing to stop
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, on_signal, sig)
@@ -365,14 +425,41 @@ async def _send(
             limit=options.limit,
             stop=stop,
             on_progress=on_progress,
+            planning_done=planning_done,
             run_started=started,
         )
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for task in watchers:
+            task.cancel()
+        for sig in signals:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(sig)
     summary.interrupted = received[0] if received else (signal.SIGINT if stop.is_set() else 0)
     return summary
+
+
+WATCH_SECONDS = 0.2  # between looks at an occurrence another process plans
+
+
+async def _watch_planning(
+    ws: Workspace, elsewhere: list[tuple[str, str]], done: asyncio.Event
+) -> None:
+    """Set ``done`` once no occurrence of ``elsewhere`` is being planned by another
+    process: planned, or its planner has died (the run then plans it itself)."""
+    deliveries = ws.store.deliveries
+    while any(
+        deliveries.occurrence_status(name, occurrence) != "planned"
+        and deliveries.planning_elsewhere(name, occurrence)
+        for name, occurrence in elsewhere
+    ):
+        await asyncio.sleep(WATCH_SECONDS)
+    done.set()
+
+
+async def _watch_flag(flag: threading.Event, stop: asyncio.Event) -> None:
+    while not flag.is_set():
+        await asyncio.sleep(0.05)
+    stop.set()
 
 
 @contextlib.contextmanager

@@ -105,7 +105,8 @@ def test_demo_refuses_a_folder_that_is_not_a_demo(tmp_path: Path) -> None:
 # the tour on a fixed clock (Tuesday 10:30 in the workspace's Amsterdam), so that it tells
 # the same story on any day; the commands themselves are the README's, literally
 TOUR_NOW = "2026-12-01 10:30"
-SKIPPED = ("outreach serve",)  # runs until stopped; tests/test_server.py covers it
+# run until stopped; tests/test_server.py and tests/reliability/test_many_senders.py cover them
+SKIPPED = ("outreach serve", "outreach worker")
 
 
 def _shell(tmp_path: Path) -> dict[str, str]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -92,3 +94,38 @@ def test_a_lease_that_is_not_a_number_of_seconds_is_one_line(imported: Path, cli
     assert result.exit_code == 4
     assert "lease: expected seconds from 1 to 3600" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_worker_on_sqlite_sends_what_is_due_beside_runs_and_stops_with_exit_0(
+    imported: Path, cli: Cli
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
+    cmd = [sys.executable, "-m", "outreach", "-w", str(imported), "--now", NOW]
+    worker = subprocess.Popen(
+        [*cmd, "worker", "--poll", "0.2", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(outbox_files(imported)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(outbox_files(imported)) == 2  # nps is due: planned and sent
+        # between its passes the workspace lock is free: a run gets it (waiting a little)
+        result = cli("--now", NOW, "run", "--wait", "30", "--json")
+        assert result.exit_code == 0, result.stderr
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["signal"] == "SIGTERM" and summary["sent"] == 2
+    assert summary["planned"] == ["nps 2026-12-01T09:00:00Z"]
+    assert len(outbox_files(imported)) == 2
+    store = open_store(imported / "outreach.db")
+    try:
+        assert store.workers.list_workers() == []  # its lease given back
+    finally:
+        store.close()

@@ -28,6 +28,7 @@ from . import export as export_cli
 from . import mail as mail_cli  # noqa: F401 - adds replies sync to the replies group
 from . import store as store_cli
 from . import templates as templates_cli
+from . import worker as worker_cli
 from . import workspace as workspace_cli
 from .options import State, state
 
@@ -265,6 +266,7 @@ app.add_typer(templates_cli.app, name="templates")
 app.add_typer(channels_cli.app, name="channels")
 app.add_typer(store_cli.app, name="store")
 campaigns_cli.register(app)
+worker_cli.register(app)
 conversations_cli.register(app)
 export_cli.register(app)
 

@@ -57,7 +57,7 @@ class Helpers:
         ws: Workspace,
         campaigns: Sequence[str] | None,
         channels: list[str],
-        lock_fd: int,
+        lock_fd: int | None,
         on_progress: Callable[[int], None] | None,
         run_started: str | None = None,
     ) -> None:
@@ -76,7 +76,7 @@ class Helpers:
         ws: Workspace,
         campaigns: Sequence[str],
         limit: int | None,
-        lock_fd: int,
+        lock_fd: int | None,
         on_progress: Callable[[int], None] | None,
         run_started: str | None = None,
     ) -> Helpers | None:
@@ -187,16 +187,22 @@ class _Child:
 
     @classmethod
     def start(
-        cls, job: dict[str, Any], lock_fd: int, on_progress: Callable[[int], None] | None
+        cls, job: dict[str, Any], lock_fd: int | None, on_progress: Callable[[int], None] | None
     ) -> _Child:
         # a file, not a pipe: a helper that writes much to stderr must never block on it
         errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by wait or close)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "outreach.sending.helpers", str(lock_fd)],
+            # no lock on PostgreSQL, where runs need none
+            [
+                sys.executable,
+                "-m",
+                "outreach.sending.helpers",
+                "-" if lock_fd is None else str(lock_fd),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=errors,
-            pass_fds=(lock_fd,),
+            pass_fds=(lock_fd,) if lock_fd is not None else (),
             # out of the terminal's process group: Ctrl-C reaches the run, which tells its
             # helpers (a signal could kill one still starting up)
             start_new_session=True,
@@ -323,7 +329,8 @@ async def _help(ws: Workspace, job: dict[str, Any]) -> SendSummary:
 
 def main() -> int:
     """``python -m outreach.sending.helpers LOCK_FD``: the job comes as one JSON line on stdin."""
-    os.set_inheritable(int(sys.argv[1]), False)  # held, never passed further
+    if sys.argv[1] != "-":
+        os.set_inheritable(int(sys.argv[1]), False)  # held, never passed further
     job = json.loads(sys.stdin.readline())
     if job["now"]:
         clock.set_now(job["now"])

@@ -322,7 +322,9 @@ class PgConversations(Conversations):
     def _conversation_ids(self, customer_ids: set[str], at: str) -> dict[str, int]:
         """customer → conversation id, creating the missing conversations (in one statement)."""
         found = self._existing_conversations(list(customer_ids))
-        missing = [cid for cid in customer_ids if cid not in found]
+        # in one order for every process: two senders creating overlapping sets of
+        # conversations at once then wait for each other instead of deadlocking
+        missing = sorted(cid for cid in customer_ids if cid not in found)
         if missing:
             found.update(
                 self.conn.execute(
