@@ -43,6 +43,7 @@ from .cases_postgresql import bench_copy_1m, bench_run_100k_pg
 from .cases_replicas import bench_serve_replicas
 from .context import Context
 from .harness import ChildFailed, NotAvailable, Row
+from .many_senders import bench_many_senders
 from .shared_rate import bench_shared_rate
 
 BENCHMARKS: dict[str, Callable[[Context], Row]] = {
@@ -59,6 +60,7 @@ BENCHMARKS: dict[str, Callable[[Context], Row]] = {
     "twilio_20k": bench_twilio_20k,
     "rate_200": bench_rate_200,
     "rate_200_4p": bench_shared_rate,
+    "senders_4p_kill": bench_many_senders,
     "smtp": bench_smtp,
     "serve_webhooks": bench_serve_webhooks,
     "serve_replicas": bench_serve_replicas,
@@ -87,6 +89,10 @@ TARGETS = {
     "twilio_20k": ("SMS to a loopback Twilio emulator, concurrency 64", ">= 1,500 msg/s"),
     "rate_200": ('configured rate = "200/s": measured rate', "200/s ± 5%"),
     "rate_200_4p": ('rate = "200/s" shared by 4 sender processes: total', "200/s ± 5%"),
+    "senders_4p_kill": (
+        "run + 3 workers on PostgreSQL, 20 SIGKILLed and restarted",
+        "0 twice, 0 lost, unknown <= kills x concurrency",
+    ),
     "smtp": ("email over SMTP to loopback aiosmtpd", ">= 500 msg/s"),
     "serve_webhooks": ("serve: signed Twilio webhooks, 32 connections", ">= 800 /s"),
     "serve_replicas": (
