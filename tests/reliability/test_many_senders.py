@@ -191,7 +191,8 @@ def test_frequency_caps_hold_for_two_processes_planning_two_campaigns_at_once(
         first = spawn(ws, "run", "first", "--json")
         waiting = (
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO deliveries%%'"
+            "AND wait_event_type = 'Lock' AND wait_event <> 'advisory' "
+            "AND query LIKE '%%deliveries%%'"
         )
         assert wait_until(lambda: pg(url, waiting) == [(1,)], timeout=120, step=0.05)
         second = spawn(ws, "run", "second", "--json")
