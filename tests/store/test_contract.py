@@ -569,7 +569,10 @@ def test_a_dead_planners_lock_is_released_and_cap_plans_run_one_at_a_time(
         assert order == ["nps done", "weekly True"]
         with one.deliveries.planning_lock("nps", AT, caps=True) as granted:
             assert granted
-            one.close()  # the planner dies: the server releases its locks
+            one.close()  # the planner dies: the server releases its locks as it ends
+            deadline = time.monotonic() + 10
+            while two.deliveries.planning_elsewhere("nps", AT) and time.monotonic() < deadline:
+                time.sleep(0.01)
             with two.deliveries.planning_lock("nps", AT, caps=True) as taken:
                 assert taken
     finally:
