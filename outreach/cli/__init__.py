@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import copy
 import signal
-import sqlite3
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperArgument, TyperGroup, TyperOption
@@ -31,6 +30,9 @@ from . import templates as templates_cli
 from . import worker as worker_cli
 from . import workspace as workspace_cli
 from .options import State, state
+
+if TYPE_CHECKING:
+    import sqlite3
 
 GLOBAL_OPTIONS = ("workspace", "now", "debug")
 
@@ -64,6 +66,9 @@ class OutreachGroup(TyperGroup):
         _tidy_help(self)
 
     def invoke(self, ctx: Any) -> Any:
+        # here: `outreach --help` is answered before invoke, and needs no database
+        import sqlite3
+
         try:
             try:
                 return super().invoke(ctx)
@@ -193,6 +198,8 @@ def _show_version(value: bool) -> None:
 def _known_fault(exc: sqlite3.Error | OSError, st: State | None) -> OutreachError | None:
     """A fault of the machine (a full disk, a damaged database) that escaped the command:
     the one line for it, naming the file; None for a bug."""
+    import sqlite3  # here: as in OutreachGroup.invoke
+
     if isinstance(exc, sqlite3.Error):
         from ..store.sqlite import database_error
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
@@ -84,6 +83,8 @@ def run(
 
     With no CAMPAIGN and no --due, sends what is already queued and whose window is open.
     """
+    import sqlite3
+
     from ..errors import ConfigError, DiskFullError, PartialFailure
     from ..runner import RunOptions
     from ..runner import run as run_campaigns

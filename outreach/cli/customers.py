@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from contextlib import ExitStack
 from enum import StrEnum
@@ -71,6 +70,8 @@ def import_(
     audience filters can use. Empty cells never clear a stored value; consent from the file
     is recorded only on channels where the customer has no consent history yet.
     """
+    import sqlite3
+
     from rich.markup import escape
 
     from ..customers.importer import import_customers
@@ -132,6 +133,8 @@ def import_(
 def _stopped(exc: BaseException, ws: Workspace, name: str, committed: int) -> NoReturn:
     """An import stopped by a signal or a full disk: say how far it got (``committed`` rows,
     whose batches are in the store), then stop the command."""
+    import sqlite3
+
     from ..errors import DiskFullError
     from ..store.sqlite import database_error, store_path
 
