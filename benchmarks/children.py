@@ -6,6 +6,9 @@ be pinned to one core as issue 3's figure asks.
 
 - ``render WORKSPACE N``: the NPS survey email for N generated customers through
   ``outreach.templates.render.Renderer`` (compiled once, as a run does); times the loop only.
+- ``jinja-ceiling WORKSPACE N``: the same NPS email files (text and HTML, Dutch or English
+  by locale) for the same N customers through a bare ``jinja2.Environment``: no sandbox,
+  no limits, no header parsing, compiled once. The ceiling of rendering with Jinja2.
 - ``apprise URL N``: N JSON notifications through ``apprise``'s library, one after the
   other as ``apprise.notify`` sends them.
 - ``httpx-ceiling URL N CONCURRENCY``: N small JSON POSTs with nothing else, straight to
@@ -65,6 +68,39 @@ def render(workspace: Path, n: int) -> dict[str, Any]:
             now=now,
         )
         size += len(message.body)
+    seconds = time.perf_counter() - start
+    return {"count": n, "seconds": seconds, "chars": size}
+
+
+def jinja_ceiling(workspace: Path, n: int) -> dict[str, Any]:
+    import jinja2
+
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(workspace / "templates" / "nps"),
+        autoescape=lambda name: bool(name and ".html" in name),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["first_name"] = lambda name, default="": name.split()[0] if name else default
+    pairs = {
+        lang: (env.get_template(f"email{suffix}.j2"), env.get_template(f"email.html{suffix}.j2"))
+        for lang, suffix in (("nl", ".nl"), ("en", ""))
+    }
+    people = [c.as_dict() for c in customers(n)]
+    links = [f"https://hooks.example.com/unsubscribe/{c['id']}" for c in people]
+    start = time.perf_counter()
+    size = 0
+    for customer, link in zip(people, links, strict=True):
+        text, html = pairs["nl" if customer["locale"].startswith("nl") else "en"]
+        context = {
+            "customer": customer,
+            "sender": "Acme",
+            "survey": SURVEY,
+            "unsubscribe_url": link,
+        }
+        size += len(text.render(context)) + len(html.render(context))
     seconds = time.perf_counter() - start
     return {"count": n, "seconds": seconds, "chars": size}
 
@@ -205,6 +241,8 @@ def main(argv: list[str]) -> int:
     job = argv[0] if argv else ""
     if job == "render" and len(argv) == 3:
         result = render(Path(argv[1]), int(argv[2]))
+    elif job == "jinja-ceiling" and len(argv) == 3:
+        result = jinja_ceiling(Path(argv[1]), int(argv[2]))
     elif job == "apprise" and len(argv) == 3:
         result = send_apprise(argv[1], int(argv[2]))
     elif job == "httpx-ceiling" and len(argv) == 4:
@@ -215,8 +253,8 @@ def main(argv: list[str]) -> int:
         result = seed_replies(Path(argv[1]), int(argv[2]), int(argv[3]))
     else:
         print(
-            "usage: python -m benchmarks.children render WS N | apprise URL N | "
-            "httpx-ceiling URL N CONCURRENCY | smtp-ceiling PORT N CONNECTIONS | "
+            "usage: python -m benchmarks.children render WS N | jinja-ceiling WS N | "
+            "apprise URL N | httpx-ceiling URL N CONCURRENCY | smtp-ceiling PORT N CONNECTIONS | "
             "seed-replies WS N CUSTOMERS",
             file=sys.stderr,
         )
