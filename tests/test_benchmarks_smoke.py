@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 ROW_KEYS = {
     "name",
@@ -67,3 +69,43 @@ def test_quick_startup_and_render_print_one_json_row_each() -> None:
     assert rows["startup"]["unit"] == "s" and 0 < rows["startup"]["median"] < 10
     assert rows["render_100k"]["unit"] == "msg/s" and rows["render_100k"]["median"] > 0
     assert rows["render_100k"]["size"] == "200 messages"
+
+
+def _bench(*args: str, env: dict[str, str]) -> dict[str, dict[str, object]]:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "run.py"), *args, "--json"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return {row["name"]: row for row in json.loads(done.stdout)["rows"]}
+
+
+def test_the_postgresql_rows_say_in_one_line_that_there_is_no_server() -> None:
+    env = {k: v for k, v in os.environ.items() if "POSTGRESQL" not in k}
+    env["BENCH_TINY"] = "1"
+    rows = _bench("--only", "run_100k_pg", "copy_1m", env=env)
+    for row in rows.values():
+        assert str(row["status"]).startswith(
+            "not available: no PostgreSQL server: pass --postgresql"
+        )
+
+
+@pytest.mark.postgresql
+def test_the_postgresql_rows_run_and_assert_their_counts_at_tiny_sizes() -> None:
+    from tests.postgresql import POSTGRESQL_ENV
+
+    url = os.environ[POSTGRESQL_ENV]
+    env = {**os.environ, "BENCH_TINY": "1"}
+    env.pop("OUTREACH_WORKSPACE", None)
+    rows = _bench("--only", "run_100k_pg", "copy_1m", "--postgresql", url, env=env)
+    assert rows["run_100k_pg"]["status"] == "ok", rows["run_100k_pg"]
+    assert "0 customers sent twice, 0 lost (asserted)" in str(rows["run_100k_pg"]["note"])
+    assert rows["copy_1m"]["status"] == "ok", rows["copy_1m"]
+    assert "counts asserted (customers 200, consent 200, deliveries 200)" in str(
+        rows["copy_1m"]["note"]
+    )
