@@ -51,6 +51,8 @@ def apply_bounce(store: Store, config: Config, event: StatusEvent, summary: Inbo
         customer_id = found
     if not event.permanent or channel not in config.channels:
         return
+    # every serve replica polls the mailbox: the other one's opt-out is read once it commits
+    store.conversations.hold_customers([customer_id])
     if store.consent.current_consent_for(customer_id, channel) == consent.OPTED_OUT:
         return
     consent.record(

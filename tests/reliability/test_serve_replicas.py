@@ -17,6 +17,7 @@ import asyncio
 import json
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -29,9 +30,13 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from outreach.channels.base import StatusEvent
 from outreach.channels.webhook import decode_secret, sign
+from outreach.conversations.inbox import InboundSummary
+from outreach.mail.bounces import apply_bounce
 from outreach.store import open_store
 from outreach.tokens import make_unsubscribe_token
+from outreach.workspace import Workspace
 from tests.postgresql import empty_database
 from tests.servers.fixtures import ENV, WEBHOOK_SECRET
 from tests.servers.http import Recorded, Reply
@@ -350,3 +355,45 @@ def test_a_replica_starting_leaves_the_other_replicas_reply_in_flight_alone(
                 assert wait_until(lambda: status() == "sent", timeout=30, step=0.1)
         time.sleep(1.0)
         assert sum(_sends(receiver).values()) == 1
+
+
+def test_a_bounce_that_two_replicas_read_from_the_mailbox_opts_out_once(
+    tmp_path: Path, url: str
+) -> None:
+    """Every replica with ``imap_poll`` syncs the same mailbox, so both may read one bounce
+    at once: the second waits for the first's commit, sees its opt-out and adds none."""
+    channels = '[channels.sms]\nprovider = "outbox"\n\n[channels.email]\nprovider = "outbox"\n'
+    ws = make_workspace(
+        tmp_path / "ws", outreach_toml(channels), customers_text=customers_csv(1, opted_in="email")
+    )
+    bounce = StatusEvent(
+        channel="email",
+        provider_message_id="<not-ours@example.com>",
+        status="bounced",
+        at=datetime.now(UTC),
+        error_code="5.1.1",
+        error_message="no such user",
+        recipient="c0@example.com",
+        permanent=True,
+    )
+    first, second = Workspace.load(ws), Workspace.load(ws)
+    done = threading.Event()
+
+    def other_replica() -> None:
+        with second.store.write():
+            apply_bounce(second.store, second.config, bounce, InboundSummary())
+        done.set()
+
+    try:
+        with first.store.write():
+            apply_bounce(first.store, first.config, bounce, InboundSummary())
+            waiter = threading.Thread(target=other_replica)
+            waiter.start()
+            assert not done.wait(0.5)  # held until this commit
+        waiter.join(10)
+        assert done.is_set()
+    finally:
+        first.close()
+        second.close()
+    opt_outs = _rows(url, "SELECT count(*) FROM consent WHERE source = 'provider:bounce'")
+    assert opt_outs == [(1,)]
