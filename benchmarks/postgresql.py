@@ -24,8 +24,8 @@ def server_url() -> str:
         if url:
             return url
     raise NotAvailable(
-        f"set {SERVER_ENV[0]}=postgresql://postgres@127.0.0.1:5432/postgres "
-        "(a server where that user may create databases)"
+        "no PostgreSQL server: pass --postgresql postgresql://USER@HOST/DB (a user that may "
+        "create databases) or set OUTREACH_BENCH_POSTGRESQL"
     )
 
 

@@ -88,7 +88,8 @@ def _bench(*args: str, env: dict[str, str]) -> dict[str, dict[str, object]]:
 def test_the_postgresql_rows_say_in_one_line_that_there_is_no_server() -> None:
     env = {k: v for k, v in os.environ.items() if "POSTGRESQL" not in k}
     env["BENCH_TINY"] = "1"
-    rows = _bench("--only", "run_100k_pg", "copy_1m", env=env)
+    rows = _bench("--only", "run_100k_pg", "copy_1m", "serve_replicas", env=env)
+    assert len(rows) == 3
     for row in rows.values():
         assert str(row["status"]).startswith(
             "not available: no PostgreSQL server: pass --postgresql"
@@ -109,3 +110,17 @@ def test_the_postgresql_rows_run_and_assert_their_counts_at_tiny_sizes() -> None
     assert "counts asserted (customers 200, consent 200, deliveries 200)" in str(
         rows["copy_1m"]["note"]
     )
+
+
+@pytest.mark.postgresql
+def test_the_serve_replicas_row_kills_a_replica_and_asserts_none_lost_or_stored_twice() -> None:
+    from tests.postgresql import POSTGRESQL_ENV
+
+    env = {**os.environ, "BENCH_TINY": "1"}
+    env.pop("OUTREACH_WORKSPACE", None)
+    url = os.environ[POSTGRESQL_ENV]
+    rows = _bench("--only", "serve_replicas", "--postgresql", url, env=env)
+    row = rows["serve_replicas"]
+    assert row["status"] == "ok", row
+    assert "0 lost, 0 stored twice, each answer acted on once (asserted)" in str(row["note"])
+    assert isinstance(row["median"], float) and row["median"] > 0
