@@ -126,9 +126,10 @@ def test_four_processes_share_a_channel_or_campaign_rate(
     # to the emulator adds its own jitter on a busy machine: 100 ms of it is 2 more
     assert _most_in_one_second(times) <= rate + 2 + 2
     # n slots 1/rate apart: the first to the last send takes (n - 1) / rate, and about
-    # that (processes starting up and the machine's load may stretch it, never shrink it)
+    # that: the first send may come up to a slot late (and opens a connection), the last
+    # not, so it may seem 5 % shorter; starting up and the machine's load stretch it
     took = times[-1] - times[0]
-    assert (n - 1) / rate - 0.1 <= took <= (n - 1) / rate * 1.5 + 1.0, took
+    assert (n - 1) / rate * 0.95 <= took <= (n - 1) / rate * 1.5 + 1.0, took
 
 
 def test_serve_replies_and_a_run_share_a_channel_rate(
