@@ -191,6 +191,7 @@ class Inbox:
         self._attention: dict[str, str] = {}
         self._surveys: dict[str, list[dict[str, Any]]] = {}
         self._prefetched: set[str] = set()
+        self._all_held = False
         # email routes of the batch: reply token / quoted Message-ID → customer ("" = none)
         self._tokens: dict[str, str] = {}
         self._references: dict[str, str] = {}
@@ -203,6 +204,7 @@ class Inbox:
         self._conversations.clear()
         self._dirty.clear()
         self._attention.clear()
+        self._all_held = False  # whether every customer is held already (hold_customers)
         self._surveys.clear()
         by_channel: dict[str, set[str]] = {}
         for event in events:
@@ -231,7 +233,7 @@ class Inbox:
         self._prefetched = ids
         if ids:
             # before reading them: another process's batch of these customers commits first
-            self.store.conversations.hold_customers(ids)
+            self._all_held = self.store.conversations.hold_customers(ids)
             self._conversations.update(self.store.conversations.conversations_for(ids))
             surveys = self.store.conversations.survey_candidates_for(ids)
             for customer_id in ids:
@@ -416,7 +418,8 @@ class Inbox:
             # prefetched customers without a conversation are known to have none; the
             # others are held (as the prefetched ones were) and looked up
             if customer_id not in self._prefetched:
-                self.store.conversations.hold_customers([customer_id])
+                if not self._all_held:
+                    self._all_held = self.store.conversations.hold_customers([customer_id])
                 conversation = self.store.conversations.get_conversation(customer_id)
             if conversation is None:
                 conversation = {

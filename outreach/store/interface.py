@@ -407,10 +407,12 @@ class Conversations(Protocol):
 
     def update_conversation(self, conversation_id: int, **fields: Any) -> None: ...
 
-    def hold_customers(self, customer_ids: Iterable[str]) -> None:
+    def hold_customers(self, customer_ids: Iterable[str]) -> bool:
         """Until the transaction ends, no other process handles inbound messages of these
         customers: what one batch reads of them (conversation, open surveys, consent) stays
-        true until it commits. Call before reading them. Caller holds the transaction."""
+        true until it commits. Call before reading them. True when the transaction now
+        holds every customer (so none needs holding later in it). Caller holds the
+        transaction."""
         ...
 
     def merge_conversations(self, rows: Iterable[Sequence[Any]], ranks: Mapping[str, int]) -> None:

@@ -994,3 +994,36 @@ def test_a_clock_stepped_back_does_not_stall_the_limit(store: Store, backend: Ba
     wait = store.limits.reserve("channel:sms", 100.0, 1)
     # the schedule moved back with the clock: the next slot follows the 10 reserved
     assert 0.05 <= wait <= 0.1 + 0.005
+
+
+def test_a_large_batch_holds_every_customer_with_one_lock(backend: Backend) -> None:
+    """A batch of hundreds of customers (a replies ingest batch) holds everyone at once
+    rather than filling the server's lock table; any other holder waits for its commit."""
+    setup = backend.open()
+    ids = add_customers(setup, 300)
+    other = add_customers(setup, 1, prefix="x")
+    setup.close()
+    first, second = backend.open(), backend.open()
+    order: list[str] = []
+
+    def hold_other() -> None:
+        with second.write():
+            second.conversations.hold_customers(other)
+            order.append("other")
+
+    try:
+        with first.write():
+            assert first.conversations.hold_customers(ids) is True
+            waiter = threading.Thread(target=hold_other)
+            waiter.start()
+            waiter.join(0.5)
+            assert waiter.is_alive()
+            order.append("first")
+        waiter.join(10)
+        assert order == ["first", "other"]
+        with first.write():
+            # a few customers are held one by one (on SQLite the transaction holds all)
+            assert first.conversations.hold_customers(ids[:3]) is (backend.name == "sqlite")
+    finally:
+        first.close()
+        second.close()

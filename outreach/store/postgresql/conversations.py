@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 # the first key of the advisory locks ``hold_customers`` takes ("conv"); two-key locks are a
 # key space of their own, apart from the one-key lock that guards migrations
 HOLD_CLASS = 0x636F6E76
+HOLD_ALL = 0x616C6C21  # "all!": held shared by every batch, alone by a large one
+HOLD_ONE_BY_ONE = 256  # customers a batch holds one lock each for
 _CONVERSATION_COLUMNS = (
     "id, customer_id, status, needs_attention, attention_reason, last_inbound_at, "
     "last_inbound_channel, auto_reply_until, created_at, updated_at"
@@ -50,20 +52,31 @@ class PgConversations(Conversations):
             (*fields.values(), conversation_id),
         )
 
-    def hold_customers(self, customer_ids: Iterable[str]) -> None:
+    def hold_customers(self, customer_ids: Iterable[str]) -> bool:
         """Transaction-level advisory locks, one per customer, taken in one order (sorted
         keys) so that two batches never wait for each other in a circle; released at
         commit or rollback. A batch holds them from before it reads its customers'
         conversations and surveys until it commits, so a ``serve`` replica handling the
-        same customer waits and then reads what this one wrote."""
+        same customer waits and then reads what this one wrote.
+
+        Each lock takes a slot of the server's shared lock table (about
+        ``max_locks_per_transaction`` times the connections), so a batch of more than
+        HOLD_ONE_BY_ONE customers (a ``replies ingest`` batch) takes one lock that holds
+        everyone instead; every other batch takes that lock shared, beside its own."""
         ids = sorted(set(customer_ids))
-        if ids:
-            self.conn.execute(
-                "SELECT count(pg_advisory_xact_lock(%s::integer, k)) FROM "
-                "(SELECT DISTINCT hashtext(id) AS k FROM unnest(%s::text[]) AS id ORDER BY k) "
-                "AS held",
-                (HOLD_CLASS, ids),
-            )
+        if not ids:
+            return False
+        if len(ids) > HOLD_ONE_BY_ONE:
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s::integer, 0)", (HOLD_ALL,))
+            return True
+        self.conn.execute("SELECT pg_advisory_xact_lock_shared(%s::integer, 0)", (HOLD_ALL,))
+        self.conn.execute(
+            "SELECT count(pg_advisory_xact_lock(%s::integer, k)) FROM "
+            "(SELECT DISTINCT hashtext(id) AS k FROM unnest(%s::text[]) AS id ORDER BY k) "
+            "AS held",
+            (HOLD_CLASS, ids),
+        )
+        return False
 
     def merge_conversations(self, rows: Iterable[Sequence[Any]], ranks: Mapping[str, int]) -> None:
         """Merge a batch's news into conversations, in the UPDATE itself (see the interface).

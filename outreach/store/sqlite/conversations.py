@@ -46,8 +46,9 @@ class SqliteConversations(Conversations):
             (*fields.values(), conversation_id),
         )
 
-    def hold_customers(self, customer_ids: Iterable[str]) -> None:
+    def hold_customers(self, customer_ids: Iterable[str]) -> bool:
         """Nothing to do: a write transaction holds the whole database (BEGIN IMMEDIATE)."""
+        return True
 
     def merge_conversations(self, rows: Iterable[Sequence[Any]], ranks: Mapping[str, int]) -> None:
         """Merge a batch's news into conversations, in the UPDATE itself (see the interface).
