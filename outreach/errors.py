@@ -61,6 +61,17 @@ class StoreBusy(StoreError):
     """Another process held the database's write lock past the busy timeout (retry later)."""
 
 
+class ConnectionLost(StoreError):
+    """The database server's session ended under a piece of work (a restart, a network
+    drop, a terminated backend): what it had not committed was rolled back, so the store
+    may run the whole work again on a new connection (``Store.retrying``). ``why`` is the
+    server's reason."""
+
+    def __init__(self, message: str, why: str = "") -> None:
+        super().__init__(message)
+        self.why = why
+
+
 class ProviderError(OutreachError):
     """A channel provider refused or failed a send.
 

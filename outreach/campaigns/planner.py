@@ -156,8 +156,7 @@ def plan_occurrence(
         if preview is not None:
             preview.render(batch, rows, result)
         else:
-            with store.write():
-                store.deliveries.insert_deliveries(rows)
+            store.retrying(lambda: _insert(store, rows))
             if on_batch is not None:
                 on_batch(rows)
         batch.clear()
@@ -172,6 +171,12 @@ def plan_occurrence(
     if not dry_run:
         store.deliveries.finish_occurrence(campaign.name, occurrence, result.audience)
     return result
+
+
+def _insert(store: Store, rows: list[Delivery]) -> None:
+    """One batch of the plan, one unit of work (idempotent by its unique key as well)."""
+    with store.write():
+        store.deliveries.insert_deliveries(rows)
 
 
 class _DryRunRenderer:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 from functools import lru_cache
@@ -84,6 +84,25 @@ class InboundSummary:
     # after sending (ingest): how many replies went out, and why others did not
     replies_sent: int = 0
     problems: list[str] = field(default_factory=list)
+
+    def add(self, batch: InboundSummary) -> None:
+        """Count in a batch's summary, once its transaction has committed (a batch run
+        again after a rolled-back transaction starts from a summary of its own)."""
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(batch, f.name)
+            if f.name == "needs_attention":
+                mine += len(batch.flagged - self.flagged)
+            elif isinstance(mine, int):
+                mine += theirs
+            elif isinstance(mine, dict):
+                for key, n in theirs.items():
+                    mine[key] = mine.get(key, 0) + n
+            elif isinstance(mine, set):
+                continue  # flagged: after needs_attention, below
+            else:
+                mine.extend(theirs)
+            setattr(self, f.name, mine)
+        self.flagged |= batch.flagged
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -265,11 +265,20 @@ def ingest(
     def flush(final: bool = False) -> None:
         nonlocal stored_up_to
         if batch:
-            before = len(summary.replies_queued)
-            apply_events(store, config, batch, summary, inbox)
+            # counted only once committed: a batch the database rolled back (a lost
+            # connection, a deadlock) is applied again from a fresh summary
+            done = InboundSummary()
+
+            def apply() -> None:
+                nonlocal done
+                done = InboundSummary()
+                apply_events(store, config, batch, done, inbox)
+
+            store.retrying(apply)
+            summary.add(done)
             stored_up_to = batch[-1][0]
             batch.clear()
-            unsent.extend(summary.replies_queued[before:])
+            unsent.extend(done.replies_queued)
         # A send pass has a fixed cost, so replies go out in bunches: at the end, or once
         # enough are waiting or the oldest has waited a few seconds (a slow stdin stream).
         if send and (

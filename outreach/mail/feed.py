@@ -72,15 +72,24 @@ class MailFeed:
     def flush(self, also: Callable[[], None] | None = None) -> None:
         """Apply what was added in one transaction; ``also`` writes in the same one."""
         store = self.ws.store
-        before = len(self.summary.replies_queued)
-        with store.write():
-            if self._batch:
-                apply_events(store, self.ws.config, self._batch, self.summary, self.inbox)
-            if also is not None:
-                also()
+        done = InboundSummary()
+
+        def apply() -> None:
+            # one unit of work, counted once committed: run again from a fresh summary
+            # if the database rolled it back (a lost connection, a deadlock)
+            nonlocal done
+            done = InboundSummary()
+            with store.write():
+                if self._batch:
+                    apply_events(store, self.ws.config, self._batch, done, self.inbox)
+                if also is not None:
+                    also()
+
+        store.retrying(apply)
+        self.summary.add(done)
         self._batch.clear()
         self._in_batch = 0
-        queued = self.summary.replies_queued[before:]
+        queued = done.replies_queued
         if self.send and queued:
             from ..sending.engine import send_replies
 

@@ -271,14 +271,15 @@ def _read_folder(
             progress(result.fetched, total)
     if not uids:
         # a folder emptied (or rebuilt) since: remember its UIDVALIDITY all the same
-        with store.write():
-            store.mail.save_mailbox_position(
-                settings.channel,
-                settings.folder,
-                uidvalidity,
-                max(start - 1, 0) if not result.uidvalidity_changed else 0,
-                clock.iso(clock.now()),
-            )
+        last = max(start - 1, 0) if not result.uidvalidity_changed else 0
+
+        def save_position() -> None:
+            with store.write():
+                store.mail.save_mailbox_position(
+                    settings.channel, settings.folder, uidvalidity, last, clock.iso(clock.now())
+                )
+
+        store.retrying(save_position)
 
 
 def _chunks(values: Sequence[str], size: int) -> Iterator[list[str]]:

@@ -166,24 +166,35 @@ class _Engine:
     def _claim(self, ch: Channel) -> tuple[list[dict[str, Any]], bool]:
         """Record what has finished and claim the next batch, in one transaction; the rows,
         and whether planning had finished before the claim."""
-        with self.store.write():
-            # one commit instead of two, and the other processes wait for the lock once
-            recorded = self._flush(report=False)
-            free = ch.budget - ch.claimed
-            want = free if self.left is None else min(free, self.left)
-            # read before the claim: once set, every planned row is committed and visible
-            planned = self.planning_done is None or self.planning_done.is_set()
-            rows = self.store.deliveries.claim_due(
-                clock.iso(clock.now()),
-                want,
-                campaigns=self.campaign_filter,
-                channels=[ch.name],
-                ids=self.ids,
-                from_states=DUE_STATES,
-                worker=self.worker,
-            )
-        if recorded and self.on_progress:
-            self.on_progress(recorded)
+        results, outbound = self.results, self.outbound
+        # this channel's finished sends free their slots with this commit
+        free = ch.budget - ch.claimed + sum(1 for r in results if r.channel == ch.name)
+        want = free if self.left is None else min(free, self.left)
+
+        def record_and_claim() -> tuple[list[dict[str, Any]], bool]:
+            # one unit of work, run again whole if the database rolled it back (a lost
+            # connection, a deadlock): the results stay in hand until it has committed
+            with self.store.write():
+                # one commit instead of two, and the other processes wait for the lock once
+                if results:
+                    self.store.deliveries.record_results(results, outbound)
+                # read before the claim: once set, every planned row is committed and visible
+                planned = self.planning_done is None or self.planning_done.is_set()
+                rows = self.store.deliveries.claim_due(
+                    clock.iso(clock.now()),
+                    want,
+                    campaigns=self.campaign_filter,
+                    channels=[ch.name],
+                    ids=self.ids,
+                    from_states=DUE_STATES,
+                    worker=self.worker,
+                )
+            return rows, planned
+
+        rows, planned = self.store.retrying(record_and_claim)
+        if results:
+            self.results, self.outbound = [], []
+            self._recorded(results)
         return rows, planned
 
     async def _wait_for_results(self, ch: Channel, *, drained: bool = False) -> None:
@@ -215,21 +226,25 @@ class _Engine:
         if len(self.results) >= FLUSH_AT:
             self._flush()
 
-    def _flush(self, *, report: bool = True) -> int:
-        """Record the finished sends; how many. ``report=False``: the caller holds the
-        transaction and reports the progress once it has committed."""
+    def _flush(self) -> int:
+        """Record the finished sends (a unit of work of its own: run again if the database
+        rolled it back); how many."""
         if not self.results:
             return 0
         results, outbound = self.results, self.outbound
         self.results, self.outbound = [], []
-        self.store.deliveries.record_results(results, outbound)
+        self.store.retrying(lambda: self.store.deliveries.record_results(results, outbound))
+        return self._recorded(results)
+
+    def _recorded(self, results: list[Result]) -> int:
+        """Free the slots of these committed results and report the progress."""
         per_channel: dict[str, int] = {}
         for r in results:
             per_channel[r.channel] = per_channel.get(r.channel, 0) + 1
         for name, n in per_channel.items():
             if name in self.channels:
                 self.channels[name].recorded(n)
-        if report and self.on_progress:
+        if self.on_progress:
             self.on_progress(len(results))
         return len(results)
 

@@ -621,6 +621,13 @@ class Store(Protocol):
         the lock; StoreBusy once the busy timeout has passed."""
         ...
 
+    def retrying(self, work: Callable[[], T]) -> T:
+        """Run ``work`` (a whole unit of work: its transaction and the Python state it
+        builds) again after a fault that rolled it back: on PostgreSQL a lost connection
+        (on a new one), a deadlock, a serialization failure. Inside a transaction it runs
+        once (the outermost unit is re-run). SQLite has no such faults: ``work()``."""
+        ...
+
     def poll_for_locks(self) -> None:
         """Tune for a process that retries with ``when_unlocked`` (``serve``)."""
         ...

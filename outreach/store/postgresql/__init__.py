@@ -1,10 +1,19 @@
 """The PostgreSQL store: the same interface and guarantees as SQLite, for many processes on
 many hosts (``pip install 'outreach[postgresql]'``).
 
-One psycopg connection per open store, in autocommit mode; ``write()`` is a transaction.
-Where SQLite serialises writers with one lock, PostgreSQL lets them run side by side, so
-the guarded UPDATEs carry the weight: a claim locks its rows with ``FOR UPDATE SKIP
-LOCKED``, and every state change is still one UPDATE guarded by the old state.
+One psycopg connection per open store, in autocommit mode, taken from the process's pool
+for the URL (``connect.py``); ``write()`` is a transaction. Where SQLite serialises
+writers with one lock, PostgreSQL lets them run side by side, so the guarded UPDATEs carry
+the weight: a claim locks its rows with ``FOR UPDATE SKIP LOCKED``, and every state change
+is still one UPDATE guarded by the old state.
+
+Faults of the server are survived where that is safe. A lost session (a restart, a network
+drop, a terminated backend) rolled back whatever it had not committed, and so do a
+deadlock and a serialization failure: ``retrying`` takes a new connection (trying for up
+to ``RECONNECT_S``) and runs the whole unit of work again. The one ambiguous moment is a
+COMMIT whose answer never came; the transaction's id, asked just before, settles it on the
+new connection (``pg_xact_status``), so committed work is never run twice. A read outside
+any transaction is simply asked again.
 
 The URL names the server; the password comes from libpq (``PGPASSWORD``, a passfile or a
 service), never from ``outreach.toml``, and no message shows it.
@@ -20,8 +29,9 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import errors as pg_errors
 
-from ...errors import StoreBusy, StoreError
+from ...errors import ConnectionLost, StoreBusy, StoreError
 from ..interface import Store
+from .connect import RECONNECT_S, CannotConnect, Connector, connection_lost, connector, reason
 from .migrations import MIGRATIONS
 from .sql import Connection
 
@@ -34,12 +44,14 @@ BUSY_TIMEOUT_S = 30.0
 INCOMPLETE_COPY = "copy_incomplete"
 # errors after which a whole transaction may simply be run again
 RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
+# sessions lost in a row under one unit of work before it gives up (each one came back)
+MAX_LOSSES = 10
 
 
 class PgStore(Store):
     """An open workspace database on a PostgreSQL server."""
 
-    def __init__(self, conn: psycopg.Connection[Any], name: str) -> None:
+    def __init__(self, source: Connector, conn: psycopg.Connection[Any], name: str) -> None:
         from .consent import PgConsent
         from .conversations import PgConversations
         from .customers import PgCustomers
@@ -50,8 +62,8 @@ class PgStore(Store):
         from .reports import PgReports
         from .workers import PgWorkers
 
-        self.raw = conn
-        self.conn = Connection(conn)
+        self._source = source
+        self.conn = Connection(conn, self._on_lost)
         self._name = name
         self.customers = PgCustomers(self)
         self.consent = PgConsent(self)
@@ -67,6 +79,11 @@ class PgStore(Store):
     def name(self) -> str:
         return self._name
 
+    @property
+    def raw(self) -> psycopg.Connection[Any]:
+        """The psycopg connection of the moment (a lost one is replaced)."""
+        return self.conn.raw
+
     def applied_migrations(self) -> list[str]:
         return [
             r[0]
@@ -77,23 +94,118 @@ class PgStore(Store):
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """One transaction; nested uses become savepoints of the outer one."""
-        with self.raw.transaction():
-            yield self.conn
+        """One transaction; nested uses become savepoints of the outer one.
 
-    def when_unlocked(self, work: Callable[[], T]) -> T:
-        """Run ``work`` again after a serialization failure or deadlock (PostgreSQL rolled
-        it back whole), for up to the busy timeout."""
+        A lost session is ConnectionLost (nothing of the transaction was kept, unless it
+        is found committed: then the block has simply succeeded)."""
+        conn = self.conn
+        if conn.depth:
+            conn.depth += 1
+            try:
+                with conn.raw.transaction():
+                    yield conn
+            finally:
+                conn.depth -= 1
+            return
+        if conn.raw.closed or conn.raw.broken:
+            self._reconnect("the connection was closed")
+        raw = conn.raw
+        xid: str | None = None
+        committing = False
+        conn.depth = 1
+        try:
+            with raw.transaction():
+                yield conn
+                # what settles a COMMIT whose answer is lost; None: nothing was written
+                row = raw.execute("SELECT pg_current_xact_id_if_assigned()::text").fetchone()
+                xid = row[0] if row else None
+                committing = True
+        except psycopg.OperationalError as exc:
+            if not connection_lost(exc, raw):
+                raise
+            if committing and xid is not None and self._committed(xid, exc):
+                return
+            raise self._lost(exc) from None
+        finally:
+            conn.depth = 0
+
+    def retrying(self, work: Callable[[], T]) -> T:
+        """Run ``work``, a whole unit of work, again after anything that rolled it back: a
+        lost session (on a new connection), a deadlock or a serialization failure. Inside
+        a transaction it runs once: the outermost unit is the one that can be re-run."""
+        if self.conn.depth:
+            return work()
         deadline = time.monotonic() + BUSY_TIMEOUT_S
         pause = 0.005
+        losses = 0
         while True:
             try:
                 return work()
             except RETRYABLE as exc:
                 if time.monotonic() > deadline:
-                    raise StoreBusy(f"{self.name}: {exc}") from None
-            time.sleep(pause)
-            pause = min(pause * 2, 0.1)
+                    raise StoreBusy(f"{self.name}: {reason(exc)}") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.1)
+            except ConnectionLost as exc:
+                losses += 1
+                if losses > MAX_LOSSES:
+                    raise
+                self._reconnect(exc.why)
+
+    def when_unlocked(self, work: Callable[[], T]) -> T:
+        """``retrying``: on PostgreSQL, a writer is never waiting for one database lock."""
+        return self.retrying(work)
+
+    # -- lost sessions ----------------------------------------------------------------------
+
+    def _lost(self, exc: BaseException) -> ConnectionLost:
+        why = reason(exc)
+        return ConnectionLost(
+            f"{self.name}: the connection to the server was lost ({why}); "
+            "run the command again once the server is back",
+            why,
+        )
+
+    def _on_lost(self, exc: psycopg.Error, again: bool) -> None:
+        """A statement found its session gone: reconnect for a read that may be asked again,
+        or raise ConnectionLost for the unit of work to run again."""
+        if not connection_lost(exc, self.conn.raw):
+            raise exc
+        if again:
+            self._reconnect(reason(exc))
+            return
+        raise self._lost(exc) from None
+
+    def _reconnect(self, why: str) -> None:
+        """A new connection in place of the lost one; StoreError after RECONNECT_S."""
+        self._source.release(self.conn.raw)
+        try:
+            self.conn.raw = self._source.acquire(patience=RECONNECT_S)
+        except CannotConnect as exc:
+            raise StoreError(
+                f"{self.name}: the connection to the server was lost ({why}) and could not "
+                f"be made again in {RECONNECT_S:.0f} s ({exc.why}); run the command again "
+                "once the server is back"
+            ) from None
+
+    def _committed(self, xid: str, exc: BaseException) -> bool:
+        """Whether the transaction ``xid``, whose COMMIT went unanswered, committed."""
+        self._reconnect(reason(exc))
+        deadline = time.monotonic() + RECONNECT_S
+        while True:
+            row = self.conn.raw.execute("SELECT pg_xact_status(%s::xid8)", (xid,)).fetchone()
+            status = row[0] if row else None
+            if status == "committed":
+                return True
+            if status == "aborted":
+                return False
+            if status != "in progress" or time.monotonic() > deadline:
+                raise StoreError(
+                    f"{self.name}: the connection was lost while committing ({reason(exc)}) "
+                    "and whether the commit happened cannot be told; see outreach queue "
+                    "before running the command again"
+                )
+            time.sleep(0.05)  # the old session has not finished yet
 
     def poll_for_locks(self) -> None:
         """Nothing to tune: writers do not wait for one database lock here."""
@@ -102,13 +214,13 @@ class PgStore(Store):
         try:
             self.conn.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
         except psycopg.Error as exc:
-            raise StoreError(f"{self.name}: {_reason(exc)}") from None
+            raise StoreError(f"{self.name}: {reason(exc)}") from None
 
     def use_large_cache(self) -> None:
         """The server sizes its own cache."""
 
     def close(self) -> None:
-        self.raw.close()
+        self._source.release(self.conn.raw)
 
 
 def is_postgresql_url(database: object) -> bool:
@@ -129,24 +241,12 @@ def display_name(url: str) -> str:
     return f"postgresql://{user}{host}:{port}/{info.get('dbname') or ''}"
 
 
-def _reason(exc: BaseException) -> str:
-    """The server's own reason, on one line."""
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
-
-
 def open_postgresql(url: str, *, allow_incomplete: bool = False) -> PgStore:
     """Connect to the database at ``url`` and migrate it (refusing a newer one, and one
     that ``store copy`` has not finished, unless ``allow_incomplete``)."""
     name = display_name(url)
-    try:
-        conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
-    except psycopg.Error as exc:
-        raise StoreError(
-            f"{name}: cannot connect ({_reason(exc)}); check the server, the database name "
-            "and the password (PGPASSWORD, ~/.pgpass or a service file)"
-        ) from None
-    store = PgStore(conn, name)
+    source = connector(url, name)
+    store = PgStore(source, source.acquire(), name)
     try:
         _migrate(store)
         if not allow_incomplete:

@@ -9,7 +9,7 @@ from ...errors import NotFoundError
 from ..interface import CUSTOMER_COLUMNS, Customers
 from ..rows import chunks, iter_dicts, one_dict
 from . import audience
-from .sql import marks, quote
+from .sql import marks, quote, unit_of_work
 
 if TYPE_CHECKING:
     from . import PgStore
@@ -47,6 +47,7 @@ class PgCustomers(Customers):
         known = {c.lower(): c for c in self.all_columns()}
         return [known.get(n.lower(), n) for n in names]
 
+    @unit_of_work
     def ensure_columns(self, names: Sequence[str]) -> None:
         """Add attribute columns that do not exist yet, as text (PostgreSQL columns have one
         type; an attribute may hold a number for one customer and a word for the next)."""

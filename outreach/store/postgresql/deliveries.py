@@ -18,7 +18,7 @@ from psycopg import errors as pg_errors
 
 from ..interface import DELIVERY_COLUMNS, Deliveries, SendResult
 from ..rows import chunks, dicts, iter_dicts
-from .sql import columns, literals, marks, quote
+from .sql import columns, literals, marks, quote, unit_of_work
 
 if TYPE_CHECKING:
     from . import PgStore
@@ -83,6 +83,7 @@ class PgDeliveries(Deliveries):
         ).fetchone()
         return str(row[0]) if row else None
 
+    @unit_of_work
     def begin_occurrence(
         self, campaign: str, occurrence: str, kind: str, survey: dict[str, Any] | None, at: str
     ) -> None:
@@ -95,6 +96,7 @@ class PgDeliveries(Deliveries):
                 (campaign, occurrence, kind, at, json.dumps(survey) if survey else None),
             )
 
+    @unit_of_work
     def finish_occurrence(self, campaign: str, occurrence: str, audience: int) -> None:
         with self.store.write() as conn:
             conn.execute(
@@ -103,6 +105,7 @@ class PgDeliveries(Deliveries):
                 (audience, campaign, occurrence),
             )
 
+    @unit_of_work
     def record_missed(self, campaign: str, occurrence: str, kind: str, at: str) -> None:
         with self.store.write() as conn:
             conn.execute(
@@ -183,6 +186,7 @@ class PgDeliveries(Deliveries):
         params: list[Any] = [since, *([campaign] if campaign is not None else []), list(ids)]
         return {cid: n for cid, n in self.conn.execute(sql, params) if n}
 
+    @unit_of_work
     def recover_in_flight(
         self,
         idempotent_channels: Iterable[str],
@@ -268,6 +272,7 @@ class PgDeliveries(Deliveries):
         )
         return bool(row[0])
 
+    @unit_of_work
     def retry_unknown(self, at: str) -> int:
         """``run --retry-unknown``: put unknown deliveries back in the queue."""
         with self.store.write() as conn:
@@ -277,6 +282,7 @@ class PgDeliveries(Deliveries):
                 (at,),
             ).rowcount
 
+    @unit_of_work
     def claim_due(
         self,
         now: str,
@@ -331,6 +337,7 @@ class PgDeliveries(Deliveries):
         claimed.sort(key=lambda row: (row["not_before"], row["id"]))
         return claimed
 
+    @unit_of_work
     def record_results(
         self,
         updates: Sequence[SendResult],

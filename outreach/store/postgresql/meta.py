@@ -6,6 +6,7 @@ import secrets
 from typing import TYPE_CHECKING
 
 from ..interface import Meta
+from .sql import unit_of_work
 
 if TYPE_CHECKING:
     from . import PgStore
@@ -18,6 +19,7 @@ class PgMeta(Meta):
         self.store = store
         self.conn = store.conn
 
+    @unit_of_work
     def signing_key(self) -> bytes:
         """The workspace's secret key, made on first use and kept in the database."""
         row = self.conn.execute("SELECT value FROM meta WHERE key = 'signing_key'").fetchone()

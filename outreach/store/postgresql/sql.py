@@ -10,10 +10,14 @@ same whatever the batch size, so psycopg prepares it once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def marks(values: Sequence[object]) -> str:
@@ -39,18 +43,44 @@ def columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-class Connection:
-    """One psycopg connection in autocommit mode; ``transaction()`` groups statements."""
+def unit_of_work(method: Callable[Concatenate[Any, P], R]) -> Callable[Concatenate[Any, P], R]:
+    """A store method that writes in a transaction of its own, made a unit of work: called
+    outside any transaction, it is run again after a lost connection or a deadlock
+    (``PgStore.retrying``); inside one, the caller's unit is the one re-run."""
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def run(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.store.retrying(lambda: method(self, *args, **kwargs))  # type: ignore[no-any-return]
+
+    return functools.update_wrapper(run, method)
+
+
+class Connection:
+    """One psycopg connection in autocommit mode; ``transaction()`` groups statements.
+
+    ``on_lost`` (the store's) is told when a statement finds the session gone: outside a
+    transaction a read is simply asked again on the connection it puts in ``raw``;
+    anything else is left to the unit of work that ran it (``PgStore.retrying``).
+    """
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        on_lost: Callable[[psycopg.Error, bool], None] | None = None,
+    ) -> None:
         self.raw = conn
+        self.on_lost = on_lost
+        self.depth = 0  # transactions open on it (write() and its savepoints)
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> psycopg.Cursor[Any]:
-        return self.raw.execute(sql, params)
+        try:
+            return self.raw.execute(sql, params)
+        except psycopg.OperationalError as exc:
+            self._lost(exc, sql)
+            return self.raw.execute(sql, params)
 
     def one(self, sql: str, params: Sequence[Any] | None = None) -> tuple[Any, ...]:
         """The one row a query always returns (an aggregate, a RETURNING)."""
-        row = self.raw.execute(sql, params).fetchone()
+        row = self.execute(sql, params).fetchone()
         if row is None:
             raise LookupError(f"no row from {sql[:60]}")
         return tuple(row)
@@ -60,14 +90,32 @@ class Connection:
         row); how many. A duplicate key fails the whole COPY."""
         n = 0
         sql = f"COPY {table} ({', '.join(quote(c) for c in names)}) FROM STDIN"
-        with self.raw.cursor() as cur, cur.copy(sql) as copy:
-            for row in rows:
-                copy.write_row(row)
-                n += 1
+        try:
+            with self.raw.cursor() as cur, cur.copy(sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
+                    n += 1
+        except psycopg.OperationalError as exc:
+            self._lost(exc, "")
+            raise  # not reached: a write is never asked again here
         return n
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> int:
         """Run ``sql`` once per row (psycopg pipelines them); how many rows changed in all."""
         cur = self.raw.cursor()
-        cur.executemany(sql, rows)
+        try:
+            cur.executemany(sql, rows)
+        except psycopg.OperationalError as exc:
+            self._lost(exc, "")
+            raise  # not reached: a write is never asked again here
         return max(cur.rowcount, 0)
+
+    def _lost(self, exc: psycopg.OperationalError, sql: str) -> None:
+        """Return (reconnected) when ``sql`` may simply be asked again; raise otherwise."""
+        if self.on_lost is None:
+            raise exc
+        # a read outside a transaction changed nothing: the same question again is safe
+        again = self.depth == 0 and sql.lstrip()[:6].upper() == "SELECT"
+        self.on_lost(exc, again)
+        if not again:
+            raise exc

@@ -117,6 +117,11 @@ class SqliteStore(Store):
             time.sleep(pause)
             pause = min(pause * 1.5, 0.002)
 
+    def retrying(self, work: Callable[[], T]) -> T:
+        """``work()``: nothing rolls a SQLite transaction back to be run again (a busy
+        database is waited for at BEGIN IMMEDIATE, before anything was done)."""
+        return work()
+
     def check(self) -> None:
         try:
             self.conn.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
