@@ -118,6 +118,31 @@ def test_a_database_written_by_a_newer_outreach_is_refused(backend: Backend) -> 
         backend.open()
 
 
+def test_a_unit_of_work_runs_once_and_gives_its_value_and_its_error(store: Store) -> None:
+    runs: list[int] = []
+
+    def work() -> str:
+        runs.append(1)
+        with store.write():
+            store.customers.upsert_customers(["id", "name"], [["u1", "U"]], "2026-12-01T09:00:00Z")
+        return "done"
+
+    assert store.retrying(work) == "done"
+    assert runs == [1]
+    assert store.customers.require_customer("u1")["name"] == "U"
+
+    def refused() -> None:
+        with store.write():
+            store.customers.upsert_customers(["id", "name"], [["u2", "V"]], "2026-12-01T09:00:00Z")
+            raise UsageError("no")
+
+    with pytest.raises(UsageError):
+        store.retrying(refused)  # an error of the work is not a fault to run it again for
+    assert store.customers.get_customer("u2") is None
+    with store.write():  # inside a transaction, the outer unit is the one run again
+        assert store.retrying(lambda: 7) == 7
+
+
 def test_the_database_answers_a_health_check(store: Store) -> None:
     store.check()
     assert store.name
