@@ -77,6 +77,16 @@ class OutreachGroup(TyperGroup):
                 if known is None:
                     raise
                 raise known from exc
+            except Exception as exc:
+                # a PostgreSQL fault no unit of work took care of (a server out of disk):
+                # one line naming the database; psycopg is imported only if it was in use
+                if not type(exc).__module__.startswith("psycopg"):
+                    raise
+                st = ctx.obj if isinstance(ctx.obj, State) else None
+                database = st.loaded.config.database if st and st.loaded else None
+                from ..store import store_fault
+
+                raise store_fault(exc, database) from exc
         except OutreachError as exc:
             st = ctx.obj if isinstance(ctx.obj, State) else None
             if st is not None and st.debug:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreError
 from .interface import (
     CONVERSATION_COLUMNS,
     CONVERSATION_NEWS,
@@ -32,7 +32,21 @@ __all__ = [
     "Limits",
     "Store",
     "open_store",
+    "store_fault",
 ]
+
+
+def store_fault(exc: BaseException, database: Path | str | None) -> StoreError:
+    """The one line for a PostgreSQL error that escaped a command: the database (no
+    password) and the server's reason."""
+    from .postgresql.connect import reason
+
+    where = "the database"
+    if isinstance(database, str):
+        from .postgresql import display_name
+
+        where = display_name(database)
+    return StoreError(f"{where}: {reason(exc)}")
 
 
 def open_store(database: Path | str | None) -> Store:

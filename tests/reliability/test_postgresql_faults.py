@@ -286,3 +286,26 @@ def test_serve_stores_webhooks_after_its_sessions_are_ended(
         r[0] for r in pg(database, "SELECT text FROM messages WHERE direction = 'in' ORDER BY id")
     ]
     assert texts == ["one", "two", "three"]
+
+
+def test_a_fault_not_survived_is_one_line_naming_the_database(
+    database: str, cli: Any, ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a server that refuses every write (a hot standby, a database set read-only)
+    read_only = database + "?options=-c%20default_transaction_read_only%3Don"
+    where = "error: postgresql://postgres@127.0.0.1:5432/" + database.rsplit("/", 1)[1]
+    monkeypatch.setenv("OUTREACH_DATABASE_URL", read_only)
+    opened = cli("customers", "list")  # at open: the migrations cannot be written
+    assert opened.exit_code == 4, opened.output
+    assert opened.stderr.strip().splitlines() == [
+        f"{where}: cannot execute CREATE TABLE in a read-only transaction"
+    ]
+    monkeypatch.setenv("OUTREACH_DATABASE_URL", database)
+    assert cli("customers", "list").exit_code == 0
+    monkeypatch.setenv("OUTREACH_DATABASE_URL", read_only)
+    (ws / "few.csv").write_text("id,name\nc1,One\n", encoding="utf-8")
+    imported = cli("customers", "import", str(ws / "few.csv"))  # later, in a command
+    assert imported.exit_code == 4, imported.output
+    lines = imported.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{where}: cannot execute "), lines
+    assert lines[0].endswith(" in a read-only transaction"), lines

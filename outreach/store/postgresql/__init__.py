@@ -63,6 +63,7 @@ class PgStore(Store):
         from .workers import PgWorkers
 
         self._source = source
+        self._closed = False
         self.conn = Connection(conn, self._on_lost)
         self._name = name
         self.customers = PgCustomers(self)
@@ -220,7 +221,9 @@ class PgStore(Store):
         """The server sizes its own cache."""
 
     def close(self) -> None:
-        self._source.release(self.conn.raw)
+        if not self._closed:  # once: the connection may be another store's by now
+            self._closed = True
+            self._source.release(self.conn.raw)
 
 
 def is_postgresql_url(database: object) -> bool:
@@ -258,6 +261,9 @@ def open_postgresql(url: str, *, allow_incomplete: bool = False) -> PgStore:
                     f"{name} holds an incomplete copy of {row[0]} (store copy stopped "
                     "half-way); drop and recreate it, then run outreach store copy again"
                 )
+    except psycopg.Error as exc:
+        store.close()
+        raise StoreError(f"{name}: {reason(exc)}") from None
     except BaseException:
         store.close()
         raise

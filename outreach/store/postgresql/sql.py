@@ -18,6 +18,7 @@ import psycopg
 
 P = ParamSpec("P")
 R = TypeVar("R")
+READ_TRIES = 3  # a read outside a transaction is asked this often across lost sessions
 
 
 def marks(values: Sequence[object]) -> str:
@@ -72,11 +73,13 @@ class Connection:
         self.depth = 0  # transactions open on it (write() and its savepoints)
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> psycopg.Cursor[Any]:
-        try:
-            return self.raw.execute(sql, params)
-        except psycopg.OperationalError as exc:
-            self._lost(exc, sql)
-            return self.raw.execute(sql, params)
+        tries = 0
+        while True:
+            try:
+                return self.raw.execute(sql, params)
+            except psycopg.OperationalError as exc:
+                tries += 1
+                self._lost(exc, sql, again=tries < READ_TRIES)
 
     def one(self, sql: str, params: Sequence[Any] | None = None) -> tuple[Any, ...]:
         """The one row a query always returns (an aggregate, a RETURNING)."""
@@ -110,12 +113,12 @@ class Connection:
             raise  # not reached: a write is never asked again here
         return max(cur.rowcount, 0)
 
-    def _lost(self, exc: psycopg.OperationalError, sql: str) -> None:
+    def _lost(self, exc: psycopg.OperationalError, sql: str, *, again: bool = False) -> None:
         """Return (reconnected) when ``sql`` may simply be asked again; raise otherwise."""
         if self.on_lost is None:
             raise exc
         # a read outside a transaction changed nothing: the same question again is safe
-        again = self.depth == 0 and sql.lstrip()[:6].upper() == "SELECT"
+        again = again and self.depth == 0 and sql.lstrip()[:6].upper() == "SELECT"
         self.on_lost(exc, again)
         if not again:
             raise exc
