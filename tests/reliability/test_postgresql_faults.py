@@ -309,3 +309,22 @@ def test_a_fault_not_survived_is_one_line_naming_the_database(
     lines = imported.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{where}: cannot execute "), lines
     assert lines[0].endswith(" in a read-only transaction"), lines
+
+
+def test_a_session_lost_with_its_planning_lock_stops_the_plan_instead_of_going_on(
+    database: str,
+) -> None:
+    from outreach.errors import ConnectionLost
+
+    store = open_store(database)
+    try:
+        with store.deliveries.planning_lock("blast", "2026-12-01T08:00:00Z", caps=True) as got:  # type: ignore[attr-defined]
+            assert got
+            terminate_sessions(database)
+            time.sleep(0.2)
+            with pytest.raises(ConnectionLost, match="planning lock"):
+                store.retrying(lambda: store.deliveries.retry_unknown("2026-12-01T09:00:00Z"))
+        # once the plan has let go, the store takes a new connection
+        assert store.deliveries.count_due("2026-12-01T09:00:00Z") == 0
+    finally:
+        store.close()

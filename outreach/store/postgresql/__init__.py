@@ -178,7 +178,14 @@ class PgStore(Store):
         raise self._lost(exc) from None
 
     def _reconnect(self, why: str) -> None:
-        """A new connection in place of the lost one; StoreError after RECONNECT_S."""
+        """A new connection in place of the lost one; StoreError after RECONNECT_S, and
+        ConnectionLost at once while the lost session held a lock of the work's."""
+        if self.conn.pinned:
+            raise ConnectionLost(
+                f"{self.name}: the connection to the server was lost ({why}) with the "
+                "planning lock it held; run the command again once the server is back",
+                why,
+            )
         self._source.release(self.conn.raw)
         try:
             self.conn.raw = self._source.acquire(patience=RECONNECT_S)

@@ -37,6 +37,8 @@ def advisory_key(campaign: str, occurrence: str) -> int:
 
 def _unlock(conn: Connection, key: int) -> None:
     # a connection that is gone has released its locks already
+    if conn.raw.closed:
+        return
     with contextlib.suppress(psycopg.OperationalError):
         conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
@@ -247,6 +249,8 @@ class PgDeliveries(Deliveries):
         if not self.conn.one("SELECT pg_try_advisory_lock(%s)", (key,))[0]:
             yield False
             return
+        # the lock lives in this session: losing it must stop the plan, not reconnect
+        self.conn.pinned += 1
         try:
             if caps:
                 # always after an occurrence's lock: one order for all, no deadlock
@@ -257,6 +261,7 @@ class PgDeliveries(Deliveries):
                 if caps:
                     _unlock(self.conn, CAPS_KEY)
         finally:
+            self.conn.pinned -= 1
             _unlock(self.conn, key)
 
     def planning_elsewhere(self, campaign: str, occurrence: str) -> bool:
