@@ -186,7 +186,7 @@ class PgStore(Store):
                 "planning lock it held; run the command again once the server is back",
                 why,
             )
-        self._source.release(self.conn.raw)
+        self._source.release(self.conn.raw, lost=True)
         try:
             self.conn.raw = self._source.acquire(patience=RECONNECT_S)
         except CannotConnect as exc:
@@ -198,21 +198,28 @@ class PgStore(Store):
 
     def _committed(self, xid: str, exc: BaseException) -> bool:
         """Whether the transaction ``xid``, whose COMMIT went unanswered, committed."""
-        self._reconnect(reason(exc))
+        unknown = StoreError(
+            f"{self.name}: the connection was lost while committing ({reason(exc)}) and "
+            "whether the commit happened cannot be told; see outreach queue before running "
+            "the command again"
+        )
         deadline = time.monotonic() + RECONNECT_S
+        self._reconnect(reason(exc))
         while True:
-            row = self.conn.raw.execute("SELECT pg_xact_status(%s::xid8)", (xid,)).fetchone()
+            try:
+                row = self.conn.raw.execute("SELECT pg_xact_status(%s::xid8)", (xid,)).fetchone()
+            except psycopg.OperationalError as again:
+                if not connection_lost(again, self.conn.raw) or time.monotonic() > deadline:
+                    raise unknown from None
+                self._reconnect(reason(again))  # lost once more: ask on another
+                continue
             status = row[0] if row else None
             if status == "committed":
                 return True
             if status == "aborted":
                 return False
             if status != "in progress" or time.monotonic() > deadline:
-                raise StoreError(
-                    f"{self.name}: the connection was lost while committing ({reason(exc)}) "
-                    "and whether the commit happened cannot be told; see outreach queue "
-                    "before running the command again"
-                )
+                raise unknown
             time.sleep(0.05)  # the old session has not finished yet
 
     def poll_for_locks(self) -> None:
@@ -230,7 +237,9 @@ class PgStore(Store):
     def close(self) -> None:
         if not self._closed:  # once: the connection may be another store's by now
             self._closed = True
-            self._source.release(self.conn.raw)
+            # closed with a session lock held (a planner giving up): end the session, so
+            # that nothing of the lock's work runs on a connection another store has now
+            self._source.release(self.conn.raw, end=bool(self.conn.pinned))
 
 
 def is_postgresql_url(database: object) -> bool:

@@ -40,10 +40,11 @@ _LOST_STATES = frozenset({"57P01", "57P02", "57P03"})
 _failures: dict[str, tuple[int, str]] = {}
 _connectors: dict[str, Connector] = {}
 _discards = itertools.count()
-# the pool logs each failed attempt; the store says what matters, in one line, itself
-_pool_log = logging.getLogger("psycopg.pool")
-_pool_log.addHandler(logging.NullHandler())
-_pool_log.propagate = False
+# psycopg logs each failed attempt of the pool, and each rollback a lost session could
+# not do; the store says what matters, in one line, itself
+_psycopg_log = logging.getLogger("psycopg")
+_psycopg_log.addHandler(logging.NullHandler())
+_psycopg_log.propagate = False
 _lock = threading.Lock()
 
 
@@ -75,7 +76,12 @@ def connection_lost(exc: BaseException, conn: psycopg.Connection[Any] | None) ->
         return False
     if isinstance(exc, pg_errors.QueryCanceled):
         return False  # a statement timeout: the session is still there
-    state = exc.sqlstate or ""
+    state = exc.sqlstate
+    if state is None:
+        # no answer from the server at all: the socket failed under a statement or a
+        # pipeline ("server closed the connection unexpectedly", "sending query failed");
+        # the session cannot be trusted even where libpq has not marked it bad yet
+        return True
     if state.startswith("08") or state in _LOST_STATES:
         return True
     return conn is not None and (conn.closed or conn.broken)
@@ -96,10 +102,11 @@ class _RememberingConnection(psycopg.Connection[Any]):
 
 
 def _discard_session(conn: psycopg.Connection[Any]) -> None:
-    # The next store gets a clean session: no temp tables, settings or prepared plans of
-    # the last one (a plan prepared before another session changed the schema would
-    # fail). psycopg forgets its own list of prepared statements when it sees DISCARD ALL
-    # succeed, but only for a statement text new to the connection: hence the number.
+    # The next store gets a clean session: no temp tables, settings, session locks or
+    # prepared plans of the last one (a plan prepared before another session changed the
+    # schema would fail). psycopg forgets its own list of prepared statements when it sees
+    # DISCARD ALL succeed, but only for a statement text new to the connection: hence the
+    # number.
     conn.execute(f"DISCARD ALL -- {next(_discards)}")
 
 
@@ -109,14 +116,13 @@ class Connector:
     def __init__(self, url: str, name: str) -> None:
         self.url = url
         self.name = name
-        self.pool = ConnectionPool(
+        self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             url,
             connection_class=_RememberingConnection,
             kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
             min_size=0,
             max_size=POOL_SIZE,
             check=ConnectionPool.check_connection,
-            reset=_discard_session,
             reconnect_timeout=RECONNECT_S,
             max_idle=60.0,
             num_workers=1,
@@ -150,9 +156,24 @@ class Connector:
         except psycopg.Error as exc:
             raise CannotConnect(self.name, reason(exc)) from None
 
-    def release(self, conn: psycopg.Connection[Any]) -> None:
-        """Give a connection back (a broken one is discarded, the pool makes another)."""
-        if getattr(conn, "_pool", None) is self.pool:
+    def release(
+        self, conn: psycopg.Connection[Any], *, end: bool = False, lost: bool = False
+    ) -> None:
+        """Give a connection back, its session reset first, so that what the store held
+        (session locks) is released when this returns, as when a connection of its own
+        closes; ``end``: close it after the reset instead of keeping it (nothing may use
+        it again); ``lost``: its session failed, close it without a word to the server. A
+        broken one is discarded (the pool makes another when asked)."""
+        pooled = getattr(conn, "_pool", None) is self.pool
+        end = end or lost
+        if not lost and not conn.closed and not conn.broken:
+            try:
+                _discard_session(conn)
+            except Exception:  # a session in no state to be reset is not reused
+                end = True
+        if end:
+            conn.close()
+        if pooled:
             try:
                 self.pool.putconn(conn)
                 return

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..interface import Workers
 from ..rows import dicts
+from .sql import unit_of_work
 
 if TYPE_CHECKING:
     from . import PgStore
@@ -22,6 +23,7 @@ class PgWorkers(Workers):
         self.store = store
         self.conn = store.conn
 
+    @unit_of_work
     def register(self, host: str, pid: int, kind: str) -> int:
         row = self.conn.one(
             "INSERT INTO workers (host, pid, kind) VALUES (%s, %s, %s) RETURNING id",
@@ -29,6 +31,7 @@ class PgWorkers(Workers):
         )
         return int(row[0])
 
+    @unit_of_work
     def heartbeat(self, worker_id: int, host: str, pid: int, kind: str) -> None:
         self.conn.execute(
             "INSERT INTO workers (id, host, pid, kind) VALUES (%s, %s, %s, %s) "
@@ -36,6 +39,7 @@ class PgWorkers(Workers):
             (worker_id, host, pid, kind),
         )
 
+    @unit_of_work
     def unregister(self, worker_id: int) -> None:
         self.conn.execute("DELETE FROM workers WHERE id = %s", (worker_id,))
 
