@@ -316,20 +316,25 @@ def test_a_fault_not_survived_is_one_line_naming_the_database(
     assert lines[0].endswith(" in a read-only transaction"), lines
 
 
-def test_a_session_lost_with_its_planning_lock_stops_the_plan_instead_of_going_on(
-    database: str,
-) -> None:
-    from outreach.errors import ConnectionLost
-
-    store = open_store(database)
+def test_a_session_lost_with_its_planning_lock_takes_it_again_or_stops(database: str) -> None:
+    store, rival = open_store(database), open_store(database)
+    at = "2026-12-01T08:00:00Z"
     try:
-        with store.deliveries.planning_lock("blast", "2026-12-01T08:00:00Z", caps=True) as got:  # type: ignore[attr-defined]
+        with store.deliveries.planning_lock("blast", at, caps=True) as got:  # type: ignore[attr-defined]
             assert got
             terminate_sessions(database)
             time.sleep(0.2)
-            with pytest.raises(ConnectionLost, match="planning lock"):
-                store.retrying(lambda: store.deliveries.retry_unknown("2026-12-01T09:00:00Z"))
-        # once the plan has let go, the store takes a new connection
-        assert store.deliveries.count_due("2026-12-01T09:00:00Z") == 0
+            # the next unit of work runs on a new session that holds the locks again
+            assert store.retrying(lambda: store.deliveries.retry_unknown(at)) == 0
+            with rival.deliveries.planning_lock("blast", at, caps=False) as taken:  # type: ignore[attr-defined]
+                assert not taken
+            terminate_sessions(database)
+            time.sleep(0.2)
+            # while it is away, another process takes the plan over: this one stops
+            with rival.deliveries.planning_lock("blast", at, caps=False) as taken:  # type: ignore[attr-defined]
+                assert taken
+                with pytest.raises(StoreError, match="another process took over the planning"):
+                    store.retrying(lambda: store.deliveries.retry_unknown(at))
     finally:
         store.close()
+        rival.close()

@@ -178,14 +178,8 @@ class PgStore(Store):
         raise self._lost(exc) from None
 
     def _reconnect(self, why: str) -> None:
-        """A new connection in place of the lost one; StoreError after RECONNECT_S, and
-        ConnectionLost at once while the lost session held a lock of the work's."""
-        if self.conn.pinned:
-            raise ConnectionLost(
-                f"{self.name}: the connection to the server was lost ({why}) with the "
-                "planning lock it held; run the command again once the server is back",
-                why,
-            )
+        """A new connection in place of the lost one, holding the session locks the lost
+        one held; StoreError after RECONNECT_S, or when another process took a lock."""
         self._source.release(self.conn.raw, lost=True)
         try:
             self.conn.raw = self._source.acquire(patience=RECONNECT_S)
@@ -195,6 +189,15 @@ class PgStore(Store):
                 f"be made again in {RECONNECT_S:.0f} s ({exc.why}); run the command again "
                 "once the server is back"
             ) from None
+        for key in self.conn.session_locks:
+            # the server let the lost session's locks go: another process may hold one now
+            row = self.conn.raw.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+            if not (row and row[0]):
+                raise StoreError(
+                    f"{self.name}: the connection to the server was lost ({why}) and another "
+                    "process took over the planning lock it held; it plans the occurrence "
+                    "now: run the command again to send"
+                )
 
     def _committed(self, xid: str, exc: BaseException) -> bool:
         """Whether the transaction ``xid``, whose COMMIT went unanswered, committed."""
@@ -239,7 +242,7 @@ class PgStore(Store):
             self._closed = True
             # closed with a session lock held (a planner giving up): end the session, so
             # that nothing of the lock's work runs on a connection another store has now
-            self._source.release(self.conn.raw, end=bool(self.conn.pinned))
+            self._source.release(self.conn.raw, end=bool(self.conn.session_locks))
 
 
 def is_postgresql_url(database: object) -> bool:

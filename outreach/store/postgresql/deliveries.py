@@ -249,19 +249,22 @@ class PgDeliveries(Deliveries):
         if not self.conn.one("SELECT pg_try_advisory_lock(%s)", (key,))[0]:
             yield False
             return
-        # the lock lives in this session: losing it must stop the plan, not reconnect
-        self.conn.pinned += 1
+        # the locks live in this session: a new one takes them again, or stops the plan
+        locks = self.conn.session_locks
+        locks.append(key)
         try:
             if caps:
                 # always after an occurrence's lock: one order for all, no deadlock
                 self.conn.execute("SELECT pg_advisory_lock(%s)", (CAPS_KEY,))
+                locks.append(CAPS_KEY)
             try:
                 yield True
             finally:
                 if caps:
+                    locks.remove(CAPS_KEY)
                     _unlock(self.conn, CAPS_KEY)
         finally:
-            self.conn.pinned -= 1
+            locks.remove(key)
             _unlock(self.conn, key)
 
     def planning_elsewhere(self, campaign: str, occurrence: str) -> bool:

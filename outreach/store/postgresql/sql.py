@@ -71,9 +71,9 @@ class Connection:
         self.raw = conn
         self.on_lost = on_lost
         self.depth = 0  # transactions open on it (write() and its savepoints)
-        # session locks held (planning): a lost session lost them, so it is never replaced
-        # under the work that holds them
-        self.pinned = 0
+        # advisory locks of the session (planning): a lost session lost them, so a new one
+        # takes them again before any work goes on (PgStore._reconnect)
+        self.session_locks: list[int] = []
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> psycopg.Cursor[Any]:
         tries = 0
