@@ -6,10 +6,12 @@ whole rate and the four together four times as much; with the shared limiter (sl
 in the database) no one-second window holds more than the rate and its documented margin,
 and the whole takes about N / rate.
 
-Until ``outreach worker`` exists the senders are the library's send pass
+On PostgreSQL the senders are the real CLI: a ``run`` and three ``outreach worker``s. On
+both stores, and for a campaign's rate too, they are the library's send pass
 (``send_due_async``) in ``python -c`` processes, started together once the first has
-planned the campaign. And ``serve``'s reply sender shares the rate with a ``run`` sending
-a campaign on the same channel.
+planned the campaign (on SQLite a worker's pass takes the workspace lock, so a run and
+workers take turns there). And ``serve``'s reply sender shares the rate with a ``run``
+sending a campaign on the same channel.
 """
 
 from __future__ import annotations
@@ -172,3 +174,40 @@ def test_serve_replies_and_a_run_share_a_channel_rate(
 
 def _posts(server: TwilioEmulator) -> int:
     return sum(1 for r in list(server.requests) if r.method == "POST")
+
+
+@pytest.mark.postgresql
+def test_a_run_and_three_workers_share_a_channel_rate_on_postgresql(
+    tmp_path: Path, twilio_server: TwilioEmulator, postgresql_database: str
+) -> None:
+    # the real CLI: on PostgreSQL a run takes no workspace lock and workers send beside it
+    # (on SQLite a worker's pass takes the lock, so there they take turns)
+    empty_database(postgresql_database)
+    try:
+        _run_and_workers(tmp_path, twilio_server, postgresql_database)
+    finally:
+        empty_database(postgresql_database)
+
+
+def _run_and_workers(tmp_path: Path, twilio_server: TwilioEmulator, database: str) -> None:
+    rate, n = 20, 100
+    toml = outreach_toml(twilio_channel(twilio_server.url, concurrency=4, rate=f"{rate}/s"))
+    toml = toml.replace('database = "outreach.db"', f'database = "{database}"')
+    ws = make_workspace(tmp_path / "ws", toml, customers=n)
+    workers = [spawn(ws, "worker", "--poll", "0.2", "--json") for _ in range(3)]
+    try:
+        run = spawn(ws, "run", "blast", "--json")
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err
+        assert wait_until(lambda: _posts(twilio_server) >= n, timeout=60)
+    finally:
+        stopped = [stop(w, signal.SIGTERM) for w in workers]
+    assert all(code == 0 for code, _, _ in stopped), [e for _, _, e in stopped]
+    sent = [json.loads(out)["sent"]] + [json.loads(o)["sent"] for _, o, _ in stopped]
+    assert sum(sent) == n, sent
+    assert sum(1 for s in sent if s) >= 3, sent  # they really sent side by side
+    assert max(sends_per_to(twilio_server).values()) == 1
+    times = sorted(r.at for r in twilio_server.requests if r.method == "POST")
+    assert _most_in_one_second(times) <= rate + 2 + 2
+    took = times[-1] - times[0]
+    assert (n - 1) / rate * 0.95 <= took <= (n - 1) / rate * 1.5 + 1.0, took
