@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from outreach.deliveries import DUE_STATES
 from outreach.sending.lease import HOST, running
 from outreach.store import open_store
@@ -129,3 +131,23 @@ def test_a_worker_on_sqlite_sends_what_is_due_beside_runs_and_stops_with_exit_0(
         assert store.workers.list_workers() == []  # its lease given back
     finally:
         store.close()
+
+
+def test_the_heartbeats_own_connection_does_not_read_the_whole_file_again(
+    tmp_path: Path,
+) -> None:
+    from outreach.errors import DamagedStoreError
+    from tests.reliability.test_damaged_store import damage
+
+    path = tmp_path / "outreach.db"
+    store = open_store(path)
+    with store.write():
+        store.customers.upsert_customers(
+            ["id", "name"], [[f"c{i:05d}", "x" * 200] for i in range(3000)], NOW
+        )
+    store.close()
+    damage(path)
+    with pytest.raises(DamagedStoreError):
+        open_store(path)  # quick_check reads every page when a command opens it
+    # the heartbeat's second connection of a process that checked the file: no full read
+    open_store(path, check=False).close()

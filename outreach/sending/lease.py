@@ -116,8 +116,10 @@ class _Heartbeat:
             while not self.stopped.wait(self.interval):
                 try:
                     if store is None:
-                        # opened at the first beat: a short command never opens it
-                        store = open_store(self.config.database)
+                        # opened at the first beat: a short command never opens it; no
+                        # quick_check (it reads every page: up to 85 ms of a run's CPU),
+                        # the process checked the file when it opened it
+                        store = open_store(self.config.database, check=False)
                     store.workers.heartbeat(self.worker, HOST, os.getpid(), self.kind)
                 except Exception as exc:  # the next beat tries again, on a new connection
                     log.warning("heartbeat: %s", " ".join(str(exc).split()))

@@ -49,8 +49,9 @@ def store_fault(exc: BaseException, database: Path | str | None) -> StoreError:
     return StoreError(f"{where}: {reason(exc)}")
 
 
-def open_store(database: Path | str | None) -> Store:
-    """Open (creating if needed) and migrate the workspace database; None: in memory."""
+def open_store(database: Path | str | None, *, check: bool = True) -> Store:
+    """Open (creating if needed) and migrate the workspace database; None: in memory.
+    ``check=False`` skips SQLite's quick_check on open (it reads every page)."""
     if isinstance(database, str) and database.startswith(("postgresql://", "postgres://")):
         try:
             from .postgresql import open_postgresql
@@ -62,4 +63,4 @@ def open_store(database: Path | str | None) -> Store:
         return open_postgresql(database)
     from .sqlite import open_sqlite
 
-    return open_sqlite(database)
+    return open_sqlite(database, check=check)

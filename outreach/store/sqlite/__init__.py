@@ -140,8 +140,10 @@ class SqliteStore(Store):
         self.conn.close()
 
 
-def open_sqlite(path: Path | str | None) -> SqliteStore:
-    """Open (creating if needed) and migrate the database at ``path``; None: in memory."""
+def open_sqlite(path: Path | str | None, *, check: bool = True) -> SqliteStore:
+    """Open (creating if needed) and migrate the database at ``path``; None: in memory.
+    ``check=False``: no quick_check (a second connection of a process that has checked
+    the file already)."""
     file = Path(path) if path is not None else None
     try:
         if file is not None:
@@ -159,7 +161,7 @@ def open_sqlite(path: Path | str | None) -> SqliteStore:
             conn.execute("PRAGMA synchronous = NORMAL")
         db = Database(conn)
         store = SqliteStore(db, file)
-        if file is not None and file.stat().st_size <= QUICK_CHECK_MAX_BYTES:
+        if check and file is not None and file.stat().st_size <= QUICK_CHECK_MAX_BYTES:
             problems = quick_check(store)
             if problems:
                 conn.close()
