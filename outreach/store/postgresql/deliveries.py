@@ -17,7 +17,8 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from ..interface import DELIVERY_COLUMNS, Deliveries, SendResult
-from ..rows import chunks, dicts, iter_dicts
+from ..lookups import DeliveryLookups
+from ..rows import dicts, iter_dicts
 from .sql import columns, literals, marks, quote, unit_of_work
 
 if TYPE_CHECKING:
@@ -71,8 +72,11 @@ CLAIMED_RETURNING = ", ".join(
 _TYPES = {"counts_for_cap": "int"}
 
 
-class PgDeliveries(Deliveries):
+class PgDeliveries(DeliveryLookups, Deliveries):
     """Deliveries on PostgreSQL."""
+
+    PARAM = "%s"
+    conn: Connection
 
     def __init__(self, store: PgStore) -> None:
         self.store = store
@@ -432,92 +436,3 @@ class PgDeliveries(Deliveries):
             (now, limit),
         ).fetchall()
         return [str(row[0]) for row in rows]
-
-    def insert_reply(self, row: Sequence[Any]) -> None:
-        """Insert one non-campaign delivery (follow-up, keyword reply, agent reply), in
-        DELIVERY_COLUMNS order."""
-        cols = ", ".join(quote(c) for c in DELIVERY_COLUMNS)
-        self.conn.execute(
-            f"INSERT INTO deliveries ({cols}) VALUES ({marks(DELIVERY_COLUMNS)})", tuple(row)
-        )
-
-    def apply_status(
-        self,
-        provider_message_id: str,
-        status: str,
-        at: str,
-        error: str | None = None,
-        reason: str | None = None,
-        *,
-        from_states: Sequence[str],
-    ) -> int:
-        """Move the delivery with this provider message id to ``status``, never backwards.
-
-        Returns how many deliveries changed (0 for an unknown id, a stale or repeated event).
-        """
-        sources = tuple(from_states)
-        if not sources:
-            return 0
-        states = marks(sources)
-        if status == "failed":
-            cur = self.conn.execute(
-                f"UPDATE deliveries SET status = 'failed', error = coalesce(%s, error), "
-                f"reason = coalesce(%s, reason, 'provider'), updated_at = %s "
-                f"WHERE provider_message_id = %s AND status IN ({states})",
-                (error, reason, at, provider_message_id, *sources),
-            )
-        else:
-            cur = self.conn.execute(
-                f"UPDATE deliveries SET status = %s, updated_at = %s, "
-                f"sent_at = CASE WHEN %s IN ('sent', 'delivered', 'read') "
-                f"THEN coalesce(sent_at, %s) ELSE sent_at END "
-                f"WHERE provider_message_id = %s AND status IN ({states})",
-                (status, at, status, at, provider_message_id, *sources),
-            )
-        return cur.rowcount
-
-    def customer_of_sent_message(self, provider_message_id: str) -> str | None:
-        """The customer a message with this provider id (an email's Message-ID) was sent to.
-
-        Every Message-ID outreach writes is ``<DELIVERY-ID@domain>``, so the delivery id in it
-        is tried too (the outbox records its own provider ids).
-        """
-        delivery_id = provider_message_id.strip("<> ").split("@")[0]
-        row = self.conn.execute(
-            "SELECT customer_id FROM deliveries WHERE provider_message_id IN (%s, %s) OR id = %s "
-            "LIMIT 1",
-            (provider_message_id, provider_message_id.strip("<> "), delivery_id),
-        ).fetchone()
-        return str(row[0]) if row else None
-
-    def delivery_outcome(self, delivery_id: str) -> dict[str, Any] | None:
-        """status, reason and error of one delivery."""
-        row = self.conn.execute(
-            "SELECT status, reason, error, channel FROM deliveries WHERE id = %s", (delivery_id,)
-        ).fetchone()
-        if row is None:
-            return None
-        return {"status": row[0], "reason": row[1], "error": row[2], "channel": row[3]}
-
-    def delivery_outcomes(self, delivery_ids: Iterable[str]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for chunk in chunks(list(delivery_ids)):
-            cur = self.conn.execute(
-                "SELECT id, customer_id, channel, status, reason, error FROM deliveries "
-                f"WHERE id IN ({marks(chunk)})",
-                chunk,
-            )
-            out.extend(iter_dicts(cur))
-        return out
-
-    def delivery_status_counts(self, delivery_ids: Iterable[str]) -> dict[str, int]:
-        """status → how many of these deliveries have it."""
-        counts: dict[str, int] = {}
-        for chunk in chunks(list(delivery_ids)):
-            for status, n in self.conn.execute(
-                f"SELECT status, count(*) FROM deliveries WHERE id IN ({marks(chunk)}) "
-                "GROUP BY status",
-                chunk,
-            ):
-                counts[status] = counts.get(status, 0) + n
-        return counts
