@@ -151,3 +151,47 @@ def test_the_heartbeats_own_connection_does_not_read_the_whole_file_again(
         open_store(path)  # quick_check reads every page when a command opens it
     # the heartbeat's second connection of a process that checked the file: no full read
     open_store(path, check=False).close()
+
+
+def _unshare_pid() -> list[str]:
+    """The argv prefix that runs a command in a new pid namespace, on this host name; a
+    skip where this machine does not allow it (it needs root, or user namespaces)."""
+    prefix = ["unshare", "--pid", "--fork", "--mount-proc"]
+    try:
+        probe = subprocess.run([*prefix, "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        probe = None
+    if probe is None or probe.returncode != 0:
+        pytest.skip("needs `unshare --pid` (util-linux, as root) to make a pid namespace")
+    return prefix
+
+
+def test_a_container_sharing_the_host_name_does_not_find_this_hosts_live_sender_dead(
+    imported: Path, cli: Cli
+) -> None:
+    unshare = _unshare_pid()
+    assert cli("--now", NOW, "run", "nps", "--json").exit_code == 0
+    # this process is live, but its pid means nothing inside another pid namespace: a
+    # run there (a container with the host's name) must wait for the lease, not find it
+    # gone and send the delivery again
+    sending = _claim_us1(imported, os.getpid())
+    files = outbox_files(imported)
+    run = [sys.executable, "-m", "outreach", "-w", str(imported), "--now", LATER, "run"]
+    inside = subprocess.run(
+        [*unshare, *run, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert inside.returncode == 0, inside.stderr
+    assert _status(imported, sending) == "sending"
+    assert outbox_files(imported) == files
+    # and the run inside registered under a host of its own: the host name, and its
+    # pid namespace
+    named = subprocess.run(
+        [*unshare, sys.executable, "-c", "from outreach.sending.lease import HOST; print(HOST)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert named.stdout.strip().startswith(f"{HOST}/pid:")

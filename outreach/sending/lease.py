@@ -14,8 +14,9 @@ long transaction of the process never delays its lease. A process whose heartbea
 for longer than the lease (a frozen host) may find its in-flight deliveries ``unknown``:
 never sent twice, which is the promise; its later heartbeat makes its row again.
 
-Hosts are told apart by host name: processes that share one must share a pid namespace
-(containers get host names of their own).
+Hosts are told apart by host name and pid namespace (``HOST``): a container that shares
+the host's name but not its pids (``--uts=host``) is another host here, since its pids mean
+nothing to this one. Two machines must not share a host name.
 """
 
 from __future__ import annotations
@@ -33,7 +34,22 @@ from ..config import Config
 from ..store import Store, open_store
 from ..workspace import Workspace
 
-HOST = socket.gethostname()
+# the initial pid namespace's inode number, fixed by the kernel (PROC_PID_INIT_INO)
+_INIT_PID_NAMESPACE = 0xEFFFFFFC
+
+
+def host_identity() -> str:
+    """This host as ``workers.host`` names it: the host name, and the pid namespace
+    where it is not the initial one (a container's), whose pids only it can check."""
+    name = socket.gethostname()
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:  # no /proc (not Linux): pids are the host's
+        return name
+    return name if namespace == _INIT_PID_NAMESPACE else f"{name}/pid:{namespace}"
+
+
+HOST = host_identity()
 HEARTBEAT_MAX = 5.0  # seconds between heartbeats, at most (a third of the lease if shorter)
 log = logging.getLogger("outreach.lease")
 
