@@ -53,10 +53,11 @@ def copy(
         print_json({"target": result.target, "copied": result.counts})
         return
     for table, rows in result.counts.items():
-        console.print(f"{table:<18} {rows:>12,}")
+        console.print(f"{table:<18} {rows:>12,}", markup=False)
     console.print(
         f"Copied into {result.target}; counts verified. Point the workspace at it with "
-        "OUTREACH_DATABASE_URL or [workspace] database."
+        "OUTREACH_DATABASE_URL or [workspace] database.",
+        markup=False,
     )
 
 

@@ -74,6 +74,19 @@ def test_everything_is_copied_and_counted_and_the_copy_works(
         workspace.close()
 
 
+def test_the_copy_prints_each_tables_count_and_how_to_use_it(
+    busy_workspace: Path, cli: Cli, target: str
+) -> None:
+    result = cli("store", "copy", "--to", target)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["customers", "3"]
+    # the config key is printed as written, not eaten as console markup
+    assert lines[-1].endswith(
+        "Point the workspace at it with OUTREACH_DATABASE_URL or [workspace] database."
+    )
+
+
 def test_a_target_that_is_not_empty_is_refused(busy_workspace: Path, cli: Cli, target: str) -> None:
     assert cli("store", "copy", "--to", target).exit_code == 0
     again = cli("store", "copy", "--to", target)
