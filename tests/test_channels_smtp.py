@@ -93,6 +93,69 @@ def test_plain_text_without_html_or_unsubscribe(smtp_server: SmtpEmulator) -> No
     assert mail["Reply-To"] == "hello+c0nv42@acme.example"
 
 
+def test_lines_starting_with_a_dot_arrive_as_written(smtp_server: SmtpEmulator) -> None:
+    """A line that starts with "." is doubled on the wire (a lone "." would end the text)
+    and undoubled by the server: the customer reads the line as written."""
+    body = "Beste Anna,\n.\n.punt vooraan\n..twee punten\nEinde."
+    run(make(smtp_server), message(body=body, html=None))
+    [received] = smtp_server.received
+    text = received.message.get_body(("plain",))
+    # the server keeps the wire's CRLF line ends
+    assert text is not None and text.get_content().replace("\r\n", "\n") == body + "\n"
+    assert b"\n.punt vooraan" in received.data and b"\n..twee punten" in received.data
+
+
+def test_a_message_over_the_announced_size_is_refused_before_its_text() -> None:
+    """MAIL FROM carries SIZE when the server announces a limit: a message over it is
+    refused (552, permanent) before any text went out, so it is not ambiguous."""
+    server = SmtpEmulator(size_limit=400)
+    server.start()
+    try:
+        provider = make(server)
+
+        async def go() -> ProviderError:
+            with pytest.raises(ProviderError) as info:
+                await provider.send(message(1, body="Een lange vraag. " * 40))
+            await provider.send(message(2, body="Kort.", html=None, unsubscribe_url=None))
+            await provider.aclose()
+            return info.value
+
+        error = asyncio.run(go())
+    finally:
+        server.stop()
+    assert (error.retryable, error.ambiguous, error.code) == (False, False, "552")
+    assert [r.message["Message-ID"] for r in server.received] == ["<01JD0002@acme.example>"]
+    assert provider.sessions_opened == 1
+
+
+def test_a_server_that_speaks_only_helo_gets_the_mail() -> None:
+    server = SmtpEmulator(esmtp=False)
+    server.start()
+    try:
+        run(make(server), message(1), message(2))
+    finally:
+        server.stop()
+    assert [r.rcpt_tos for r in server.received] == [["anna@example.nl"]] * 2
+
+
+@pytest.mark.parametrize("to", ["anna de vries@example.nl", "anna\tvries@example.nl"])
+def test_an_address_that_could_carry_a_command_is_refused_unsent(
+    smtp_server: SmtpEmulator, to: str
+) -> None:
+    provider = make(smtp_server)
+
+    async def go() -> ProviderError:
+        with pytest.raises(ProviderError) as info:
+            await provider.send(message(1, to=to))
+        await provider.send(message(2))
+        await provider.aclose()
+        return info.value
+
+    error = asyncio.run(go())
+    assert (error.retryable, error.code) == (False, "address")
+    assert [r.rcpt_tos for r in smtp_server.received] == [["anna@example.nl"]]
+
+
 def test_many_messages_travel_over_one_session(smtp_server: SmtpEmulator) -> None:
     provider = make(smtp_server)
     run(provider, *(message(n) for n in range(30)))
@@ -233,5 +296,7 @@ def test_settings_are_checked_when_built(smtp_server: SmtpEmulator) -> None:
         make(smtp_server, security="ssl")
     with pytest.raises(ConfigError, match="from"):
         make(smtp_server, **{"from": "not an address"})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="MAIL FROM"):
+        make(smtp_server, **{"from": "hello world@acme.example"})  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="username_env and password_env"):
         make(smtp_server, username_env="SMTP_USERNAME")

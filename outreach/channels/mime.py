@@ -37,11 +37,22 @@ _random = random.Random()  # MIME boundaries only need to be unlikely in the tex
 # "Name <addr>" where the name may hold specials unquoted ("Acme, Inc. <hello@…>"), as
 # people write it in a settings file; parseaddr would read that as two addresses
 _NAMED = re.compile(r"\s*(?P<name>[^<>]*?)\s*<(?P<address>[^<>\s]+)>\s*")
+# a dot-atom ``local@domain`` of ASCII letters, digits and RFC 5322 atext: parseaddr
+# gives it back as it is, so it needs no parsing (one parse cost a message 15 µs)
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+
+
+def is_plain_address(text: str) -> bool:
+    """Whether ``text`` is a bare dot-atom ``local@domain``: nothing to parse or quote."""
+    return _PLAIN.fullmatch(text) is not None
 
 
 @lru_cache(maxsize=4096)
 def split_mailbox(text: str) -> tuple[str, str]:
     """(display name, bare address) of ``"Name <local@domain>"`` or of a bare address."""
+    if _PLAIN.fullmatch(text):
+        return "", text
     match = _NAMED.fullmatch(text)
     if match:
         name = match["name"]

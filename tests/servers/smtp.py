@@ -3,7 +3,9 @@
 It can require AUTH (any mechanism aiosmtpd offers, checked against one user), refuse
 recipients with a chosen reply (``450 …`` temporary, ``550 …`` permanent), drop every
 open session (an idle-timeout disconnect) to exercise reconnects, and take a message then
-hang up before answering it (the client cannot know whether it was accepted).
+hang up before answering it (the client cannot know whether it was accepted). It can
+also limit the message size it announces (SIZE) or speak only HELO, as servers from
+before ESMTP do.
 """
 
 from __future__ import annotations
@@ -66,15 +68,31 @@ class RecordingHandler:
         return "250 Message accepted for delivery"
 
 
+class _HeloOnly(SMTP):
+    """A server from before ESMTP: EHLO is an unknown command, HELO works."""
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        await self.push("502 5.5.2 Error: command not recognized")
+
+
 class SmtpEmulator(Controller):
     def __init__(
-        self, *, username: str | None = None, password: str | None = None, smtputf8: bool = False
+        self,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        smtputf8: bool = False,
+        size_limit: int | None = None,
+        esmtp: bool = True,
     ) -> None:
         self.handler_obj = RecordingHandler()
         self.user = username
         self.secret = password
         self.sessions: list[SMTP] = []
+        self.esmtp = esmtp
         kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
+        if size_limit is not None:
+            kwargs["data_size_limit"] = size_limit
         if username is not None:
             kwargs |= {
                 "authenticator": self._authenticate,
@@ -97,7 +115,11 @@ class SmtpEmulator(Controller):
         with warnings.catch_warnings():
             # AUTH without TLS is what this loopback test server is for
             warnings.simplefilter("ignore", UserWarning)
-            smtp: SMTP = super().factory()  # type: ignore[no-untyped-call]
+            smtp: SMTP = (
+                super().factory()  # type: ignore[no-untyped-call]
+                if self.esmtp
+                else _HeloOnly(self.handler, **self.SMTP_kwargs)
+            )
         self.sessions.append(smtp)
         return smtp
 
