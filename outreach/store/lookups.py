@@ -1,27 +1,19 @@
 """Delivery reads and provider-status moves written once for both stores: their SQL
-differs only in the placeholder (``?`` on SQLite, ``%s`` on PostgreSQL)."""
+differs only in the placeholder (``?`` on SQLite, ``%s`` on PostgreSQL; see
+``shared/dialect.py``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from .interface import DELIVERY_COLUMNS
 from .rows import chunks, iter_dicts
+from .shared.dialect import Statements
 
 
-class DeliveryLookups:
+class DeliveryLookups(Statements):
     """Mixed into each store's deliveries; ``conn`` is that store's connection."""
-
-    conn: Any
-    PARAM: ClassVar[str] = "?"
-
-    def _marks(self, values: Sequence[object]) -> str:
-        return ", ".join(self.PARAM for _ in values)
-
-    def _execute(self, sql: str, params: Sequence[Any]) -> Any:
-        # the statements below are this module's own, with no "?" but their placeholders
-        return self.conn.execute(sql.replace("?", self.PARAM), params)
 
     def insert_reply(self, row: Sequence[Any]) -> None:
         """Insert one non-campaign delivery (follow-up, keyword reply, agent reply), in

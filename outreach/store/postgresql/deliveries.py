@@ -19,6 +19,7 @@ from psycopg import errors as pg_errors
 from ..interface import DELIVERY_COLUMNS, Deliveries, SendResult
 from ..lookups import DeliveryLookups
 from ..rows import dicts, iter_dicts
+from ..shared.dialect import POSTGRESQL
 from .sql import columns, literals, marks, quote, unit_of_work
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ _TYPES = {"counts_for_cap": "int"}
 class PgDeliveries(DeliveryLookups, Deliveries):
     """Deliveries on PostgreSQL."""
 
-    PARAM = "%s"
+    dialect = POSTGRESQL
     conn: Connection
 
     def __init__(self, store: PgStore) -> None:

@@ -1,0 +1,60 @@
+"""What the two stores' SQL differs in where a statement is otherwise the same, and the
+base of the classes that write such statements once (``lookups.py``, this package).
+
+A shared statement is written with ``?`` marks and no other ``?`` or ``%`` in its text:
+on PostgreSQL each ``?`` becomes psycopg's ``%s``, on SQLite it is used as written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """The fragments a shared statement takes from its engine."""
+
+    param: str
+    # "insert unless a unique key is taken": SQLite's OR IGNORE (which also skips a row
+    # breaking NOT NULL or CHECK) is kept on SQLite, PostgreSQL has ON CONFLICT DO NOTHING
+    insert_or_ignore: str
+    or_ignore: str
+
+
+SQLITE = Dialect(param="?", insert_or_ignore="INSERT OR IGNORE", or_ignore="")
+POSTGRESQL = Dialect(param="%s", insert_or_ignore="INSERT", or_ignore=" ON CONFLICT DO NOTHING")
+
+
+class Statements:
+    """Base of shared statements; ``conn`` is the store's connection."""
+
+    conn: Any
+    dialect: ClassVar[Dialect] = SQLITE
+
+    def _marks(self, values: Sequence[object]) -> str:
+        """One placeholder per value."""
+        return ", ".join(self.dialect.param for _ in values)
+
+    def _sql(self, sql: str) -> str:
+        """``sql`` with this engine's placeholder."""
+        param = self.dialect.param
+        return sql if param == "?" else sql.replace("?", param)
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.conn.execute(self._sql(sql), params)
+
+    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.conn.executemany(self._sql(sql), rows)
+
+
+class TableStatements(Statements):
+    """Base of one table's shared statements, made with its store (each store's class for
+    the table says which store it is, ``store: SqliteStore``, and its connection's type)."""
+
+    store: Any
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.conn = store.conn
