@@ -21,10 +21,26 @@ class Dialect:
     # breaking NOT NULL or CHECK) is kept on SQLite, PostgreSQL has ON CONFLICT DO NOTHING
     insert_or_ignore: str
     or_ignore: str
+    # SQLite is told the index of a hot read (see ``shared/reports.py``); PostgreSQL plans
+    index_hints: bool
+    # what an index holds of its row: SQLite's rowid (read without the table), or the id
+    row_key: str
+
+    def indexed_by(self, index: str) -> str:
+        """`` INDEXED BY index`` on SQLite, nothing on PostgreSQL."""
+        return f" INDEXED BY {index}" if self.index_hints else ""
 
 
-SQLITE = Dialect(param="?", insert_or_ignore="INSERT OR IGNORE", or_ignore="")
-POSTGRESQL = Dialect(param="%s", insert_or_ignore="INSERT", or_ignore=" ON CONFLICT DO NOTHING")
+SQLITE = Dialect(
+    param="?", insert_or_ignore="INSERT OR IGNORE", or_ignore="", index_hints=True, row_key="rowid"
+)
+POSTGRESQL = Dialect(
+    param="%s",
+    insert_or_ignore="INSERT",
+    or_ignore=" ON CONFLICT DO NOTHING",
+    index_hints=False,
+    row_key="id",
+)
 
 
 class Statements:
