@@ -234,6 +234,34 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 30, step: float =
     return False
 
 
+class Stalls:
+    """The longest spell this process went unscheduled while the block ran (a loaded
+    machine): the loopback emulators are threads of it, so requests that reached one
+    meanwhile were stamped together once it ran again, bunched by as much."""
+
+    TICK = 0.005
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True, name="stalls")
+
+    def _watch(self) -> None:
+        while True:
+            before = time.monotonic()
+            if self._done.wait(self.TICK):
+                return
+            self.longest = max(self.longest, time.monotonic() - before - self.TICK)
+
+    def __enter__(self) -> Stalls:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+
 def stop(proc: subprocess.Popen[str], sig: int, timeout: float = 30) -> tuple[int, str, str]:
     """Send ``sig`` and collect the process; its exit code as the shell reports it."""
     proc.send_signal(sig)

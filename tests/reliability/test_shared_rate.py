@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from tests.servers.twilio import TwilioEmulator
 from .support import (
     BLAST,
     NOW,
+    Stalls,
     child_env,
     free_port,
     make_workspace,
@@ -80,7 +82,7 @@ def database(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 def _sender(ws: Path, role: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-c", SENDER, str(ws), NOW, role],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -88,56 +90,77 @@ def _sender(ws: Path, role: str) -> subprocess.Popen[str]:
         text=True,
         env=child_env(),
     )
+
+
+def _ready(proc: subprocess.Popen[str]) -> None:
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert line.strip() == "ready", proc.communicate()[1]
-    return proc
 
 
 def _most_in_one_second(times: list[float]) -> int:
     return max(sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times))
 
 
+def _assert_no_second_over_the_rate(
+    times: list[float], rate: int, stalls: Stalls, senders: int
+) -> None:
+    # as sent, a second holds at most rate + 2 (README, Channels); the way from a process
+    # to the emulator adds jitter: 100 ms of it, and the requests that the emulator (a
+    # thread of this process) stamped late, together, while this process was not scheduled
+    most = rate + 2 + math.ceil(rate * (0.1 + stalls.longest))
+    # senders each at the whole rate (a limiter per process) would put more in a second
+    assert most < senders * rate, f"stalled {stalls.longest:.2f} s: too long to tell apart"
+    assert _most_in_one_second(times) <= most, stalls.longest
+
+
+def _assert_took_n_slots(times: list[float], rate: int) -> None:
+    # n slots 1/rate apart: the first to the last send takes (n - 1) / rate, and about
+    # that: the first send may come up to a slot late (and opens a connection), the last
+    # not, so it may seem 5 % shorter; starting up and the machine's load stretch it
+    n = len(times)
+    took = times[-1] - times[0]
+    assert (n - 1) / rate * 0.95 <= took <= (n - 1) / rate * 1.5 + 1.0, took
+
+
 @pytest.mark.parametrize("limit", ["channel", "campaign"])
 def test_four_processes_share_a_channel_or_campaign_rate(
     tmp_path: Path, twilio_server: TwilioEmulator, database: str, limit: str
 ) -> None:
-    rate, n = 20, 100
+    rate, n = 20, 50
     channel_rate = f"{rate}/s" if limit == "channel" else None
     toml = outreach_toml(twilio_channel(twilio_server.url, concurrency=4, rate=channel_rate))
     toml = toml.replace('database = "outreach.db"', f'database = "{database}"')
     campaign = BLAST if limit == "channel" else f'{BLAST}\n[limits]\nrate = "{rate}/s"\n'
     ws = make_workspace(tmp_path / "ws", toml, customers=n, campaigns={"blast": campaign})
+    # started side by side: the first plans while the others start up
     senders = [_sender(ws, "plan")] + [_sender(ws, "send") for _ in range(3)]
     for proc in senders:
-        assert proc.stdin is not None
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-    results = []
-    for proc in senders:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        results.append(json.loads(out.strip().splitlines()[-1]))
+        _ready(proc)
+    with Stalls() as stalls:
+        for proc in senders:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        results = []
+        for proc in senders:
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+            results.append(json.loads(out.strip().splitlines()[-1]))
     sent = [r["sent"] for r in results]
     assert sum(sent) == n, results
     assert sum(1 for s in sent if s) >= 3, sent  # they really sent side by side
     assert max(sends_per_to(twilio_server).values()) == 1
     times = sorted(r.at for r in twilio_server.requests if r.method == "POST")
     assert len(times) == n
-    # as sent, a second holds at most rate + 2 (README, Channels); the way from a process
-    # to the emulator adds its own jitter on a busy machine: 100 ms of it is 2 more
-    assert _most_in_one_second(times) <= rate + 2 + 2
-    # n slots 1/rate apart: the first to the last send takes (n - 1) / rate, and about
-    # that: the first send may come up to a slot late (and opens a connection), the last
-    # not, so it may seem 5 % shorter; starting up and the machine's load stretch it
-    took = times[-1] - times[0]
-    assert (n - 1) / rate * 0.95 <= took <= (n - 1) / rate * 1.5 + 1.0, took
+    _assert_no_second_over_the_rate(times, rate, stalls, senders=4)
+    _assert_took_n_slots(times, rate)
 
 
 def test_serve_replies_and_a_run_share_a_channel_rate(
     tmp_path: Path, twilio_server: TwilioEmulator, database: str
 ) -> None:
-    rate, customers, helps = 20, 60, 40
+    rate, customers, helps = 20, 40, 30
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     channel = twilio_channel(twilio_server.url, concurrency=4, rate=f"{rate}/s")
@@ -148,15 +171,16 @@ def test_serve_replies_and_a_run_share_a_channel_rate(
     try:
         assert wait_until(lambda: _healthy(url) or serve.poll() is not None, timeout=30)
         assert serve.poll() is None, serve.stderr.read() if serve.stderr else ""
-        run = spawn(ws, "run", "blast", "--json")
-        assert wait_until(lambda: bool(twilio_server.requests) or run.poll() is not None, 30)
-        # HELP from 40 customers while the campaign goes out: 40 replies from serve
-        payloads = [{**_inbound(i, customers), "Body": "HELP"} for i in range(helps)]
-        codes = asyncio.run(_post_all(url, payloads, 8))
-        out, err = run.communicate(timeout=120)
-        assert run.returncode == 0, err
-        assert json.loads(out)["sent"] == customers
-        assert wait_until(lambda: _posts(twilio_server) >= customers + helps, timeout=60)
+        with Stalls() as stalls:
+            run = spawn(ws, "run", "blast", "--json")
+            assert wait_until(lambda: bool(twilio_server.requests) or run.poll() is not None, 30)
+            # HELP from 30 customers while the campaign goes out: 30 replies from serve
+            payloads = [{**_inbound(i, customers), "Body": "HELP"} for i in range(helps)]
+            codes = asyncio.run(_post_all(url, payloads, 8))
+            out, err = run.communicate(timeout=120)
+            assert run.returncode == 0, err
+            assert json.loads(out)["sent"] == customers
+            assert wait_until(lambda: _posts(twilio_server) >= customers + helps, timeout=60)
     finally:
         code, _, serve_err = stop(serve, signal.SIGINT)
     assert codes == [200] * helps
@@ -168,8 +192,7 @@ def test_serve_replies_and_a_run_share_a_channel_rate(
     assert len(replies) == helps and len(campaign) == customers, len(requests)
     # they went out side by side, not one after the other
     assert replies[0] < campaign[-1]
-    times = sorted(r.at for r in requests)
-    assert _most_in_one_second(times) <= rate + 2 + 2
+    _assert_no_second_over_the_rate(sorted(r.at for r in requests), rate, stalls, senders=2)
 
 
 def _posts(server: TwilioEmulator) -> int:
@@ -190,16 +213,17 @@ def test_a_run_and_three_workers_share_a_channel_rate_on_postgresql(
 
 
 def _run_and_workers(tmp_path: Path, twilio_server: TwilioEmulator, database: str) -> None:
-    rate, n = 20, 100
+    rate, n = 20, 50
     toml = outreach_toml(twilio_channel(twilio_server.url, concurrency=4, rate=f"{rate}/s"))
     toml = toml.replace('database = "outreach.db"', f'database = "{database}"')
     ws = make_workspace(tmp_path / "ws", toml, customers=n)
     workers = [spawn(ws, "worker", "--poll", "0.2", "--json") for _ in range(3)]
     try:
-        run = spawn(ws, "run", "blast", "--json")
-        out, err = run.communicate(timeout=120)
-        assert run.returncode == 0, err
-        assert wait_until(lambda: _posts(twilio_server) >= n, timeout=60)
+        with Stalls() as stalls:
+            run = spawn(ws, "run", "blast", "--json")
+            out, err = run.communicate(timeout=120)
+            assert run.returncode == 0, err
+            assert wait_until(lambda: _posts(twilio_server) >= n, timeout=60)
     finally:
         stopped = [stop(w, signal.SIGTERM) for w in workers]
     assert all(code == 0 for code, _, _ in stopped), [e for _, _, e in stopped]
@@ -208,6 +232,5 @@ def _run_and_workers(tmp_path: Path, twilio_server: TwilioEmulator, database: st
     assert sum(1 for s in sent if s) >= 3, sent  # they really sent side by side
     assert max(sends_per_to(twilio_server).values()) == 1
     times = sorted(r.at for r in twilio_server.requests if r.method == "POST")
-    assert _most_in_one_second(times) <= rate + 2 + 2
-    took = times[-1] - times[0]
-    assert (n - 1) / rate * 0.95 <= took <= (n - 1) / rate * 1.5 + 1.0, took
+    _assert_no_second_over_the_rate(times, rate, stalls, senders=4)
+    _assert_took_n_slots(times, rate)
