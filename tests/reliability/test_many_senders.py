@@ -108,7 +108,8 @@ def test_a_killed_worker_leaves_its_in_flight_deliveries_unknown_found_by_its_le
 ) -> None:
     url = postgresql_database
     n = 60
-    ws = workspace(tmp_path / "ws", url, twilio.url, n, sending="lease = 10\n")
+    # a lease far longer than the test: it expires only when the test says so, below
+    ws = workspace(tmp_path / "ws", url, twilio.url, n, sending="lease = 600\n")
     twilio.hang_seconds = 60
     twilio.fail(*["hang"] * n)  # every message stays in flight
     worker = spawn(ws, "worker", "--poll", "0.2")
@@ -127,6 +128,9 @@ def test_a_killed_worker_leaves_its_in_flight_deliveries_unknown_found_by_its_le
     result = run_cli(ws, "run", "--json", env={})
     assert result.returncode == 0, result.stderr
     assert statuses(url).get("sending") == len(in_flight)  # its lease has not expired
+    # time passes: its last heartbeat is older than the lease now (on the server's clock)
+    aged = "heartbeat_at - interval '601 seconds'"
+    pg(url, f"UPDATE workers SET heartbeat_at = {aged} WHERE host = 'another-host'")
     again = spawn(ws, "worker", "--poll", "0.2", "--json")
     try:
         assert wait_until(lambda: statuses(url).get("unknown") == len(in_flight), timeout=60)
