@@ -24,6 +24,7 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from tests.conftest import Cli
+from tests.healthz import healthz
 from tests.provider_payloads import CASES, PHONES, Case
 from tests.servers.fixtures import (
     ENV,
@@ -171,14 +172,10 @@ class Serve:
             stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{self.url}/healthz", timeout=2)
-                break
-            except httpx.TransportError:
-                assert self.proc.poll() is None, self.proc.stderr.read() if self.proc.stderr else ""
-                assert time.monotonic() < deadline, "serve did not start"
-                time.sleep(0.1)
+        while healthz(self.url) is None:
+            assert self.proc.poll() is None, self.proc.stderr.read() if self.proc.stderr else ""
+            assert time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.02)
         self.http = httpx.Client(base_url=self.url, timeout=10)
 
     def post(self, case: Case) -> httpx.Response:

@@ -26,6 +26,7 @@ from outreach.server.app import create_app
 from outreach.tokens import make_unsubscribe_token, read_unsubscribe_token
 from outreach.workspace import Workspace
 from tests.conftest import Cli
+from tests.healthz import healthz
 from tests.servers.fixtures import (
     ENV,
     META_APP_SECRET,
@@ -485,14 +486,11 @@ def test_outreach_serve_runs_as_a_command(ws: Path) -> None:
     )
     try:
         deadline = time.monotonic() + 20
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-                assert time.monotonic() < deadline, "serve did not start"
-                time.sleep(0.1)
+        while healthz(f"http://127.0.0.1:{port}") is None:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.02)
+        response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
         assert response.json() == {"status": "ok"}
         # an outbox channel receives no webhooks
         assert httpx.post(f"http://127.0.0.1:{port}/webhooks/sms", content=b"x").status_code == 404

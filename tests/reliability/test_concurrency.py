@@ -17,6 +17,7 @@ import httpx
 import pytest
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
+from tests.healthz import healthz
 from tests.servers.fixtures import TWILIO_SID, TWILIO_TOKEN
 from tests.servers.twilio import TwilioEmulator
 
@@ -37,10 +38,7 @@ from .support import (
 
 
 def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+    return healthz(url) == 200
 
 
 def _inbound(i: int, customers: int) -> dict[str, str]:

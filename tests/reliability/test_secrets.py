@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.healthz import healthz
 from tests.servers.fixtures import SMTP_USER, SUNSHINE_KEY_ID, TWILIO_SID
 from tests.servers.http import LoopbackServer, Recorded, Reply
 from tests.servers.smtp import SmtpEmulator
@@ -229,10 +230,7 @@ def _run_surface(tmp_path: Path, echo: EchoServer, smtp: SmtpEmulator) -> Surfac
     base = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
-        try:
-            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return proc.poll() is not None
+        return healthz(base) == 200 or proc.poll() is not None
 
     assert wait_until(up, timeout=30)
     for channel in ("sms", "whatsapp", "chat", "hook"):

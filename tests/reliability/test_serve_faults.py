@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from outreach.channels.webhook import decode_secret, sign
+from tests.healthz import healthz
 from tests.servers.fixtures import WEBHOOK_SECRET
 from tests.servers.webhook_receiver import WebhookReceiver
 
@@ -80,9 +81,8 @@ def serving(ws: Path, port: int, *, healthy: bool = True) -> Iterator[Serve]:
     proc = spawn(ws, "serve", "--port", str(port), now=None)
 
     def answering() -> bool:
-        try:
-            status = httpx.get(f"{url}/healthz", timeout=1).status_code
-        except httpx.HTTPError:
+        status = healthz(url)
+        if status is None:
             return proc.poll() is not None
         return status == 200 or not healthy
 
@@ -199,11 +199,7 @@ def test_confirmations_accepted_before_a_sigkill_go_out_once_after_the_restart(
 
 
 def _answers(url: str) -> bool:
-    try:
-        httpx.get(f"{url}/healthz", timeout=1)
-    except httpx.HTTPError:
-        return False
-    return True
+    return healthz(url) is not None
 
 
 def test_a_damaged_database_is_503_and_an_unhealthy_healthz(

@@ -37,6 +37,7 @@ from outreach.mail.bounces import apply_bounce
 from outreach.store import open_store
 from outreach.tokens import make_unsubscribe_token
 from outreach.workspace import Workspace
+from tests.healthz import healthz
 from tests.postgresql import empty_database
 from tests.servers.fixtures import ENV, WEBHOOK_SECRET
 from tests.servers.http import Recorded, Reply
@@ -110,10 +111,7 @@ def _serve(ws: Path, url: str) -> Iterator[str]:
     base = f"http://127.0.0.1:{port}"
 
     def answering() -> bool:
-        try:
-            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return proc.poll() is not None
+        return healthz(base) == 200 or proc.poll() is not None
 
     try:
         assert wait_until(answering, timeout=60)
@@ -320,14 +318,17 @@ def test_two_replicas_store_and_act_on_each_message_once(
         assert last == late.replace("+00:00", "Z")
 
 
-class SlowReceiver(WebhookReceiver):
-    """Takes ``seconds`` over each POST (the whole emulator waits: one reply at a time)."""
+class HeldReceiver(WebhookReceiver):
+    """Answers no POST until ``release`` is set (the whole emulator waits: one reply at a
+    time), so that a reply stays in flight for as long as the test needs."""
 
-    seconds = 8.0
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
 
     def handle(self, request: Recorded) -> Reply:
         if request.method == "POST":
-            time.sleep(self.seconds)
+            self.release.wait(60)
         return super().handle(request)
 
 
@@ -337,8 +338,8 @@ def test_a_replica_starting_leaves_the_other_replicas_reply_in_flight_alone(
     """Replica B's sweep at start recovers what dead senders left ``sending``; replica A,
     alive and holding its lease, is sending a STOP confirmation right then: it stays A's,
     is sent once, and is never taken for a dead sender's."""
-    with SlowReceiver() as receiver:
-        assert isinstance(receiver, SlowReceiver)
+    with HeldReceiver() as receiver:
+        assert isinstance(receiver, HeldReceiver)
         ws = _workspace(tmp_path / "ws", receiver, 2, timeout=30)
         with _serve(ws, url) as first:
             body, headers = _signed({"from": "c00000", "text": "STOP", "id": "stop-1"}, "msg_1")
@@ -352,6 +353,7 @@ def test_a_replica_starting_leaves_the_other_replicas_reply_in_flight_alone(
             with _serve(ws, url):  # its sweep has run by the time it answers
                 time.sleep(1.0)
                 assert status() == "sending"
+                receiver.release.set()  # A's request is answered only now
                 assert wait_until(lambda: status() == "sent", timeout=30, step=0.1)
         time.sleep(1.0)
         assert sum(_sends(receiver).values()) == 1

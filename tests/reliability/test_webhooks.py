@@ -34,6 +34,7 @@ from outreach.channels.webhook import decode_secret, sign
 from outreach.config import ChannelConfig
 from outreach.errors import OutreachError
 from outreach.server.app import MAX_BODY_BYTES
+from tests.healthz import healthz
 from tests.servers.fixtures import (
     META_APP_SECRET,
     SUNSHINE_WEBHOOK_SECRET,
@@ -70,10 +71,7 @@ def _serving(ws: Path, port: int) -> Iterator[str]:
     proc = spawn(ws, "serve", "--port", str(port), now=None)
 
     def healthy() -> bool:
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return proc.poll() is not None
+        return healthz(url) == 200 or proc.poll() is not None
 
     try:
         assert wait_until(healthy, timeout=30)
