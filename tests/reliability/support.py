@@ -193,10 +193,19 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def spawn(
-    ws: Path, *args: str, now: str | None = NOW, env: Mapping[str, str] | None = None
+    ws: Path,
+    *args: str,
+    now: str | None = NOW,
+    env: Mapping[str, str] | None = None,
+    prelude: str = "",
 ) -> subprocess.Popen[str]:
-    """``python -m outreach -w WS [--now NOW] ARGS`` as its own process."""
-    cmd = [sys.executable, "-m", "outreach", "-w", str(ws)]
+    """``python -m outreach -w WS [--now NOW] ARGS`` as its own process; ``prelude``, a
+    statement run before the CLI (``python -c``), may set a module's constant."""
+    if prelude:
+        cmd = [sys.executable, "-c", f"{prelude}\nfrom outreach.cli import main\nmain()"]
+    else:
+        cmd = [sys.executable, "-m", "outreach"]
+    cmd += ["-w", str(ws)]
     if now:
         cmd += ["--now", now]
     return subprocess.Popen(
