@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
+from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from outreach.channels.base import OutboundMessage
 from outreach.channels.smtp import SmtpProvider
@@ -19,9 +22,12 @@ from tests.servers.fixtures import (
 from tests.servers.fixtures import smtp_auth_server as smtp_auth_server
 from tests.servers.fixtures import smtp_server as smtp_server
 from tests.servers.smtp import SmtpEmulator
+from tests.servers.smtp_pipelining import PipeliningServer
 
 
-def make(server: SmtpEmulator, *, concurrency: int = 4, **settings: Any) -> SmtpProvider:
+def make(
+    server: SmtpEmulator | PipeliningServer, *, concurrency: int = 4, **settings: Any
+) -> SmtpProvider:
     values: dict[str, Any] = {
         "host": "127.0.0.1",
         "port": server.port,
@@ -154,6 +160,114 @@ def test_an_address_that_could_carry_a_command_is_refused_unsent(
     error = asyncio.run(go())
     assert (error.retryable, error.code) == (False, "address")
     assert [r.rcpt_tos for r in smtp_server.received] == [["anna@example.nl"]]
+
+
+def test_with_pipelining_the_envelope_goes_out_in_one_write() -> None:
+    with PipeliningServer() as server:
+        provider = make(server)
+        run(provider, *(message(n) for n in range(3)))
+    assert len(server.messages) == 3 and provider.sessions_opened == 1
+    envelopes = [c for c in server.chunks if c.startswith(b"MAIL FROM:<hello@acme.example>")]
+    assert len(envelopes) == 3
+    assert all(c.endswith(b"\r\nRCPT TO:<anna@example.nl>\r\nDATA\r\n") for c in envelopes)
+    assert b"SIZE=" in envelopes[0]
+    assert b"Message-ID: <01JD0002@acme.example>" in server.messages[2]
+
+
+@pytest.mark.parametrize(
+    ("refuse", "reply", "retryable"),
+    [
+        ("rcpt_reply", "550 5.1.1 No such user here", False),
+        ("mail_reply", "451 4.3.0 Try again later", True),
+        ("data_end_reply", "554 5.7.1 Message rejected", False),
+    ],
+)
+def test_a_pipelined_refusal_maps_to_its_code_and_the_session_carries_on(
+    refuse: str, reply: str, retryable: bool
+) -> None:
+    with PipeliningServer() as server:
+        provider = make(server)
+
+        async def go() -> ProviderError:
+            setattr(server, refuse, reply)
+            with pytest.raises(ProviderError) as info:
+                await provider.send(message(1))
+            setattr(server, refuse, "250 OK")
+            await provider.send(message(2))
+            await provider.aclose()
+            return info.value
+
+        error = asyncio.run(go())
+    assert (error.code, error.retryable, error.ambiguous) == (reply[:3], retryable, False)
+    assert reply[4:] in str(error)
+    assert provider.sessions_opened == 1
+    assert b"Message-ID: <01JD0002@acme.example>" in server.messages[-1]
+
+
+def test_a_server_that_waits_for_text_after_a_refused_recipient_gets_none() -> None:
+    """RFC 2920: a server may answer DATA with 354 though it refused every recipient; the
+    client then ends the text at once, so nothing is delivered, and says why."""
+    with PipeliningServer() as server:
+        server.data_despite_refusal = True
+        server.rcpt_reply = "550 5.1.1 No such user here"
+        provider = make(server)
+
+        async def go() -> ProviderError:
+            with pytest.raises(ProviderError) as info:
+                await provider.send(message(1))
+            server.rcpt_reply = "250 OK"
+            await provider.send(message(2))
+            await provider.aclose()
+            return info.value
+
+        error = asyncio.run(go())
+    assert (error.code, error.retryable) == ("550", False)
+    assert len(server.messages) == 1 and provider.sessions_opened == 1
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_messages_travel_over_tls_on_one_session(
+    security: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session is secured before its first message and stays so for the next ones."""
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(tls)
+    server = (
+        SmtpEmulator(starttls=tls) if security == "starttls" else SmtpEmulator(implicit_tls=tls)
+    )
+    server.start()
+    try:
+        provider = make(server, security=security)
+        run(provider, message(1), message(2))
+    finally:
+        server.stop()
+    assert [r.message["Message-ID"] for r in server.received] == [
+        "<01JD0001@acme.example>",
+        "<01JD0002@acme.example>",
+    ]
+    assert provider.sessions_opened == 1
+
+
+def test_a_session_lost_before_the_text_is_retryable_not_ambiguous() -> None:
+    """The server hung up on DATA, before its 354: no text went out, so nothing can be
+    delivered and the message may be sent again (after one retry on a fresh session)."""
+    with PipeliningServer() as server:
+        provider = make(server)
+
+        async def go() -> ProviderError:
+            await provider.send(message(1))
+            server.hang_up_at = "DATA"
+            with pytest.raises(ProviderError) as info:
+                await provider.send(message(2))
+            await provider.aclose()
+            return info.value
+
+        error = asyncio.run(go())
+    assert (error.retryable, error.ambiguous, error.code) == (True, False, "connection")
+    assert len(server.messages) == 1 and provider.sessions_opened == 2
 
 
 def test_many_messages_travel_over_one_session(smtp_server: SmtpEmulator) -> None:

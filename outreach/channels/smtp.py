@@ -16,22 +16,21 @@ server's answer to it nobody knows whether it will be delivered, so the error is
 Messages are built by ``mime.render_email``.
 
 aiosmtplib opens, greets, secures and logs in each session; a message's transaction
-(MAIL, RCPT, DATA, the text) is written here straight onto the session's protocol, each
-reply awaited as ``sendmail`` awaits it, raising the same aiosmtplib errors. ``sendmail``
-parses and quotes both addresses twice over and takes two locks per message, about a
-third of the CPU a message cost; here the sender's ``MAIL FROM`` is built once per
-channel and a recipient is checked once.
+(MAIL, RCPT, DATA, the text) then goes through ``smtp_session.Session``, raising the
+aiosmtplib errors ``sendmail`` raises. ``sendmail`` parsed and quoted both addresses
+twice over per message; here the sender's ``MAIL FROM`` is built once per channel and a
+recipient is checked once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import ClassVar
 
 import aiosmtplib
 from aiosmtplib.email import parse_address
-from aiosmtplib.protocol import SMTPProtocol, normalize_message_line_endings
-from aiosmtplib.response import SMTPResponse
+from aiosmtplib.protocol import normalize_message_line_endings
 
 from ..config import ChannelConfig
 from ..errors import ConfigError, ProviderError
@@ -53,6 +52,7 @@ from .mime import (
     render_email,
     sender_header,
 )
+from .smtp_session import Session
 
 _DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 
@@ -97,14 +97,14 @@ class SmtpProvider(Provider):
             raise ConfigError(f"{where}: set both username_env and password_env, or neither")
         self._secrets = tuple(s for s in (self.password, self.username) if s)
         self._size = max(1, channel.concurrency)
-        self._idle: list[_Session] = []
+        self._idle: list[Session] = []
         self._slots: asyncio.Semaphore | None = None
         self.sessions_opened = 0
 
     # -- sessions -----------------------------------------------------------------
 
-    async def _connect(self) -> _Session:
-        client = _Session(
+    async def _connect(self) -> Session:
+        client = aiosmtplib.SMTP(
             hostname=self.host,
             port=self.port,
             timeout=self.channel.timeout,
@@ -116,14 +116,15 @@ class SmtpProvider(Provider):
             if self.username is not None and self.password is not None:
                 await client.login(self.username, self.password)
             elif client.is_ehlo_or_helo_needed:
-                await client.greet()
+                await _greet(client)
+            session = Session(client, self.channel.timeout)
         except BaseException:
             client.close()
             raise
         self.sessions_opened += 1
-        return client
+        return session
 
-    async def _acquire(self) -> tuple[_Session, bool]:
+    async def _acquire(self) -> tuple[Session, bool]:
         """A session and whether it was reused (it may have died while idle)."""
         while self._idle:
             client = self._idle.pop()
@@ -132,7 +133,7 @@ class SmtpProvider(Provider):
             client.close()
         return await self._connect(), False
 
-    def _release(self, client: _Session, healthy: bool) -> None:
+    def _release(self, client: Session, healthy: bool) -> None:
         if healthy and client.is_connected:
             self._idle.append(client)
         else:
@@ -156,7 +157,7 @@ class SmtpProvider(Provider):
                 f'smtp: "{message.to}" is not an email address', retryable=False, code="address"
             ) from None
         utf8 = needs_smtputf8(recipient)
-        text, size = _wire(data)
+        text, size = _data_text(data)
         async with self._slots:
             for attempt in (1, 2):
                 try:
@@ -170,11 +171,8 @@ class SmtpProvider(Provider):
                         retryable=True,
                         code="connection",
                     ) from None
-                client.text_sent = False
                 try:
-                    await client.transact(
-                        self._mail_from, rcpt_to, text, size, utf8, self.channel.timeout
-                    )
+                    await client.transact(self._mail_from, rcpt_to, text, size, utf8)
                 except aiosmtplib.SMTPNotSupported as exc:
                     # refused before the envelope: the session is still good
                     self._release(client, healthy=True)
@@ -268,75 +266,19 @@ class SmtpProvider(Provider):
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []
         for client in idle:
-            try:
+            # a session already gone has nothing to say goodbye to; quit closes it anyway
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
                 await client.quit()
-            except (aiosmtplib.SMTPException, OSError):
-                client.close()
 
 
-class _Session(aiosmtplib.SMTP):
-    """An SMTP session that carries one transaction at a time, and knows whether the
-    current message's text has gone out.
-
-    ``DATA`` is where the text leaves: a timeout or a hang-up from then on, without a reply
-    code, leaves the message's fate unknown; before it, nothing was delivered.
-    """
-
-    text_sent = False
-
-    async def greet(self) -> None:
-        """EHLO, or HELO where a server takes no EHLO (what ``sendmail`` would do first)."""
-        try:
-            await self.ehlo()
-        except aiosmtplib.SMTPHeloError:
-            if not self.is_connected:
-                raise
-            await self.helo()
-
-    async def transact(
-        self, mail: bytes, rcpt: bytes, text: bytes, size: int, utf8: bool, timeout: float
-    ) -> None:
-        """One message: ``mail``/``rcpt`` are the MAIL FROM and RCPT TO lines without
-        options, ``text`` the dot-stuffed DATA text of ``size`` octets. Raises what
-        ``sendmail`` raises for each refusal, and closes the session where it would."""
-        protocol = self.protocol
-        if protocol is None:
-            raise aiosmtplib.SMTPServerDisconnected("Server not connected")
-        if utf8:
-            if not self.supports_extension("smtputf8"):
-                raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server")
-            mail += b" SMTPUTF8"
-        if self.supports_extension("size"):
-            mail += b" SIZE=%d" % size
-        try:
-            reply = await _ask(protocol, mail + b"\r\n", timeout)
-            if reply.code != 250:
-                raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, "")
-            reply = await _ask(protocol, rcpt + b"\r\n", timeout)
-            if reply.code not in (250, 251):
-                refused = aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, "")
-                raise aiosmtplib.SMTPRecipientsRefused([refused])
-            self.text_sent = True
-            reply = await _ask(protocol, b"DATA\r\n", timeout)
-            if reply.code != 354:
-                raise aiosmtplib.SMTPDataError(reply.code, reply.message)
-            reply = await _ask(protocol, text, timeout)
-            if reply.code != 250:
-                raise aiosmtplib.SMTPDataError(reply.code, reply.message)
-        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
-            # a reply given up on would be paired with the next command's: never reuse
-            self.close()
+async def _greet(client: aiosmtplib.SMTP) -> None:
+    """EHLO, or HELO where a server takes no EHLO (what ``sendmail`` would do first)."""
+    try:
+        await client.ehlo()
+    except aiosmtplib.SMTPHeloError:
+        if not client.is_connected:
             raise
-        except aiosmtplib.SMTPResponseException as exc:
-            if exc.code == 421:  # the server is closing the session
-                self.close()
-            raise
-
-
-async def _ask(protocol: SMTPProtocol, line: bytes, timeout: float) -> SMTPResponse:
-    """Write one command (or the text) and await its reply."""
-    protocol.write(line)
-    return await protocol.read_response(timeout=timeout)
+        await client.helo()
 
 
 def _quoted(address: str) -> bytes:
@@ -348,7 +290,7 @@ def _quoted(address: str) -> bytes:
     return f"<{address}>".encode()
 
 
-def _wire(data: bytes) -> tuple[bytes, int]:
+def _data_text(data: bytes) -> tuple[bytes, int]:
     """The DATA text of a message: CRLF line ends, lines starting with a dot doubled, the
     final ``.`` line (RFC 5321 4.5.2); and its size before the dots, as SIZE counts it."""
     if b"\r" in data:
@@ -374,12 +316,6 @@ def _reply_code(exc: aiosmtplib.SMTPException) -> int | None:
     return code if isinstance(code, int) and code > 0 else None
 
 
-async def _reset(client: aiosmtplib.SMTP) -> bool:
+async def _reset(client: Session) -> bool:
     """RSET after a refused transaction so the session can carry the next one."""
-    if not client.is_connected:
-        return False
-    try:
-        await client.rset()
-    except (aiosmtplib.SMTPException, OSError):
-        return False
-    return True
+    return client.is_connected and await client.reset()

@@ -4,13 +4,14 @@ It can require AUTH (any mechanism aiosmtpd offers, checked against one user), r
 recipients with a chosen reply (``450 …`` temporary, ``550 …`` permanent), drop every
 open session (an idle-timeout disconnect) to exercise reconnects, and take a message then
 hang up before answering it (the client cannot know whether it was accepted). It can
-also limit the message size it announces (SIZE) or speak only HELO, as servers from
-before ESMTP do.
+also limit the message size it announces (SIZE), speak only HELO, as servers from
+before ESMTP do, or require TLS (STARTTLS or implicit) with a given certificate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import warnings
 from dataclasses import dataclass
 from email import message_from_bytes, message_from_string, policy
@@ -84,6 +85,8 @@ class SmtpEmulator(Controller):
         smtputf8: bool = False,
         size_limit: int | None = None,
         esmtp: bool = True,
+        starttls: ssl.SSLContext | None = None,
+        implicit_tls: ssl.SSLContext | None = None,
     ) -> None:
         self.handler_obj = RecordingHandler()
         self.user = username
@@ -93,13 +96,17 @@ class SmtpEmulator(Controller):
         kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
         if size_limit is not None:
             kwargs["data_size_limit"] = size_limit
+        if starttls is not None:
+            kwargs |= {"tls_context": starttls, "require_starttls": True}
         if username is not None:
             kwargs |= {
                 "authenticator": self._authenticate,
                 "auth_required": True,
                 "auth_require_tls": False,
             }
-        super().__init__(self.handler_obj, hostname="127.0.0.1", port=0, **kwargs)
+        super().__init__(
+            self.handler_obj, hostname="127.0.0.1", port=0, ssl_context=implicit_tls, **kwargs
+        )
 
     def _authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
