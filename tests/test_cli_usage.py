@@ -156,11 +156,14 @@ def test_init_writes_no_rate_on_outbox_channels(ws: Path) -> None:
         assert "rate" not in tomllib.loads(campaign.read_text()).get("limits", {}), campaign
 
 
-def test_a_failed_first_import_leaves_no_database(ws: Path, cli: Cli) -> None:
-    result = cli("customers", "import", str(ws / "nope.csv"))
+def test_a_failed_first_import_leaves_no_database(tmp_path: Path, runner: CliRunner) -> None:
+    ws = tmp_path / "ws"  # new, not the `ws` fixture's copy (its database is made already)
+    assert runner.invoke(app, ["init", str(ws)]).exit_code == 0
+    assert not list(ws.glob("outreach.db*"))
+    result = runner.invoke(app, ["-w", str(ws), "customers", "import", str(ws / "nope.csv")])
     assert result.exit_code == 2
     (ws / "empty.csv").write_text("", encoding="utf-8")
-    result = cli("customers", "import", str(ws / "empty.csv"))
+    result = runner.invoke(app, ["-w", str(ws), "customers", "import", str(ws / "empty.csv")])
     assert result.exit_code == 2
     assert not list(ws.glob("outreach.db*"))
 
