@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -60,6 +60,22 @@ def test_date_comes_from_the_clock_and_message_id_from_the_delivery() -> None:
     assert parsed["Reply-To"] is None
     assert parsed.get_content_type() == "text/plain"
     assert parsed.get_content().strip() == "Tekst met é"
+
+
+def test_each_second_has_its_own_date() -> None:
+    """The Date header is formatted once per second: the next second gets its own."""
+    dates = []
+    for second in (0.25, 0.75, 1.5, 0.5):
+        clock.set_now(datetime(2026, 12, 1, 9, 30, tzinfo=UTC) + timedelta(seconds=second))
+        parsed = message_from_bytes(render_email(message(), sender="hello@acme.example"))
+        dates.append(parsed["Date"])
+    clock.set_now(None)
+    assert dates == [
+        "Tue, 01 Dec 2026 09:30:00 +0000",
+        "Tue, 01 Dec 2026 09:30:00 +0000",
+        "Tue, 01 Dec 2026 09:30:01 +0000",
+        "Tue, 01 Dec 2026 09:30:00 +0000",
+    ]
 
 
 def test_non_ascii_headers_and_bodies_survive_the_wire() -> None:

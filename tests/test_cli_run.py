@@ -351,3 +351,28 @@ def test_a_send_the_provider_refuses_as_unsendable_is_recorded_skipped_with_its_
     )
     conn.close()
     assert rows == {"nl1": "sent:", "nl2": "skipped:whatsapp_window"}
+
+
+def test_one_pass_asks_the_survey_question_in_each_customers_language(ws: Path, cli: Cli) -> None:
+    import email
+    from email import policy
+
+    (ws / "customers.csv").write_text(
+        "id,name,email,preferred_channel,locale,timezone,opted_in\n"
+        "nl5,Sanne Visser,sanne@example.nl,email,nl-NL,Europe/Amsterdam,email\n"
+        "gb1,Amelia Smith,amelia@example.co.uk,email,en-GB,Europe/Amsterdam,email\n"
+        "nl6,Lotte de Boer,lotte@example.nl,email,nl-BE,Europe/Amsterdam,email\n",
+        encoding="utf-8",
+    )
+    assert cli("customers", "import", str(ws / "customers.csv")).exit_code == 0
+    assert run_json(cli, "nps")["sent"] == 3
+    questions = {}
+    for path in (ws / "outbox" / "email").glob("*.eml"):
+        mail = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+        text = mail.get_body(("plain",))
+        assert text is not None
+        questions[mail["To"].addresses[0].addr_spec] = text.get_content()
+    assert "Hoe waarschijnlijk" in questions["sanne@example.nl"]
+    assert "Hoe waarschijnlijk" in questions["lotte@example.nl"]
+    assert "How likely" in questions["amelia@example.co.uk"]
+    assert "Hoe waarschijnlijk" not in questions["amelia@example.co.uk"]

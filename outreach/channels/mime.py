@@ -23,6 +23,7 @@ from __future__ import annotations
 import binascii
 import random
 import re
+from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import lru_cache
@@ -158,7 +159,7 @@ def render_email(
         ("From", _address_header(sender)),
         ("To", _recipient(message)),
         ("Subject", _header(message.subject or "")),
-        ("Date", format_datetime(clock.now())),
+        ("Date", _date(clock.now().replace(microsecond=0))),
         ("Message-ID", message_id(message.delivery_id, message_id_domain or domain_of(sender))),
     ]
     if message.reply_token:
@@ -232,6 +233,13 @@ def _header(value: str) -> str:
     if value.isascii() and len(value) < 900:
         return value
     return Header(value, "us-ascii" if value.isascii() else "utf-8").encode()
+
+
+@lru_cache(maxsize=4)
+def _date(second: datetime) -> str:
+    """The Date header of a second: every message sent in it has the same one (formatting
+    it anew cost a message 5 µs)."""
+    return format_datetime(second)
 
 
 @lru_cache(maxsize=256)

@@ -33,6 +33,9 @@ class Composer:
         self.renderer = Renderer(config)
         self.campaigns: dict[str, Campaign | None] = {}
         self.surveys: dict[tuple[str, str], dict[str, Any] | None] = {}
+        # the survey with its question in one locale, shared by every message in that
+        # locale (templates cannot change it: the sandbox is immutable)
+        self.localized: dict[tuple[str, str, str | None], dict[str, Any] | None] = {}
         self._key: bytes | None = None
 
     def campaign(self, name: str | None) -> Campaign | None:
@@ -51,6 +54,18 @@ class Composer:
         if key not in self.surveys:
             self.surveys[key] = self.store.deliveries.occurrence_survey(campaign, occurrence)
         return self.surveys[key]
+
+    def localized_survey(
+        self, campaign: str, occurrence: str, locale: str | None
+    ) -> dict[str, Any] | None:
+        """The occurrence's survey with its question in ``locale``'s language."""
+        key = (campaign, occurrence, locale)
+        if key not in self.localized:
+            survey = self.survey(campaign, occurrence)
+            self.localized[key] = (
+                {**survey, "question": localized_question(survey, locale)} if survey else survey
+            )
+        return self.localized[key]
 
     def _signing_key(self) -> bytes:
         if self._key is None:
@@ -91,12 +106,9 @@ class Composer:
         else:
             survey = None
             if row["purpose"] == Purpose.CAMPAIGN and row.get("occurrence"):
-                survey = self.survey(row["campaign"], row["occurrence"])
-                if survey:
-                    survey = {
-                        **survey,
-                        "question": localized_question(survey, customer.get("locale")),
-                    }
+                survey = self.localized_survey(
+                    row["campaign"], row["occurrence"], customer.get("locale")
+                )
             rendered = self.renderer.render(
                 row["template"],
                 channel,
