@@ -26,7 +26,11 @@ from tests.servers.smtp_pipelining import PipeliningServer
 
 
 def make(
-    server: SmtpEmulator | PipeliningServer, *, concurrency: int = 4, **settings: Any
+    server: SmtpEmulator | PipeliningServer,
+    *,
+    concurrency: int = 4,
+    timeout: float = 2,
+    **settings: Any,
 ) -> SmtpProvider:
     values: dict[str, Any] = {
         "host": "127.0.0.1",
@@ -36,7 +40,7 @@ def make(
         "reply_to": "replies@acme.example",
     }
     values.update(settings)
-    channel = channel_config("smtp", values, name="email", concurrency=concurrency, timeout=2)
+    channel = channel_config("smtp", values, name="email", concurrency=concurrency, timeout=timeout)
     return SmtpProvider(channel, context())
 
 
@@ -268,6 +272,31 @@ def test_a_session_lost_before_the_text_is_retryable_not_ambiguous() -> None:
         error = asyncio.run(go())
     assert (error.retryable, error.ambiguous, error.code) == (True, False, "connection")
     assert len(server.messages) == 1 and provider.sessions_opened == 2
+
+
+@pytest.mark.parametrize(
+    ("mute_at", "ambiguous"), [("RCPT", False), ("DATA", False), ("TEXT", True)]
+)
+def test_a_reply_that_never_comes_times_out(mute_at: str, ambiguous: bool) -> None:
+    """No answer within the timeout: before the text, retryable (nothing delivered);
+    after it, ambiguous (the server may deliver it). The session is not reused."""
+    with PipeliningServer() as server:
+        provider = make(server, timeout=0.3)
+
+        async def go() -> ProviderError:
+            await provider.send(message(1))
+            server.mute_at = mute_at
+            with pytest.raises(ProviderError) as info:
+                await provider.send(message(2))
+            server.mute_at = None
+            await provider.send(message(3))
+            await provider.aclose()
+            return info.value
+
+        error = asyncio.run(go())
+    assert (error.ambiguous, error.retryable) == (ambiguous, not ambiguous)
+    assert error.code == ("no_answer" if ambiguous else "timeout")
+    assert provider.sessions_opened == 2
 
 
 def test_many_messages_travel_over_one_session(smtp_server: SmtpEmulator) -> None:

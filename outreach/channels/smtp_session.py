@@ -112,6 +112,9 @@ class Session:
         self.size = client.supports_extension("size")
         self.smtputf8 = client.supports_extension("smtputf8")
         self.text_sent = False
+        # when the reply awaited now is overdue; one watchdog timer per session checks it
+        self._deadline = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
 
     @property
     def is_connected(self) -> bool:
@@ -122,6 +125,9 @@ class Session:
         transport = self._wire.transport
         if transport is not None:
             transport.close()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
 
     def _write(self, data: bytes) -> None:
         transport = self._wire.transport
@@ -132,16 +138,30 @@ class Session:
     async def _reply(self) -> tuple[int, str]:
         wire = self._wire
         if not wire.replies and wire.failure is None:
-            waiter = wire.waiter = self._loop.create_future()
-            timer = self._loop.call_later(self.timeout, _expire, waiter)
+            wire.waiter = self._loop.create_future()
+            # a timer of its own for every reply cost more than the reply's parsing
+            self._deadline = self._loop.time() + self.timeout
+            if self._watchdog is None:
+                self._watchdog = self._loop.call_at(self._deadline, self._watch)
             try:
-                await waiter
+                await wire.waiter
             finally:
-                timer.cancel()
                 wire.waiter = None
         if wire.replies:
             return wire.replies.popleft()
         raise wire.failure or aiosmtplib.SMTPServerDisconnected("Connection lost")
+
+    def _watch(self) -> None:
+        """The watchdog: time out the awaited reply once overdue, else look again at its
+        deadline (each wait moves it on); no wait, no timer until the next one."""
+        self._watchdog = None
+        waiter = self._wire.waiter
+        if waiter is None or waiter.done():
+            return
+        if self._loop.time() < self._deadline:
+            self._watchdog = self._loop.call_at(self._deadline, self._watch)
+            return
+        waiter.set_exception(aiosmtplib.SMTPReadTimeoutError("Timed out waiting for a reply"))
 
     async def _ask(self, line: bytes) -> tuple[int, str]:
         self._write(line)
@@ -219,8 +239,3 @@ def _check(
     assert data is not None
     if data[0] != 354:
         raise aiosmtplib.SMTPDataError(data[0], data[1])
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(aiosmtplib.SMTPReadTimeoutError("Timed out waiting for a reply"))

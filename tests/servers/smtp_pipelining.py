@@ -5,7 +5,7 @@ client's transactions (EHLO, MAIL, RCPT, DATA, RSET, QUIT) and records each chun
 bytes as it arrived, so a test can see that MAIL, RCPT and DATA came in one write. Its
 replies to MAIL and RCPT can be set, and it can answer DATA with 354 even when no
 recipient was accepted (RFC 2920 lets a server do that; the client must then end the
-text at once), or hang up at a given command without answering it.
+text at once), hang up at a given command without answering it, or never answer it.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ class _Connection(asyncio.Protocol):
                 self.in_data = False
                 if text:
                     self.server.messages.append(text.replace(b"\r\n..", b"\r\n."))
+                if self.server.mute_at == "TEXT":
+                    continue
                 self._say(self.server.data_end_reply if text else "250 OK nothing")
                 continue
             line, sep, rest = self.buffer.partition(b"\r\n")
@@ -56,6 +58,8 @@ class _Connection(asyncio.Protocol):
         if verb == server.hang_up_at:
             assert self.transport is not None
             self.transport.close()
+            return
+        if verb == server.mute_at:
             return
         if verb == "EHLO":
             self._say("250-pipelining.test\r\n250-PIPELINING\r\n250 SIZE 100000")
@@ -98,6 +102,7 @@ class PipeliningServer:
         self.data_end_reply = "250 OK queued"
         self.data_despite_refusal = False
         self.hang_up_at: str | None = None  # e.g. "DATA": close instead of answering it
+        self.mute_at: str | None = None  # a command (or "TEXT") left without an answer
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
