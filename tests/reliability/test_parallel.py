@@ -37,6 +37,10 @@ from .support import (
 CUSTOMERS = HELPER_MIN + 7000  # enough that the helpers run for a while
 OUTBOX = '[channels.sms]\nprovider = "outbox"\n\n[channels.email]\nprovider = "outbox"\n'
 TWO = ("[sending]\n", "[sending]\nprocesses = 2\n")  # as on any machine of two or more CPUs
+HELPER_CLAIMED = (
+    "SELECT 1 FROM deliveries WHERE claimed_by IN (SELECT id FROM workers WHERE kind = 'helper') "
+    "LIMIT 1"
+)
 HELPER_NOTE = re.compile(r"(\d+) helper process(?:es)? sent (\d+) of the campaign messages")
 
 
@@ -127,9 +131,11 @@ def _start_run_with_helper(ws: Path) -> tuple[subprocess.Popen[str], int]:
     def helper_busy() -> bool:
         if not helpers:
             helpers.extend(_children(proc.pid))
-        return bool(helpers) and len(_files(ws)) >= 2000
+        # as early as it is sending (it has claimed deliveries), so that however long a
+        # busy machine takes to deliver the signal, much is still left to send
+        return bool(helpers) and bool(query(ws, HELPER_CLAIMED))
 
-    assert wait_until(helper_busy, timeout=60), "no helper started"
+    assert wait_until(helper_busy, timeout=60, step=0.01), "no helper started"
     return proc, helpers[0]
 
 
