@@ -134,10 +134,12 @@ class Channel:
     provider: Provider
     limiter: RateLimiter | None
     budget: int
-    semaphore: asyncio.Semaphore
     claimed: int = 0  # claimed and not yet recorded
     finished: int = 0  # of those, finished (awaiting the flush)
-    ready: asyncio.Event = field(default_factory=asyncio.Event)  # a result came in
+    # set once no more than ``wake_at`` sends are in flight (-1: nobody waits), so the
+    # waiting worker wakes once, not at every one of the hundreds of results it waits for
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    wake_at: int = -1
     consecutive_failures: int = 0
     open: bool = False  # the circuit: no more sends on it in this pass
 
@@ -151,7 +153,6 @@ class Channel:
             provider=provider,
             limiter=limiter_for(config.rate, limits, f"channel:{config.name}"),
             budget=budget,
-            semaphore=asyncio.Semaphore(config.concurrency),
         )
 
     @property
@@ -168,14 +169,16 @@ class Channel:
 
     def enough_finished(self, *, drained: bool = False) -> bool:
         """Whether enough sends have finished to claim again (all of them, ``drained``)."""
-        in_flight = self.in_flight
-        if drained or in_flight == 0:
-            return in_flight == 0
-        return in_flight <= self.budget - self.low_water
+        return self.in_flight <= self.enough(drained=drained)
+
+    def enough(self, *, drained: bool = False) -> int:
+        """The most sends that may be in flight for the worker to claim again."""
+        return 0 if drained or self.in_flight == 0 else self.budget - self.low_water
 
     def finish(self) -> None:
         self.finished += 1
-        self.ready.set()
+        if self.in_flight <= self.wake_at:
+            self.ready.set()
 
     def recorded(self, n: int) -> None:
         self.claimed -= n
@@ -220,76 +223,73 @@ async def send_one(
     def result(status: Status, **fields: Any) -> Result:
         return Result(delivery_id, channel, status, clock.iso(clock.now()), **fields)
 
-    async with ch.semaphore:
-        for attempt in range(RETRIES_IN_RUN):
-            try:
-                if ch.limiter:
-                    await ch.limiter.acquire(stop)
-                if campaign_limiter:
-                    await campaign_limiter.acquire(stop)
-            except Exception as exc:
-                # the store could not reserve a slot (its connection is gone): nothing is
-                # sent on this channel without one, and this message was not sent
-                _add(problems, ch.open_circuit(exc, what="no send slot from the database"))
-                return result(Status.QUEUED, attempts_back=True, error=str(exc)[:500])
-            if ch.open or stop.is_set():
-                # not sent: back to the queue, as if never claimed
-                return result(Status.QUEUED, attempts_back=True)
-            try:
-                sent = await ch.provider.send(message)
-            except ProviderError as exc:
-                if exc.halts_channel:
-                    # not this message's fault (a full disk under the outbox): back to the
-                    # queue uncounted, and the circuit opens now, with one line, instead of
-                    # a failure per message
-                    _add(problems, ch.open_circuit(exc))
-                    return result(
-                        Status.QUEUED, attempts_back=True, reason=exc.code, error=str(exc)
-                    )
-                if exc.ambiguous and not ch.provider.idempotent:
-                    # the provider may have the message: a resend could duplicate it
-                    _add(problems, ch.note_failure(exc))
-                    return result(
-                        Status.UNKNOWN,
-                        reason=exc.code or "ambiguous",
-                        error=f"{exc} (the provider may have accepted it; resend "
-                        "with outreach run --retry-unknown)",
-                    )
-                if exc.skip:
-                    return result(Status.SKIPPED, reason=exc.code or "skipped", error=str(exc))
-                if not exc.retryable:
-                    ch.consecutive_failures = 0
-                    problems.append(f"{channel}: {exc}")
-                    return result(Status.FAILED, reason=exc.code or "rejected", error=str(exc))
+    for attempt in range(RETRIES_IN_RUN):
+        try:
+            if ch.limiter:
+                await ch.limiter.acquire(stop)
+            if campaign_limiter:
+                await campaign_limiter.acquire(stop)
+        except Exception as exc:
+            # the store could not reserve a slot (its connection is gone): nothing is
+            # sent on this channel without one, and this message was not sent
+            _add(problems, ch.open_circuit(exc, what="no send slot from the database"))
+            return result(Status.QUEUED, attempts_back=True, error=str(exc)[:500])
+        if ch.open or stop.is_set():
+            # not sent: back to the queue, as if never claimed
+            return result(Status.QUEUED, attempts_back=True)
+        try:
+            sent = await ch.provider.send(message)
+        except ProviderError as exc:
+            if exc.halts_channel:
+                # not this message's fault (a full disk under the outbox): back to the
+                # queue uncounted, and the circuit opens now, with one line, instead of
+                # a failure per message
+                _add(problems, ch.open_circuit(exc))
+                return result(Status.QUEUED, attempts_back=True, reason=exc.code, error=str(exc))
+            if exc.ambiguous and not ch.provider.idempotent:
+                # the provider may have the message: a resend could duplicate it
                 _add(problems, ch.note_failure(exc))
-                delay = backoff(attempt, exc.retry_after)
-                if attempt + 1 == RETRIES_IN_RUN or delay > MAX_RETRY_AFTER or ch.open:
-                    later = clock.now() + timedelta(seconds=max(delay, 60 * (attempt + 1)))
-                    return result(
-                        Status.QUEUED,
-                        not_before=clock.iso(later),
-                        error=str(exc),
-                        reason=exc.code or "retrying",
-                    )
-                await asyncio.sleep(delay)
-                continue
-            except Exception as exc:
-                problems.append(f"{channel}: unexpected {exc!r}")
                 return result(
-                    Status.FAILED,
-                    reason="provider_bug",
-                    error=f"{type(exc).__name__}: {exc}"[:500],
+                    Status.UNKNOWN,
+                    reason=exc.code or "ambiguous",
+                    error=f"{exc} (the provider may have accepted it; resend "
+                    "with outreach run --retry-unknown)",
                 )
-            ch.consecutive_failures = 0
-            at = clock.iso(clock.now())
-            return Result(
-                delivery_id,
-                channel,
-                Status.SENT,
-                at,
-                provider_message_id=sent.provider_message_id,
-                sent_at=at,
+            if exc.skip:
+                return result(Status.SKIPPED, reason=exc.code or "skipped", error=str(exc))
+            if not exc.retryable:
+                ch.consecutive_failures = 0
+                problems.append(f"{channel}: {exc}")
+                return result(Status.FAILED, reason=exc.code or "rejected", error=str(exc))
+            _add(problems, ch.note_failure(exc))
+            delay = backoff(attempt, exc.retry_after)
+            if attempt + 1 == RETRIES_IN_RUN or delay > MAX_RETRY_AFTER or ch.open:
+                later = clock.now() + timedelta(seconds=max(delay, 60 * (attempt + 1)))
+                return result(
+                    Status.QUEUED,
+                    not_before=clock.iso(later),
+                    error=str(exc),
+                    reason=exc.code or "retrying",
+                )
+            await asyncio.sleep(delay)
+            continue
+        except Exception as exc:
+            problems.append(f"{channel}: unexpected {exc!r}")
+            return result(
+                Status.FAILED,
+                reason="provider_bug",
+                error=f"{type(exc).__name__}: {exc}"[:500],
             )
+        ch.consecutive_failures = 0
+        at = clock.iso(clock.now())
+        return Result(
+            delivery_id,
+            channel,
+            Status.SENT,
+            at,
+            provider_message_id=sent.provider_message_id,
+            sent_at=at,
+        )
     raise AssertionError("unreachable: every attempt returns or continues")
 
 

@@ -12,16 +12,19 @@ leaves a live process's ``sending`` rows alone.
 
 Each claimed batch is read once (customers, recent contact, staleness), then every
 delivery goes through ``decide`` (the pure decision), ``Composer.message`` and
-``channel.send_one`` (retries, backoff, circuit); results are recorded in batches, in the
-transaction of the next claim.
+``channel.send_one`` (retries, backoff, circuit), by at most ``concurrency`` sender tasks
+per channel that take the prepared messages in claim order; results are recorded in
+batches, in the transaction of the next claim (or every ``FLUSH_SECONDS``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,7 +43,8 @@ from .lease import hold
 from .results import Result, SendSummary
 
 SENT_STATES = (Status.SENT, Status.DELIVERED, Status.READ)
-FLUSH_AT = 2048  # results kept before recording them at once (else every 20 ms, or at a claim)
+FLUSH_AT = 2048  # results kept before recording them at once (else at a claim, or every:)
+FLUSH_SECONDS = 0.1
 PLANNING_POLL = 0.02  # seconds between looks at an empty queue while another process plans
 
 # how old a delivery's occurrence is, its campaign's ``late`` and its survey's ``expires``
@@ -97,7 +101,7 @@ class _Engine:
     async def run(self) -> SendSummary:
         # a caller that sends for long holds its lease already (run, worker, serve);
         # anything else (a reply sent by a command) holds one for this pass
-        with hold(self.ws, "run") as self.worker:
+        with hold(self.ws, "run") as self.worker, _heap_frozen():
             return await self._run()
 
     async def _run(self) -> SendSummary:
@@ -128,14 +132,19 @@ class _Engine:
                 await ch.provider.aclose()
 
     async def _channel_worker(self, ch: Channel) -> None:
-        inflight: set[asyncio.Task[None]] = set()
+        # prepared messages in claim order, sent by at most ``concurrency`` sender tasks
+        # (a task per message, waiting on a semaphore, cost more CPU than the send itself
+        # leaves to spare)
+        queue: deque[tuple[dict[str, Any], OutboundMessage]] = deque()
+        senders: set[asyncio.Task[None]] = set()
         while True:
             # local sends never wait, so without this the loop would not see a signal (or
             # anything else) before the queue is empty
             await asyncio.sleep(0)
             if self.stop.is_set() or ch.open or self.left == 0:
                 break
-            if ch.budget - ch.claimed < ch.low_water and ch.in_flight:
+            # finished sends free their slots at the claim, which records them first
+            if ch.budget - ch.in_flight < ch.low_water and ch.in_flight:
                 await self._wait_for_results(ch)
                 continue
             rows, planned = self._claim(ch)
@@ -152,16 +161,27 @@ class _Engine:
             ready = self._prepare(ch, rows)
             if self.left is not None:
                 self.left -= len(ready)
-            for row, message in ready:
-                if ch.provider.local:
-                    # nothing to wait for: one after another, without a task each
+            if ch.provider.local:
+                # nothing to wait for: one after another, without a task each
+                for row, message in ready:
                     await self._send(ch, row, message)
-                    continue
-                task = asyncio.create_task(self._send(ch, row, message))
-                inflight.add(task)
-                task.add_done_callback(inflight.discard)
-        if inflight:
-            await asyncio.gather(*inflight)
+                continue
+            queue.extend(ready)
+            for _ in range(min(len(queue), ch.config.concurrency - len(senders))):
+                task = asyncio.create_task(self._sender(ch, queue))
+                senders.add(task)
+                task.add_done_callback(senders.discard)
+        if senders:
+            await asyncio.gather(*senders)
+
+    async def _sender(
+        self, ch: Channel, queue: deque[tuple[dict[str, Any], OutboundMessage]]
+    ) -> None:
+        """Send from ``queue`` until it is empty (the channel worker starts another when
+        it claims more)."""
+        while queue:
+            row, message = queue.popleft()
+            await self._send(ch, row, message)
 
     def _claim(self, ch: Channel) -> tuple[list[dict[str, Any]], bool]:
         """Record what has finished and claim the next batch, in one transaction; the rows,
@@ -198,23 +218,26 @@ class _Engine:
         return rows, planned
 
     async def _wait_for_results(self, ch: Channel, *, drained: bool = False) -> None:
-        """Wait until enough of this channel's sends have finished (all, when ``drained``),
-        then record them.
+        """Wait until enough of this channel's sends have finished (all, when ``drained``).
 
-        Recording frees their slots, so the worker can claim the next batch at once instead
-        of idling until the periodic flush (which made each batch wait up to 20 ms).
+        The worker's next claim records them and claims in one transaction (one commit, and
+        other processes wait for the lock once), at once instead of at the periodic flush.
         """
         while not ch.enough_finished(drained=drained):
             ch.ready.clear()
+            ch.wake_at = ch.enough(drained=drained)
             try:
                 await asyncio.wait_for(ch.ready.wait(), timeout=0.5)
             except TimeoutError:
                 break  # re-check the queue now and then: retries may have come due
-        self._flush()
+            finally:
+                ch.wake_at = -1
 
     async def _flush_periodically(self) -> None:
+        # between claims (a large budget claims every few hundred results): progress, and
+        # results visible to other processes soon
         while True:
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(FLUSH_SECONDS)
             self._flush()
 
     def _finish(self, row: Mapping[str, Any], result: Result) -> None:
@@ -404,6 +427,22 @@ class _Engine:
             rate = campaign.rate if campaign else None
             self.campaign_limiters[name] = limiter_for(rate, self.limits, f"campaign:{name}")
         return self.campaign_limiters[name]
+
+
+@contextlib.contextmanager
+def _heap_frozen() -> Iterator[None]:
+    """Leave the objects alive before the pass (modules, config, a plan's leftovers) out of
+    the collector's full passes while it sends; they are handed back after it.
+
+    A send allocates enough long-lived objects (claimed rows, messages, connections' state)
+    to set off a full collection every 1,500 messages or so, and each walked the whole
+    heap: about 110 ms after planning 3,000 deliveries, a fifth of the send's CPU.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 async def _first_of(*events: asyncio.Event | None, timeout: float) -> None:
