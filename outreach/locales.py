@@ -8,6 +8,7 @@ lower-cased, but play no part in finding a template or a translation.
 
 from __future__ import annotations
 
+import functools
 import re
 
 # the POSIX @modifiers that name a script; any other (@euro, @valencia) is dropped
@@ -54,8 +55,12 @@ def valid_extensions(extensions: str) -> bool:
     return _EXTENSIONS.fullmatch(extensions) is not None
 
 
+@functools.lru_cache(maxsize=1024)
 def locale_chain(tag: str | None) -> tuple[str, ...]:
-    """``nl-BE`` → (``nl-BE``, ``nl``): most specific first, extensions left out."""
+    """``nl-BE`` → (``nl-BE``, ``nl``): most specific first, extensions left out.
+
+    Remembered per tag: a send asks it for every message (its template, its survey
+    question), of customers who share a few locales."""
     norm = normalize_locale(tag)
     if norm is None:
         return ()
