@@ -1,24 +1,26 @@
-"""The consent ledger on PostgreSQL: append-only; the current consent is the latest row."""
+"""The consent ledger on PostgreSQL: append-only; the current consent is the latest row.
+Reads written alike on both stores are in ``shared/consent.py``."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..interface import ConsentLedger, ConsentRow
-from ..rows import chunks, dicts
-from .sql import marks
+from ..shared.consent import ConsentSql
+from ..shared.dialect import POSTGRESQL
 
 if TYPE_CHECKING:
     from . import PgStore
+    from .sql import Connection
 
 
-class PgConsent(ConsentLedger):
+class PgConsent(ConsentSql, ConsentLedger):
     """The consent ledger on PostgreSQL (the triggers of m002 refuse any UPDATE or DELETE)."""
 
-    def __init__(self, store: PgStore) -> None:
-        self.store = store
-        self.conn = store.conn
+    dialect = POSTGRESQL
+    store: PgStore
+    conn: Connection
 
     def append_consent(self, rows: Iterable[ConsentRow]) -> int:
         """Append ledger rows; the caller holds the transaction. Returns how many."""
@@ -27,29 +29,6 @@ class PgConsent(ConsentLedger):
             "VALUES (%s, %s, %s, %s, %s, %s)",
             list(rows),
         )
-
-    def current_consent_for(self, customer_id: str, channel: str) -> str | None:
-        """The current status on one channel, or None when the ledger has nothing."""
-        row = self.conn.execute(
-            "SELECT status FROM consent WHERE customer_id = %s AND channel = %s "
-            "ORDER BY id DESC LIMIT 1",
-            (customer_id, channel),
-        ).fetchone()
-        return str(row[0]) if row else None
-
-    def customers_with_history(self, ids: Sequence[str], channel: str) -> set[str]:
-        """Which of ``ids`` have any ledger row on ``channel``."""
-        found: set[str] = set()
-        for chunk in chunks(ids):
-            found.update(
-                r[0]
-                for r in self.conn.execute(
-                    f"SELECT DISTINCT customer_id FROM consent WHERE channel = %s "
-                    f"AND customer_id IN ({marks(chunk)})",
-                    [channel, *chunk],
-                )
-            )
-        return found
 
     def current_consent_many(self, ids: Sequence[str]) -> dict[str, dict[str, str]]:
         """customer id → {channel: current status}, for many customers (a planner's batch)."""
@@ -64,15 +43,6 @@ class PgConsent(ConsentLedger):
         for customer_id, channel, status in rows:
             out.setdefault(customer_id, {})[channel] = status
         return out
-
-    def consent_history(self, customer_id: str) -> list[dict[str, Any]]:
-        """Every ledger row of a customer, oldest first."""
-        cur = self.conn.execute(
-            "SELECT channel, status, source, evidence, recorded_at FROM consent "
-            "WHERE customer_id = %s ORDER BY id",
-            (customer_id,),
-        )
-        return dicts(cur)
 
     def consent_summary(self) -> dict[str, dict[str, int]]:
         """channel → {status: customers} over current consent."""
