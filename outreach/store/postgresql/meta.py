@@ -1,34 +1,27 @@
-"""Workspace-wide facts on PostgreSQL (the key that signs unsubscribe tokens)."""
+"""Workspace-wide facts on PostgreSQL: the statements of ``shared/meta.py``, with ``%s``."""
 
 from __future__ import annotations
 
-import secrets
 from typing import TYPE_CHECKING
 
 from ..interface import Meta
+from ..shared.dialect import POSTGRESQL
+from ..shared.meta import MetaSql
 from .sql import unit_of_work
 
 if TYPE_CHECKING:
     from . import PgStore
+    from .sql import Connection
 
 
-class PgMeta(Meta):
+class PgMeta(MetaSql, Meta):
     """Meta on PostgreSQL."""
 
-    def __init__(self, store: PgStore) -> None:
-        self.store = store
-        self.conn = store.conn
+    dialect = POSTGRESQL
+    store: PgStore
+    conn: Connection
 
     @unit_of_work
     def signing_key(self) -> bytes:
-        """The workspace's secret key, made on first use and kept in the database."""
-        row = self.conn.execute("SELECT value FROM meta WHERE key = 'signing_key'").fetchone()
-        if row:
-            return bytes.fromhex(row[0])
-        with self.store.write() as conn:
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('signing_key', %s) ON CONFLICT DO NOTHING",
-                (secrets.token_hex(32),),
-            )
-        row = self.conn.one("SELECT value FROM meta WHERE key = 'signing_key'")
-        return bytes.fromhex(row[0])
+        """The shared read-or-make, run again after a lost session."""
+        return super().signing_key()
