@@ -69,6 +69,11 @@ def marks(values: Sequence[object]) -> str:
     return ", ".join("?" for _ in values)
 
 
+def quote(name: str) -> str:
+    """A column name as an SQL identifier (both engines quote with double quotes)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def rank_case(ranks: Mapping[str, int]) -> str:
     """``CASE {} WHEN 'reason' THEN rank … ELSE 0 END``, to ``format`` with a column or a
     parameter: how conversations compare attention reasons in SQL. The names are

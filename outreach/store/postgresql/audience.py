@@ -23,8 +23,7 @@ from sqlglot import exp
 
 from ...errors import UsageError
 from ..interface import CUSTOMER_COLUMNS
-from ..rows import column_names, to_dicts
-from .sql import quote
+from ..rows import column_names, quote, to_dicts
 
 if TYPE_CHECKING:
     from . import PgStore

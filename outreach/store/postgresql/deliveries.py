@@ -18,9 +18,9 @@ from psycopg import errors as pg_errors
 
 from ..interface import DELIVERY_COLUMNS, Deliveries, SendResult
 from ..lookups import DeliveryLookups
-from ..rows import dicts, iter_dicts
+from ..rows import dicts, iter_dicts, quote
 from ..shared.dialect import POSTGRESQL
-from .sql import columns, literals, marks, quote, unit_of_work
+from .sql import columns, literals, marks, unit_of_work
 
 if TYPE_CHECKING:
     from . import PgStore

@@ -16,6 +16,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
 
+from ..rows import quote
+
 P = ParamSpec("P")
 R = TypeVar("R")
 READ_TRIES = 3  # a read outside a transaction is asked this often across lost sessions
@@ -24,10 +26,6 @@ READ_TRIES = 3  # a read outside a transaction is asked this often across lost s
 def marks(values: Sequence[object]) -> str:
     """``%s, %s, …``: one placeholder per value."""
     return ", ".join("%s" for _ in values)
-
-
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def literals(values: Sequence[str]) -> str:
