@@ -8,23 +8,26 @@ on PostgreSQL each ``?`` becomes psycopg's ``%s``, on SQLite it is used as writt
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 
-@dataclass(frozen=True)
 class Dialect:
-    """The fragments a shared statement takes from its engine."""
+    """The fragments a shared statement takes from its engine (a plain class: a frozen
+    dataclass would cost every process about 4 million instructions of code generation
+    at import, a millisecond)."""
 
-    param: str
-    # "insert unless a unique key is taken": SQLite's OR IGNORE (which also skips a row
-    # breaking NOT NULL or CHECK) is kept on SQLite, PostgreSQL has ON CONFLICT DO NOTHING
-    insert_or_ignore: str
-    or_ignore: str
-    # SQLite is told the index of a hot read (see ``shared/reports.py``); PostgreSQL plans
-    index_hints: bool
-    # what an index holds of its row: SQLite's rowid (read without the table), or the id
-    row_key: str
+    def __init__(
+        self, *, param: str, insert_or_ignore: str, or_ignore: str, index_hints: bool, row_key: str
+    ) -> None:
+        self.param = param
+        # "insert unless a unique key is taken": SQLite's OR IGNORE (which also skips a row
+        # breaking NOT NULL or CHECK) is kept on SQLite, PostgreSQL has ON CONFLICT DO NOTHING
+        self.insert_or_ignore = insert_or_ignore
+        self.or_ignore = or_ignore
+        # SQLite is told the index of a hot read (see ``shared/reports.py``); PostgreSQL plans
+        self.index_hints = index_hints
+        # what an index holds of its row: SQLite's rowid (read without the table), or the id
+        self.row_key = row_key
 
     def indexed_by(self, index: str) -> str:
         """`` INDEXED BY index`` on SQLite, nothing on PostgreSQL."""
@@ -51,7 +54,7 @@ class Statements:
 
     def _marks(self, values: Sequence[object]) -> str:
         """One placeholder per value."""
-        return ", ".join(self.dialect.param for _ in values)
+        return ", ".join([self.dialect.param] * len(values))
 
     def _sql(self, sql: str) -> str:
         """``sql`` with this engine's placeholder."""
