@@ -8,7 +8,9 @@ import typer
 
 from .options import JsonOption, workspace
 
-app = typer.Typer(help="Check the configured channels and their providers.", no_args_is_help=True)
+# the commands of `outreach channels`: its help is in cli/__init__.py, where the root
+# reads it without importing this module
+app = typer.Typer()
 
 
 @app.command(

@@ -9,11 +9,9 @@ import typer
 from .options import JsonOption, workspace
 from .output import note, print_json
 
-app = typer.Typer(
-    help="Grant, revoke and show channel consent (an append-only ledger).",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-)
+# the commands of `outreach consent`: its help is in cli/__init__.py, where the root
+# reads it without importing this module
+app = typer.Typer()
 
 ChannelOption = Annotated[
     str, typer.Option("--channel", "-c", help="Channel name from outreach.toml, e.g. sms.")

@@ -17,11 +17,9 @@ if TYPE_CHECKING:
     from ..customers.importer import ImportResult
     from ..workspace import Workspace
 
-app = typer.Typer(
-    help="Import, list and show customers.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-)
+# the commands of `outreach customers`: its help is in cli/__init__.py, where the root
+# reads it without importing this module
+app = typer.Typer()
 
 SHOWN_ERRORS = 50
 LIST_COLUMNS = ("id", "name", "email", "phone", "preferred_channel", "locale", "timezone")

@@ -9,7 +9,9 @@ import typer
 from .options import JsonOption, workspace
 from .output import console, print_json, progress
 
-app = typer.Typer(help="The workspace database itself.", no_args_is_help=True)
+# the commands of `outreach store`: its help is in cli/__init__.py, where the root
+# reads it without importing this module
+app = typer.Typer()
 
 
 @app.command(

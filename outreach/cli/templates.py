@@ -13,10 +13,9 @@ if TYPE_CHECKING:
     from ..campaigns.files import Campaign
     from ..config import Config
 
-app = typer.Typer(
-    help="Check and preview message templates (templates/NAME/CHANNEL[.LOCALE].j2).",
-    no_args_is_help=True,
-)
+# the commands of `outreach templates`: its help is in cli/__init__.py, where the root
+# reads it without importing this module
+app = typer.Typer()
 
 
 @app.command(
