@@ -1,10 +1,11 @@
-"""Delivery reads and provider-status moves written once for both stores: their SQL
-differs only in the placeholder (``?`` on SQLite, ``%s`` on PostgreSQL; see
+"""Delivery and occurrence reads and provider-status moves written once for both stores:
+their SQL differs only in the placeholder (``?`` on SQLite, ``%s`` on PostgreSQL; see
 ``shared/dialect.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from .interface import DELIVERY_COLUMNS
@@ -103,3 +104,72 @@ class DeliveryLookups(Statements):
             ):
                 counts[status] = counts.get(status, 0) + n
         return counts
+
+    def occurrence_status(self, campaign: str, occurrence: str) -> str | None:
+        row = self._execute(
+            "SELECT status FROM occurrences WHERE campaign = ? AND occurrence = ?",
+            (campaign, occurrence),
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def known_occurrences(self, campaign: str) -> dict[str, str]:
+        """occurrence → status for one campaign."""
+        rows = self._execute(
+            "SELECT occurrence, status FROM occurrences WHERE campaign = ?", (campaign,)
+        )
+        return dict(rows.fetchall())
+
+    def count_due(self, now: str, channels: Sequence[str] | None = None) -> int:
+        """How many deliveries a send pass at ``now`` would pick up (on ``channels``)."""
+        sql = (
+            "SELECT count(*) FROM deliveries WHERE status IN ('queued', 'deferred') "
+            "AND not_before <= ?"
+        )
+        params: list[Any] = [now]
+        if channels is not None:
+            sql += f" AND channel IN ({self._marks(channels) or 'NULL'})"
+            params.extend(channels)
+        row = self._execute(sql, params).fetchone()
+        return int(row[0])
+
+    def occurrence_survey(self, campaign: str, occurrence: str) -> dict[str, Any] | None:
+        row = self._execute(
+            "SELECT survey FROM occurrences WHERE campaign = ? AND occurrence = ?",
+            (campaign, occurrence),
+        ).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
+
+    def summarize(
+        self, keys: Iterable[tuple[str, str]]
+    ) -> Iterator[tuple[str, str, dict[str, int]]]:
+        """Per (campaign, occurrence): counts by status."""
+        for campaign, occurrence in keys:
+            by_status = dict(
+                self._execute(
+                    "SELECT status, count(*) FROM deliveries WHERE campaign = ? AND occurrence = ? "
+                    "AND purpose = 'campaign' GROUP BY status",
+                    (campaign, occurrence),
+                ).fetchall()
+            )
+            yield campaign, occurrence, by_status
+
+    def queue_rows(self, limit: int | None) -> Iterator[dict[str, Any]]:
+        """Deliveries still to be sent, or whose fate is unknown, soonest first."""
+        sql = (
+            "SELECT d.id, d.campaign, d.occurrence, d.customer_id, d.channel, d.purpose, d.status, "
+            "d.reason, d.not_before, d.attempts FROM deliveries d "
+            "WHERE d.status IN ('queued', 'deferred', 'sending', 'unknown') "
+            "ORDER BY d.status = 'unknown' DESC, d.not_before, d.id"
+        )
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return iter_dicts(self._execute(sql))
+
+    def due_reply_ids(self, now: str, limit: int) -> list[str]:
+        """Queued replies due by ``now``, oldest first (deliveries_due serves it)."""
+        rows = self._execute(
+            "SELECT id FROM deliveries WHERE status = 'queued' AND not_before <= ? "
+            "AND purpose != 'campaign' ORDER BY not_before LIMIT ?",
+            (now, limit),
+        ).fetchall()
+        return [str(row[0]) for row in rows]
