@@ -63,6 +63,9 @@ if sys.argv[3] == "plan":
     campaign = load_campaign(ws.config, "blast")
     occurrence = latest_occurrence(ws.config, campaign, clock.now())
     plan_occurrence(ws.config, ws.store, campaign, occurrence, clock.now())
+# what a first send pass imports (the provider, HTTP/2, the connection pool), before
+# "ready": on a busy machine they took a second or two, and the four did not start together
+import outreach.channels.twilio, h2.connection, httpcore, anyio
 print("ready", flush=True)
 sys.stdin.readline()  # go: every sender starts at once
 summary = asyncio.run(send_due_async(ws))
@@ -114,13 +117,17 @@ def _assert_no_second_over_the_rate(
     assert _most_in_one_second(times) <= most, stalls.longest
 
 
-def _assert_took_n_slots(times: list[float], rate: int) -> None:
+def _assert_took_n_slots(times: list[float], rate: int, stalls: Stalls, senders: int) -> None:
     # n slots 1/rate apart: the first to the last send takes (n - 1) / rate, and about
-    # that: the first send may come up to a slot late (and opens a connection), the last
-    # not, so it may seem 5 % shorter; starting up and the machine's load stretch it
+    # that: the first send may come up to a slot late and opens a connection (0.25 s),
+    # or reach the emulator while this process stalls, the last not, so it may seem that
+    # much shorter; starting up and the machine's load stretch it
     n = len(times)
     took = times[-1] - times[0]
-    assert (n - 1) / rate * 0.95 <= took <= (n - 1) / rate * 1.5 + 1.0, took
+    least = (n - 1) / rate - 0.25 - stalls.longest
+    # senders each at the whole rate (a limiter per process) would take a 1 / senders
+    assert least > (n - 1) / rate / senders, f"stalled {stalls.longest:.2f} s: too long"
+    assert least <= took <= (n - 1) / rate * 1.5 + 1.0, took
 
 
 @pytest.mark.parametrize("limit", ["channel", "campaign"])
@@ -154,7 +161,7 @@ def test_four_processes_share_a_channel_or_campaign_rate(
     times = sorted(r.at for r in twilio_server.requests if r.method == "POST")
     assert len(times) == n
     _assert_no_second_over_the_rate(times, rate, stalls, senders=4)
-    _assert_took_n_slots(times, rate)
+    _assert_took_n_slots(times, rate, stalls, senders=4)
 
 
 def test_serve_replies_and_a_run_share_a_channel_rate(
@@ -233,4 +240,4 @@ def _run_and_workers(tmp_path: Path, twilio_server: TwilioEmulator, database: st
     assert max(sends_per_to(twilio_server).values()) == 1
     times = sorted(r.at for r in twilio_server.requests if r.method == "POST")
     _assert_no_second_over_the_rate(times, rate, stalls, senders=4)
-    _assert_took_n_slots(times, rate)
+    _assert_took_n_slots(times, rate, stalls, senders=4)
