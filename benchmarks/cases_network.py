@@ -27,6 +27,7 @@ from .context import (
     max_rss,
     repeat,
     server_rate,
+    sms_twilio,
 )
 from .harness import (
     Background,
@@ -40,17 +41,6 @@ from .harness import (
 )
 
 # -- providers over loopback -----------------------------------------------------------------
-
-
-def _sms_twilio(port: int, rate: str | None = None, concurrency: int = 64) -> dict[str, str]:
-    body = (
-        f'provider = "twilio"\naccount_sid = "{TWILIO_SID}"\n'
-        f'auth_token_env = "BENCH_TWILIO_TOKEN"\nfrom = "{TWILIO_FROM}"\n'
-        f'base_url = "http://127.0.0.1:{port}"\nconcurrency = {concurrency}\n'
-    )
-    if rate:
-        body += f'rate = "{rate}"\n'
-    return {"sms": body}
 
 
 def send_to_server(
@@ -84,9 +74,7 @@ def bench_twilio_20k(ctx: Context) -> Row:
         ">= 1,500 msg/s",
     )
     with LoopbackServer("twilio", TWILIO_SID, TWILIO_TOKEN) as server:
-        seed = ctx.seeded(
-            "twilio", n, channels=_sms_twilio(server.port), customer_channels=("sms",)
-        )
+        seed = ctx.seeded("twilio", n, channels=sms_twilio(server.port), customer_channels=("sms",))
         ends: list[float] = []
 
         def once(i: int) -> float:
@@ -115,7 +103,7 @@ def bench_rate_200(ctx: Context) -> Row:
     )
     with LoopbackServer("twilio", TWILIO_SID, TWILIO_TOKEN) as server:
         seed = ctx.seeded(
-            "rate", n, channels=_sms_twilio(server.port, rate="200/s"), customer_channels=("sms",)
+            "rate", n, channels=sms_twilio(server.port, rate="200/s"), customer_channels=("sms",)
         )
         repeat(ctx, row, lambda i: send_to_server(ctx, row, server, seed, f"rate-{i}", n)[0])
     row.note = join(row.note, "rate seen by the server, first to last request")
@@ -159,7 +147,39 @@ def bench_smtp(ctx: Context) -> Row:
 # -- inbound ---------------------------------------------------------------------------------
 
 
-def _wait_healthy(port: int, serve: Background, timeout: float = 30.0) -> None:
+def twilio_webhooks(
+    run: int, port: int, people: list[data.Customer], texts: list[str], n: int
+) -> list[bytes]:
+    """``n`` signed Twilio inbound messages to ``port``, from ``people`` and with ``texts``
+    in turn, their ids unique to this ``run`` (signed before any clock starts)."""
+    from .loadgen import signed_requests
+
+    forms = [
+        {
+            "MessageSid": f"SM{run:04d}{k:028x}",
+            "AccountSid": TWILIO_SID,
+            "From": people[k % len(people)].phone,
+            "To": TWILIO_FROM,
+            "Body": texts[k % len(texts)],
+            "NumMedia": "0",
+            "SmsStatus": "received",
+        }
+        for k in range(n)
+    ]
+    return signed_requests("127.0.0.1", port, "/webhooks/sms", TWILIO_TOKEN, forms)
+
+
+def finish_run(runner: Background | None, timeout: float) -> None:
+    """Let the ``run`` sent beside serve end by itself (up to ``timeout``), then stop it."""
+    if runner is None:
+        return
+    deadline = time.monotonic() + timeout
+    while runner.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    runner.stop()
+
+
+def wait_healthy(port: int, serve: Background, timeout: float = 30.0) -> None:
     import urllib.request
 
     deadline = time.monotonic() + timeout
@@ -177,7 +197,7 @@ def _wait_healthy(port: int, serve: Background, timeout: float = 30.0) -> None:
 
 
 def bench_serve_webhooks(ctx: Context) -> Row:
-    from .loadgen import load, signed_requests
+    from .loadgen import load
 
     n = ctx.sizes["serve"]
     customers_n = ctx.sizes["serve_run"]
@@ -191,41 +211,23 @@ def bench_serve_webhooks(ctx: Context) -> Row:
     port = free_port()
     public = f"http://127.0.0.1:{port}"
     with LoopbackServer("twilio", TWILIO_SID, TWILIO_TOKEN) as twilio:
-        seed = ctx.seeded(
-            "serve", customers_n, channels=_sms_twilio(twilio.port), public_url=public
-        )
+        seed = ctx.seeded("serve", customers_n, channels=sms_twilio(twilio.port), public_url=public)
         people = list(data.customers(customers_n))
         texts = ["9", "8/10", "Thanks!", "Can someone call me?", "10", "negen"]
 
         def once(i: int) -> float:
             ws = copy_workspace(seed, ctx.path(f"serve-{i}"))
-            forms = [
-                {
-                    "MessageSid": f"SM{i:04d}{k:028x}",
-                    "AccountSid": TWILIO_SID,
-                    "From": people[k % len(people)].phone,
-                    "To": TWILIO_FROM,
-                    "Body": texts[k % len(texts)],
-                    "NumMedia": "0",
-                    "SmsStatus": "received",
-                }
-                for k in range(n)
-            ]
-            requests = signed_requests("127.0.0.1", port, "/webhooks/sms", TWILIO_TOKEN, forms)
+            requests = twilio_webhooks(i, port, people, texts, n)
             serve = Background(
                 outreach(ws, "serve", "--port", str(port), now=LATER), env=SECRET_ENV
             )
             runner: Background | None = None
             try:
-                _wait_healthy(port, serve)
+                wait_healthy(port, serve)
                 runner = Background(outreach(ws, "run", "nps", "--json"), env=SECRET_ENV)
                 result = load("127.0.0.1", port, requests, connections=32, timeout=ctx.timeout)
             finally:
-                if runner is not None:
-                    deadline = time.monotonic() + ctx.timeout
-                    while runner.proc.poll() is None and time.monotonic() < deadline:
-                        time.sleep(0.1)
-                    runner.stop()
+                finish_run(runner, ctx.timeout)
                 serve.stop(grace=15)
                 max_rss(row, serve.rss_mb)
             stored = _count_replies(ws)

@@ -23,11 +23,10 @@ import time
 from pathlib import Path
 
 from . import data
-from .cases_network import _sms_twilio, _wait_healthy
+from .cases_network import finish_run, twilio_webhooks, wait_healthy
 from .context import (
     LATER,
     SECRET_ENV,
-    TWILIO_FROM,
     TWILIO_SID,
     TWILIO_TOKEN,
     Context,
@@ -36,6 +35,7 @@ from .context import (
     join,
     max_rss,
     repeat,
+    sms_twilio,
 )
 from .harness import (
     Background,
@@ -53,8 +53,6 @@ TEXTS = ["9", "8/10", "Thanks!", "Can someone call me?", "10", "negen", "STOP"]
 
 
 def bench_serve_replicas(ctx: Context) -> Row:
-    from .loadgen import signed_requests
-
     server_url()  # not available without a server: said before any set-up
     n = ctx.sizes["serve"]
     customers_n = ctx.sizes["serve_run"]
@@ -70,27 +68,13 @@ def bench_serve_replicas(ctx: Context) -> Row:
     public = f"http://127.0.0.1:{proxy_port}"
     with LoopbackServer("twilio", TWILIO_SID, TWILIO_TOKEN) as twilio:
         seed = ctx.seeded(
-            "replicas", customers_n, channels=_sms_twilio(twilio.port), public_url=public
+            "replicas", customers_n, channels=sms_twilio(twilio.port), public_url=public
         )
         people = list(data.customers(customers_n))
 
         def once(i: int) -> float:
             ws = copy_workspace(seed, ctx.path(f"replicas-{i}"))
-            forms = [
-                {
-                    "MessageSid": f"SM{i:04d}{k:028x}",
-                    "AccountSid": TWILIO_SID,
-                    "From": people[k % len(people)].phone,
-                    "To": TWILIO_FROM,
-                    "Body": TEXTS[k % len(TEXTS)],
-                    "NumMedia": "0",
-                    "SmsStatus": "received",
-                }
-                for k in range(n)
-            ]
-            requests = signed_requests(
-                "127.0.0.1", proxy_port, "/webhooks/sms", TWILIO_TOKEN, forms
-            )
+            requests = twilio_webhooks(i, proxy_port, people, TEXTS, n)
             with fresh_database() as url:
                 env = {**SECRET_ENV, "OUTREACH_DATABASE_URL": url}
                 copy = outreach(ws, "store", "copy", "--to", url)  # from the seed's SQLite file
@@ -132,7 +116,7 @@ def _measure(
     killed: list[float] = []
     try:
         for port, replica in zip(ports, replicas, strict=True):
-            _wait_healthy(port, replica, timeout=60)
+            wait_healthy(port, replica, timeout=60)
         proxy = Background(
             [sys.executable, "-m", "benchmarks.proxy", str(proxy_port), *map(str, ports)],
             stdout_pipe=True,
@@ -157,11 +141,7 @@ def _measure(
             on_ok=on_ok,
         )
     finally:
-        if runner is not None:
-            deadline = time.monotonic() + ctx.timeout
-            while runner.proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.1)
-            runner.stop()
+        finish_run(runner, ctx.timeout)
         for replica in reversed(replicas):
             replica.stop(grace=15)
         max_rss(row, replicas[1].rss_mb)

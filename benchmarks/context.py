@@ -189,6 +189,18 @@ class Context:
         return ws
 
 
+def sms_twilio(port: int, *, rate: str | None = None, concurrency: int = 64) -> dict[str, str]:
+    """The ``sms`` channel on the Twilio emulator at ``port`` (for ``configure``)."""
+    body = (
+        f'provider = "twilio"\naccount_sid = "{TWILIO_SID}"\n'
+        f'auth_token_env = "BENCH_TWILIO_TOKEN"\nfrom = "{TWILIO_FROM}"\n'
+        f'base_url = "http://127.0.0.1:{port}"\nconcurrency = {concurrency}\n'
+    )
+    if rate:
+        body += f'rate = "{rate}"\n'
+    return {"sms": body}
+
+
 def configure(ws: Path, channels: dict[str, str], public_url: str | None) -> None:
     """Remove every rate limit, raise concurrency, replace or add channel sections."""
     toml = ws / "outreach.toml"

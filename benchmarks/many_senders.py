@@ -30,7 +30,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .context import SECRET_ENV, TWILIO_FROM, TWILIO_SID, TWILIO_TOKEN, Context, join
+from .context import SECRET_ENV, TWILIO_SID, TWILIO_TOKEN, Context, join, sms_twilio
 from .harness import Background, ChildFailed, Row, copy_workspace, outreach, run_child
 from .postgresql import fresh_database, rows
 
@@ -39,16 +39,6 @@ KILLS = {"full": 20, "quick": 8, "tiny": 3}
 WORKERS = 3
 CONCURRENCY = 8
 SEED = 20261218
-
-
-def _channel(port: int) -> dict[str, str]:
-    return {
-        "sms": (
-            f'provider = "twilio"\naccount_sid = "{TWILIO_SID}"\n'
-            f'auth_token_env = "BENCH_TWILIO_TOKEN"\nfrom = "{TWILIO_FROM}"\n'
-            f'base_url = "http://127.0.0.1:{port}"\nconcurrency = {CONCURRENCY}\n'
-        )
-    }
 
 
 class _Emulator(Background):
@@ -180,7 +170,10 @@ def bench_many_senders(ctx: Context) -> Row:
     )
     with _Emulator() as emulator, fresh_database() as url:
         seed = ctx.seeded(
-            "senders", n, channels=_channel(emulator.port), customer_channels=("sms",)
+            "senders",
+            n,
+            channels=sms_twilio(emulator.port, concurrency=CONCURRENCY),
+            customer_channels=("sms",),
         )
         result = _once(ctx, seed, url, emulator, n)
     row.values.append(result["rate"])

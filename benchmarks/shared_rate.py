@@ -24,7 +24,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .context import SECRET_ENV, TWILIO_FROM, TWILIO_SID, TWILIO_TOKEN, Context, join, repeat
+from .context import (
+    SECRET_ENV,
+    TWILIO_SID,
+    TWILIO_TOKEN,
+    Context,
+    join,
+    repeat,
+    sms_twilio,
+)
 from .harness import (
     Child,
     ChildFailed,
@@ -40,16 +48,6 @@ from .postgresql import fresh_database, server_url
 SIZES = {"full": 2_000, "quick": 600, "tiny": 100}
 PROCESSES = 4
 RATE = 200
-
-
-def _channel(port: int) -> dict[str, str]:
-    return {
-        "sms": (
-            f'provider = "twilio"\naccount_sid = "{TWILIO_SID}"\n'
-            f'auth_token_env = "BENCH_TWILIO_TOKEN"\nfrom = "{TWILIO_FROM}"\n'
-            f'base_url = "http://127.0.0.1:{port}"\nconcurrency = 8\nrate = "{RATE}/s"\n'
-        )
-    }
 
 
 def _postgresql_url() -> str | None:
@@ -127,7 +125,12 @@ def bench_shared_rate(ctx: Context) -> Row:
     )
     url = _postgresql_url()
     with LoopbackServer("twilio", TWILIO_SID, TWILIO_TOKEN) as server:
-        seed = ctx.seeded("rate4", n, channels=_channel(server.port), customer_channels=("sms",))
+        seed = ctx.seeded(
+            "rate4",
+            n,
+            channels=sms_twilio(server.port, rate=f"{RATE}/s", concurrency=8),
+            customer_channels=("sms",),
+        )
 
         def on_sqlite(i: int) -> float:
             ws = copy_workspace(seed, ctx.path(f"rate4-sqlite-{i}"))
