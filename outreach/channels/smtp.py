@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from typing import ClassVar
 
 import aiosmtplib
 from aiosmtplib.email import parse_address
-from aiosmtplib.protocol import normalize_message_line_endings
 
 from ..config import ChannelConfig
 from ..errors import ConfigError, ProviderError
@@ -281,12 +281,21 @@ async def _greet(client: aiosmtplib.SMTP) -> None:
         await client.helo()
 
 
+# every line end (CRLF, a lone LF or CR), each written as CRLF
+_LINE_ENDS = re.compile(rb"\r\n|\n|\r(?!\n)")
+# what may not stand in a path: white space and controls would end the command or start a
+# parameter, brackets the path (checked here: older aiosmtplib releases let them through)
+_UNSAFE = re.compile(r"[\x00-\x20\x7f<>]")
+
+
 def _quoted(address: str) -> bytes:
     """``<address>`` for MAIL FROM/RCPT TO; ValueError if it could smuggle in a parameter
     or a command. A plain ``local@domain`` needs no parsing, the rest goes through
-    aiosmtplib's own check."""
+    aiosmtplib's parser."""
     if not is_plain_address(address):
         address = parse_address(address)
+        if _UNSAFE.search(address):
+            raise ValueError(address)
     return f"<{address}>".encode()
 
 
@@ -294,7 +303,9 @@ def _data_text(data: bytes) -> tuple[bytes, int]:
     """The DATA text of a message: CRLF line ends, lines starting with a dot doubled, the
     final ``.`` line (RFC 5321 4.5.2); and its size before the dots, as SIZE counts it."""
     if b"\r" in data:
-        data = normalize_message_line_endings(data)
+        data = _LINE_ENDS.sub(b"\r\n", data)
+        if not data.endswith(b"\r\n"):
+            data += b"\r\n"
     else:
         # render_email writes LF only: every LF becomes CRLF
         data = data.replace(b"\n", b"\r\n")
