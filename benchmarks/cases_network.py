@@ -120,9 +120,15 @@ def _smtp_channel(port: int) -> dict[str, str]:
     }
 
 
+def smtp_seed(ctx: Context, server: LoopbackServer) -> Path:
+    """The smtp row's workspace: its customers, imported once a session."""
+    n = ctx.sizes["smtp"]
+    return ctx.seeded("smtp", n, channels=_smtp_channel(server.port), customer_channels=("email",))
+
+
 def smtp_rates(ctx: Context, row: Row, server: LoopbackServer) -> list[float]:
     n = ctx.sizes["smtp"]
-    seed = ctx.seeded("smtp", n, channels=_smtp_channel(server.port), customer_channels=("email",))
+    seed = smtp_seed(ctx, server)
     repeat(ctx, row, lambda i: send_to_server(ctx, row, server, seed, f"smtp-{i}", n)[0])
     return row.values
 

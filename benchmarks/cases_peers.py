@@ -19,7 +19,7 @@ import statistics
 import sys
 
 from .cases_local import render_rate
-from .cases_network import send_to_server, smtp_rates
+from .cases_network import send_to_server, smtp_rates, smtp_seed
 from .context import (
     Context,
     check,
@@ -191,7 +191,17 @@ def bench_smtp_vs_mailmerge(ctx: Context) -> Row:
         ours = ctx.cache.get("smtp_rates")
         if not ours:
             ours = smtp_rates(ctx, Row("smtp", ""), server)
-        ceiling = _ceiling(ctx, server, "smtp-ceiling", str(server.port), ctx.sizes["smtp"], 8)
+        # the same emails as outreach's (made from the smtp row's workspace): a lighter
+        # message would cost the server less and lift the ceiling above any sender of these
+        ceiling = _ceiling(
+            ctx,
+            server,
+            "smtp-ceiling",
+            str(server.port),
+            ctx.sizes["smtp"],
+            8,
+            str(smtp_seed(ctx, server)),
+        )
     _ratio_row(
         row,
         ours,
@@ -203,7 +213,8 @@ def bench_smtp_vs_mailmerge(ctx: Context) -> Row:
     share = statistics.median(ours) / ceiling
     row.note = join(
         row.note,
-        f"ceiling: bare aiosmtplib over the same 8 connections, nothing else, "
+        f"ceiling: bare aiosmtplib sending the same emails over the same 8 connections, "
+        f"nothing else, "
         f"{ceiling:,.0f} msg/s = {ceiling / statistics.median(rates):.1f}x mailmerge; "
         f"outreach at {share:.2f} of it (renders, records each)",
     )
@@ -297,7 +308,13 @@ def bench_webhooks_vs_apprise(ctx: Context) -> Row:
 
 
 def _ceiling(
-    ctx: Context, server: LoopbackServer, job: str, target: str, n: int, concurrency: int
+    ctx: Context,
+    server: LoopbackServer,
+    job: str,
+    target: str,
+    n: int,
+    concurrency: int,
+    *extra: str,
 ) -> float:
     """The rate the bare client library reaches against ``server`` (best of the runs)."""
     rates = []
@@ -313,6 +330,7 @@ def _ceiling(
                     target,
                     str(n),
                     str(concurrency),
+                    *extra,
                 ],
                 timeout=ctx.timeout,
             )
