@@ -45,6 +45,7 @@ from .results import Result, SendSummary
 SENT_STATES = (Status.SENT, Status.DELIVERED, Status.READ)
 FLUSH_AT = 2048  # results kept before recording them at once (else at a claim, or every:)
 FLUSH_SECONDS = 0.1
+LOCAL_TURN = 64  # local sends between two turns of the event loop
 YOUNG_GC_THRESHOLD = 10_000  # allocations between young collections while sending
 PLANNING_POLL = 0.02  # seconds between looks at an empty queue while another process plans
 
@@ -163,9 +164,14 @@ class _Engine:
             if self.left is not None:
                 self.left -= len(ready)
             if ch.provider.local:
-                # nothing to wait for: one after another, without a task each
-                for row, message in ready:
+                # nothing to wait for: one after another, without a task each; a local
+                # send never gives the loop a turn, so a signal (its handler runs on the
+                # loop) would wait for the whole batch: a turn every LOCAL_TURN sends,
+                # and the rest of the batch goes back to the queue once it is stopped
+                for i, (row, message) in enumerate(ready, 1):
                     await self._send(ch, row, message)
+                    if i % LOCAL_TURN == 0:
+                        await asyncio.sleep(0)
                 continue
             queue.extend(ready)
             for _ in range(min(len(queue), ch.config.concurrency - len(senders))):
