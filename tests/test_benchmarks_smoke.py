@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,25 +37,7 @@ ROW_KEYS = {
 def test_quick_startup_and_render_print_one_json_row_each() -> None:
     env = {**os.environ, "BENCH_TINY": "1"}
     env.pop("OUTREACH_WORKSPACE", None)
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "run.py"),
-            "--quick",
-            "--only",
-            "startup",
-            "render_100k",
-            "--json",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    report = _report("--quick", "--only", "startup", "render_100k", env=env)
     assert report["mode"] == "tiny"
     assert report["machine"]["cpus"] >= 1
     rows = {row["name"]: row for row in report["rows"]}
@@ -71,7 +54,8 @@ def test_quick_startup_and_render_print_one_json_row_each() -> None:
     assert rows["render_100k"]["size"] == "200 messages"
 
 
-def _bench(*args: str, env: dict[str, str]) -> dict[str, dict[str, object]]:
+def _report(*args: str, env: dict[str, str]) -> dict[str, Any]:
+    """``benchmarks/run.py ARGS --json``, which must succeed: its report."""
     done = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "run.py"), *args, "--json"],
         cwd=REPO,
@@ -82,7 +66,12 @@ def _bench(*args: str, env: dict[str, str]) -> dict[str, dict[str, object]]:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    return {row["name"]: row for row in json.loads(done.stdout)["rows"]}
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def _bench(*args: str, env: dict[str, str]) -> dict[str, dict[str, object]]:
+    return {row["name"]: row for row in _report(*args, env=env)["rows"]}
 
 
 def test_the_postgresql_rows_say_in_one_line_that_there_is_no_server() -> None:
