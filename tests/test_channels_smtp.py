@@ -443,3 +443,105 @@ def test_settings_are_checked_when_built(smtp_server: SmtpEmulator) -> None:
         make(smtp_server, **{"from": "hello world@acme.example"})  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="username_env and password_env"):
         make(smtp_server, username_env="SMTP_USERNAME")
+
+
+# -- 8BITMIME (RFC 6152) --------------------------------------------------------------
+
+_BODY = "Beste Zoë,\n\nGeef ons een cijfer van 0 tot 10 — één vraag.\n\nGroet,\nAcme\n"
+_HTML = (
+    '<p style="margin:0;color:#18181b">Beste Zoë,</p>\n'
+    '<table role="presentation" width="100%"><tr><td>Geef ons een cijfer: € 0 … 10</td>'
+    "</tr></table>\n"
+)
+
+
+def _parts(received: Any) -> dict[str, tuple[str, str]]:
+    """subtype -> (transfer encoding, text with the wire's CRLF line ends as LF)."""
+    mail = received.message
+    assert not mail.defects
+    out = {}
+    for part in mail.walk():
+        if part.get_content_maintype() == "text":
+            text = part.get_content().replace("\r\n", "\n")
+            out[part.get_content_subtype()] = (part["Content-Transfer-Encoding"], text)
+    return out
+
+
+def test_an_8bitmime_server_gets_the_text_unencoded_with_body_8bitmime(
+    smtp_server: SmtpEmulator,
+) -> None:
+    """aiosmtpd offers 8BITMIME: the parts go as UTF-8 as they are, MAIL FROM says so,
+    and they parse back to exactly the text rendered, with none of quoted-printable's
+    ``=3D`` or soft line breaks."""
+    run(make(smtp_server), message(body=_BODY, html=_HTML))
+    [received] = smtp_server.received
+    assert "BODY=8BITMIME" in received.mail_options
+    assert _parts(received) == {"plain": ("8bit", _BODY), "html": ("8bit", _HTML)}
+    assert "één vraag".encode() in received.data
+    assert b'width="100%"' in received.data and b"=3D" not in received.data
+
+
+def test_a_server_without_8bitmime_gets_quoted_printable_and_no_body_parameter() -> None:
+    """A 7-bit server (it announces no 8BITMIME, refuses a BODY parameter and 8-bit text):
+    a non-ASCII part is quoted-printable, an ASCII one goes as it is (7bit), and MAIL FROM
+    has no BODY. The provider rendered the message for 8BITMIME before it had a session,
+    as a new channel does, and renders it again for this one."""
+    server = SmtpEmulator(eight_bit_mime=False)
+    server.start()
+    try:
+        ascii_body = "Dear Anna,\n\nRate us from 0 to 10.\n"
+        run(make(server), message(body=ascii_body, html=_HTML))
+        [received] = server.received
+    finally:
+        server.stop()
+    assert not any(option.startswith("BODY") for option in received.mail_options)
+    assert received.data.isascii()
+    assert _parts(received) == {
+        "plain": ("7bit", ascii_body),
+        "html": ("quoted-printable", _HTML),
+    }
+
+
+def test_a_retry_on_a_session_without_8bitmime_is_rendered_again_for_it(
+    smtp_server: SmtpEmulator,
+) -> None:
+    """The server stops offering 8BITMIME to new sessions; a message rendered for the
+    reused (8BITMIME) session is refused there with 421 and retried on a new one, which
+    gets it quoted-printable, without BODY: rendered for the session it went out on."""
+    provider = make(smtp_server)
+
+    async def go() -> None:
+        await provider.send(message(1, body=_BODY, html=_HTML))
+        smtp_server.eight_bit_mime = False
+        smtp_server.refuse_recipients("421 4.7.0 closing transmission channel", times=1)
+        await provider.send(message(2, body=_BODY, html=_HTML))
+        await provider.aclose()
+
+    asyncio.run(go())
+    first, second = smtp_server.received
+    assert provider.sessions_opened == 2
+    assert "BODY=8BITMIME" in first.mail_options
+    assert _parts(first) == {"plain": ("8bit", _BODY), "html": ("8bit", _HTML)}
+    assert not any(option.startswith("BODY") for option in second.mail_options)
+    assert _parts(second) == {
+        "plain": ("quoted-printable", _BODY),
+        "html": ("quoted-printable", _HTML),
+    }
+
+
+def test_a_line_over_998_octets_stays_quoted_printable_on_an_8bitmime_server(
+    smtp_server: SmtpEmulator,
+) -> None:
+    """RFC 5322 caps a line at 998 octets: a part with a longer one is quoted-printable
+    (which breaks it softly) even where 8-bit may travel, the other part unencoded. 500
+    characters of "é" are 1,000 octets: the limit is counted in octets, not characters."""
+    long_body = "Beste Zoë,\n" + "é" * 500 + "\n"
+    long_ascii = "<p>" + "a" * 1200 + "</p>\n"
+    run(make(smtp_server), message(1, body=long_body, html=_HTML), message(2, html=long_ascii))
+    first, second = smtp_server.received
+    assert "BODY=8BITMIME" in first.mail_options
+    assert _parts(first) == {"plain": ("quoted-printable", long_body), "html": ("8bit", _HTML)}
+    assert all(len(line) <= 998 for line in first.data.split(b"\r\n"))
+    assert _parts(second)["html"] == ("quoted-printable", long_ascii)
+    assert _parts(second)["plain"][0] == "7bit"
+    assert not any(option.startswith("BODY") for option in second.mail_options)

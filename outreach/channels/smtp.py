@@ -13,7 +13,12 @@ temporary (retryable), ``5xx`` permanent, both carrying the code; timeouts and l
 connections are retryable, except once the message text has gone out: without the
 server's answer to it nobody knows whether it will be delivered, so the error is
 *ambiguous* and the run records the delivery ``unknown`` instead of sending it again.
-Messages are built by ``mime.render_email``.
+Messages are built by ``mime.render_email`` for the session they go out on: with
+8-bit text parts and ``BODY=8BITMIME`` where the server offers 8BITMIME (RFC 6152;
+aiosmtpd, Postfix, Exim, Gmail and SES do), quoted-printable where it does not. A message
+is rendered before it waits for a session, the way the last session wanted it (the
+sessions of one channel go to one server, so they agree), and again only if the session
+it gets wants the other.
 
 aiosmtplib opens, greets, secures and logs in each session; a message's transaction
 (MAIL, RCPT, DATA, the text) then goes through ``smtp_session.Session``, raising the
@@ -99,6 +104,8 @@ class SmtpProvider(Provider):
         self._size = max(1, channel.concurrency)
         self._idle: list[Session] = []
         self._slots: asyncio.Semaphore | None = None
+        # whether the last session offered 8BITMIME: what the next message is rendered for
+        self._eight_bit = True
         self.sessions_opened = 0
 
     # -- sessions -----------------------------------------------------------------
@@ -144,9 +151,8 @@ class SmtpProvider(Provider):
     async def send(self, message: OutboundMessage) -> SendResult:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self._size)
-        data = render_email(
-            message, sender=self.sender, reply_to=self.reply_to, message_id_domain=self.domain
-        )
+        eight_bit = self._eight_bit
+        text, size, body8 = self._render(message, eight_bit)
         recipient = ascii_domain(address_of(message.to))
         try:
             if "@" not in recipient:
@@ -157,7 +163,6 @@ class SmtpProvider(Provider):
                 f'smtp: "{message.to}" is not an email address', retryable=False, code="address"
             ) from None
         utf8 = needs_smtputf8(recipient)
-        text, size = _data_text(data)
         async with self._slots:
             for attempt in (1, 2):
                 try:
@@ -171,8 +176,11 @@ class SmtpProvider(Provider):
                         retryable=True,
                         code="connection",
                     ) from None
+                if client.eight_bit != eight_bit:
+                    eight_bit = self._eight_bit = client.eight_bit
+                    text, size, body8 = self._render(message, eight_bit)
                 try:
-                    await client.transact(self._mail_from, rcpt_to, text, size, utf8)
+                    await client.transact(self._mail_from, rcpt_to, text, size, utf8, body8)
                 except aiosmtplib.SMTPNotSupported as exc:
                     # refused before the envelope: the session is still good
                     self._release(client, healthy=True)
@@ -210,6 +218,20 @@ class SmtpProvider(Provider):
                 self._release(client, healthy=True)
                 return SendResult(provider_message_id=message_id(message.delivery_id, self.domain))
         raise AssertionError("the loop above returns or raises")
+
+    def _render(self, message: OutboundMessage, eight_bit: bool) -> tuple[bytes, int, bool]:
+        """The DATA text of ``message``, its size, and whether it needs ``BODY=8BITMIME``:
+        rendered with ``eight_bit``, its bytes are not ASCII only where a part is 8-bit
+        (or a header UTF-8, which is 8-bit too)."""
+        data = render_email(
+            message,
+            sender=self.sender,
+            reply_to=self.reply_to,
+            message_id_domain=self.domain,
+            eight_bit=eight_bit,
+        )
+        text, size = _data_text(data)
+        return text, size, eight_bit and not data.isascii()
 
     def _lost_answer(self, what: str) -> ProviderError:
         """No reply came to the message text: the server may have taken it, so a resend

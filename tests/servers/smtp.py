@@ -5,12 +5,16 @@ recipients with a chosen reply (``450 …`` temporary, ``550 …`` permanent), d
 open session (an idle-timeout disconnect) to exercise reconnects, and take a message then
 hang up before answering it (the client cannot know whether it was accepted). It can
 also limit the message size it announces (SIZE), speak only HELO, as servers from
-before ESMTP do, or require TLS (STARTTLS or implicit) with a given certificate.
+before ESMTP do, or require TLS (STARTTLS or implicit) with a given certificate. It
+offers 8BITMIME, as aiosmtpd does, unless ``eight_bit_mime`` is off (for the sessions
+opened from then on): it then works as a 7-bit server, aiosmtpd's ``decode_data`` mode,
+which announces no 8BITMIME, refuses a ``BODY`` parameter and takes only ASCII text.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import warnings
 from dataclasses import dataclass
@@ -28,15 +32,20 @@ class Received:
     rcpt_tos: list[str]
     data: bytes
     peer: Any
+    mail_options: list[str]
 
     @property
     def message(self) -> EmailMessage:
-        # an SMTPUTF8 message has UTF-8 headers (RFC 6532), which the parser reads from text
-        parsed = (
-            message_from_bytes(self.data, policy=policy.default)
-            if self.data.isascii()
-            else message_from_string(self.data.decode("utf-8"), policy=policy.default)
-        )
+        end = re.search(rb"\r?\n\r?\n", self.data)
+        head = self.data[: end.start()] if end else self.data
+        if head.isascii():
+            parsed = message_from_bytes(self.data, policy=policy.default)
+        else:
+            # an SMTPUTF8 message has UTF-8 headers (RFC 6532), which the parser reads from
+            # text, and may have 8bit parts, which it decodes by their charset only from
+            # bytes (kept as surrogates in the text, as message_from_bytes does)
+            body = self.data[len(head) :].decode("ascii", "surrogateescape")
+            parsed = message_from_string(head.decode("utf-8") + body, policy=policy.default)
         assert isinstance(parsed, EmailMessage)
         return parsed
 
@@ -60,7 +69,13 @@ class RecordingHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         data = envelope.original_content or b""
         self.received.append(
-            Received(str(envelope.mail_from), list(envelope.rcpt_tos), data, session.peer)
+            Received(
+                str(envelope.mail_from),
+                list(envelope.rcpt_tos),
+                data,
+                session.peer,
+                list(envelope.mail_options),
+            )
         )
         if self.hang_up_after_data:
             self.hang_up_after_data -= 1
@@ -87,12 +102,14 @@ class SmtpEmulator(Controller):
         esmtp: bool = True,
         starttls: ssl.SSLContext | None = None,
         implicit_tls: ssl.SSLContext | None = None,
+        eight_bit_mime: bool = True,
     ) -> None:
         self.handler_obj = RecordingHandler()
         self.user = username
         self.secret = password
         self.sessions: list[SMTP] = []
         self.esmtp = esmtp
+        self.eight_bit_mime = eight_bit_mime
         kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
         if size_limit is not None:
             kwargs["data_size_limit"] = size_limit
@@ -119,6 +136,8 @@ class SmtpEmulator(Controller):
         return AuthResult(success=ok, handled=False)
 
     def factory(self) -> SMTP:
+        # aiosmtpd offers 8BITMIME unless it decodes the text (and then takes only ASCII)
+        self.SMTP_kwargs["decode_data"] = not self.eight_bit_mime
         with warnings.catch_warnings():
             # AUTH without TLS is what this loopback test server is for
             warnings.simplefilter("ignore", UserWarning)
