@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import gc
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -436,28 +437,48 @@ class _Engine:
         return self.campaign_limiters[name]
 
 
-@contextlib.contextmanager
-def _heap_frozen() -> Iterator[None]:
-    """Leave the objects alive before the pass (modules, config, a plan's leftovers) out of
+class _HeapFrozen:
+    """Leave the objects alive before a pass (modules, config, a plan's leftovers) out of
     the collector's full passes while it sends, and collect the young generation less
-    often; both are handed back after it.
+    often; both are handed back once the last pass under way ends.
 
     A send allocates enough long-lived objects (claimed rows, messages, connections' state)
     to set off a full collection every 1,500 messages or so, and each walked the whole
     heap: about 110 ms after planning 3,000 deliveries, a fifth of the send's CPU. Every
     message also allocates a few hundred short-lived ones (a request, its response, the
     JSON), which a young collection every 700 allocations mostly walks while they are still
-    alive; every 10,000, most are gone by then. (Passes in two threads at once, as serve's
-    reply sender and a command, may leave the larger threshold set: no harm.)
+    alive; every 10,000, most are gone by then.
+
+    The collector is the process's: passes in two threads at once (serve's reply sender
+    and a command) share one setting, counted, so neither undoes it under the other and
+    the last one out puts back what was there before the first.
     """
-    gc.freeze()
-    thresholds = gc.get_threshold()
-    gc.set_threshold(max(YOUNG_GC_THRESHOLD, thresholds[0]), *thresholds[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._passes = 0
+        self._thresholds: tuple[int, int, int] = gc.get_threshold()
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if not self._passes:
+                gc.freeze()
+                self._thresholds = gc.get_threshold()
+                young, *older = self._thresholds
+                gc.set_threshold(max(YOUNG_GC_THRESHOLD, young), *older)
+            self._passes += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._passes -= 1
+                if not self._passes:
+                    gc.set_threshold(*self._thresholds)
+                    gc.unfreeze()
+
+
+_heap_frozen = _HeapFrozen()
 
 
 async def _first_of(*events: asyncio.Event | None, timeout: float) -> None:
