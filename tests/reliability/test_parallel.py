@@ -181,7 +181,9 @@ def test_sigterm_stops_run_and_helper_and_leaves_nothing_in_flight(ws: Path) -> 
         before,
         left,
     )
-    assert left["queued"] == CUSTOMERS - left["sent"]
+    # every planned delivery is sent or queued (on a busy machine the signal may land
+    # while the run still plans: the next run plans the rest)
+    assert left["queued"] + left["sent"] == sum(left.values()), left
     result = run_cli(ws, "run", "blast", "--json")
     assert result.returncode == 0, result.stderr
     _assert_each_customer_once(ws)
