@@ -424,6 +424,124 @@ def test_a_claim_reads_what_it_claims_not_the_backlog(store: Store) -> None:
     assert large < small * 3, (small, large)
 
 
+def test_a_migrated_database_claims_and_records_from_partial_indexes(tmp_path: Path) -> None:
+    """An existing database gets m212/m213 on open: a send pass's claim is one range of the
+    partial index deliveries_claim (no scan, no temporary b-tree), and none of the
+    statements it writes with builds a temporary b-tree (the status CHECK did, per row).
+
+    The plans are those of the statements as run (traced, with their values written in).
+    """
+    from outreach.sending.results import Result
+    from outreach.store import DELIVERY_COLUMNS
+
+    path = tmp_path / "old.db"
+    db = Database(path)
+    migrations.apply(db, stop_before="m212_claim_indexes_partial")
+    db.close()
+    store = open_store(path)
+    try:
+        indexes = dict(
+            store.conn.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                "AND tbl_name = 'deliveries' AND sql IS NOT NULL"
+            ).fetchall()
+        )
+        assert set(indexes) == {
+            "deliveries_once",
+            "deliveries_due",
+            "deliveries_provider_id",
+            "deliveries_report",
+            "deliveries_sent",
+            "deliveries_claim",
+            "deliveries_cap",
+        }
+        assert "WHERE status IN ('queued', 'deferred')" in indexes["deliveries_claim"]
+        assert "WHERE provider_message_id IS NOT NULL" in indexes["deliveries_provider_id"]
+
+        at = "2026-12-01T10:00:00Z"
+        values = {
+            "campaign": "nps",
+            "occurrence": at,
+            "channel": "email",
+            "purpose": "campaign",
+            "template": "nps",
+            "counts_for_cap": 1,
+            "status": "queued",
+            "not_before": at,
+            "created_at": at,
+            "updated_at": at,
+        }
+        ids = [f"c{i:04d}" for i in range(50)]
+        with store.write() as conn:
+            conn.executemany(
+                "INSERT INTO customers (id, created_at, updated_at) VALUES (?, ?, ?)",
+                [(cid, at, at) for cid in ids],
+            )
+            store.deliveries.insert_deliveries(
+                [
+                    tuple(
+                        cid if c == "customer_id" else f"d{cid}" if c == "id" else values.get(c)
+                        for c in DELIVERY_COLUMNS
+                    )
+                    for cid in ids
+                ]
+            )
+        traced: list[str] = []
+        store.conn.set_trace_callback(traced.append)
+        try:
+            rows = store.deliveries.claim_due(
+                at, 4, channels=["email"], from_states=DUE_STATES, worker=1
+            )
+            with store.write():
+                store.deliveries.record_results(
+                    [
+                        Result(
+                            r["id"],
+                            "email",
+                            "sent",
+                            at,
+                            sent_at=at,
+                            provider_message_id=f"<{r['id']}@x>",
+                        )
+                        for r in rows
+                    ],
+                    [
+                        {
+                            "customer_id": r["customer_id"],
+                            "channel": "email",
+                            "text": "hi",
+                            "at": at,
+                            "delivery_id": r["id"],
+                            "reply_token": f"t{r['id']}",
+                        }
+                        for r in rows
+                    ],
+                )
+                store.deliveries.claim_due(
+                    at, 4, channels=["email"], from_states=DUE_STATES, worker=1
+                )
+            assert store.deliveries.count_due(at, ["email"]) == 42
+            assert store.deliveries.customer_of_sent_message(f"<{rows[0]['id']}@x>") == "c0000"
+        finally:
+            store.conn.set_trace_callback(None)
+        assert [r["customer_id"] for r in rows] == ids[:4]
+        statements = [sql for sql in traced if sql.startswith(("SELECT", "UPDATE", "INSERT"))]
+        assert any("FROM deliveries d WHERE d.status IN" in sql for sql in statements)
+        for sql in statements:
+            plan = [r[3] for r in store.conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+            assert not [step for step in plan if step.startswith("SCAN")], (sql, plan)
+            assert not [step for step in plan if "TEMP B-TREE" in step], (sql, plan)
+            program = [r[1] for r in store.conn.execute(f"EXPLAIN {sql}")]
+            if not sql.startswith("SELECT"):
+                assert "OpenEphemeral" not in program, sql
+        # the rule the CHECK states is the same
+        with pytest.raises(sqlite3.IntegrityError), store.write():
+            store.conn.execute("UPDATE deliveries SET status = 'nonsense' WHERE id = 'dc0010'")
+        assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        store.close()
+
+
 def test_delivery_ids_never_repeat_within_a_millisecond(monkeypatch: pytest.MonkeyPatch) -> None:
     """300,000 ids in one frozen millisecond are all different (random suffixes of 32 bits
     clashed about ten times at this count)."""

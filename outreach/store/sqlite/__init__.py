@@ -89,6 +89,21 @@ class SqliteStore(Store):
         else:
             self.conn.execute("COMMIT")
 
+    @contextmanager
+    def joined(self) -> Iterator[sqlite3.Connection]:
+        """The caller's write transaction, else one of its own (``write``).
+
+        For the steps of a send pass's claim-and-record transaction: without the savepoint a
+        nested ``write`` takes (two statements more, each compiled anew, and every page
+        changed after it copied to the statement journal). Whatever goes wrong in them
+        propagates, and the caller's transaction rolls back whole.
+        """
+        if self.conn.in_transaction:
+            yield self.conn
+            return
+        with self.write() as conn:
+            yield conn
+
     def poll_for_locks(self) -> None:
         # Take the write lock by polling (see when_unlocked), not SQLite's busy handler.
         self.conn.execute("PRAGMA busy_timeout = 0")

@@ -115,7 +115,15 @@ class SqliteConversations(ConversationsSql, Conversations):
         that a reply to it finds its conversation). Written with one statement per kind of
         row, since a run records results in batches of hundreds.
         """
-        conversations = self._conversation_ids({row["customer_id"] for row in rows}, rows[0]["at"])
+        at = rows[0]["at"]
+        # Row by row, each customer's conversation found by the INSERT itself: looking a
+        # batch's customers up with an id list first copied that list into a temporary
+        # b-tree, twice when some were missing.
+        self.conn.executemany(
+            "INSERT INTO conversations (customer_id, status, needs_attention, created_at, "
+            "updated_at) VALUES (?, 'open', 0, ?, ?) ON CONFLICT (customer_id) DO NOTHING",
+            [(cid, at, at) for cid in dict.fromkeys(row["customer_id"] for row in rows)],
+        )
         tokens = [
             ("reply", row["reply_token"], row["customer_id"])
             for row in rows
@@ -129,10 +137,10 @@ class SqliteConversations(ConversationsSql, Conversations):
         self.conn.executemany(
             "INSERT INTO messages (conversation_id, customer_id, direction, channel, address, "
             "subject, text, delivery_id, campaign, author, at) "
-            "VALUES (?, ?, 'out', ?, ?, ?, ?, ?, ?, ?, ?)",
+            "SELECT id, ?1, 'out', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 FROM conversations "
+            "WHERE customer_id = ?1",
             [
                 (
-                    conversations[row["customer_id"]],
                     row["customer_id"],
                     row["channel"],
                     row.get("address"),
@@ -146,28 +154,3 @@ class SqliteConversations(ConversationsSql, Conversations):
                 for row in rows
             ],
         )
-
-    def _conversation_ids(self, customer_ids: set[str], at: str) -> dict[str, int]:
-        """customer → conversation id, creating the missing conversations (in one statement)."""
-        found = self._existing_conversations(list(customer_ids))
-        missing = [cid for cid in customer_ids if cid not in found]
-        if missing:
-            self.conn.executemany(
-                "INSERT INTO conversations (customer_id, status, needs_attention, created_at, "
-                "updated_at) VALUES (?, 'open', 0, ?, ?)",
-                [(cid, at, at) for cid in missing],
-            )
-            found.update(self._existing_conversations(missing))
-        return found
-
-    def _existing_conversations(self, customer_ids: list[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for chunk in chunks(customer_ids):
-            found.update(
-                self.conn.execute(
-                    "SELECT customer_id, id FROM conversations WHERE customer_id IN "
-                    f"({marks(chunk)})",
-                    chunk,
-                ).fetchall()
-            )
-        return found

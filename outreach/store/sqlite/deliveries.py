@@ -41,6 +41,14 @@ CLAIMED = ", ".join(
 )
 
 
+def state_list(states: Sequence[str]) -> str:
+    """Delivery states as SQL literals, ``'queued', 'deferred'``: a partial index over some
+    states serves only a query that names them as its definition does, not as parameters."""
+    if not all(str(s).isidentifier() for s in states):
+        raise ValueError(f"not delivery states: {states!r}")
+    return ", ".join(f"'{s}'" for s in states)
+
+
 class SqliteDeliveries(DeliveryLookups, Deliveries):
     """Deliveries on SQLite."""
 
@@ -200,10 +208,11 @@ class SqliteDeliveries(DeliveryLookups, Deliveries):
         delivery's channel (the check right before the send), and mark them ``sending`` with an
         UPDATE guarded by their old state.
         """
-        where: list[str] = []
+        where: list[str] = [f"d.status IN ({state_list(from_states)})"]
         params: list[Any] = []
         if ids is not None:
-            where.append(f"d.id IN ({marks(ids)})")
+            # +: look the ids up by key, not the (partial) claim index by status
+            where = [f"d.id IN ({marks(ids)})", f"+d.status IN ({state_list(from_states)})"]
             params.extend(ids)
         else:
             where.append("d.not_before <= ?")
@@ -212,35 +221,34 @@ class SqliteDeliveries(DeliveryLookups, Deliveries):
             where.append(f"d.campaign IN ({marks(campaigns)})")
             params.extend(campaigns)
         if channels is not None:
+            # one channel (a send pass's) is "channel = ?" to SQLite: one ordered range
             where.append(f"d.channel IN ({marks(channels) or 'NULL'})")
             params.extend(channels)
-        # one ordered index range per status (deliveries_claim), merged: no sort of the backlog.
-        # Given ids, the unary + keeps SQLite from walking every queued row by status instead of
-        # looking the ids up.
-        status = "+d.status" if ids is not None else "d.status"
-        per_status = (
+        # The due states written out as in the partial index deliveries_claim (m212), which
+        # SQLite uses only for a WHERE naming them so: one range in (not_before, id) order
+        # that stops at the LIMIT, with no merge of a range per state and no temporary
+        # b-tree.
+        sql = (
             f"SELECT {CLAIMED}, (SELECT c.status FROM consent c WHERE c.customer_id "
-            "= d.customer_id "
-            "AND c.channel = d.channel ORDER BY c.id DESC LIMIT 1) AS consent "
-            f"FROM deliveries d WHERE {status} = ? AND {' AND '.join(where)} "
+            "= d.customer_id AND c.channel = d.channel ORDER BY c.id DESC LIMIT 1) AS consent "
+            f"FROM deliveries d WHERE {' AND '.join(where)} "
             "ORDER BY d.not_before, d.id LIMIT ?"
         )
-        union = " UNION ALL ".join(f"SELECT * FROM ({per_status})" for _ in from_states)
-        sql = f"SELECT * FROM ({union}) ORDER BY not_before, id LIMIT ?"
-        params = [*(p for state in from_states for p in (state, *params, limit)), limit]
+        params.append(limit)
         # other processes wait for this transaction: do in it only what must be done in it
-        with self.store.write() as conn:
+        with self.store.joined() as conn:
             cur = conn.execute(sql, params)
             names = column_names(cur)
             found = cur.fetchall()
             if found:
                 key = names.index("id")
-                # +status: look the ids up by key; on status SQLite would scan the whole backlog
-                conn.execute(
+                # one row at a time by key: an id list would be copied into a temporary
+                # b-tree on every claim
+                conn.executemany(
                     "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, "
                     "claimed_by = ?, updated_at = ? "
-                    f"WHERE id IN ({marks(found)}) AND +status IN ({marks(from_states)})",
-                    [worker, now, *(r[key] for r in found), *from_states],
+                    f"WHERE id = ? AND +status IN ({state_list(from_states)})",
+                    [(worker, now, r[key]) for r in found],
                 )
         return to_dicts(names, found)
 
@@ -268,7 +276,7 @@ class SqliteDeliveries(DeliveryLookups, Deliveries):
             )
             for u in updates
         ]  # built before the transaction, which other processes wait for
-        with self.store.write() as conn:
+        with self.store.joined() as conn:
             conn.executemany(
                 "UPDATE deliveries SET status = ?, reason = ?, error = ?, "
                 "provider_message_id = coalesce(?, provider_message_id), "

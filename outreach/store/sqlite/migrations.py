@@ -6,6 +6,8 @@ Add a change as the next ``mNNN_…`` function. Times are stored as UTC ISO 8601
 
 from __future__ import annotations
 
+import re
+
 from sqlite_utils import Database, Migrations
 
 migrations = Migrations("outreach")
@@ -377,3 +379,47 @@ def m211_rate_limits_monotonic(db: Database) -> None:
         ALTER TABLE rate_limits ADD COLUMN reserved_at REAL NOT NULL DEFAULT 0;
         """
     )
+
+
+@migrations()
+def m212_claim_indexes_partial(db: Database) -> None:
+    # A send pass rewrote every index holding the status twice per delivery (claimed, then
+    # sent). deliveries_claim now holds only the due states, in (not_before, id) order per
+    # channel: a claim is one range that stops at its LIMIT, removes the row from the
+    # index, and recording the send touches it no more (the status at the end: counting
+    # the due by state reads the index alone). A delivery gets its provider id
+    # when it is sent: the entries of those not sent yet were NULLs no lookup asks for.
+    db.executescript(
+        """
+        DROP INDEX deliveries_claim;
+        CREATE INDEX deliveries_claim ON deliveries(channel, not_before, id, status)
+            WHERE status IN ('queued', 'deferred');
+        DROP INDEX deliveries_provider_id;
+        CREATE INDEX deliveries_provider_id ON deliveries(provider_message_id)
+            WHERE provider_message_id IS NOT NULL;
+        """
+    )
+
+
+@migrations()
+def m213_status_check_compared(db: Database) -> None:
+    # CHECK (status IN (ten states)) built a temporary b-tree of the ten names for every
+    # row written with a status (SQLite compares in place only for up to two values): two
+    # per delivery sent, a million for a plan of a million. The same rule as equalities
+    # is checked by comparisons alone. Edited in place as in m190: nothing stored changes.
+    row = db.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'"
+    ).fetchone()
+    found = re.search(r"CHECK \(status IN \(([^)]*)\)\)", row[0]) if row else None
+    if row is None or found is None:
+        return
+    states = [s.strip() for s in found.group(1).split(",")]
+    rule = " OR ".join(f"status = {s}" for s in states)
+    new = row[0].replace(found.group(0), f"CHECK ({rule})")
+    version = db.execute("PRAGMA schema_version").fetchone()[0]
+    db.execute("PRAGMA writable_schema = ON")
+    db.execute(
+        "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'deliveries'", [new]
+    )
+    db.execute(f"PRAGMA schema_version = {int(version) + 1}")
+    db.execute("PRAGMA writable_schema = OFF")
