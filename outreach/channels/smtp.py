@@ -324,7 +324,9 @@ def _quoted(address: str) -> bytes:
 def _data_text(data: bytes) -> tuple[bytes, int]:
     """The DATA text of a message: CRLF line ends, lines starting with a dot doubled, the
     final ``.`` line (RFC 5321 4.5.2); and its size before the dots, as SIZE counts it."""
-    if b"\r" in data:
+    # find, not ``in``: bytes' ``in`` first tries its operand as an integer, raising and
+    # clearing a TypeError (2 k instructions) every time
+    if data.find(b"\r") >= 0:
         data = _LINE_ENDS.sub(b"\r\n", data)
         if not data.endswith(b"\r\n"):
             data += b"\r\n"
@@ -334,7 +336,7 @@ def _data_text(data: bytes) -> tuple[bytes, int]:
         if not data.endswith(b"\r\n"):
             data += b"\r\n"
     size = len(data)
-    if b"\n." in data:
+    if data.find(b"\n.") >= 0:
         data = data.replace(b"\n.", b"\n..")
     if data.startswith(b"."):
         data = b"." + data

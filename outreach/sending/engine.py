@@ -98,6 +98,9 @@ class _Engine:
         # database together (a run, its helpers, serve's reply sender, workers)
         self.limits = ws.store.limits
         self.windows: dict[str, Window] = {}
+        # an occurrence's time, parsed once per pass: a claim is often of one row, and
+        # dateutil's parser cost each such batch 30 k instructions
+        self.occurrence_times: dict[str, datetime] = {}
 
     # -- the pass -------------------------------------------------------------------------
 
@@ -394,8 +397,11 @@ class _Engine:
             campaign = self.composer.campaign(campaign_name)
             survey = self.composer.survey(campaign_name, occurrence)
             expires = survey.get("expires_seconds") if survey else None
+            at = self.occurrence_times.get(occurrence)
+            if at is None:
+                at = self.occurrence_times[occurrence] = clock.parse_time(occurrence)
             out[key] = (
-                now - clock.parse_time(occurrence),
+                now - at,
                 campaign.late if campaign else None,
                 timedelta(seconds=expires) if expires is not None else None,
             )
