@@ -371,38 +371,12 @@ def test_a_claim_reads_what_it_claims_not_the_backlog(store: Store) -> None:
     query plan that walks the queue by status instead of by key once made each claim of
     a 100,000-customer run scan the whole backlog.
     """
-    from outreach.store import DELIVERY_COLUMNS
 
     def steps_to_claim(backlog: int) -> int:
         at = "2026-12-01T10:00:00Z"
         first = store.conn.execute("SELECT count(*) FROM customers").fetchone()[0]
         ids = [f"c{first + i:07d}" for i in range(backlog)]
-        with store.write() as conn:
-            conn.executemany(
-                "INSERT INTO customers (id, created_at, updated_at) VALUES (?, ?, ?)",
-                [(cid, at, at) for cid in ids],
-            )
-            values = {
-                "campaign": "nps",
-                "occurrence": at,
-                "channel": "email",
-                "purpose": "campaign",
-                "template": "nps",
-                "counts_for_cap": 1,
-                "status": "queued",
-                "not_before": at,
-                "created_at": at,
-                "updated_at": at,
-            }
-            store.deliveries.insert_deliveries(
-                [
-                    tuple(
-                        cid if c == "customer_id" else f"d{cid}" if c == "id" else values.get(c)
-                        for c in DELIVERY_COLUMNS
-                    )
-                    for cid in ids
-                ]
-            )
+        _queue_for(store, ids, at)
         steps = 0
 
         def count() -> int:
@@ -432,7 +406,6 @@ def test_a_migrated_database_claims_and_records_from_partial_indexes(tmp_path: P
     The plans are those of the statements as run (traced, with their values written in).
     """
     from outreach.sending.results import Result
-    from outreach.store import DELIVERY_COLUMNS
 
     path = tmp_path / "old.db"
     db = Database(path)
@@ -459,33 +432,8 @@ def test_a_migrated_database_claims_and_records_from_partial_indexes(tmp_path: P
         assert "WHERE provider_message_id IS NOT NULL" in indexes["deliveries_provider_id"]
 
         at = "2026-12-01T10:00:00Z"
-        values = {
-            "campaign": "nps",
-            "occurrence": at,
-            "channel": "email",
-            "purpose": "campaign",
-            "template": "nps",
-            "counts_for_cap": 1,
-            "status": "queued",
-            "not_before": at,
-            "created_at": at,
-            "updated_at": at,
-        }
         ids = [f"c{i:04d}" for i in range(50)]
-        with store.write() as conn:
-            conn.executemany(
-                "INSERT INTO customers (id, created_at, updated_at) VALUES (?, ?, ?)",
-                [(cid, at, at) for cid in ids],
-            )
-            store.deliveries.insert_deliveries(
-                [
-                    tuple(
-                        cid if c == "customer_id" else f"d{cid}" if c == "id" else values.get(c)
-                        for c in DELIVERY_COLUMNS
-                    )
-                    for cid in ids
-                ]
-            )
+        _queue_for(store, ids, at)
         traced: list[str] = []
         store.conn.set_trace_callback(traced.append)
         try:
@@ -586,3 +534,35 @@ def test_a_delivery_id_taken_twice_is_an_error_not_a_skipped_customer(store: Sto
         assert store.deliveries.insert_deliveries([row("d2", "a")]) == 0
     with pytest.raises(sqlite3.IntegrityError), store.write():
         store.deliveries.insert_deliveries([row("d1", "b")])
+
+
+def _queue_for(store: Store, ids: list[str], at: str) -> None:
+    """Customers ``ids``, each with a queued NPS email due at ``at`` (delivery ``d<id>``)."""
+    from outreach.store import DELIVERY_COLUMNS
+
+    values = {
+        "campaign": "nps",
+        "occurrence": at,
+        "channel": "email",
+        "purpose": "campaign",
+        "template": "nps",
+        "counts_for_cap": 1,
+        "status": "queued",
+        "not_before": at,
+        "created_at": at,
+        "updated_at": at,
+    }
+    with store.write() as conn:
+        conn.executemany(
+            "INSERT INTO customers (id, created_at, updated_at) VALUES (?, ?, ?)",
+            [(cid, at, at) for cid in ids],
+        )
+        store.deliveries.insert_deliveries(
+            [
+                tuple(
+                    cid if c == "customer_id" else f"d{cid}" if c == "id" else values.get(c)
+                    for c in DELIVERY_COLUMNS
+                )
+                for cid in ids
+            ]
+        )
