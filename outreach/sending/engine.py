@@ -98,8 +98,8 @@ class _Engine:
         # database together (a run, its helpers, serve's reply sender, workers)
         self.limits = ws.store.limits
         self.windows: dict[str, Window] = {}
-        # an occurrence's time, parsed once per pass: a claim is often of one row, and
-        # dateutil's parser cost each such batch 30 k instructions
+        # an occurrence's time, parsed once per pass: a claim is often of a few rows, and
+        # dateutil's parser ran at every one
         self.occurrence_times: dict[str, datetime] = {}
 
     # -- the pass -------------------------------------------------------------------------

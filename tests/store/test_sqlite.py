@@ -502,8 +502,6 @@ def test_delivery_ids_never_repeat_within_a_millisecond(monkeypatch: pytest.Monk
 
 
 def test_a_delivery_id_taken_twice_is_an_error_not_a_skipped_customer(store: Store) -> None:
-    from outreach.store import DELIVERY_COLUMNS
-
     at = "2026-12-01T10:00:00Z"
     with store.write() as conn:
         conn.executemany(
@@ -511,38 +509,33 @@ def test_a_delivery_id_taken_twice_is_an_error_not_a_skipped_customer(store: Sto
             [("a", at, at), ("b", at, at)],
         )
 
-    def row(delivery: str, customer: str) -> tuple[object, ...]:
-        values = {
-            "id": delivery,
-            "campaign": "nps",
-            "occurrence": at,
-            "customer_id": customer,
-            "channel": "email",
-            "purpose": "campaign",
-            "template": "nps",
-            "counts_for_cap": 1,
-            "status": "queued",
-            "not_before": at,
-            "created_at": at,
-            "updated_at": at,
-        }
-        return tuple(values.get(c) for c in DELIVERY_COLUMNS)
-
     with store.write():
-        assert store.deliveries.insert_deliveries([row("d1", "a")]) == 1
+        assert store.deliveries.insert_deliveries([_queued_row("d1", "a", at)]) == 1
         # the same customer again (a re-plan after a crash): kept as it is
-        assert store.deliveries.insert_deliveries([row("d2", "a")]) == 0
+        assert store.deliveries.insert_deliveries([_queued_row("d2", "a", at)]) == 0
     with pytest.raises(sqlite3.IntegrityError), store.write():
-        store.deliveries.insert_deliveries([row("d1", "b")])
+        store.deliveries.insert_deliveries([_queued_row("d1", "b", at)])
 
 
 def _queue_for(store: Store, ids: list[str], at: str) -> None:
     """Customers ``ids``, each with a queued NPS email due at ``at`` (delivery ``d<id>``)."""
+    with store.write() as conn:
+        conn.executemany(
+            "INSERT INTO customers (id, created_at, updated_at) VALUES (?, ?, ?)",
+            [(cid, at, at) for cid in ids],
+        )
+        store.deliveries.insert_deliveries([_queued_row(f"d{cid}", cid, at) for cid in ids])
+
+
+def _queued_row(delivery: str, customer: str, at: str) -> tuple[object, ...]:
+    """A queued NPS email delivery due at ``at``, as ``insert_deliveries`` takes it."""
     from outreach.store import DELIVERY_COLUMNS
 
     values = {
+        "id": delivery,
         "campaign": "nps",
         "occurrence": at,
+        "customer_id": customer,
         "channel": "email",
         "purpose": "campaign",
         "template": "nps",
@@ -552,17 +545,4 @@ def _queue_for(store: Store, ids: list[str], at: str) -> None:
         "created_at": at,
         "updated_at": at,
     }
-    with store.write() as conn:
-        conn.executemany(
-            "INSERT INTO customers (id, created_at, updated_at) VALUES (?, ?, ?)",
-            [(cid, at, at) for cid in ids],
-        )
-        store.deliveries.insert_deliveries(
-            [
-                tuple(
-                    cid if c == "customer_id" else f"d{cid}" if c == "id" else values.get(c)
-                    for c in DELIVERY_COLUMNS
-                )
-                for cid in ids
-            ]
-        )
+    return tuple(values.get(c) for c in DELIVERY_COLUMNS)
