@@ -133,6 +133,8 @@ def _copy_examples(folder: Path) -> list[Path]:
             written.append(dst)
     gitignore = folder / ".gitignore"
     if not gitignore.exists():
-        gitignore.write_text("outreach.db*\noutbox/\n.outreach.lock\n", encoding="utf-8")
+        gitignore.write_text(
+            "outreach.db*\noutbox/\n.outreach.lock\n.outreach-journal/\n", encoding="utf-8"
+        )
         written.append(gitignore)
     return written

@@ -28,6 +28,11 @@ from ..store import Limits
 from .results import Result
 
 RETRIES_IN_RUN = 3  # attempts of one send within a run
+# a journaled channel claims up to this many deliveries ahead of its sends, and no more
+# than it sends in AHEAD_SECONDS at the pace it has kept (consent is read at the claim,
+# so a STOP that comes later must not find a long queue already claimed)
+JOURNALED_BUDGET = 128
+AHEAD_SECONDS = 0.1
 BACKOFF_BASE = 0.2  # seconds; doubles each attempt, with jitter
 MAX_RETRY_AFTER = 60.0  # a longer Retry-After requeues the delivery for a later run
 CIRCUIT_THRESHOLD = 8  # consecutive retryable failures that open a channel's circuit
@@ -142,9 +147,21 @@ class Channel:
     wake_at: int = -1
     consecutive_failures: int = 0
     open: bool = False  # the circuit: no more sends on it in this pass
+    # sends are journaled (``journal.py``): a crash leaves only those in flight unknown,
+    # so the budget may grow past ``concurrency`` with the pace of the sends
+    journaled: bool = False
+    finished_total: int = 0
+    first_claim: float = 0.0
 
     @classmethod
-    def of(cls, config: ChannelConfig, provider: Provider, limits: Limits | None = None) -> Channel:
+    def of(
+        cls,
+        config: ChannelConfig,
+        provider: Provider,
+        limits: Limits | None = None,
+        *,
+        journaled: bool = False,
+    ) -> Channel:
         # a provider that cannot send twice (files, idempotency keys) works through larger
         # batches, so fewer transactions
         budget = max(config.concurrency, 1024) if provider.idempotent else config.concurrency
@@ -153,7 +170,25 @@ class Channel:
             provider=provider,
             limiter=limiter_for(config.rate, limits, f"channel:{config.name}"),
             budget=budget,
+            journaled=journaled,
         )
+
+    def pace(self) -> None:
+        """Before a claim: a journaled channel's budget, from the pace of its sends."""
+        if not self.journaled:
+            return
+        now = time.monotonic()
+        if not self.first_claim:
+            self.first_claim = now
+            return
+        per_second = self.finished_total / max(now - self.first_claim, 1e-3)
+        ahead = min(JOURNALED_BUDGET, int(per_second * AHEAD_SECONDS))
+        self.budget = max(self.config.concurrency, ahead)
+
+    def unjournaled(self) -> None:
+        """The journal failed: from now on claim no more than is sent at once."""
+        self.journaled = False
+        self.budget = self.config.concurrency
 
     @property
     def name(self) -> str:
@@ -177,6 +212,7 @@ class Channel:
 
     def finish(self) -> None:
         self.finished += 1
+        self.finished_total += 1
         if self.in_flight <= self.wake_at:
             self.ready.set()
 
@@ -216,8 +252,10 @@ async def send_one(
     stop: asyncio.Event,
     campaign_limiter: RateLimiter | None,
     problems: list[str],
+    started: Callable[[str], bool] | None = None,
 ) -> Result:
-    """Send one message, retrying what may be retried within the pass; its result."""
+    """Send one message, retrying what may be retried within the pass; its result.
+    ``started`` is told the delivery's id before the provider first sees it."""
     delivery_id, channel = row["id"], row["channel"]
 
     def result(status: Status, **fields: Any) -> Result:
@@ -237,6 +275,8 @@ async def send_one(
         if ch.open or stop.is_set():
             # not sent: back to the queue, as if never claimed
             return result(Status.QUEUED, attempts_back=True)
+        if started is not None and attempt == 0:
+            started(delivery_id)
         try:
             sent = await ch.provider.send(message)
         except ProviderError as exc:

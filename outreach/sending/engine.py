@@ -31,12 +31,13 @@ from typing import Any
 
 from .. import clock
 from ..channels import ADDRESS_COLUMN, address_kind, build_provider
-from ..channels.base import SERVICE_WINDOW, OutboundMessage, ProviderContext
+from ..channels.base import SERVICE_WINDOW, OutboundMessage, Provider, ProviderContext
 from ..config import Window, zone_or
 from ..deliveries import DUE_STATES, Purpose, Status
 from ..errors import OutreachError
 from ..policy import needs_recent_contact
 from ..workspace import Workspace
+from . import journal
 from .channel import Channel, RateLimiter, limiter_for, send_one
 from .compose import Composer
 from .decide import decide
@@ -76,6 +77,7 @@ class _Engine:
         self.config = ws.config
         self.store = ws.store
         self.worker: int | None = None  # this process's lease, named by each claim
+        self.journal: journal.Journal | None = None  # what is started, not yet recorded
         self.campaign_filter = campaigns
         self.ids = ids
         self.left = limit
@@ -108,7 +110,12 @@ class _Engine:
         # a caller that sends for long holds its lease already (run, worker, serve);
         # anything else (a reply sent by a command) holds one for this pass
         with hold(self.ws, "run") as self.worker, _heap_frozen():
-            return await self._run()
+            try:
+                return await self._run()
+            finally:
+                if self.journal is not None:
+                    journal.release(self.journal)
+                    self.journal = None
 
     async def _run(self) -> SendSummary:
         flusher = asyncio.create_task(self._flush_periodically())
@@ -118,7 +125,9 @@ class _Engine:
                 try:
                     config = self.config.channel(name)
                     provider = build_provider(config, self.context)
-                    self.channels[name] = Channel.of(config, provider, self.limits)
+                    self.channels[name] = Channel.of(
+                        config, provider, self.limits, journaled=self._journal_for(provider)
+                    )
                 except OutreachError as exc:
                     self.summary.problems.append(f"channel {name}: {exc}")
                     continue
@@ -130,6 +139,15 @@ class _Engine:
             self._flush()
             await self._close()
         return self.summary
+
+    def _journal_for(self, provider: Provider) -> bool:
+        """Whether sends on ``provider`` are journaled (opening the journal if need be):
+        where a resend could duplicate, and the process can keep a journal."""
+        if provider.idempotent or provider.local:
+            return False
+        if self.journal is None and self.worker is not None:
+            self.journal = journal.acquire(self.ws.root, self.worker)
+        return self.journal is not None
 
     async def _close(self) -> None:
         for ch in self.channels.values():
@@ -149,6 +167,9 @@ class _Engine:
             await asyncio.sleep(0)
             if self.stop.is_set() or ch.open or self.left == 0:
                 break
+            if ch.journaled and (self.journal is None or self.journal.broken):
+                ch.unjournaled()
+            ch.pace()
             # finished sends free their slots at the claim, which records them first
             if ch.budget - ch.in_flight < ch.low_water and ch.in_flight:
                 await self._wait_for_results(ch)
@@ -272,6 +293,8 @@ class _Engine:
 
     def _recorded(self, results: list[Result]) -> int:
         """Free the slots of these committed results and report the progress."""
+        if self.journal is not None:
+            self.journal.recorded(r.id for r in results)
         per_channel: dict[str, int] = {}
         for r in results:
             per_channel[r.channel] = per_channel.get(r.channel, 0) + 1
@@ -408,6 +431,7 @@ class _Engine:
         return out
 
     async def _send(self, ch: Channel, row: dict[str, Any], message: OutboundMessage) -> None:
+        kept = self.journal if ch.journaled else None
         result = await send_one(
             ch,
             row,
@@ -415,23 +439,27 @@ class _Engine:
             stop=self.stop,
             campaign_limiter=self._campaign_limiter(row.get("campaign")),
             problems=self.summary.problems,
+            started=kept.started if kept is not None else None,
         )
-        self._finish(row, result)
+        outbound = None
         if result.status is Status.SENT:
-            self.outbound.append(
-                {
-                    "customer_id": row["customer_id"],
-                    "channel": row["channel"],
-                    "address": message.to,
-                    "subject": message.subject,
-                    "text": message.body,
-                    "delivery_id": row["id"],
-                    "campaign": row.get("campaign"),
-                    "author": row["purpose"],
-                    "at": result.at,
-                    "reply_token": message.reply_token,
-                }
-            )
+            outbound = {
+                "customer_id": row["customer_id"],
+                "channel": row["channel"],
+                "address": message.to,
+                "subject": message.subject,
+                "text": message.body,
+                "delivery_id": row["id"],
+                "campaign": row.get("campaign"),
+                "author": row["purpose"],
+                "at": result.at,
+                "reply_token": message.reply_token,
+            }
+            self.outbound.append(outbound)
+        if kept is not None:
+            # before it can be recorded: the journal must name every result it holds
+            kept.finished(result, outbound)
+        self._finish(row, result)
 
     def _campaign_limiter(self, name: str | None) -> RateLimiter | None:
         if name is None:

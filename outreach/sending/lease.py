@@ -28,11 +28,15 @@ import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ..channels import provider_class
 from ..config import Config
+from ..deliveries import Status
 from ..store import Store, open_store
 from ..workspace import Workspace
+from . import journal
+from .results import Result
 
 # the initial pid namespace's inode number, fixed by the kernel (PROC_PID_INIT_INO)
 _INIT_PID_NAMESPACE = 0xEFFFFFFC
@@ -81,13 +85,63 @@ def hold(ws: Workspace, kind: str) -> Iterator[int]:
 
 def recover(ws: Workspace, at: str) -> dict[str, int]:
     """Dead senders' in-flight deliveries: ``unknown``, or ``queued`` again on channels
-    where a resend cannot duplicate; {"requeued": n, "unknown": n}."""
+    where a resend cannot duplicate; {"requeued": n, "unknown": n, "recorded": n}.
+
+    A dead sender of this host that kept a send journal is replayed first: what it never
+    handed to a provider goes back to the queue, what it had a result for is recorded
+    (``recorded``), and only what it had started without an answer is left to be
+    ``unknown``."""
     store = ws.store
     idempotent = [
         name for name, ch in ws.config.channels.items() if provider_class(ch.provider).idempotent
     ]
-    dead = [worker for worker, pid in store.workers.on_host(HOST) if not running(pid)]
-    return store.deliveries.recover_in_flight(idempotent, at, lease=ws.config.lease, dead=dead)
+    here = store.workers.on_host(HOST)
+    dead = {worker: pid for worker, pid in here if not running(pid)}
+    # a journal whose worker has no row (it ended with results unrecorded, or another
+    # host recovered it) is replayed too: what it claimed may still be in flight
+    ended = journal.orphans(ws.root, {worker for worker, _ in here})
+    requeued = recorded = 0
+    for worker, pid in [*dead.items(), *ended.items()]:
+        if worker in ended and running(pid):
+            continue  # alive, its lease lapsed: its next heartbeat makes its row again
+        back, done = _replay(ws, worker, pid, at)
+        requeued += back
+        recorded += done
+    out = store.deliveries.recover_in_flight(idempotent, at, lease=ws.config.lease, dead=list(dead))
+    return {"requeued": out["requeued"] + requeued, "unknown": out["unknown"], "recorded": recorded}
+
+
+def _replay(ws: Workspace, worker: int, pid: int, at: str) -> tuple[int, int]:
+    """Settle dead ``worker``'s claims by its journal: (requeued, recorded)."""
+    replay = journal.read(ws.root, worker, pid)
+    if replay is None:
+        journal.forget(ws.root, worker)
+        return 0, 0
+    store = ws.store
+
+    def settle() -> tuple[int, int]:
+        with store.write():
+            results: list[Result] = []
+            outbound: list[dict[str, Any]] = []
+            for delivery_id, channel in store.deliveries.in_flight_of(worker).items():
+                result = replay.results.get(delivery_id)
+                if result is not None:
+                    results.append(result)
+                    if delivery_id in replay.outbound:
+                        outbound.append(replay.outbound[delivery_id])
+                elif delivery_id not in replay.started:
+                    # never handed to its provider: as if never claimed
+                    results.append(
+                        Result(delivery_id, channel, Status.QUEUED, at, attempts_back=True)
+                    )
+            if results:
+                store.deliveries.record_results(results, outbound)
+        back = sum(1 for r in results if r.id not in replay.results)
+        return back, len(results) - back
+
+    settled = store.retrying(settle)
+    journal.forget(ws.root, worker)
+    return settled
 
 
 def running(pid: int) -> bool:

@@ -316,6 +316,12 @@ class Deliveries(Protocol):
         messages to their conversations, in one transaction."""
         ...
 
+    def in_flight_of(self, worker: int) -> dict[str, str]:
+        """The ``sending`` deliveries claimed by ``worker`` (id → channel), read in the
+        caller's write transaction; locked until it ends on PostgreSQL, so that two
+        recoverers of one dead claimer never both act on a row."""
+        ...
+
     def recover_in_flight(
         self,
         idempotent_channels: Iterable[str],

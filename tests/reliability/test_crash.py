@@ -15,16 +15,26 @@ Invariants after every kill, and at the end:
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import signal
 import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from outreach.deliveries import DUE_STATES, Status
+from outreach.sending import journal
+from outreach.sending.channel import JOURNALED_BUDGET
+from outreach.sending.lease import HOST
+from outreach.sending.results import Result
+from outreach.store import open_store
 from tests.servers.twilio import TwilioEmulator
 
 from .support import (
@@ -46,9 +56,12 @@ from .support import (
 CONCURRENCY = 16
 
 
+def _toml(server: TwilioEmulator, concurrency: int = CONCURRENCY) -> str:
+    return outreach_toml(twilio_channel(server.url, concurrency=concurrency))
+
+
 def _workspace(tmp_path: Path, server: TwilioEmulator, customers: int) -> Path:
-    toml = outreach_toml(twilio_channel(server.url, concurrency=CONCURRENCY))
-    return make_workspace(tmp_path / "ws", toml, customers=customers)
+    return make_workspace(tmp_path / "ws", _toml(server), customers=customers)
 
 
 def _sending(ws: Path) -> set[str]:
@@ -101,7 +114,9 @@ def _kill_at_random_moments(
         in_flight = _sending(ws)
         # a run killed before its recovery step leaves the previous run's rows as they were
         fresh = in_flight - left_sending
-        assert len(fresh) <= CONCURRENCY, f"{len(fresh)} deliveries in flight at the kill"
+        # claimed ahead of the sends (the send journal tells the next run which of them
+        # were never started, and which had an answer)
+        assert len(fresh) <= max(CONCURRENCY, JOURNALED_BUDGET), f"{len(fresh)} claimed"
         left_sending |= in_flight
         assert max(sends_per_to(server).values(), default=0) <= 1
     return left_sending
@@ -117,9 +132,11 @@ def _check_crash_run(
     final = statuses(ws)
     assert set(final) <= TERMINAL, final
     assert sum(final.values()) == customers
-    # each killed run's in-flight rows, and only those, became unknown
+    # only rows claimed at a kill became unknown, and of those only what was in flight:
+    # handed to the provider and not yet answered (at most CONCURRENCY a kill)
     unknown_ids = {r[0] for r in query(ws, "SELECT id FROM deliveries WHERE status = 'unknown'")}
-    assert unknown_ids == left_sending
+    assert unknown_ids <= left_sending
+    assert len(unknown_ids) <= kills * CONCURRENCY
     # the run that finds them says so (and how to resend)
     assert bool(dangling) == any("--retry-unknown" in p for p in reports[0]["problems"])
 
@@ -180,3 +197,117 @@ def test_sigint_and_sigterm_drain_and_leave_nothing_unknown(
     assert statuses(ws) == Counter({"sent": customers})
     received = sends_per_to(twilio_server)
     assert len(received) == customers and max(received.values()) == 1
+
+
+def test_a_kill_with_sends_claimed_ahead_leaves_only_the_unanswered_ones_unknown(
+    tmp_path: Path, twilio_server: TwilioEmulator
+) -> None:
+    """The engine claims ahead of its sends (its send journal makes that safe): at a kill,
+    the deliveries claimed and never handed to the provider go back to the queue, and only
+    those the provider had and never answered become ``unknown``."""
+    customers, concurrency = 1200, 4
+    ws = make_workspace(tmp_path / "ws", _toml(twilio_server, concurrency), customers=customers)
+    twilio_server.hang_seconds = 120  # no answer before the kill
+    proc = spawn(ws, "run", "blast", "--json")
+    try:
+        # the budget follows the pace: a few hundred sends in, it claims far ahead
+        assert wait_until(_reached(twilio_server, 400, proc), timeout=60)
+        twilio_server.fail(*["hang"] * customers)
+        before = post_count(twilio_server)
+        assert wait_until(lambda: post_count(twilio_server) >= before + concurrency, 10)
+        hung = {r.form()["To"] for r in twilio_server.requests[before:]}
+        # what was answered is recorded soon (the periodic flush); the rest stays claimed
+        assert wait_until(lambda: statuses(ws)["sent"] >= before, 10)
+        claimed = _sending(ws)
+        assert len(claimed) > concurrency, "no deliveries claimed ahead of the sends"
+    finally:
+        stop(proc, signal.SIGKILL)
+    twilio_server.faults.clear()
+    assert len(hung) == concurrency
+    reports = _finish(ws)
+    unknown = _phones_with(ws, "unknown")
+    assert unknown == hung, "only the sends the provider had and never answered are unknown"
+    assert any("--retry-unknown" in p for p in reports[0]["problems"])
+    received = sends_per_to(twilio_server)
+    assert max(received.values()) == 1, "a customer received two messages"
+    assert _phones_with(ws, "sent") == set(received) - hung
+    assert statuses(ws) == Counter({"sent": customers - concurrency, "unknown": concurrency})
+
+
+def _claimed_by_a_dead_sender(ws: Path, count: int) -> tuple[int, int, list[dict[str, Any]]]:
+    """``count`` queued deliveries claimed by a sender of this host that has died: its
+    worker id, its pid, and the claimed rows."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    store = open_store(ws / "outreach.db")
+    try:
+        worker = store.workers.register(HOST, gone.pid, "run")
+        rows = store.deliveries.claim_due(
+            "2026-12-01T09:31:00Z", count, from_states=DUE_STATES, worker=worker
+        )
+    finally:
+        store.close()
+    assert len(rows) == count
+    return worker, gone.pid, rows
+
+
+def _dead_senders_journal(ws: Path, worker: int, pid: int, boot: str | None) -> journal.Journal:
+    """A journal as the dead sender ``pid`` left it (written by the engine's own writer)."""
+    kept = journal.Journal(ws, worker, boot or "")
+    kept.header = json.dumps({"worker": worker, "pid": pid, "boot": boot}) + "\n"
+    (ws / journal.DIRECTORY).mkdir(exist_ok=True)
+    kept._next_file()
+    return kept
+
+
+@pytest.mark.parametrize("case", ["same-boot", "its-row-gone", "after-a-reboot"])
+def test_the_next_run_settles_a_dead_senders_claims_by_its_journal(
+    tmp_path: Path, twilio_server: TwilioEmulator, case: str
+) -> None:
+    """Answered: recorded as sent, with its conversation message, never sent again; started
+    and unanswered: unknown; never started: sent by the next run. So too when the sender's
+    row has gone (it ended with results it could not record). A journal of another boot
+    (the machine restarted: the file may have lost its last lines) is not trusted."""
+    same_boot = case != "after-a-reboot"
+    ws = make_workspace(tmp_path / "ws", _toml(twilio_server), customers=6)
+    run_json(ws, "blast", "--limit", "1")  # plans all six, sends one
+    worker, pid, (answered, unanswered, never) = _claimed_by_a_dead_sender(ws, 3)
+    boot = journal.boot_id() if same_boot else "a-boot-before-the-last-restart"
+    kept = _dead_senders_journal(ws, worker, pid, boot)
+    at = "2026-12-01T09:31:01Z"
+    kept.started(answered["id"])
+    sent = Result(answered["id"], answered["channel"], Status.SENT, at, None, None, "SMx", at)
+    outbound = {
+        "customer_id": answered["customer_id"],
+        "channel": answered["channel"],
+        "address": "+31612345678",
+        "subject": None,
+        "text": "the message the dead sender sent",
+        "delivery_id": answered["id"],
+        "campaign": "blast",
+        "author": "campaign",
+        "at": at,
+        "reply_token": None,
+    }
+    kept.finished(sent, outbound)
+    kept.started(unanswered["id"])
+    os.close(kept.fd)  # killed: the file stays as written
+    if case == "its-row-gone":
+        with closing(open_store(ws / "outreach.db")) as store:
+            store.workers.unregister(worker)
+    before = sends_per_to(twilio_server)
+
+    run_json(ws, "blast")
+    status = {r[0]: r[1] for r in query(ws, "SELECT id, status FROM deliveries")}
+    messages = query(ws, "SELECT text FROM messages WHERE delivery_id = ?", (answered["id"],))
+    resent = sends_per_to(twilio_server) - before
+    if same_boot:
+        assert status[answered["id"]] == "sent"
+        assert [m[0] for m in messages] == ["the message the dead sender sent"]
+        assert status[never["id"]] == "sent" and status[unanswered["id"]] == "unknown"
+        assert sum(resent.values()) == 6 - 1 - 2  # the never-started one and the three left
+    else:
+        assert {status[d["id"]] for d in (answered, unanswered, never)} == {"unknown"}
+        assert sum(resent.values()) == 6 - 1 - 3
+    assert max(sends_per_to(twilio_server).values()) == 1
+    assert not list((ws / journal.DIRECTORY).iterdir()), "the journal outlived its replay"

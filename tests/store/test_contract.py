@@ -511,6 +511,21 @@ def test_recovery_leaves_a_live_claimers_deliveries_alone(store: Store) -> None:
     assert store.workers.list_workers() == []
 
 
+def test_a_claimers_in_flight_deliveries_are_read_by_its_id(store: Store) -> None:
+    ids = add_customers(store, 4)
+    mine = store.workers.register("here", 201, "run")
+    other = store.workers.register("here", 202, "run")
+    planned = plan(store, ids)
+    claim = store.deliveries.claim_due
+    taken = claim(LATER, 2, ids=planned[:2], from_states=DUE_STATES, worker=mine)
+    claim(LATER, 1, ids=planned[2:3], from_states=DUE_STATES, worker=other)
+    store.deliveries.record_results([Result(taken[1]["id"], "sent", LATER)], [])
+    with store.write():
+        # the sent one is no longer in flight; the other claimer's is not this one's
+        assert store.deliveries.in_flight_of(mine) == {taken[0]["id"]: "sms"}
+    assert store.deliveries.in_flight_of(9999) == {}
+
+
 def test_a_claimer_whose_heartbeat_is_older_than_the_lease_is_dead(store: Store) -> None:
     ids = add_customers(store, 2)
     stale = store.workers.register("other-host", 7, "worker")

@@ -167,6 +167,16 @@ class PgDeliveries(DeliveryLookups, Deliveries):
         return {cid: n for cid, n in self.conn.execute(sql, params) if n}
 
     @unit_of_work
+    def in_flight_of(self, worker: int) -> dict[str, str]:
+        """The ``sending`` deliveries claimed by ``worker``: id → channel, locked until the
+        caller's transaction ends (a second recoverer waits, then finds them changed)."""
+        rows = self.conn.execute(
+            "SELECT id, channel FROM deliveries WHERE status = 'sending' "
+            "AND claimed_by = %s FOR UPDATE",
+            (worker,),
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
     def recover_in_flight(
         self,
         idempotent_channels: Iterable[str],

@@ -129,6 +129,14 @@ class SqliteDeliveries(DeliveryLookups, Deliveries):
                 out[cid] = n
         return out
 
+    def in_flight_of(self, worker: int) -> dict[str, str]:
+        """The ``sending`` deliveries claimed by ``worker``: id → channel."""
+        rows = self.conn.execute(
+            "SELECT id, channel FROM deliveries WHERE status = 'sending' AND claimed_by = ?",
+            (worker,),
+        )
+        return dict(rows.fetchall())
+
     def recover_in_flight(
         self,
         idempotent_channels: Iterable[str],
