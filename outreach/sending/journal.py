@@ -25,6 +25,7 @@ it: recovery then finds no file, so nothing is requeued on its word.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -106,7 +107,7 @@ class Journal:
                 stale.unlink()
             journal._next_file()
         except OSError as exc:
-            log.warning("send journal: %s; sending without one", exc)
+            log.warning("send journal in %s: %s; sending without one", root / DIRECTORY, exc)
             journal.close()
             return None
         return journal
@@ -127,8 +128,8 @@ class Journal:
 
     def _write(self, data: bytes) -> None:
         written = os.write(self.fd, data)
-        if written != len(data):
-            raise OSError(f"short write to the send journal ({written} of {len(data)} bytes)")
+        if written != len(data):  # the rest did not fit
+            raise OSError(errno.ENOSPC, "disk full")
         self.size += written
 
     def started(self, delivery_id: str) -> bool:
@@ -176,7 +177,13 @@ class Journal:
                         self._path(generation).unlink()
 
     def _fail(self, exc: OSError) -> None:
-        log.warning("send journal: %s; sending on without one", exc)
+        why = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        log.warning(
+            "send journal %s: %s; sending on without it (a crash now would leave every "
+            "claimed delivery unknown)",
+            self._path(self.generation),
+            why,
+        )
         self.broken = True
         self.close()
 

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from outreach.sending import journal
+from tests.servers.twilio import TwilioEmulator
+
 from .conftest import SmallDisk
 from .support import (
     child_env,
@@ -24,7 +27,9 @@ from .support import (
     outreach_toml,
     query,
     run_cli,
+    sends_per_to,
     statuses,
+    twilio_channel,
 )
 
 LATER = "2026-12-01T10:30:00Z"
@@ -258,3 +263,25 @@ def test_with_helper_processes_the_open_circuit_is_still_one_line(
     assert len(circuit) == 1, done.stderr
     assert statuses(ws) == {"queued": 7000}
     assert not list(small_disk.path.rglob("*.tmp"))
+
+
+def test_a_send_journal_on_a_full_disk_is_given_up_and_the_run_sends_everything_once(
+    tmp_path: Path, small_disk: SmallDisk, twilio_server: TwilioEmulator
+) -> None:
+    """The workspace folder fills while the database (elsewhere) has room: the send
+    journal fails, is deleted (a crash now would leave every claimed delivery unknown,
+    never one requeued on a journal's missing word), and the run sends on."""
+    customers = 1500
+    toml = outreach_toml(twilio_channel(twilio_server.url, concurrency=8)).replace(
+        'database = "outreach.db"', f'database = "{tmp_path / "outreach.db"}"'
+    )
+    ws = make_workspace(small_disk.path / "ws", toml, customers=customers)
+    small_disk.fill(leave=48 * 1024)  # the journal opens, then fills the disk
+    done = run_cli(ws, "run", "blast", "--json")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "send journal" in done.stderr and "disk full" in done.stderr, done.stderr
+    assert json.loads(done.stdout)["sent"] == customers
+    received = sends_per_to(twilio_server)
+    assert len(received) == customers and max(received.values()) == 1
+    assert not list((ws / journal.DIRECTORY).iterdir())
