@@ -218,6 +218,10 @@ def _run_leased(
             f"{recovered['unknown']} deliveries were in flight when an earlier run died and are "
             "now 'unknown'; see outreach queue, resend with outreach run --retry-unknown"
         )
+    if recovered["recorded"]:
+        report.notes.append(
+            f"{recovered['recorded']} sends of a run that died were recorded from its send journal"
+        )
     if options.retry_unknown:
         n = store.deliveries.retry_unknown(at)
         report.notes.append(f"{n} unknown deliveries queued again")
