@@ -175,6 +175,8 @@ class Context:
         """A prepared workspace with ``n`` imported customers (made once per session)."""
         cached = self.cache.get(("seed", key, n))
         if cached is not None:
+            if channels:  # another row's server (its port) on the same customers
+                configure(Path(cached), channels, None)
             return Path(cached)
         self.log(f"  set-up: importing {n:,} customers for {key}")
         ws = self.new_workspace(f"seed-{key}-{n}", channels, public_url)
