@@ -31,7 +31,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -41,18 +41,7 @@ from .results import Result
 DIRECTORY = ".outreach-journal"  # in the workspace folder
 ROTATE_BYTES = 4 * 1024 * 1024  # a file this large is followed by a new one
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
-_RESULT_FIELDS = (
-    "id",
-    "channel",
-    "status",
-    "at",
-    "reason",
-    "error",
-    "provider_message_id",
-    "sent_at",
-    "not_before",
-    "attempts_back",
-)
+_RESULT_FIELDS = tuple(f.name for f in fields(Result))  # a result's line, in this order
 log = logging.getLogger("outreach.journal")
 
 
@@ -82,7 +71,6 @@ class Journal:
     def __init__(self, root: Path, worker: int, boot: str) -> None:
         self.root = root
         self.worker = worker
-        self.boot = boot
         self.header = json.dumps({"worker": worker, "pid": os.getpid(), "boot": boot}) + "\n"
         self.generation = 0
         self.fd = -1
@@ -103,8 +91,7 @@ class Journal:
         journal = cls(root, worker, boot)
         try:
             (root / DIRECTORY).mkdir(exist_ok=True)
-            for stale in _files(root, worker):  # a worker id is never reused while alive
-                stale.unlink()
+            forget(root, worker)  # a worker id is never reused: nothing of another's
             journal._next_file()
         except OSError as exc:
             log.warning("send journal in %s: %s; sending without one", root / DIRECTORY, exc)
@@ -193,9 +180,7 @@ class Journal:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
             self.fd = -1
-        for path in _files(self.root, self.worker):
-            with contextlib.suppress(OSError):
-                path.unlink()
+        forget(self.root, self.worker)
         self.pending.clear()
 
 
@@ -281,9 +266,9 @@ def _complete(lines: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def _add_result(replay: Replay, entry: dict[str, Any]) -> None:
-    fields = dict(zip(_RESULT_FIELDS, entry["r"], strict=True))
-    fields["status"] = Status(fields["status"])
-    result = Result(**fields)
+    values = dict(zip(_RESULT_FIELDS, entry["r"], strict=True))
+    values["status"] = Status(values["status"])
+    result = Result(**values)
     replay.started.add(result.id)
     replay.results[result.id] = result
     if entry.get("o"):
