@@ -185,6 +185,9 @@ class _Engine:
                 await _first_of(self.planning_done, self.stop, timeout=PLANNING_POLL)
                 continue
             ch.claimed += len(rows)
+            if ch.journaled and self.journal is not None:
+                # a failure gives the journal up: what follows is claimed without it
+                self.journal.claimed([row["id"] for row in rows])
             ready = self._prepare(ch, rows)
             if self.left is not None:
                 self.left -= len(ready)

@@ -15,7 +15,8 @@ the boot that wrote it (the kernel's ``boot_id``); after a reboot, or where ther
 boot id (not Linux), or on another host (PostgreSQL workers elsewhere), recovery ignores
 it and every claimed delivery is ``unknown`` as before. A line is ``S id`` (written before
 the provider is called) or ``R {json}`` (a result, and the conversation message of a sent
-one); a line cut short by the kill has no newline and is ignored, which is safe: a cut
+one), after a ``C id id ...`` naming the deliveries claimed (replay touches no others); a
+line cut short by the kill has no newline and is ignored, which is safe: a cut
 ``S`` means the provider was never called, a cut ``R`` leaves the delivery ``unknown``.
 
 A journal that cannot be written (a full disk) is deleted and the pass goes on without
@@ -118,6 +119,23 @@ class Journal:
         if written != len(data):  # the rest did not fit
             raise OSError(errno.ENOSPC, "disk full")
         self.size += written
+
+    def claimed(self, delivery_ids: list[str]) -> bool:
+        """Note the deliveries this process has just claimed (before any is started):
+        replay touches no other row, even one another incarnation of this worker id
+        left ``sending`` (a database restored from a backup hands ids out again)."""
+        with self.lock:
+            if self.broken:
+                return False
+            try:
+                if self.size > ROTATE_BYTES:
+                    self._next_file()
+                self._write(b"C %s\n" % " ".join(delivery_ids).encode())
+            except OSError as exc:
+                self._fail(exc)
+                return False
+            self.pending[self.generation].update(delivery_ids)
+            return True
 
     def started(self, delivery_id: str) -> bool:
         """Note that ``delivery_id`` is handed to its provider now; False when the journal
@@ -227,6 +245,7 @@ def release(journal: Journal) -> None:
 class Replay:
     """What a dead process's journal says: the deliveries it started, and its results."""
 
+    claimed: set[str] = field(default_factory=set)
     started: set[str] = field(default_factory=set)
     results: dict[str, Result] = field(default_factory=dict)
     outbound: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -249,7 +268,9 @@ def read(root: Path, worker: int, pid: int) -> Replay | None:
                     return None
                 for line in _complete(lines):
                     kind, _, rest = line.partition(b" ")
-                    if kind == b"S":
+                    if kind == b"C":
+                        replay.claimed.update(rest.decode().split())
+                    elif kind == b"S":
                         replay.started.add(rest.decode())
                     elif kind == b"R":
                         _add_result(replay, json.loads(rest))

@@ -124,6 +124,8 @@ def _replay(ws: Workspace, worker: int, pid: int, at: str) -> tuple[int, int]:
             results: list[Result] = []
             outbound: list[dict[str, Any]] = []
             for delivery_id, channel in store.deliveries.in_flight_of(worker).items():
+                if delivery_id not in replay.claimed:
+                    continue  # not this process's claim (the id given out again): unknown
                 result = replay.results.get(delivery_id)
                 if result is not None:
                     results.append(result)
