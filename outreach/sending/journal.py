@@ -250,6 +250,12 @@ class Replay:
     results: dict[str, Result] = field(default_factory=dict)
     outbound: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    def forget(self, delivery_id: str) -> None:
+        """What an earlier attempt of ``delivery_id`` left (a newer one follows)."""
+        self.started.discard(delivery_id)
+        self.results.pop(delivery_id, None)
+        self.outbound.pop(delivery_id, None)
+
 
 def read(root: Path, worker: int, pid: int) -> Replay | None:
     """The journal of dead ``worker`` (process ``pid``), or None where it cannot be
@@ -268,10 +274,16 @@ def read(root: Path, worker: int, pid: int) -> Replay | None:
                     return None
                 for line in _complete(lines):
                     kind, _, rest = line.partition(b" ")
+                    # in the order written: a delivery claimed again (a retry, later in a
+                    # long-lived process) is what its newest lines say
                     if kind == b"C":
-                        replay.claimed.update(rest.decode().split())
+                        for delivery_id in rest.decode().split():
+                            replay.forget(delivery_id)
+                            replay.claimed.add(delivery_id)
                     elif kind == b"S":
-                        replay.started.add(rest.decode())
+                        delivery_id = rest.decode()
+                        replay.forget(delivery_id)
+                        replay.started.add(delivery_id)
                     elif kind == b"R":
                         _add_result(replay, json.loads(rest))
     except (OSError, ValueError, TypeError, KeyError) as exc:
@@ -290,6 +302,7 @@ def _add_result(replay: Replay, entry: dict[str, Any]) -> None:
     values = dict(zip(_RESULT_FIELDS, entry["r"], strict=True))
     values["status"] = Status(values["status"])
     result = Result(**values)
+    replay.forget(result.id)
     replay.started.add(result.id)
     replay.results[result.id] = result
     if entry.get("o"):
