@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from outreach.deliveries import Status
 from outreach.sending import journal
 from outreach.sending.results import Result
@@ -64,3 +66,23 @@ def test_another_processs_journal_is_not_trusted_and_a_clean_end_leaves_nothing(
     kept.recorded(["a"])
     kept.close()
     assert not list((tmp_path / journal.DIRECTORY).iterdir())
+
+
+def test_a_full_file_is_followed_by_a_new_one_and_goes_once_all_it_names_is_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept = _written(tmp_path)
+    monkeypatch.setattr(journal, "ROTATE_BYTES", len(kept.header) + 10)
+    kept.claimed(["a", "b", "c"])
+    kept.started("a")
+    kept.started("b")  # past the limit: this line opens the second file
+    kept.finished(Result("a", "sms", Status.SENT, AT, sent_at=AT), None)
+    files = sorted((tmp_path / journal.DIRECTORY).iterdir())
+    assert [f.name for f in files] == ["7.1", "7.2"]
+    replay = journal.read(tmp_path, 7, os.getpid())  # both files, in order
+    assert replay is not None
+    assert replay.started == {"a", "b"} and set(replay.results) == {"a"}
+    kept.recorded(["a", "b"])
+    assert (tmp_path / journal.DIRECTORY / "7.1").exists()  # c is still pending there
+    kept.recorded(["c"])
+    assert [f.name for f in (tmp_path / journal.DIRECTORY).iterdir()] == ["7.2"]

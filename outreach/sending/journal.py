@@ -124,48 +124,33 @@ class Journal:
         """Note the deliveries this process has just claimed (before any is started):
         replay touches no other row, even one another incarnation of this worker id
         left ``sending`` (a database restored from a backup hands ids out again)."""
+        return self._append(b"C %s\n" % " ".join(delivery_ids).encode(), delivery_ids)
+
+    def started(self, delivery_id: str) -> bool:
+        """Note that ``delivery_id`` is handed to its provider now; False when the journal
+        has just failed (it is gone: recovery will not requeue on its word)."""
+        return self._append(b"S %s\n" % delivery_id.encode(), (delivery_id,))
+
+    def finished(self, result: Result, outbound: dict[str, Any] | None) -> None:
+        """Note a started delivery's result (and, sent, its conversation message)."""
+        line = {"r": [getattr(result, name) for name in _RESULT_FIELDS], "o": outbound}
+        self._append(b"R %s\n" % json.dumps(line, separators=(",", ":")).encode(), (result.id,))
+
+    def _append(self, line: bytes, delivery_ids: Iterable[str]) -> bool:
+        """One line, naming ``delivery_ids`` (pending in this file until recorded); False
+        once the journal has failed."""
         with self.lock:
             if self.broken:
                 return False
             try:
                 if self.size > ROTATE_BYTES:
                     self._next_file()
-                self._write(b"C %s\n" % " ".join(delivery_ids).encode())
+                self._write(line)
             except OSError as exc:
                 self._fail(exc)
                 return False
             self.pending[self.generation].update(delivery_ids)
             return True
-
-    def started(self, delivery_id: str) -> bool:
-        """Note that ``delivery_id`` is handed to its provider now; False when the journal
-        has just failed (it is gone: recovery will not requeue on its word)."""
-        with self.lock:
-            if self.broken:
-                return False
-            try:
-                if self.size > ROTATE_BYTES:
-                    self._next_file()
-                self._write(b"S %s\n" % delivery_id.encode())
-            except OSError as exc:
-                self._fail(exc)
-                return False
-            self.pending[self.generation].add(delivery_id)
-            return True
-
-    def finished(self, result: Result, outbound: dict[str, Any] | None) -> None:
-        """Note a started delivery's result (and, sent, its conversation message)."""
-        line = {"r": [getattr(result, name) for name in _RESULT_FIELDS], "o": outbound}
-        data = b"R %s\n" % json.dumps(line, separators=(",", ":")).encode()
-        with self.lock:
-            if self.broken:
-                return
-            try:
-                self._write(data)
-            except OSError as exc:
-                self._fail(exc)
-                return
-            self.pending[self.generation].add(result.id)
 
     def recorded(self, delivery_ids: Iterable[str]) -> None:
         """These results are committed: files that name nothing else pending go."""
