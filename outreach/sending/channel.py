@@ -25,6 +25,7 @@ from ..config import ChannelConfig, Rate
 from ..deliveries import Status
 from ..errors import ProviderError
 from ..store import Limits
+from .journal import Journal
 from .results import Result
 
 RETRIES_IN_RUN = 3  # attempts of one send within a run
@@ -147,9 +148,9 @@ class Channel:
     wake_at: int = -1
     consecutive_failures: int = 0
     open: bool = False  # the circuit: no more sends on it in this pass
-    # sends are journaled (``journal.py``): a crash leaves only those in flight unknown,
-    # so the budget may grow past ``concurrency`` with the pace of the sends
-    journaled: bool = False
+    # where sends are journaled (``journal.py``), a crash leaves only those in flight
+    # unknown, so the budget may grow past ``concurrency`` with the pace of the sends
+    journal: Journal | None = None
     finished_total: int = 0
     first_claim: float = 0.0
 
@@ -160,7 +161,7 @@ class Channel:
         provider: Provider,
         limits: Limits | None = None,
         *,
-        journaled: bool = False,
+        journal: Journal | None = None,
     ) -> Channel:
         # a provider that cannot send twice (files, idempotency keys) works through larger
         # batches, so fewer transactions
@@ -170,12 +171,17 @@ class Channel:
             provider=provider,
             limiter=limiter_for(config.rate, limits, f"channel:{config.name}"),
             budget=budget,
-            journaled=journaled,
+            journal=journal,
         )
 
     def pace(self) -> None:
-        """Before a claim: a journaled channel's budget, from the pace of its sends."""
-        if not self.journaled:
+        """Before a claim: a journaled channel's budget, from the pace of its sends; once
+        its journal has failed, no more than is sent at once."""
+        if self.journal is None:
+            return
+        if self.journal.broken:
+            self.journal = None
+            self.budget = self.config.concurrency
             return
         now = time.monotonic()
         if not self.first_claim:
@@ -184,11 +190,6 @@ class Channel:
         per_second = self.finished_total / max(now - self.first_claim, 1e-3)
         ahead = min(JOURNALED_BUDGET, int(per_second * AHEAD_SECONDS))
         self.budget = max(self.config.concurrency, ahead)
-
-    def unjournaled(self) -> None:
-        """The journal failed: from now on claim no more than is sent at once."""
-        self.journaled = False
-        self.budget = self.config.concurrency
 
     @property
     def name(self) -> str:

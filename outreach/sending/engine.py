@@ -126,7 +126,7 @@ class _Engine:
                     config = self.config.channel(name)
                     provider = build_provider(config, self.context)
                     self.channels[name] = Channel.of(
-                        config, provider, self.limits, journaled=self._journal_for(provider)
+                        config, provider, self.limits, journal=self._journal_for(provider)
                     )
                 except OutreachError as exc:
                     self.summary.problems.append(f"channel {name}: {exc}")
@@ -140,14 +140,14 @@ class _Engine:
             await self._close()
         return self.summary
 
-    def _journal_for(self, provider: Provider) -> bool:
-        """Whether sends on ``provider`` are journaled (opening the journal if need be):
-        where a resend could duplicate, and the process can keep a journal."""
+    def _journal_for(self, provider: Provider) -> journal.Journal | None:
+        """The journal of sends on ``provider`` (opened if need be): where a resend could
+        duplicate, and the process can keep one."""
         if provider.idempotent or provider.local:
-            return False
+            return None
         if self.journal is None and self.worker is not None:
             self.journal = journal.acquire(self.ws.root, self.worker)
-        return self.journal is not None
+        return self.journal
 
     async def _close(self) -> None:
         for ch in self.channels.values():
@@ -167,8 +167,6 @@ class _Engine:
             await asyncio.sleep(0)
             if self.stop.is_set() or ch.open or self.left == 0:
                 break
-            if ch.journaled and (self.journal is None or self.journal.broken):
-                ch.unjournaled()
             ch.pace()
             # finished sends free their slots at the claim, which records them first
             if ch.budget - ch.in_flight < ch.low_water and ch.in_flight:
@@ -185,9 +183,9 @@ class _Engine:
                 await _first_of(self.planning_done, self.stop, timeout=PLANNING_POLL)
                 continue
             ch.claimed += len(rows)
-            if ch.journaled and self.journal is not None:
+            if ch.journal is not None:
                 # a failure gives the journal up: what follows is claimed without it
-                self.journal.claimed([row["id"] for row in rows])
+                ch.journal.claimed([row["id"] for row in rows])
             ready = self._prepare(ch, rows)
             if self.left is not None:
                 self.left -= len(ready)
@@ -434,7 +432,7 @@ class _Engine:
         return out
 
     async def _send(self, ch: Channel, row: dict[str, Any], message: OutboundMessage) -> None:
-        kept = self.journal if ch.journaled else None
+        kept = ch.journal
         result = await send_one(
             ch,
             row,
