@@ -20,9 +20,11 @@ pytest_plugins = ["tests.servers.fixtures", "tests.postgresql"]
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No test sees the developer's workspace or clock, and --now never leaks."""
-    monkeypatch.delenv("OUTREACH_WORKSPACE", raising=False)
-    monkeypatch.delenv("OUTREACH_NOW", raising=False)
+    """No test sees the developer's workspace or clock, and --now never leaks; the
+    commands a test runs see no terminal size either (readline, loaded under pytest, sets
+    COLUMNS and LINES for the processes it starts: the xdist workers inherit them)."""
+    for name in ("OUTREACH_WORKSPACE", "OUTREACH_NOW", "COLUMNS", "LINES"):
+        monkeypatch.delenv(name, raising=False)
     yield
     clock.set_now(None)
 

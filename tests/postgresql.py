@@ -37,6 +37,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 _LEFT_OUT = pytest.StashKey[int]()
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # an xdist worker collects (and leaves out) for itself: it tells the controller, which
+    # prints the summary
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["postgresql_left_out"] = session.config.stash.get(_LEFT_OUT, 0)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    # every worker collects the whole suite: each left out the same tests
+    left_out = getattr(node, "workeroutput", {}).get("postgresql_left_out", 0)
+    config: pytest.Config = node.config  # type: ignore[attr-defined]
+    config.stash[_LEFT_OUT] = max(config.stash.get(_LEFT_OUT, 0), left_out)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     left_out = terminalreporter.config.stash.get(_LEFT_OUT, 0)
     if left_out:
