@@ -37,10 +37,14 @@ def record(
     if missing:
         raise NotFoundError(f'customer "{missing[0]}" does not exist; see outreach customers list')
     at = clock.iso(clock.now())
-    with store.write():
-        return store.consent.append_consent(
-            [(i, channel, status, source, evidence, at) for i in ids]
-        )
+    rows = [(i, channel, status, source, evidence, at) for i in ids]
+
+    def append() -> int:
+        with store.write():
+            return store.consent.append_consent(rows)
+
+    # a unit of work: run again on a new session if the first one was lost (PostgreSQL)
+    return store.retrying(append)
 
 
 def current_consent_detail(

@@ -98,14 +98,19 @@ def close_conversation(store: Store, customer_id: str) -> None:
     conversation = store.conversations.get_conversation(customer_id)
     if conversation is None:
         raise NotFoundError(f'customer "{customer_id}" has no conversation yet')
-    with store.write():
-        store.conversations.update_conversation(
-            conversation["id"],
-            status="closed",
-            needs_attention=0,
-            attention_reason=None,
-            updated_at=clock.iso(clock.now()),
-        )
+    at = clock.iso(clock.now())
+
+    def close() -> None:
+        with store.write():
+            store.conversations.update_conversation(
+                conversation["id"],
+                status="closed",
+                needs_attention=0,
+                attention_reason=None,
+                updated_at=at,
+            )
+
+    store.retrying(close)
 
 
 def reply_allowed(store: Store, customer_id: str, channel: str) -> str | None:
@@ -149,14 +154,20 @@ def reply(ws: Workspace, customer_id: str, text: str, channel: str | None = None
         if why:
             raise UsageError(f"cannot reply to {customer_id} on {channel}: {why}")
     at = clock.iso(clock.now())
-    with store.write():
-        delivery = deliveries.enqueue_reply(
-            store, customer_id=customer_id, channel=channel, purpose="agent", text=text
-        )
-        conversation_id = store.conversations.ensure_conversation(customer_id, at)
-        store.conversations.update_conversation(
-            conversation_id, needs_attention=0, attention_reason=None, updated_at=at
-        )
+
+    def enqueue() -> str:
+        with store.write():
+            delivery = deliveries.enqueue_reply(
+                store, customer_id=customer_id, channel=channel, purpose="agent", text=text
+            )
+            conversation_id = store.conversations.ensure_conversation(customer_id, at)
+            store.conversations.update_conversation(
+                conversation_id, needs_attention=0, attention_reason=None, updated_at=at
+            )
+        return delivery
+
+    # a unit of work: queued once even when the first session was lost (PostgreSQL)
+    delivery = store.retrying(enqueue)
     send_deliveries(ws, [delivery])
     outcome = store.deliveries.delivery_outcome(delivery) or {}
     error = outcome.get("error") or outcome.get("reason")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from tests.postgresql import POSTGRESQL_ENV, empty_database
 from tests.servers.twilio import TwilioEmulator
 
 from .support import (
+    customers_csv,
     make_workspace,
     outreach_toml,
     post_count,
@@ -338,3 +340,79 @@ def test_a_session_lost_with_its_planning_lock_takes_it_again_or_stops(database:
     finally:
         store.close()
         rival.close()
+
+
+def _cut_off_inside_a_write(url: str, table: str, proc: subprocess.Popen[str]) -> None:
+    """Hold ``table`` against writes until ``proc``'s session waits on it inside its
+    transaction, end that session, then let go: the command's unit of work was cut off
+    half-way, as a restart or a dropped connection cuts it off."""
+    import psycopg
+
+    with psycopg.connect(url) as locker:
+        locker.execute(f"LOCK TABLE {table} IN SHARE MODE")  # reads go on, writes wait
+
+        def waiting() -> list[tuple[Any, ...]]:
+            return pg(
+                url,
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND pid <> %s",
+                (locker.info.backend_pid,),
+            )
+
+        assert wait_until(lambda: bool(waiting()) or proc.poll() is not None, timeout=60)
+        blocked = waiting()
+        assert blocked, f"the command ended without writing to {table}: {proc.communicate()}"
+        for (pid,) in blocked:
+            pg(url, "SELECT pg_terminate_backend(%s)", (pid,))
+        locker.rollback()
+
+
+def _finished(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err
+
+
+def test_consent_and_reply_run_their_write_again_after_the_session_is_lost(
+    database: str, tmp_path: Path
+) -> None:
+    toml = outreach_toml('[channels.sms]\nprovider = "outbox"\n').replace(
+        'database = "outreach.db"', f'database = "{database}"'
+    )
+    ws = make_workspace(tmp_path / "ws", toml)
+    # an import cut off stops in one line, its batches whole (2,000 rows each); the scratch
+    # list of the ids it has seen went with the session, so it does not go on: run again,
+    # it records each opt-in of the file once
+    (ws / "people.csv").write_text(customers_csv(2_500), encoding="utf-8")
+    imported = spawn(ws, "customers", "import", str(ws / "people.csv"), "--json", now=None)
+    _cut_off_inside_a_write(database, "customers", imported)
+    code, _, err = _finished(imported)
+    assert code == 4, err
+    assert len(err.strip().splitlines()) == 1 and "run the command again" in err, err
+    assert pg(database, "SELECT count(*) FROM customers")[0][0] in (0, 2_000)
+    code, _, err = _finished(
+        spawn(ws, "customers", "import", str(ws / "people.csv"), "--json", now=None)
+    )
+    assert code == 0, err
+    assert pg(database, "SELECT count(*) FROM customers") == [(2_500,)]
+    assert pg(database, "SELECT count(*), count(DISTINCT customer_id) FROM consent") == [
+        (2_500, 2_500)
+    ]
+
+    revoked = spawn(ws, "consent", "revoke", "c00007", "--channel", "sms", now=None)
+    _cut_off_inside_a_write(database, "consent", revoked)
+    code, _, err = _finished(revoked)
+    assert code == 0, err
+    assert pg(database, "SELECT status FROM consent WHERE customer_id = 'c00007' ORDER BY id") == [
+        ("opted_in",),
+        ("opted_out",),
+    ]
+
+    replied = spawn(ws, "reply", "c00008", "Your parcel left today", "--channel", "sms", now=None)
+    _cut_off_inside_a_write(database, "deliveries", replied)
+    code, _, err = _finished(replied)
+    assert code == 0, err
+    assert pg(
+        database, "SELECT status, count(*) FROM deliveries WHERE customer_id = 'c00008' GROUP BY 1"
+    ) == [("sent", 1)]
+    sent = [json.loads(f.read_text()) for f in (ws / "outbox" / "sms").glob("*.json")]
+    assert [(m["to"], m["body"]) for m in sent] == [("+31610000008", "Your parcel left today")]

@@ -61,8 +61,9 @@ class CannotConnect(StoreError):
 
 def reason(exc: BaseException) -> str:
     """The server's own reason, on one line (libpq's "connection to server at … failed:"
-    preamble and its hint left out)."""
-    text = " ".join(str(exc).split())
+    preamble and its hint left out, as is the statement a server error quotes)."""
+    diag = getattr(exc, "diag", None)
+    text = " ".join(str(getattr(diag, "message_primary", None) or exc).split())
     for mark in ("FATAL: ", " failed: "):
         if mark in text:
             text = text.rsplit(mark, 1)[1]
