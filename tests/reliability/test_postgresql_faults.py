@@ -416,3 +416,11 @@ def test_consent_and_reply_run_their_write_again_after_the_session_is_lost(
     ) == [("sent", 1)]
     sent = [json.loads(f.read_text()) for f in (ws / "outbox" / "sms").glob("*.json")]
     assert [(m["to"], m["body"]) for m in sent] == [("+31610000008", "Your parcel left today")]
+
+    closed = spawn(ws, "conversations", "close", "c00008", now=None)
+    _cut_off_inside_a_write(database, "conversations", closed)
+    code, _, err = _finished(closed)
+    assert code == 0, err
+    assert pg(database, "SELECT status FROM conversations WHERE customer_id = 'c00008'") == [
+        ("closed",)
+    ]
