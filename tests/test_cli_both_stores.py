@@ -14,11 +14,9 @@ import pytest
 from outreach.workspace import Workspace
 from tests.conftest import Cli
 from tests.postgresql import empty_database
-from tests.servers.fixtures import ENV
+from tests.servers.fixtures import ENV, TWILIO_SID, TWILIO_TOKEN
 from tests.servers.twilio import TwilioEmulator
 from tests.test_server import (
-    TWILIO_SID,
-    TWILIO_TOKEN,
     Served,
     standard_webhook,
     twilio_post,

@@ -24,6 +24,7 @@ from outreach.config import load_config
 from outreach.customers.importer import ImportResult, import_customers
 from outreach.customers.normalise import BadCell, Normaliser
 from outreach.errors import UsageError
+from outreach.store.sqlite import SqliteStore
 from outreach.workspace import Workspace, examples_dir
 
 Import = Callable[..., ImportResult]
@@ -57,8 +58,15 @@ def customer(workspace: Workspace, cid: str) -> dict[str, Any]:
     return row
 
 
+def sqlite_conn(workspace: Workspace) -> sqlite3.Connection:
+    """The connection of the workspace's SQLite store, for tests that read its tables."""
+    store = workspace.store
+    assert isinstance(store, SqliteStore)
+    return store.conn
+
+
 def count(workspace: Workspace) -> int:
-    return int(workspace.store.conn.execute("SELECT count(*) FROM customers").fetchone()[0])
+    return int(sqlite_conn(workspace).execute("SELECT count(*) FROM customers").fetchone()[0])
 
 
 def test_csv_with_semicolons_is_normalised(imp: Import, workspace: Workspace) -> None:
@@ -80,7 +88,8 @@ def test_csv_with_semicolons_is_normalised(imp: Import, workspace: Workspace) ->
     assert row["zip"] == "0612"
     assert row["formula"] == "=1+1"
     assert set(workspace.store.customers.attribute_columns()) >= {"age", "zip", "score", "formula"}
-    older = workspace.store.conn.execute(
+    conn = sqlite_conn(workspace)
+    older = conn.execute(
         "SELECT count(*) FROM customers WHERE age > 30 AND zip = '0612'"
     ).fetchone()[0]
     assert older == 1
@@ -332,7 +341,7 @@ def test_strict_imports_nothing_when_a_row_is_bad(imp: Import, workspace: Worksp
     result = imp(f"id,phone,opted_in,plan\n{rows}CX,06-12,sms\n", strict=True, batch_size=3)
     assert result.rolled_back and result.rejected == 1 and result.imported == 0
     assert count(workspace) == 0
-    assert workspace.store.conn.execute("SELECT count(*) FROM consent").fetchone()[0] == 0
+    assert sqlite_conn(workspace).execute("SELECT count(*) FROM consent").fetchone()[0] == 0
     assert "plan" not in workspace.store.customers.attribute_columns()
     good = imp(f"id,phone,opted_in\n{rows}", strict=True, batch_size=3)
     assert good.created == 10 and not good.rolled_back

@@ -25,16 +25,18 @@ from outreach.reports.export import (
 )
 from outreach.reports.output import atomic_output
 from outreach.store import Store
+from outreach.store.sqlite import SqliteStore
 from outreach.workspace import Workspace
 
 T0 = "2026-11-01T00:00:00Z"
 
 
 # -- helpers that put real rows into a real workspace database (shared by the other
-# -- test modules of export, report and status) ----------------------------------------
+# -- test modules of export, report and status); their SQL is SQLite's -----------------
 
 
 def add_customer(store: Store, cid: str, name: str | None = None, *, verified: int = 1) -> None:
+    assert isinstance(store, SqliteStore)
     with store.write() as conn:
         conn.execute(
             "INSERT INTO customers (id, name, phone, verified, created_at, updated_at) "
@@ -60,6 +62,7 @@ def add_occurrence(
     survey: dict[str, Any] | None = None,
     status: str = "planned",
 ) -> None:
+    assert isinstance(store, SqliteStore)
     with store.write() as conn:
         conn.execute(
             "INSERT INTO occurrences (campaign, occurrence, kind, status, audience, planned_at, "
@@ -91,6 +94,7 @@ def add_delivery(
     purpose: str = "campaign",
     not_before: str = T0,
 ) -> None:
+    assert isinstance(store, SqliteStore)
     with store.write() as conn:
         conn.execute(
             "INSERT INTO deliveries (id, campaign, occurrence, customer_id, channel, purpose, "
@@ -126,6 +130,7 @@ def add_message(
     delivery_id: str | None = None,
     subject: str | None = None,
 ) -> int:
+    assert isinstance(store, SqliteStore)
     with store.write() as conn:
         row = conn.execute(
             "SELECT id FROM conversations WHERE customer_id = ?", (customer,)
@@ -159,6 +164,7 @@ def add_response(
     question: str = "How likely are you to recommend us?",
     kind: str = "nps",
 ) -> None:
+    assert isinstance(store, SqliteStore)
     with store.write() as conn:
         conn.execute(
             "INSERT INTO survey_responses (message_id, delivery_id, customer_id, campaign, "
@@ -181,6 +187,7 @@ def add_response(
 
 
 def add_consent(store: Store, customer: str, channel: str, status: str, at: str) -> None:
+    assert isinstance(store, SqliteStore)
     with store.write() as conn:
         conn.execute(
             "INSERT INTO consent (customer_id, channel, status, source, recorded_at) "
@@ -471,6 +478,7 @@ def test_export_streams_in_constant_memory(space: Workspace, tmp_path: Path) -> 
     """200,000 replies are exported without holding them: peak Python memory stays small."""
     store = space.store
     add_customer(store, "c1")
+    assert isinstance(store, SqliteStore)
     with store.write() as conn:
         conn.execute(
             "INSERT INTO conversations (customer_id, created_at, updated_at) VALUES ('c1', ?, ?)",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from outreach import clock, consent
 from outreach.channels.base import StatusEvent
 from outreach.conversations.inbox import InboundSummary, Inbox, apply_events, normalize_phone
 from outreach.conversations.ingest import ingest
+from outreach.store.sqlite import SqliteStore
 from outreach.workspace import Workspace
 
 # Tuesday 1 December 2026, 11:00 in Amsterdam: inside business hours (Mon-Fri 09:00-17:30)
@@ -51,6 +53,17 @@ def write_reply_templates(root: Path) -> None:
             (folder / f"{channel}.j2").write_text(text + "\n", encoding="utf-8")
         for stale in folder.glob("*.nl*.j2"):
             stale.unlink()
+
+
+def sqlite_store(workspace: Workspace) -> SqliteStore:
+    """The workspace's store, for the tests that reach its SQLite tables directly."""
+    store = workspace.store
+    assert isinstance(store, SqliteStore)
+    return store
+
+
+def sqlite_conn(workspace: Workspace) -> sqlite3.Connection:
+    return sqlite_store(workspace).conn
 
 
 def add_customers(workspace: Workspace, opted_in: dict[str, list[str]] | None = None) -> None:
@@ -87,7 +100,7 @@ def add_survey_delivery(
         "follow_up": "nps_thanks",
     }
     delivery = f"d-{campaign}-{customer}-{occurrence}"
-    with workspace.store.write() as conn:
+    with sqlite_store(workspace).write() as conn:
         conn.execute(
             "INSERT OR IGNORE INTO occurrences (campaign, occurrence, kind, status, audience, "
             "planned_at, survey) VALUES (?, ?, 'survey', 'planned', 1, ?, ?)",
@@ -135,7 +148,8 @@ def conversation(workspace: Workspace, customer: str) -> dict[str, Any]:
 
 
 def survey_rows(workspace: Workspace) -> list[tuple[Any, ...]]:
-    return workspace.store.conn.execute(
+    conn = sqlite_conn(workspace)
+    return conn.execute(
         "SELECT customer_id, campaign, type, answer, score, valid FROM survey_responses ORDER BY id"
     ).fetchall()
 
@@ -267,7 +281,8 @@ def test_an_unknown_sender_becomes_an_unverified_contact_with_its_own_conversati
         ),
     )
     assert summary.new_contacts == 1
-    contact = workspace.store.conn.execute(
+    conn = sqlite_conn(workspace)
+    contact = conn.execute(
         "SELECT id, phone, verified FROM customers WHERE id LIKE 'contact:%'"
     ).fetchall()
     assert contact == [("contact:sms:+31699999999", "+31699999999", 0)]
@@ -374,7 +389,8 @@ def test_out_of_hours_reply_goes_only_where_allowed(workspace: Workspace) -> Non
     assert summary.stored == 1
     assert summary.auto_replies == 1  # queued, and refused by the engine's consent check
     assert sent_files(workspace.root, "sms") == []
-    reason = workspace.store.conn.execute(
+    conn = sqlite_conn(workspace)
+    reason = conn.execute(
         "SELECT status, reason FROM deliveries WHERE purpose = 'auto_reply'"
     ).fetchall()
     assert reason == [("skipped", "opted_out")]
@@ -411,7 +427,8 @@ def test_one_conversation_across_channels_in_order(workspace: Workspace) -> None
             ),
         ),
     )
-    rows = workspace.store.conn.execute("SELECT count(*) FROM conversations").fetchone()
+    conn = sqlite_conn(workspace)
+    rows = conn.execute("SELECT count(*) FROM conversations").fetchone()
     assert rows == (1,)
     transcript = workspace.store.conversations.transcript("anna")
     assert [(m["channel"], m["text"]) for m in transcript] == [
@@ -463,9 +480,8 @@ def test_status_events_never_move_a_delivery_backwards(workspace: Workspace) -> 
     at = datetime(2026, 12, 1, 10, tzinfo=UTC)
 
     def status_of() -> str:
-        row = workspace.store.conn.execute(
-            "SELECT status FROM deliveries WHERE id = ?", (delivery,)
-        ).fetchone()
+        conn = sqlite_conn(workspace)
+        row = conn.execute("SELECT status FROM deliveries WHERE id = ?", (delivery,)).fetchone()
         return str(row[0])
 
     def send(status: str) -> None:
@@ -501,7 +517,8 @@ def test_failed_is_recorded_from_sent_with_the_provider_reason(workspace: Worksp
         error_message="Landline or unreachable carrier",
     )
     apply_events(workspace.store, workspace.config, [(1, event)], InboundSummary())
-    row = workspace.store.conn.execute(
+    conn = sqlite_conn(workspace)
+    row = conn.execute(
         "SELECT status, reason, error FROM deliveries WHERE id = ?", (delivery,)
     ).fetchone()
     assert row == ("failed", "provider:30006", "30006 Landline or unreachable carrier")

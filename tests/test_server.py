@@ -37,7 +37,7 @@ from tests.servers.fixtures import (
     WEBHOOK_SECRET,
 )
 from tests.servers.twilio import TwilioEmulator
-from tests.test_inbound import add_customers, add_survey_delivery
+from tests.test_inbound import add_customers, add_survey_delivery, sqlite_conn
 
 PUBLIC_URL = "https://hooks.example.com"
 
@@ -301,9 +301,8 @@ def test_twilio_status_callbacks_update_the_delivery(served: Served, workspace: 
             served, {"MessageSid": sid, "MessageStatus": status, "AccountSid": TWILIO_SID}
         )
         assert response.status_code == 200
-    row = workspace.store.conn.execute(
-        "SELECT status FROM deliveries WHERE id = ?", (delivery,)
-    ).fetchone()
+    conn = sqlite_conn(workspace)
+    row = conn.execute("SELECT status FROM deliveries WHERE id = ?", (delivery,)).fetchone()
     assert row == ("delivered",)
 
 
@@ -531,7 +530,8 @@ def test_sunshine_webhook_with_its_shared_secret(served: Served, workspace: Work
     )
     assert ok.status_code == 200, ok.text
     assert ok.json()["stored"] == 1
-    contacts = workspace.store.conn.execute(
+    conn = sqlite_conn(workspace)
+    contacts = conn.execute(
         "SELECT id, name, verified FROM customers WHERE id LIKE 'contact:messenger:%'"
     ).fetchall()
     assert contacts == [("contact:messenger:u1", "Anna", 0)]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from outreach import clock
 from outreach.reports.status import due_campaigns, workspace_status
+from outreach.store.sqlite import SqliteStore
 from outreach.workspace import Workspace
 from tests.conftest import Cli
 from tests.test_export import add_consent, add_customer, add_delivery, add_message, add_occurrence
@@ -64,6 +65,7 @@ def seed(ws: Path) -> None:
         )
         add_message(store, "a", "in", "when is my order coming?", "2026-11-02T10:00:00Z")
         add_message(store, "contact-1", "in", "hi", "2026-11-02T11:00:00Z")
+        assert isinstance(store, SqliteStore)
         with store.write() as conn:
             conn.execute(
                 "UPDATE conversations SET needs_attention = 1, attention_reason = ?, "

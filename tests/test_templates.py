@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ def config(ws: Path) -> Config:
     return load_config(ws)
 
 
-def write(ws: Path, name: str, files: dict[str, str | bytes]) -> None:
+def write(ws: Path, name: str, files: Mapping[str, str | bytes]) -> None:
     folder = ws / "templates" / name
     folder.mkdir(parents=True, exist_ok=True)
     for file, content in files.items():

@@ -235,6 +235,7 @@ def test_at_night_a_reply_gets_the_out_of_hours_answer_but_an_out_of_office_none
 
 def test_a_batch_finds_its_tokens_and_references_in_a_few_queries(ws: Path, cli: Cli) -> None:
     from outreach.mail.files import ingest_mail
+    from outreach.store.sqlite import SqliteStore
     from outreach.workspace import Workspace
 
     sent = send_survey(ws, cli)
@@ -247,7 +248,9 @@ def test_a_batch_finds_its_tokens_and_references_in_a_few_queries(ws: Path, cli:
     box.close()
     workspace = Workspace.load(ws)
     statements: list[str] = []
-    workspace.store.conn.set_trace_callback(statements.append)
+    store = workspace.store
+    assert isinstance(store, SqliteStore)
+    store.conn.set_trace_callback(statements.append)
     try:
         summary = ingest_mail(workspace, str(ws / "in.mbox"), "mbox", send=False)
     finally:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
+from twilio.request_validator import RequestValidator
 
 from tests.healthz import healthz
 from tests.servers.fixtures import TWILIO_SID, TWILIO_TOKEN

@@ -77,12 +77,12 @@ def pg(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        cur = conn.execute(sql, params)  # type: ignore[call-overload]
+        cur = conn.execute(sql, params)
         return list(cur.fetchall()) if cur.description else []
 
 
 def statuses(url: str) -> dict[str, int]:
-    return dict(pg(url, "SELECT status, count(*) FROM deliveries GROUP BY status"))  # type: ignore[arg-type]
+    return dict(pg(url, "SELECT status, count(*) FROM deliveries GROUP BY status"))
 
 
 def test_two_runs_started_at_once_plan_an_occurrence_once(

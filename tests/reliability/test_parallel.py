@@ -266,7 +266,7 @@ def test_on_postgresql_a_large_outbox_run_is_shared_with_a_helper_and_sends_each
         per_customer = Counter(json.loads(f.read_bytes())["customer_id"] for f in files)
         assert len(per_customer) == CUSTOMERS and max(per_customer.values()) == 1
         with psycopg.connect(postgresql_database) as conn:
-            by_status = dict(
+            by_status: dict[str, int] = dict(
                 conn.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall()
             )
             out = conn.execute(

@@ -48,7 +48,7 @@ def pg(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        cur = conn.execute(sql, params)  # type: ignore[arg-type]
+        cur = conn.execute(sql, params)
         return cur.fetchall() if cur.description else []
 
 
@@ -77,7 +77,7 @@ def _workspace(tmp_path: Path, url: str, twilio: TwilioEmulator) -> Path:
 
 
 def _statuses(url: str) -> dict[str, int]:
-    return dict(pg(url, "SELECT status, count(*) FROM deliveries GROUP BY status"))  # type: ignore[arg-type]
+    return dict(pg(url, "SELECT status, count(*) FROM deliveries GROUP BY status"))
 
 
 def _phones(url: str, *states: str) -> set[str]:
@@ -256,8 +256,8 @@ def test_a_server_that_stays_away_is_one_line_after_the_reconnect_time(
 def test_serve_stores_webhooks_after_its_sessions_are_ended(
     database: str, ws: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.servers.fixtures import ENV
-    from tests.test_server import TWILIO_SID, TWILIO_TOKEN, Served, twilio_post, write_config
+    from tests.servers.fixtures import ENV, TWILIO_SID, TWILIO_TOKEN
+    from tests.test_server import Served, twilio_post, write_config
 
     for key, value in ENV.items():
         monkeypatch.setenv(key, value)
@@ -322,18 +322,18 @@ def test_a_session_lost_with_its_planning_lock_takes_it_again_or_stops(database:
     store, rival = open_store(database), open_store(database)
     at = "2026-12-01T08:00:00Z"
     try:
-        with store.deliveries.planning_lock("blast", at, caps=True) as got:  # type: ignore[attr-defined]
+        with store.deliveries.planning_lock("blast", at, caps=True) as got:
             assert got
             terminate_sessions(database)
             time.sleep(0.2)
             # the next unit of work runs on a new session that holds the locks again
             assert store.retrying(lambda: store.deliveries.retry_unknown(at)) == 0
-            with rival.deliveries.planning_lock("blast", at, caps=False) as taken:  # type: ignore[attr-defined]
+            with rival.deliveries.planning_lock("blast", at, caps=False) as taken:
                 assert not taken
             terminate_sessions(database)
             time.sleep(0.2)
             # while it is away, another process takes the plan over: this one stops
-            with rival.deliveries.planning_lock("blast", at, caps=False) as taken:  # type: ignore[attr-defined]
+            with rival.deliveries.planning_lock("blast", at, caps=False) as taken:
                 assert taken
                 with pytest.raises(StoreError, match="another process took over the planning"):
                     store.retrying(lambda: store.deliveries.retry_unknown(at))

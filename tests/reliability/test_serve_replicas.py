@@ -168,7 +168,7 @@ def _rows(url: str, sql: str) -> list[tuple[Any, ...]]:
     import psycopg
 
     with psycopg.connect(url) as conn:
-        return [tuple(r) for r in conn.execute(sql)]  # type: ignore[arg-type]
+        return [tuple(r) for r in conn.execute(sql)]
 
 
 def _signing_key(url: str) -> bytes:
@@ -227,8 +227,8 @@ def test_two_replicas_store_and_act_on_each_message_once(
     with ExitStack() as stack:
         replicas = [stack.enter_context(_serve(ws, url)) for _ in range(2)]
         posts = []
-        for replica, message, hook_id in requests:
-            body, headers = _signed(message, hook_id)
+        for replica, payload, hook_id in requests:
+            body, headers = _signed(payload, hook_id)
             for n in (0, 1) if replica == 2 else (replica,):
                 posts.append((f"{replicas[n]}/webhooks/hook", body, headers))
         # one-click unsubscribes of 80-99, each to both replicas
@@ -242,7 +242,7 @@ def test_two_replicas_store_and_act_on_each_message_once(
         assert Counter(statuses) == {200: len(posts)}
 
         def replies_done() -> bool:
-            waiting = _rows(
+            waiting: int = _rows(
                 url,
                 "SELECT count(*) FROM deliveries WHERE purpose != 'campaign' "
                 "AND status NOT IN ('sent', 'failed', 'skipped', 'unknown')",

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 FAULTS = (
@@ -129,7 +129,7 @@ class LoopbackServer:
                 raise ValueError(f"unknown fault {fault!r}")
             self.faults.append(fault)
 
-    def start(self) -> LoopbackServer:
+    def start(self) -> Self:
         ready = threading.Event()
 
         def run() -> None:
@@ -166,7 +166,7 @@ class LoopbackServer:
         self._thread.join(5)
         self._loop = None
 
-    def __enter__(self) -> LoopbackServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -46,7 +46,7 @@ def _postgresql_raw(url: str) -> Callable[[str], Any]:
         import psycopg
 
         with psycopg.connect(url, autocommit=True) as conn:
-            cur = conn.execute(sql)  # type: ignore[arg-type]
+            cur = conn.execute(sql)
             return cur.fetchall() if cur.description else None
 
     return run

@@ -395,7 +395,9 @@ def test_results_are_recorded_only_over_sending(store: Store) -> None:
     )
     # a late second record of the same send changes nothing: it is no longer sending
     store.deliveries.record_results([Result(first["id"], "failed", LATER, error="late")], [])
-    assert store.deliveries.delivery_outcome(first["id"])["status"] == "sent"
+    outcome = store.deliveries.delivery_outcome(first["id"])
+    assert outcome is not None
+    assert outcome["status"] == "sent"
     # in one batch too: each result is guarded on its own
     others = add_customers(store, 2, prefix="b")
     plan(store, others)
@@ -677,7 +679,9 @@ def test_a_conversation_is_created_once_and_read_back(store: Store) -> None:
         store.conversations.update_conversation(
             first, needs_attention=1, attention_reason="reply", updated_at=LATER
         )
-    assert store.conversations.get_conversation(ids[0])["needs_attention"] == 1
+    updated = store.conversations.get_conversation(ids[0])
+    assert updated is not None
+    assert updated["needs_attention"] == 1
     assert set(store.conversations.conversations_for(ids)) == set(ids)
     assert store.conversations.get_conversation("nobody") is None
 

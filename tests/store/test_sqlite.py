@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
-from outreach.deliveries import DUE_STATES
+from outreach.deliveries import DUE_STATES, Status
 from outreach.errors import StoreError, UsageError
-from outreach.store import Store, open_store
+from outreach.store import open_store
+from outreach.store.sqlite import SqliteStore
 from outreach.store.sqlite.audience import SAFE_FUNCTIONS
 from outreach.store.sqlite.migrations import migrations
 from outreach.workspace import Workspace
@@ -155,31 +156,38 @@ FIRST_MIGRATIONS = [
 ]
 
 
+def open_sqlite_store(path: Path) -> SqliteStore:
+    """``open_store`` on a file: the SQLite store, whose internals this module reaches."""
+    store = open_store(path)
+    assert isinstance(store, SqliteStore)
+    return store
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = open_store(tmp_path / "outreach.db")
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    opened = open_sqlite_store(tmp_path / "outreach.db")
     yield opened
     opened.close()
 
 
-def columns(store: Store, table: str) -> dict[str, str]:
+def columns(store: SqliteStore, table: str) -> dict[str, str]:
     return {row[1]: row[2] for row in store.conn.execute(f"PRAGMA table_info({table})")}
 
 
-def test_schema_is_pinned(store: Store) -> None:
+def test_schema_is_pinned(store: SqliteStore) -> None:
     assert {t: columns(store, t) for t in SCHEMA} == SCHEMA
     names = [m.name for m in migrations._migrations]
     assert names[: len(FIRST_MIGRATIONS)] == FIRST_MIGRATIONS
     assert len(set(names)) == len(names)
 
 
-def test_sqlite_settings(store: Store) -> None:
+def test_sqlite_settings(store: SqliteStore) -> None:
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
 
 
-def test_foreign_keys_are_enforced(store: Store) -> None:
+def test_foreign_keys_are_enforced(store: SqliteStore) -> None:
     with pytest.raises(sqlite3.IntegrityError), store.write():
         store.conn.execute(
             "INSERT INTO consent (customer_id, channel, status, source, recorded_at) "
@@ -193,7 +201,7 @@ def test_older_database_is_migrated(tmp_path: Path) -> None:
     migrations.apply(db, stop_before="m004_conversations")
     assert "conversations" not in db.table_names()
     db.close()
-    store = open_store(path)
+    store = open_sqlite_store(path)
     try:
         assert "conversations" in store.db.table_names()
         assert not migrations.pending(store.db)
@@ -216,7 +224,7 @@ def test_deliveries_of_an_older_database_may_become_bounced(tmp_path: Path) -> N
         db.execute(sql, ("d2", *row[1:3], "bounced", *row[4:]))
     db.conn.commit()
     db.close()
-    store = open_store(path)
+    store = open_sqlite_store(path)
     try:
         with store.write():
             store.conn.execute("UPDATE deliveries SET status = 'bounced' WHERE id = 'd1'")
@@ -268,7 +276,7 @@ def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def people(store: Store) -> Store:
+def people(store: SqliteStore) -> SqliteStore:
     store.customers.ensure_columns(["plan", "age"])
     rows = [[f"C{i:03d}", f"n{i}", "pro" if i % 2 else "free", i] for i in range(1, 1201)]
     with store.write():
@@ -278,7 +286,7 @@ def people(store: Store) -> Store:
     return store
 
 
-def test_select_streams_every_match_across_pages(people: Store) -> None:
+def test_select_streams_every_match_across_pages(people: SqliteStore) -> None:
     rows = list(people.customers.select_customers("plan = 'pro'"))
     assert len(rows) == 600
     assert [r["id"] for r in rows] == sorted(r["id"] for r in rows)
@@ -287,18 +295,18 @@ def test_select_streams_every_match_across_pages(people: Store) -> None:
 
 
 @pytest.mark.parametrize("limit", [1, 499, 500, 501, 1000, 5000])
-def test_select_honours_limit(people: Store, limit: int) -> None:
+def test_select_honours_limit(people: SqliteStore, limit: int) -> None:
     assert len(list(people.customers.select_customers(None, limit=limit))) == min(limit, 1200)
 
 
-def test_select_columns(people: Store) -> None:
+def test_select_columns(people: SqliteStore) -> None:
     row = next(people.customers.select_customers("age = 7", columns=["plan"]))
     assert row == {"id": "C007", "plan": "pro"}
     with pytest.raises(UsageError, match='no customer column "nope"'):
         people.customers.select_customers(None, columns=["nope"])
 
 
-def test_authorizer_is_gone_even_when_the_iterator_is_abandoned(people: Store) -> None:
+def test_authorizer_is_gone_even_when_the_iterator_is_abandoned(people: SqliteStore) -> None:
     rows = people.customers.select_customers("age > 10")
     next(rows)  # half-read, as a planner that stops early
     # the shared connection can still write and read other tables
@@ -311,7 +319,7 @@ def test_authorizer_is_gone_even_when_the_iterator_is_abandoned(people: Store) -
     assert len(list(rows)) == 1200 - 11  # and the iterator goes on
 
 
-def test_safe_functions_are_all_allowed(people: Store) -> None:
+def test_safe_functions_are_all_allowed(people: SqliteStore) -> None:
     calls = {
         "lower": "lower(plan) = 'pro'",
         "upper": "upper(plan) = 'PRO'",
@@ -355,16 +363,16 @@ def test_safe_functions_are_all_allowed(people: Store) -> None:
         "1) UNION SELECT * FROM consent --",
     ],
 )
-def test_validate_where_refuses(people: Store, where: str) -> None:
+def test_validate_where_refuses(people: SqliteStore, where: str) -> None:
     with pytest.raises(UsageError, match="where"):
         people.customers.validate_where(where)
 
 
-def test_balanced_parentheses_stay_a_condition_over_customers(people: Store) -> None:
+def test_balanced_parentheses_stay_a_condition_over_customers(people: SqliteStore) -> None:
     assert len(list(people.customers.select_customers("0) OR (age = 3"))) == 1
 
 
-def test_a_claim_reads_what_it_claims_not_the_backlog(store: Store) -> None:
+def test_a_claim_reads_what_it_claims_not_the_backlog(store: SqliteStore) -> None:
     """Claiming 16 deliveries out of 20,000 queued costs the same as out of 200.
 
     Counted in SQLite virtual-machine steps (not seconds, so the test is not flaky): a
@@ -411,7 +419,7 @@ def test_a_migrated_database_claims_and_records_from_partial_indexes(tmp_path: P
     db = Database(path)
     migrations.apply(db, stop_before="m212_claim_indexes_partial")
     db.close()
-    store = open_store(path)
+    store = open_sqlite_store(path)
     try:
         indexes = dict(
             store.conn.execute(
@@ -446,7 +454,7 @@ def test_a_migrated_database_claims_and_records_from_partial_indexes(tmp_path: P
                         Result(
                             r["id"],
                             "email",
-                            "sent",
+                            Status.SENT,
                             at,
                             sent_at=at,
                             provider_message_id=f"<{r['id']}@x>",
@@ -495,13 +503,13 @@ def test_delivery_ids_never_repeat_within_a_millisecond(monkeypatch: pytest.Monk
     clashed about ten times at this count)."""
     import outreach.deliveries as deliveries
 
-    monkeypatch.setattr(deliveries.time, "time_ns", lambda: 1_796_000_000_000_000_000)
+    monkeypatch.setattr("outreach.deliveries.time.time_ns", lambda: 1_796_000_000_000_000_000)
     ids = [deliveries.new_delivery_id() for _ in range(300_000)]
     assert len(set(ids)) == len(ids)
     assert all(len(i) == 20 for i in ids[:10])
 
 
-def test_a_delivery_id_taken_twice_is_an_error_not_a_skipped_customer(store: Store) -> None:
+def test_a_delivery_id_taken_twice_is_an_error_not_a_skipped_customer(store: SqliteStore) -> None:
     at = "2026-12-01T10:00:00Z"
     with store.write() as conn:
         conn.executemany(
@@ -517,7 +525,7 @@ def test_a_delivery_id_taken_twice_is_an_error_not_a_skipped_customer(store: Sto
         store.deliveries.insert_deliveries([_queued_row("d1", "b", at)])
 
 
-def _queue_for(store: Store, ids: list[str], at: str) -> None:
+def _queue_for(store: SqliteStore, ids: list[str], at: str) -> None:
     """Customers ``ids``, each with a queued NPS email due at ``at`` (delivery ``d<id>``)."""
     with store.write() as conn:
         conn.executemany(
