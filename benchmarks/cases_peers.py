@@ -18,6 +18,7 @@ import shutil
 import statistics
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from .cases_local import render_rate
 from .cases_network import send_to_server, smtp_seed
@@ -28,6 +29,7 @@ from .context import (
     join,
     json_out,
     repeat,
+    server_busy,
     server_rate,
 )
 from .harness import (
@@ -193,7 +195,7 @@ def bench_smtp_vs_mailmerge(ctx: Context) -> Row:
         smtp_n = ctx.sizes["smtp"]
         # the same emails as outreach's (made from the smtp row's workspace): a lighter
         # message would cost the server less and lift the ceiling above any sender of these
-        ours, ceilings, shares = _ceiling_share(
+        measured = _ceiling_share(
             ctx,
             server,
             lambda i: send_to_server(ctx, row, server, seed, f"smtp-peer-{i}", smtp_n)[0],
@@ -205,20 +207,18 @@ def bench_smtp_vs_mailmerge(ctx: Context) -> Row:
         )
     _ratio_row(
         row,
-        ours,
+        measured.ours,
         rates,
         "mailmerge",
         5,
         "both as seen by the same aiosmtpd server, first to last message",
     )
-    share = statistics.median(shares)
+    share = statistics.median(measured.shares)
     row.note = join(
         row.note,
-        _share_note(
-            "bare aiosmtplib sending the same emails over the same 8 connections", ceilings, shares
-        )
-        + f" (renders, records each); the ceiling is "
-        f"{statistics.median(ceilings) / statistics.median(rates):.1f}x mailmerge",
+        measured.note("bare aiosmtplib sending the same emails over the same 8 connections"),
+        "outreach renders and records each; the ceiling is "
+        f"{statistics.median(measured.ceilings) / statistics.median(rates):.1f}x mailmerge",
     )
     row.met = bool(row.met) and share >= CEILING_SHARE
     return row
@@ -274,7 +274,7 @@ def bench_webhooks_vs_apprise(ctx: Context) -> Row:
             return theirs[-1]
 
         repeat(ctx, Row("apprise", ""), apprise_once)
-        ours, ceilings, shares = _ceiling_share(
+        measured = _ceiling_share(
             ctx,
             server,
             lambda i: send_to_server(ctx, row, server, seed, f"webhook-{i}", n)[0],
@@ -283,30 +283,56 @@ def bench_webhooks_vs_apprise(ctx: Context) -> Row:
             n,
             64,
         )
-        row.values = list(ours)
+        row.values = list(measured.ours)
     note = row.note
     peer = Row("apprise", "")
     _ratio_row(
         peer,
-        ours,
+        measured.ours,
         theirs,
         "apprise",
         0,
         "all as seen by the same JSON endpoint; outreach signs each (Standard Webhooks)",
     )
-    share = statistics.median(shares)
+    share = statistics.median(measured.shares)
     # the figure is the ceiling ratio: "10x apprise" is retired (bare httpx itself is ~4x)
     row.values = [share]
     row.note = join(
-        f"outreach {statistics.median(ours):,.0f} msg/s",
-        _share_note("bare httpx POSTs to the same endpoint (64 at a time)", ceilings, shares),
-        f"{peer.values[0]:.1f}x apprise ({statistics.median(theirs):,.0f} msg/s); "
-        f"the ceiling is {statistics.median(ceilings) / statistics.median(theirs):.1f}x apprise",
+        f"outreach {statistics.median(measured.ours):,.0f} msg/s",
+        measured.note("bare httpx POSTs to the same endpoint (64 at a time)"),
+        f"{peer.values[0]:.1f}x apprise ({statistics.median(theirs):,.0f} msg/s); the ceiling "
+        f"is {statistics.median(measured.ceilings) / statistics.median(theirs):.1f}x apprise",
         peer.note.split("; ", 1)[1] if "; " in peer.note else "",
         note,
     )
     row.met = share >= CEILING_SHARE
     return row
+
+
+@dataclass
+class Shares:
+    """outreach's rates and the bare client's, run by run, with how busy the server was
+    behind each (its CPU share, first to last message)."""
+
+    ours: list[float] = field(default_factory=list)
+    ceilings: list[float] = field(default_factory=list)
+    busy_ours: list[float] = field(default_factory=list)
+    busy_ceilings: list[float] = field(default_factory=list)
+
+    @property
+    def shares(self) -> list[float]:
+        return [a / b for a, b in zip(self.ours, self.ceilings, strict=True)]
+
+    def note(self, what: str) -> str:
+        shares = self.shares
+        return (
+            f"ceiling: {what}, nothing else, {statistics.median(self.ceilings):,.0f} msg/s "
+            f"({min(self.ceilings):,.0f}-{max(self.ceilings):,.0f}); outreach at "
+            f"{statistics.median(shares):.2f} of it, run by run "
+            f"({min(shares):.2f}-{max(shares):.2f}); the server was on the CPU "
+            f"{statistics.median(self.busy_ceilings):.0%} of the time behind the bare client, "
+            f"{statistics.median(self.busy_ours):.0%} behind outreach"
+        )
 
 
 def _ceiling_share(
@@ -318,13 +344,12 @@ def _ceiling_share(
     n: int,
     concurrency: int,
     *extra: str,
-) -> tuple[list[float], list[float], list[float]]:
-    """outreach's rates, the bare client's (``job`` of ``benchmarks.children``) and their
-    ratios, run by run: the bare client, then outreach, so that each ratio is of two runs
-    a few seconds apart (this machine's speed drifts by half within minutes, and a best
-    ceiling against a median of runs measured minutes earlier says more of the drift)."""
-    ours: list[float] = []
-    ceilings: list[float] = []
+) -> Shares:
+    """outreach's rates and the bare client's (``job`` of ``benchmarks.children``), run by
+    run: the bare client, then outreach, so that each ratio is of two runs a few seconds
+    apart (this machine's speed drifts by half within minutes, and a best ceiling against
+    a median of runs measured minutes earlier says more of the drift)."""
+    out = Shares()
     for i in range(ctx.runs):
         server.stats()
         child = check(
@@ -345,14 +370,9 @@ def _ceiling_share(
         ok = json_out(child).get("ok")
         if ok != n:
             raise ChildFailed(f"{job}: {ok} of {n} accepted")
-        ceilings.append(server_rate(server.stats()))
-        ours.append(ours_once(i))
-    return ours, ceilings, [a / b for a, b in zip(ours, ceilings, strict=True)]
-
-
-def _share_note(what: str, ceilings: list[float], shares: list[float]) -> str:
-    return (
-        f"ceiling: {what}, nothing else, {statistics.median(ceilings):,.0f} msg/s "
-        f"({min(ceilings):,.0f}-{max(ceilings):,.0f}); outreach at "
-        f"{statistics.median(shares):.2f} of it, run by run ({min(shares):.2f}-{max(shares):.2f})"
-    )
+        stats = server.stats()
+        out.ceilings.append(server_rate(stats))
+        out.busy_ceilings.append(server_busy(stats))
+        out.ours.append(ours_once(i))  # its last stats are outreach's
+        out.busy_ours.append(server_busy(server.last_stats))
+    return out

@@ -266,6 +266,13 @@ def server_rate(stats: dict[str, Any]) -> float:
     return (stats["count"] - 1) / span if span > 0 and stats["count"] > 1 else 0.0
 
 
+def server_busy(stats: dict[str, Any]) -> float:
+    """The share of a loopback server's time, first to last message, that it spent on the
+    CPU: near 1, the server was the limit; well below, it waited for its client."""
+    span = stats["last"] - stats["first"]
+    return stats.get("cpu", 0.0) / span if span > 0 else 0.0
+
+
 def max_rss(row: Row, rss: float) -> None:
     row.rss_mb = max(row.rss_mb or 0.0, rss)
 

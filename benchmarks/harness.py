@@ -263,13 +263,16 @@ class LoopbackServer(Background):
             self.stop()
             raise ChildFailed(f"server {args[0]}: unexpected {line!r}")
         self.port = int(line.split()[1])
+        self.last_stats: dict[str, Any] = {}
 
     def stats(self) -> dict[str, Any]:
-        """Count, first and last (monotonic) since the previous call, and resets them."""
+        """Count, first and last (monotonic) and the server's CPU seconds since the
+        previous call, and resets them; also kept as ``last_stats``."""
         import json
 
         self.command("stats")
         result: dict[str, Any] = json.loads(self.readline())
+        self.last_stats = result
         return result
 
     def __enter__(self) -> LoopbackServer:

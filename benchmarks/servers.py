@@ -3,9 +3,10 @@
 ``python -m benchmarks.servers KIND [ARGS]`` binds 127.0.0.1 on a free port, prints
 ``PORT <n>`` and then obeys one-line commands on standard input:
 
-- ``stats``: print one JSON line ``{"count", "first", "last"}`` (requests or messages
-  accepted since the last ``stats``, and the ``time.monotonic()`` of the first and last,
-  a clock shared by every process of the machine) and start counting again;
+- ``stats``: print one JSON line ``{"count", "first", "last", "cpu"}`` (requests or
+  messages accepted since the last ``stats``, the ``time.monotonic()`` of the first and
+  last, a clock shared by every process of the machine, and the CPU seconds the server
+  process used meanwhile) and start counting again;
 - ``quit`` or end of input: exit.
 
 A separate process, not a thread of the benchmark, so that the two cores are shared
@@ -48,6 +49,8 @@ class Counter:
         self.count = 0
         self.first = 0.0
         self.last = 0.0
+        # read at each snapshot only: a clock read per hit would cost the server itself
+        self.cpu = time.process_time()
 
     def hit(self) -> None:
         now = time.monotonic()
@@ -59,9 +62,12 @@ class Counter:
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
+            cpu = time.process_time()
             out = {"count": self.count, "first": self.first, "last": self.last}
+            out["cpu"] = cpu - self.cpu
             self.count = 0
             self.first = self.last = 0.0
+            self.cpu = cpu
         return out
 
 

@@ -113,3 +113,31 @@ def test_the_serve_replicas_row_kills_a_replica_and_asserts_none_lost_or_stored_
     assert row["status"] == "ok", row
     assert "0 lost, 0 stored twice, each answer acted on once (asserted)" in str(row["note"])
     assert isinstance(row["median"], float) and row["median"] > 0
+
+
+def test_the_loopback_smtp_server_counts_messages_and_its_own_cpu_time() -> None:
+    """What the peer rows' ceiling note rests on: the server's count, span and CPU."""
+    import asyncio
+
+    import aiosmtplib
+
+    from benchmarks.context import server_busy, server_rate
+    from benchmarks.harness import LoopbackServer
+
+    async def send(port: int, n: int) -> None:
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=10) as client:
+            for i in range(n):
+                await client.sendmail(
+                    "a@example.com", [f"b{i}@example.com"], b"Subject: x\r\n\r\nhi\r\n"
+                )
+
+    with LoopbackServer("smtp") as server:
+        server.stats()
+        asyncio.run(send(server.port, 200))
+        stats = server.stats()
+        assert server.last_stats == stats
+        assert stats["count"] == 200 and stats["last"] > stats["first"] > 0
+        assert stats["cpu"] > 0 and server_rate(stats) > 0
+        assert 0 < server_busy(stats) < 2  # one process, so at most about one CPU
+        idle = server.stats()  # nothing sent since: nothing counted
+        assert idle["count"] == 0 and server_busy(idle) == 0
