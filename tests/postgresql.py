@@ -24,6 +24,8 @@ def postgresql_enabled() -> bool:
     return bool(os.environ.get(POSTGRESQL_ENV))
 
 
+# last: a test that -k or -m leaves out anyway is not counted as off
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if postgresql_enabled():
         return
