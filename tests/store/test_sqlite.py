@@ -4,6 +4,7 @@ its settings, and the read-only audience filter (an authorizer)."""
 from __future__ import annotations
 
 import sqlite3
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -193,6 +194,34 @@ def test_foreign_keys_are_enforced(store: SqliteStore) -> None:
             "INSERT INTO consent (customer_id, channel, status, source, recorded_at) "
             "VALUES ('ghost', 'sms', 'opted_in', 'cli', '2026-01-01T00:00:00Z')"
         )
+
+
+class _Signalled(BaseException):
+    """What a signal handler raises (SIGTERM: SystemExit), as one would the moment BEGIN
+    IMMEDIATE returns: Python runs handlers right after a C call."""
+
+
+def test_a_signal_the_moment_begin_returns_leaves_no_write_lock_held(store: SqliteStore) -> None:
+    def land_after_begin(frame: object, event: str, arg: object) -> None:
+        if event == "c_return" and store.conn.in_transaction:
+            sys.setprofile(None)
+            raise _Signalled
+
+    sys.setprofile(land_after_begin)
+    try:
+        with pytest.raises(_Signalled), store.write():
+            pytest.fail("the body ran: the signal landed later than meant")
+    finally:
+        sys.setprofile(None)
+    assert not store.conn.in_transaction
+    # another process (here a second connection) can write at once
+    assert store.path is not None
+    other = sqlite3.connect(store.path, timeout=0)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
 
 
 def test_older_database_is_migrated(tmp_path: Path) -> None:

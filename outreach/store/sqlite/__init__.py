@@ -79,8 +79,11 @@ class SqliteStore(Store):
             with self.db.atomic():
                 yield self.conn
             return
-        self.conn.execute("BEGIN IMMEDIATE")
         try:
+            # inside the try: a signal handled the moment BEGIN returns (SIGTERM raises
+            # SystemExit) must roll back too, or the write lock stays held while the
+            # process unwinds, and every other process waits on it
+            self.conn.execute("BEGIN IMMEDIATE")
             yield self.conn
         except BaseException:
             if self.conn.in_transaction:
