@@ -14,7 +14,9 @@ Each claimed batch is read once (customers, recent contact, staleness), then eve
 delivery goes through ``decide`` (the pure decision), ``Composer.message`` and
 ``channel.send_one`` (retries, backoff, circuit), by at most ``concurrency`` sender tasks
 per channel that take the prepared messages in claim order; results are recorded in
-batches, in the transaction of the next claim (or every ``FLUSH_SECONDS``).
+batches, in the transaction of the next claim (or every ``FLUSH_SECONDS``), and for a
+network channel in one of their own just before it: sessions wait on the loop while it
+writes, so it takes a turn between the two, and between every few messages it prepares.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,6 +51,7 @@ SENT_STATES = (Status.SENT, Status.DELIVERED, Status.READ)
 FLUSH_AT = 2048  # results kept before recording them at once (else at a claim, or every:)
 FLUSH_SECONDS = 0.1
 LOCAL_TURN = 64  # local sends between two turns of the event loop
+PREPARE_PIECE = 4  # a network channel's messages prepared per turn while others wait
 YOUNG_GC_THRESHOLD = 10_000  # allocations between young collections while sending
 PLANNING_POLL = 0.02  # seconds between looks at an empty queue while another process plans
 
@@ -172,6 +176,11 @@ class _Engine:
             if ch.budget - ch.in_flight < ch.low_water and ch.in_flight:
                 await self._wait_for_results(ch)
                 continue
+            if not ch.provider.local and self.results:
+                # sessions wait on the loop while it writes: the finished sends go in a
+                # transaction of their own, and the loop takes a turn before the claim
+                self._flush()
+                await asyncio.sleep(0)
             rows, planned = self._claim(ch)
             if not rows:
                 if ch.claimed:
@@ -186,10 +195,10 @@ class _Engine:
             if ch.journal is not None:
                 # a failure gives the journal up: what follows is claimed without it
                 ch.journal.claimed([row["id"] for row in rows])
-            ready = self._prepare(ch, rows)
-            if self.left is not None:
-                self.left -= len(ready)
             if ch.provider.local:
+                ready = self._prepare(ch, rows)
+                if self.left is not None:
+                    self.left -= len(ready)
                 # nothing to wait for: one after another, without a task each; a local
                 # send never gives the loop a turn, so a signal (its handler runs on the
                 # loop) would wait for the whole batch: a turn every LOCAL_TURN sends,
@@ -199,11 +208,27 @@ class _Engine:
                     if i % LOCAL_TURN == 0:
                         await asyncio.sleep(0)
                 continue
-            queue.extend(ready)
-            for _ in range(min(len(queue), ch.config.concurrency - len(senders))):
-                task = asyncio.create_task(self._sender(ch, queue))
-                senders.add(task)
-                task.add_done_callback(senders.discard)
+            await asyncio.sleep(0)
+            batch = self._batch(ch, rows)
+            # enough at once for every idle session, then a few per turn of the loop:
+            # while messages wait in the queue, preparing a whole batch of 64 held the
+            # loop for 6 ms with every session's answer waiting on it
+            piece = max(PREPARE_PIECE, ch.config.concurrency // 2)
+            start = 0
+            while start < len(rows):
+                end = start + max(piece, ch.config.concurrency - len(queue))
+                for row in rows[start:end]:
+                    prepared = self._prepare_one(ch, row, batch)
+                    if prepared is not None:
+                        queue.append((row, prepared))
+                        if self.left is not None:
+                            self.left -= 1
+                start = end
+                for _ in range(min(len(queue), ch.config.concurrency - len(senders))):
+                    task = asyncio.create_task(self._sender(ch, queue))
+                    senders.add(task)
+                    task.add_done_callback(senders.discard)
+                await asyncio.sleep(0)
         if senders:
             await asyncio.gather(*senders)
 
@@ -313,73 +338,85 @@ class _Engine:
     ) -> list[tuple[dict[str, Any], OutboundMessage]]:
         """Decide and render a claimed batch (always of one channel) before anything
         leaves the machine; what to send."""
+        batch = self._batch(ch, rows)
+        return [(row, m) for row in rows if (m := self._prepare_one(ch, row, batch)) is not None]
+
+    def _batch(self, ch: Channel, rows: list[dict[str, Any]]) -> _Batch:
+        """What deciding a claimed batch needs, read once for all its rows."""
         kind = address_kind(ch.config)
-        field_name = ADDRESS_COLUMN.get(kind)
         ids = [r["customer_id"] for r in rows]
-        customers = self.store.customers.get_customers(ids)
         now = clock.now()
-        recent = self._wrote_recently(ch, rows, now)
-        staleness = self._staleness(rows, now)
-        # platform user ids, for a channel that addresses people that way
-        users = self.store.customers.user_addresses(ch.name, ids) if kind == "user" else {}
+        return _Batch(
+            kind=kind,
+            field_name=ADDRESS_COLUMN.get(kind),
+            customers=self.store.customers.get_customers(ids),
+            now=now,
+            recent=self._wrote_recently(ch, rows, now),
+            staleness=self._staleness(rows, now),
+            # platform user ids, for a channel that addresses people that way
+            users=self.store.customers.user_addresses(ch.name, ids) if kind == "user" else {},
+        )
+
+    def _prepare_one(
+        self, ch: Channel, row: dict[str, Any], batch: _Batch
+    ) -> OutboundMessage | None:
+        """Decide one claimed delivery and render its message: None when it is not sent
+        (its result is recorded instead)."""
+        kind, now = batch.kind, batch.now
         default_zone = self.config.timezone
-        ready: list[tuple[dict[str, Any], OutboundMessage]] = []
-        for row in rows:
-            cid = row["customer_id"]
-            customer = customers.get(cid)
-            tz = zone_or(customer.get("timezone"), default_zone) if customer else default_zone
-            if kind == "user":
-                address = users.get(cid)
-            else:
-                address = customer.get(field_name) if customer and field_name else None
-            age, late, expires = staleness.get((row["campaign"], row["occurrence"]), _FRESH)
-            wrote = cid in recent
-            verdict = decide(
+        cid = row["customer_id"]
+        customer = batch.customers.get(cid)
+        tz = zone_or(customer.get("timezone"), default_zone) if customer else default_zone
+        if kind == "user":
+            address = batch.users.get(cid)
+        else:
+            address = customer.get(batch.field_name) if customer and batch.field_name else None
+        age, late, expires = batch.staleness.get((row["campaign"], row["occurrence"]), _FRESH)
+        wrote = cid in batch.recent
+        verdict = decide(
+            row,
+            customer=customer,
+            address=address,
+            now=now,
+            tz=tz,
+            wrote_recently=wrote,
+            window=self._window(row),
+            age=age if row["created_at"] < self.run_started else None,
+            late=late,
+            expires=expires,
+        )
+        if verdict is not None:
+            not_before = verdict.not_before
+            self._finish(
                 row,
-                customer=customer,
-                address=address,
-                now=now,
-                tz=tz,
-                wrote_recently=wrote,
-                window=self._window(row),
-                age=age if row["created_at"] < self.run_started else None,
-                late=late,
-                expires=expires,
+                Result(
+                    row["id"],
+                    ch.name,
+                    verdict.status,
+                    clock.iso(clock.now()),
+                    reason=verdict.reason,
+                    error=verdict.error,
+                    not_before=clock.iso(not_before) if not_before else None,
+                ),
             )
-            if verdict is not None:
-                not_before = verdict.not_before
-                self._finish(
-                    row,
-                    Result(
-                        row["id"],
-                        ch.name,
-                        verdict.status,
-                        clock.iso(clock.now()),
-                        reason=verdict.reason,
-                        error=verdict.error,
-                        not_before=clock.iso(not_before) if not_before else None,
-                    ),
-                )
-                continue
-            assert customer is not None and address  # decide refuses a delivery without
-            try:
-                message = self.composer.message(row, customer, kind, str(address), now, tz, wrote)
-            except OutreachError as exc:
-                self._finish(
-                    row,
-                    Result(
-                        row["id"],
-                        ch.name,
-                        Status.SKIPPED,
-                        clock.iso(clock.now()),
-                        reason="template_error",
-                        error=str(exc),
-                    ),
-                )
-                self.summary.problems.append(str(exc))
-                continue
-            ready.append((row, message))
-        return ready
+            return None
+        assert customer is not None and address  # decide refuses a delivery without
+        try:
+            return self.composer.message(row, customer, kind, str(address), now, tz, wrote)
+        except OutreachError as exc:
+            self._finish(
+                row,
+                Result(
+                    row["id"],
+                    ch.name,
+                    Status.SKIPPED,
+                    clock.iso(clock.now()),
+                    reason="template_error",
+                    error=str(exc),
+                ),
+            )
+            self.summary.problems.append(str(exc))
+            return None
 
     def _window(self, row: Mapping[str, Any]) -> Window | None:
         text = row.get("window")
@@ -470,6 +507,20 @@ class _Engine:
             rate = campaign.rate if campaign else None
             self.campaign_limiters[name] = limiter_for(rate, self.limits, f"campaign:{name}")
         return self.campaign_limiters[name]
+
+
+@dataclass
+class _Batch:
+    """A claimed batch's facts, read once: its customers, who wrote recently, how stale
+    each occurrence is, and the platform user ids of a channel that uses them."""
+
+    kind: str
+    field_name: str | None
+    customers: Mapping[str, Mapping[str, Any]]
+    now: datetime
+    recent: set[str]
+    staleness: dict[tuple[str, str], _Staleness]
+    users: Mapping[str, Any]
 
 
 class _HeapFrozen:
