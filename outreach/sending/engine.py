@@ -210,9 +210,9 @@ class _Engine:
                 continue
             await asyncio.sleep(0)
             batch = self._batch(ch, rows)
-            # enough at once for every idle session, then a few per turn of the loop:
-            # while messages wait in the queue, preparing a whole batch of 64 held the
-            # loop for 6 ms with every session's answer waiting on it
+            # first enough that a message waits for every session, then a few per turn
+            # of the loop: preparing a whole batch of 64 at once held the loop for 6 ms,
+            # every session's answer waiting on it
             piece = max(PREPARE_PIECE, ch.config.concurrency // 2)
             start = 0
             while start < len(rows):
