@@ -180,7 +180,7 @@ class _Engine:
                 # sessions wait on the loop while it writes: the finished sends go in a
                 # transaction of their own, and the loop takes a turn before the claim
                 self._flush()
-                await asyncio.sleep(0)
+                await _after_io()
             rows, planned = self._claim(ch)
             if not rows:
                 if ch.claimed:
@@ -208,7 +208,7 @@ class _Engine:
                     if i % LOCAL_TURN == 0:
                         await asyncio.sleep(0)
                 continue
-            await asyncio.sleep(0)
+            await _after_io()
             batch = self._batch(ch, rows)
             # first enough that a message waits for every session, then a few per turn
             # of the loop: preparing a whole batch of 64 at once held the loop for 6 ms,
@@ -228,7 +228,7 @@ class _Engine:
                     task = asyncio.create_task(self._sender(ch, queue))
                     senders.add(task)
                     task.add_done_callback(senders.discard)
-                await asyncio.sleep(0)
+                await _after_io()
         if senders:
             await asyncio.gather(*senders)
 
@@ -565,6 +565,25 @@ class _HeapFrozen:
 
 
 _heap_frozen = _HeapFrozen()
+
+
+async def _after_io() -> None:
+    """Give the loop a turn in which the sessions go first.
+
+    A turn of asyncio's loop runs the callbacks that were ready before it polled the
+    sockets, then those the poll brought, then the timers now due. ``sleep(0)`` makes this
+    task one of the first kind, so it would run again before any session the poll wakes;
+    resumed by a timer instead, it is woken after them, and their tasks run before it.
+    """
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.call_later(0, _resolve, done)
+    await done
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():  # cancelled meanwhile (the run was stopped)
+        future.set_result(None)
 
 
 async def _first_of(*events: asyncio.Event | None, timeout: float) -> None:

@@ -1,0 +1,71 @@
+"""How the send engine gives the loop a turn while a network channel's sessions wait."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from outreach.sending.engine import _after_io
+
+
+async def _who_runs_first(give_a_turn: Callable[[], Awaitable[None]]) -> list[str]:
+    """A session waits for its server's answer; the channel worker, busy meanwhile (the
+    answer arrives), gives the loop a turn: which of the two runs first afterwards."""
+    loop = asyncio.get_running_loop()
+    ours, theirs = socket.socketpair()
+    answered: asyncio.Future[None] = loop.create_future()
+
+    class Wire(asyncio.Protocol):
+        def data_received(self, data: bytes) -> None:
+            answered.set_result(None)
+
+    transport, _ = await loop.connect_accepted_socket(Wire, ours)
+    order: list[str] = []
+    try:
+        for _ in range(3):  # the transport starts reading a turn or two after it is made
+            await asyncio.sleep(0)
+
+        async def session() -> None:
+            await answered
+            order.append("session")
+
+        async def worker() -> None:
+            theirs.send(b"250 OK\r\n")  # the answer comes in while the worker holds the loop
+            await give_a_turn()
+            order.append("worker")
+
+        await asyncio.gather(session(), worker())
+    finally:
+        transport.close()
+        theirs.close()
+    return order
+
+
+def test_a_session_woken_by_its_answer_runs_before_the_worker_that_gave_the_turn() -> None:
+    assert asyncio.run(_who_runs_first(_after_io)) == ["session", "worker"]
+
+
+def test_sleep_0_would_run_the_worker_first_so_the_test_above_can_tell() -> None:
+    assert asyncio.run(_who_runs_first(lambda: asyncio.sleep(0))) == ["worker", "session"]
+
+
+def test_a_turn_given_by_a_cancelled_task_leaves_no_error_behind() -> None:
+    errors: list[object] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(
+            lambda loop, context: errors.append(context)
+        )
+        task = asyncio.create_task(_after_io())
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert errors == []
