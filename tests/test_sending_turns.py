@@ -1,14 +1,23 @@
-"""How the send engine gives the loop a turn while a network channel's sessions wait."""
+"""How the send engine keeps the event loop free for a network channel's sessions: the
+turns it gives, and the WAL checkpoints it leaves to a thread."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from outreach.sending.engine import _after_io
+from outreach.store.sqlite.checkpoints import THREAD_NAME
+from tests.conftest import Cli
+from tests.servers.fixtures import smtp_server as smtp_server
+from tests.servers.smtp import SmtpEmulator
+from tests.test_email_edges import add_news, run, use_smtp
 
 
 async def _who_runs_first(give_a_turn: Callable[[], Awaitable[None]]) -> list[str]:
@@ -69,3 +78,26 @@ def test_a_turn_given_by_a_cancelled_task_leaves_no_error_behind() -> None:
 
     asyncio.run(main())
     assert errors == []
+
+
+def _checkpointing() -> bool:
+    return any(t.name == THREAD_NAME for t in threading.enumerate())
+
+
+def test_a_run_over_smtp_checkpoints_on_a_thread_while_it_sends(
+    ws: Path, cli: Cli, smtp_server: SmtpEmulator
+) -> None:
+    seen: list[bool] = []
+    handler = smtp_server.handler_obj
+    take = handler.handle_DATA
+
+    async def handle_DATA(*args: Any) -> str:
+        seen.append(_checkpointing())  # the server runs in a thread of this process
+        return await take(*args)
+
+    handler.handle_DATA = handle_DATA  # type: ignore[method-assign,assignment]
+    use_smtp(ws, smtp_server)
+    add_news(ws, cli)
+    sent = int(str(run(cli)["sent"]))
+    assert sent and seen == [True] * sent  # (the server refuses the address in UTF-8)
+    assert not _checkpointing()  # stopped with the pass

@@ -136,7 +136,10 @@ class _Engine:
                     self.summary.problems.append(f"channel {name}: {exc}")
                     continue
                 workers.append(asyncio.create_task(self._channel_worker(self.channels[name])))
-            if workers:
+            # a commit that checkpoints the WAL holds up every session waiting on the loop
+            # (nobody waits on a local send)
+            network = any(not ch.provider.local for ch in self.channels.values())
+            with self.store.checkpoints_aside() if network else contextlib.nullcontext():
                 await asyncio.gather(*workers)
         finally:
             flusher.cancel()

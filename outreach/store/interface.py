@@ -646,4 +646,9 @@ class Store(Protocol):
         """More cache for writing a large plan with its indexes (the planner asks)."""
         ...
 
+    def checkpoints_aside(self) -> AbstractContextManager[None]:
+        """While the block runs, the housekeeping a commit would do (SQLite's WAL
+        checkpoints) is done on a thread, so that a send pass's commits stay short."""
+        ...
+
     def close(self) -> None: ...

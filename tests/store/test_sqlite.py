@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from sqlite_utils import Database
 from outreach.deliveries import DUE_STATES, Status
 from outreach.errors import StoreError, UsageError
 from outreach.store import open_store
-from outreach.store.sqlite import SqliteStore
+from outreach.store.sqlite import SqliteStore, checkpoints
 from outreach.store.sqlite.audience import SAFE_FUNCTIONS
 from outreach.store.sqlite.migrations import migrations
 from outreach.workspace import Workspace
@@ -222,6 +224,67 @@ def test_a_signal_the_moment_begin_returns_leaves_no_write_lock_held(store: Sqli
         other.execute("ROLLBACK")
     finally:
         other.close()
+
+
+def _automatic_checkpoints(store: SqliteStore) -> int:
+    return int(store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+
+
+def _commit_pages(store: SqliteStore, pages: int) -> int:
+    """Commit about ``pages`` pages of new rows; the size of the WAL file after it."""
+    with store.write():
+        store.conn.execute("CREATE TABLE IF NOT EXISTS scratch (x BLOB)")
+        store.conn.executemany("INSERT INTO scratch VALUES (randomblob(3000))", [()] * pages)
+    assert store.path is not None
+    return Path(f"{store.path}-wal").stat().st_size
+
+
+@pytest.fixture
+def low_mark(store: SqliteStore) -> SqliteStore:
+    """Automatic checkpoints every 50 pages: a commit of more would checkpoint."""
+    store.conn.execute("PRAGMA wal_autocheckpoint = 50")
+    return store
+
+
+def test_commits_in_a_send_pass_leave_checkpoints_to_the_thread(
+    low_mark: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(checkpoints, "INTERVAL", 3600.0)  # the thread waits all along
+    with low_mark.checkpoints_aside():
+        assert _automatic_checkpoints(low_mark) == 0
+        first = _commit_pages(low_mark, 200)
+        # not checkpointed, so the log was not started over: it grew by as much again
+        assert _commit_pages(low_mark, 200) > first * 1.8
+    assert _automatic_checkpoints(low_mark) == 50
+
+
+def test_the_checkpoint_thread_copies_the_log_back_while_the_pass_runs(
+    low_mark: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(checkpoints, "INTERVAL", 0.02)
+    with low_mark.checkpoints_aside():
+        size = _commit_pages(low_mark, 200)
+        # once the thread has checkpointed it all, the next commit starts the log over
+        # instead of adding to it; until then each one adds a page or more
+        deadline = time.monotonic() + 10
+        while (grown := _commit_pages(low_mark, 1)) > size and time.monotonic() < deadline:
+            size = grown
+            time.sleep(0.01)
+        assert grown <= size
+    assert not [t for t in threading.enumerate() if t.name == checkpoints.THREAD_NAME]
+
+
+def test_overlapping_send_passes_share_one_checkpoint_thread(low_mark: SqliteStore) -> None:
+    def threads() -> int:
+        return sum(t.name == checkpoints.THREAD_NAME for t in threading.enumerate())
+
+    with low_mark.checkpoints_aside():
+        with low_mark.checkpoints_aside():
+            assert threads() == 1
+        assert _automatic_checkpoints(low_mark) == 0  # the first pass goes on
+        assert threads() == 1
+    assert _automatic_checkpoints(low_mark) == 50
+    assert threads() == 0
 
 
 def test_older_database_is_migrated(tmp_path: Path) -> None:

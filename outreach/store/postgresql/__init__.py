@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar
 
 import psycopg
@@ -236,6 +236,10 @@ class PgStore(Store):
 
     def use_large_cache(self) -> None:
         """The server sizes its own cache."""
+
+    def checkpoints_aside(self) -> AbstractContextManager[None]:
+        """The server checkpoints on its own."""
+        return nullcontext()
 
     def close(self) -> None:
         if not self._closed:  # once: the connection may be another store's by now

@@ -11,7 +11,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import TypeVar
 
@@ -19,6 +19,7 @@ from sqlite_utils import Database
 
 from ...errors import DamagedStoreError, DiskFullError, OutreachError, StoreBusy, StoreError
 from ..interface import Store
+from .checkpoints import Checkpoints
 from .migrations import migrations
 
 BUSY_TIMEOUT_MS = 30_000
@@ -59,6 +60,7 @@ class SqliteStore(Store):
         self.meta = SqliteMeta(self)
         self.workers = SqliteWorkers(self)
         self.limits = SqliteLimits(self)
+        self._checkpoints = Checkpoints(self.conn, path) if path is not None else None
 
     @property
     def name(self) -> str:
@@ -153,6 +155,10 @@ class SqliteStore(Store):
         and grow its resident memory by as much.
         """
         self.conn.execute("PRAGMA cache_size = -65536")
+
+    def checkpoints_aside(self) -> AbstractContextManager[None]:
+        """The WAL checkpoints on a thread while the block runs (``checkpoints.py``)."""
+        return self._checkpoints.aside() if self._checkpoints else nullcontext()
 
     def close(self) -> None:
         self.conn.close()
