@@ -1,10 +1,12 @@
 """How the send engine keeps the event loop free for a network channel's sessions: the
-turns it gives, and the WAL checkpoints it leaves to a thread."""
+turns it gives, how much it claims and records in one commit, and the WAL checkpoints it
+leaves to a thread."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import sqlite3
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from outreach.sending.channel import BUDGET_PER_SESSION
 from outreach.sending.engine import _after_io
 from outreach.store.sqlite.checkpoints import THREAD_NAME
 from tests.conftest import Cli
@@ -101,3 +104,38 @@ def test_a_run_over_smtp_checkpoints_on_a_thread_while_it_sends(
     sent = int(str(run(cli)["sent"]))
     assert sent and seen == [True] * sent  # (the server refuses the address in UTF-8)
     assert not _checkpointing()  # stopped with the pass
+
+
+def test_a_journaled_channel_claims_a_few_per_session_ahead_not_more(
+    ws: Path, cli: Cli, smtp_server: SmtpEmulator
+) -> None:
+    sessions = 2
+    in_flight: list[int] = []
+    handler = smtp_server.handler_obj
+    take = handler.handle_DATA
+
+    async def handle_DATA(*args: Any) -> str:
+        with sqlite3.connect(ws / "outreach.db") as db:
+            (claimed,) = db.execute(
+                "SELECT count(*) FROM deliveries WHERE status = 'sending'"
+            ).fetchone()
+        in_flight.append(claimed)
+        return await take(*args)
+
+    handler.handle_DATA = handle_DATA  # type: ignore[method-assign,assignment]
+    use_smtp(ws, smtp_server)
+    toml = ws / "outreach.toml"
+    text = toml.read_text()
+    email = text.index("[channels.email]")
+    text = text[:email] + text[email:].replace("concurrency = 4", f"concurrency = {sessions}", 1)
+    toml.write_text(text)
+    add_news(ws, cli)
+    more = ws / "more.csv"
+    more.write_text(
+        "id,name,email,preferred_channel,timezone,opted_in\n"
+        + "".join(f"c{i},C {i},c{i}@example.com,email,Europe/Amsterdam,email\n" for i in range(300))
+    )
+    assert cli("customers", "import", str(more)).exit_code == 0
+    assert int(str(run(cli)["sent"])) > 300
+    # the pace of the sends let the budget grow past the sessions, up to its bound
+    assert sessions < max(in_flight) <= BUDGET_PER_SESSION * sessions

@@ -34,6 +34,11 @@ RETRIES_IN_RUN = 3  # attempts of one send within a run
 # so a STOP that comes later must not find a long queue already claimed)
 JOURNALED_BUDGET = 128
 AHEAD_SECONDS = 0.1
+# and no more than this many per session: half the budget is claimed, and as many results
+# recorded, in each commit, during which every session's answer waits on the event loop
+# (8 SMTP sessions: 64 results took 1.7 ms to record, 16 took 0.7, about what the server
+# needs to answer 8 commands, so it no longer runs out of work)
+BUDGET_PER_SESSION = 4
 BACKOFF_BASE = 0.2  # seconds; doubles each attempt, with jitter
 MAX_RETRY_AFTER = 60.0  # a longer Retry-After requeues the delivery for a later run
 CIRCUIT_THRESHOLD = 8  # consecutive retryable failures that open a channel's circuit
@@ -188,7 +193,8 @@ class Channel:
             self.first_claim = now
             return
         per_second = self.finished_total / max(now - self.first_claim, 1e-3)
-        ahead = min(JOURNALED_BUDGET, int(per_second * AHEAD_SECONDS))
+        most = min(JOURNALED_BUDGET, BUDGET_PER_SESSION * self.config.concurrency)
+        ahead = min(most, int(per_second * AHEAD_SECONDS))
         self.budget = max(self.config.concurrency, ahead)
 
     @property
