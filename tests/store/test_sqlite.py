@@ -287,6 +287,20 @@ def test_overlapping_send_passes_share_one_checkpoint_thread(low_mark: SqliteSto
     assert threads() == 0
 
 
+def test_a_pass_that_could_not_start_checkpointing_leaves_the_next_one_to_start_it(
+    low_mark: SqliteStore,
+) -> None:
+    closed = sqlite3.connect(":memory:")
+    closed.close()
+    aside = checkpoints.Checkpoints(closed, low_mark.path or Path())
+    with pytest.raises(sqlite3.ProgrammingError), aside.aside():
+        pass
+    aside.conn = low_mark.conn  # the connection is back
+    with aside.aside():
+        assert _automatic_checkpoints(low_mark) == 0
+    assert _automatic_checkpoints(low_mark) == 50
+
+
 def test_older_database_is_migrated(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     db = Database(path)

@@ -46,9 +46,9 @@ class Checkpoints:
     def aside(self) -> Iterator[None]:
         """Checkpoint on the thread while the block runs."""
         with self._lock:
+            if self._users == 0:
+                self._start()  # counted once started: a pass it failed for holds nothing
             self._users += 1
-            if self._users == 1:
-                self._start()
         try:
             yield
         finally:
