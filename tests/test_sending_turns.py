@@ -83,6 +83,19 @@ def test_a_turn_given_by_a_cancelled_task_leaves_no_error_behind() -> None:
     assert errors == []
 
 
+def _on_each_message(server: SmtpEmulator, look: Callable[[], None]) -> None:
+    """Call ``look`` as ``server`` takes each message (it runs in a thread of this process,
+    so ``look`` sees what the run is doing at that moment)."""
+    handler = server.handler_obj
+    take = handler.handle_DATA
+
+    async def handle_DATA(*args: Any) -> str:
+        look()
+        return await take(*args)
+
+    handler.handle_DATA = handle_DATA  # type: ignore[method-assign,assignment]
+
+
 def _checkpointing() -> bool:
     return any(t.name == THREAD_NAME for t in threading.enumerate())
 
@@ -91,18 +104,12 @@ def test_a_run_over_smtp_checkpoints_on_a_thread_while_it_sends(
     ws: Path, cli: Cli, smtp_server: SmtpEmulator
 ) -> None:
     seen: list[bool] = []
-    handler = smtp_server.handler_obj
-    take = handler.handle_DATA
-
-    async def handle_DATA(*args: Any) -> str:
-        seen.append(_checkpointing())  # the server runs in a thread of this process
-        return await take(*args)
-
-    handler.handle_DATA = handle_DATA  # type: ignore[method-assign,assignment]
+    _on_each_message(smtp_server, lambda: seen.append(_checkpointing()))
     use_smtp(ws, smtp_server)
     add_news(ws, cli)
     sent = int(str(run(cli)["sent"]))
-    assert sent and seen == [True] * sent  # (the server refuses the address in UTF-8)
+    # every message the server took (it refuses the one to an address in UTF-8)
+    assert sent and seen == [True] * sent
     assert not _checkpointing()  # stopped with the pass
 
 
@@ -111,18 +118,15 @@ def test_a_journaled_channel_claims_a_few_per_session_ahead_not_more(
 ) -> None:
     sessions = 2
     in_flight: list[int] = []
-    handler = smtp_server.handler_obj
-    take = handler.handle_DATA
 
-    async def handle_DATA(*args: Any) -> str:
+    def count_claimed() -> None:
         with sqlite3.connect(ws / "outreach.db") as db:
             (claimed,) = db.execute(
                 "SELECT count(*) FROM deliveries WHERE status = 'sending'"
             ).fetchone()
         in_flight.append(claimed)
-        return await take(*args)
 
-    handler.handle_DATA = handle_DATA  # type: ignore[method-assign,assignment]
+    _on_each_message(smtp_server, count_claimed)
     use_smtp(ws, smtp_server)
     toml = ws / "outreach.toml"
     text = toml.read_text()
