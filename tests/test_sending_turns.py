@@ -16,6 +16,7 @@ import pytest
 
 from outreach.sending.channel import BUDGET_PER_SESSION
 from outreach.sending.engine import _after_io
+from outreach.sending.senders import SenderPool
 from outreach.store.sqlite.checkpoints import THREAD_NAME
 from tests.conftest import Cli
 from tests.servers.fixtures import smtp_server as smtp_server
@@ -81,6 +82,69 @@ def test_a_turn_given_by_a_cancelled_task_leaves_no_error_behind() -> None:
 
     asyncio.run(main())
     assert errors == []
+
+
+async def _top_up_as_the_last_sender_ends() -> list[str]:
+    """A pool of one sender: its answer comes, it finds the queue empty and ends; in the
+    very turn it ended (its done callbacks not yet run), the worker puts a message and
+    tops up. What was sent a few turns later, before anything else tops up."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[None] = loop.create_future()
+    sent: list[str] = []
+
+    async def send(item: str) -> None:
+        if item == "first":
+            await answer
+        sent.append(item)
+
+    pool: SenderPool[str] = SenderPool(1, send)
+    pool.put("first")
+    pool.top_up()
+    await asyncio.sleep(0)  # the sender waits for its answer
+    answer.set_result(None)  # its task steps in the next turn, ...
+
+    def worker() -> None:  # ... and this runs right after it, in the same turn
+        pool.put("second")
+        pool.top_up()
+
+    loop.call_soon(worker)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    taken = list(sent)
+    await asyncio.wait_for(pool.drain(), 1)  # drain starts a sender for what is left
+    return taken
+
+
+def test_a_sender_that_ended_in_this_turn_is_not_counted_so_the_next_message_is_sent() -> None:
+    # counted until its done callbacks ran, it looked busy: "second" waited with nobody
+    # to send it, and a stopped run left such messages claimed (``sending``)
+    assert asyncio.run(_top_up_as_the_last_sender_ends()) == ["first", "second"]
+
+
+def test_a_pool_sends_in_order_with_at_most_its_size_at_once() -> None:
+    async def main() -> tuple[list[int], int]:
+        taken: list[int] = []
+        busy = most = 0
+
+        async def send(item: int) -> None:
+            nonlocal busy, most
+            taken.append(item)
+            busy += 1
+            most = max(most, busy)
+            await asyncio.sleep(0.001 * (item % 3))
+            busy -= 1
+
+        pool: SenderPool[int] = SenderPool(3, send)
+        for i in range(20):
+            pool.put(i)
+            if i % 4 == 0:
+                pool.top_up()
+                await asyncio.sleep(0)
+        await pool.drain()
+        return taken, most
+
+    taken, most = asyncio.run(main())
+    assert taken == list(range(20)) and most == 3
 
 
 def _on_each_message(server: SmtpEmulator, look: Callable[[], None]) -> None:

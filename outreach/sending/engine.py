@@ -13,10 +13,11 @@ leaves a live process's ``sending`` rows alone.
 Each claimed batch is read once (customers, recent contact, staleness), then every
 delivery goes through ``decide`` (the pure decision), ``Composer.message`` and
 ``channel.send_one`` (retries, backoff, circuit), by at most ``concurrency`` sender tasks
-per channel that take the prepared messages in claim order; results are recorded in
-batches, in the transaction of the next claim (or every ``FLUSH_SECONDS``), and for a
-network channel in one of their own just before it: sessions wait on the loop while it
-writes, so it takes a turn between the two, and between every few messages it prepares.
+per channel (``senders``) that take the prepared messages in claim order; results are
+recorded in batches, in the transaction of the next claim (or every ``FLUSH_SECONDS``),
+and for a network channel in one of their own just before it: sessions wait on the loop
+while it writes, so it takes a turn between the two, and between every few messages it
+prepares.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import contextlib
 import gc
 import os
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,6 +46,7 @@ from .compose import Composer
 from .decide import decide
 from .lease import hold
 from .results import Result, SendSummary
+from .senders import SenderPool
 
 SENT_STATES = (Status.SENT, Status.DELIVERED, Status.READ)
 FLUSH_AT = 2048  # results kept before recording them at once (else at a claim, or every:)
@@ -163,11 +164,9 @@ class _Engine:
                 await ch.provider.aclose()
 
     async def _channel_worker(self, ch: Channel) -> None:
-        # prepared messages in claim order, sent by at most ``concurrency`` sender tasks
-        # (a task per message, waiting on a semaphore, cost more CPU than the send itself
-        # leaves to spare)
-        queue: deque[tuple[dict[str, Any], OutboundMessage]] = deque()
-        senders: set[asyncio.Task[None]] = set()
+        senders: SenderPool[tuple[dict[str, Any], OutboundMessage]] = SenderPool(
+            ch.config.concurrency, lambda item: self._send(ch, *item)
+        )
         while True:
             # local sends never wait, so without this the loop would not see a signal (or
             # anything else) before the queue is empty
@@ -219,30 +218,18 @@ class _Engine:
             piece = max(PREPARE_PIECE, ch.config.concurrency // 2)
             start = 0
             while start < len(rows):
-                end = start + max(piece, ch.config.concurrency - len(queue))
+                end = start + max(piece, ch.config.concurrency - len(senders.queue))
                 for row in rows[start:end]:
                     prepared = self._prepare_one(ch, row, batch)
                     if prepared is not None:
-                        queue.append((row, prepared))
+                        senders.put((row, prepared))
                         if self.left is not None:
                             self.left -= 1
                 start = end
-                for _ in range(min(len(queue), ch.config.concurrency - len(senders))):
-                    task = asyncio.create_task(self._sender(ch, queue))
-                    senders.add(task)
-                    task.add_done_callback(senders.discard)
+                senders.top_up()
                 await _after_io()
-        if senders:
-            await asyncio.gather(*senders)
-
-    async def _sender(
-        self, ch: Channel, queue: deque[tuple[dict[str, Any], OutboundMessage]]
-    ) -> None:
-        """Send from ``queue`` until it is empty (the channel worker starts another when
-        it claims more)."""
-        while queue:
-            row, message = queue.popleft()
-            await self._send(ch, row, message)
+        # every message prepared is sent, or once stopped put back in the queue (send_one)
+        await senders.drain()
 
     def _claim(self, ch: Channel) -> tuple[list[dict[str, Any]], bool]:
         """Record what has finished and claim the next batch, in one transaction; the rows,
