@@ -44,7 +44,7 @@ class SenderPool(Generic[T]):
     async def drain(self) -> None:
         """Wait until everything put has been sent (or has failed: raised here)."""
         self.top_up()
-        while self._tasks:
+        if self._tasks:  # nothing is put meanwhile: these are the last
             await asyncio.gather(*self._tasks)
 
     async def _run(self) -> None:
